@@ -1,0 +1,57 @@
+"""What every channel adapter produces and consumes, whatever its provider.
+
+Inbound, an adapter authenticates a provider's request and turns it into one
+``IncomingMessage``; outbound, it sends one text and returns the provider's id or raises
+``SendError`` saying whether trying again makes sense.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    channel: str  # sms, voice, telegram, email
+    provider_message_id: str
+    sender: str  # personal data: encrypted before it is stored
+    recipient: str | None
+    text: str
+    received_at: datetime
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)  # personal data: encrypted at rest
+
+
+@dataclass(frozen=True)
+class OutgoingText:
+    channel: str
+    recipient: str
+    sender: str | None
+    text: str
+
+
+class SendError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: int | None = None,
+        recipient_opted_out: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+        self.recipient_opted_out = recipient_opted_out
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    """An outbound adapter: sends one text, returns the provider's message id."""
+
+    name: str
+
+    def send(self, message: OutgoingText) -> str: ...

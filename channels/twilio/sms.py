@@ -1,0 +1,135 @@
+"""Twilio Programmable Messaging: the inbound SMS webhook's payload, its signature, and sending.
+
+Inbound: Twilio POSTs form-encoded parameters (MessageSid, From, To, Body, NumMedia,
+MediaUrl<N>, MediaContentType<N>, ...) and signs them with ``X-Twilio-Signature``, an
+HMAC-SHA1 of the URL it called plus the sorted parameters, keyed with the account's auth token.
+The URL is rebuilt as ``PUBLIC_URL`` + path and query, never from the request's Host header:
+a reverse proxy changes that, and an attacker controls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from channels.base import IncomingMessage, OutgoingText, SendError
+
+CHANNEL = "sms"
+MAX_MEDIA = 10  # Twilio's own limit per message
+
+# Twilio error codes (https://www.twilio.com/docs/api/errors)
+UNSUBSCRIBED = 21610  # the recipient replied STOP to this sender
+TOO_MANY_REQUESTS = 20429
+# Errors that sending again will not fix: invalid/unreachable numbers, blocked destinations.
+PERMANENT_4XX = frozenset({21211, 21214, 21408, 21606, 21612, 21614, 30006, 30007})
+
+
+class InvalidPayload(ValueError):
+    pass
+
+
+def public_url_for(public_url: str, path_qs: str) -> str:
+    return public_url.rstrip("/") + path_qs
+
+
+def signature_is_valid(auth_token: str, url: str, form: Mapping[str, str], signature: str) -> bool:
+    if not auth_token or not signature:
+        return False
+    return bool(RequestValidator(auth_token).validate(url, dict(form), signature))
+
+
+def parse(form: Mapping[str, str], received_at: datetime) -> IncomingMessage:
+    """Turn Twilio's webhook parameters into one normalised message (text stored exactly)."""
+    sid = form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid")
+    sender = form.get("From")
+    if not sid or sender is None:
+        raise InvalidPayload("MessageSid and From are required")
+    if len(sid) > 128:
+        raise InvalidPayload("MessageSid too long")
+    attachments: list[dict[str, Any]] = []
+    try:
+        num_media = int(form.get("NumMedia") or 0)
+    except ValueError as exc:
+        raise InvalidPayload("NumMedia is not a number") from exc
+    for index in range(min(max(num_media, 0), MAX_MEDIA)):
+        url = form.get(f"MediaUrl{index}")
+        if url:
+            attachments.append(
+                {"url": url, "content_type": form.get(f"MediaContentType{index}") or ""}
+            )
+    return IncomingMessage(
+        channel=CHANNEL,
+        provider_message_id=sid,
+        sender=sender,
+        recipient=form.get("To") or None,
+        text=form.get("Body") or "",
+        received_at=received_at,
+        attachments=attachments,
+        raw=dict(form),
+    )
+
+
+class TwilioSender:
+    """Sends SMS through Twilio's Messages API with the official library.
+
+    ``api_base`` replaces https://api.twilio.com (setting TWILIO_API_BASE), so tests talk to a
+    local fake that speaks Twilio's JSON. Retries are not done here: the outbound job decides,
+    because only it knows how many attempts were made and when the next one is due.
+    """
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        api_base: str = "https://api.twilio.com",
+        messaging_service_sid: str = "",
+        timeout: float = 15,
+    ) -> None:
+        self._client = Client(
+            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
+        )
+        # TWILIO_REGION / TWILIO_EDGE in the environment would rewrite the API host; the base
+        # URL setting is the one authority on where requests go.
+        self._client.region = None
+        self._client.edge = None
+        self._client.api.base_url = api_base.rstrip("/")
+        self._messaging_service_sid = messaging_service_sid
+
+    def send(self, message: OutgoingText) -> str:
+        kwargs: dict[str, Any] = {"to": message.recipient, "body": message.text}
+        if self._messaging_service_sid:
+            kwargs["messaging_service_sid"] = self._messaging_service_sid
+        elif message.sender:
+            kwargs["from_"] = message.sender
+        else:
+            raise SendError("no sender number configured (TWILIO_FROM_NUMBER)", retryable=False)
+        try:
+            created = self._client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            raise _classify(exc) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            # Twilio may have accepted the message: sending again could send it twice.
+            raise SendError(f"Twilio did not answer in time: {exc}", retryable=False) from exc
+        except requests.exceptions.RequestException as exc:
+            # Connection refused, DNS, TLS: the request did not reach Twilio.
+            raise SendError(f"Twilio unreachable: {exc}", retryable=True) from exc
+        return str(created.sid)
+
+
+def _classify(exc: TwilioRestException) -> SendError:
+    status, code = exc.status, exc.code
+    text = f"Twilio {status} error {code}: {exc.msg}"
+    if code == UNSUBSCRIBED:
+        return SendError(text, retryable=False, code=code, recipient_opted_out=True)
+    if status == 429 or code == TOO_MANY_REQUESTS or status >= 500:
+        return SendError(text, retryable=True, code=code)
+    return SendError(text, retryable=False, code=code)

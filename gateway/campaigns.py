@@ -1,0 +1,145 @@
+"""Campaign files (YAML, config/campaigns/) and their rows in the database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.models import Campaign
+from gateway.textnorm import token as normalise_word
+
+STATUSES = ("draft", "open", "closed")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_PREFIX = re.compile(r"^[A-Z0-9]{2,12}$")
+
+
+class CampaignFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    slug: str
+    title: str
+    question: str
+    keywords: list[str]
+    status: str
+    phone_numbers: list[str] = field(default_factory=list)
+    neighbourhoods: list[str] = field(default_factory=list)
+    reference_prefix: str = ""
+    language: str = "fr"
+    source: str | None = None
+
+
+def parse(data: Any, source: str) -> CampaignSpec:
+    def fail(message: str) -> CampaignFileError:
+        return CampaignFileError(f"{source}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail("a campaign file is a mapping (slug: ..., title: ...)")
+    slug = str(data.get("slug", ""))
+    if not _SLUG.match(slug):
+        raise fail(f"slug {slug!r} must be lower case letters, digits and dashes")
+    title = str(data.get("title") or "").strip()
+    if not title:
+        raise fail("title is required")
+    status = str(data.get("status", "draft"))
+    if status not in STATUSES:
+        raise fail(f"status {status!r} must be one of {', '.join(STATUSES)}")
+
+    def str_list(name: str) -> list[str]:
+        value = data.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            raise fail(f"{name} must be a list of strings")
+        return [str(v).strip() for v in value if str(v).strip()]
+
+    keywords = [k.upper() for k in str_list("keywords")]
+    for keyword in keywords:
+        if " " in keyword:
+            raise fail(f"keyword {keyword!r} must be a single word")
+    prefix = str(data.get("reference_prefix") or "").upper()
+    if not prefix:
+        base = keywords[0] if keywords else slug
+        prefix = re.sub(r"[^A-Z0-9]", "", normalise_word(base).upper())[:12] or "AGORA"
+    if not _PREFIX.match(prefix):
+        raise fail(f"reference_prefix {prefix!r} must be 2 to 12 letters or digits")
+    return CampaignSpec(
+        slug=slug,
+        title=title,
+        question=str(data.get("question") or "").strip(),
+        keywords=keywords,
+        status=status,
+        phone_numbers=str_list("phone_numbers"),
+        neighbourhoods=str_list("neighbourhoods"),
+        reference_prefix=prefix,
+        language=str(data.get("language") or "fr"),
+        source=source,
+    )
+
+
+def read_files(paths: list[Path]) -> list[CampaignSpec]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted([*path.glob("*.yaml"), *path.glob("*.yml")]))
+        else:
+            files.append(path)
+    specs = []
+    for file in files:
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CampaignFileError(f"{file}: {exc}") from exc
+        specs.append(parse(data, str(file)))
+    return specs
+
+
+def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]:
+    """Create or update campaigns by slug; returns (slug, "created" | "updated" | "unchanged")."""
+    existing = {c.slug: c for c in session.scalars(select(Campaign))}
+    _check_keywords(specs, list(existing.values()))
+    results = []
+    for spec in specs:
+        values = {
+            "title": spec.title,
+            "question": spec.question,
+            "keywords": spec.keywords,
+            "status": spec.status,
+            "phone_numbers": spec.phone_numbers,
+            "neighbourhoods": spec.neighbourhoods,
+            "reference_prefix": spec.reference_prefix,
+            "language": spec.language,
+            "source": spec.source,
+        }
+        campaign = existing.get(spec.slug)
+        if campaign is None:
+            session.add(Campaign(slug=spec.slug, **values))
+            results.append((spec.slug, "created"))
+            continue
+        changed = any(getattr(campaign, k) != v for k, v in values.items() if k != "source")
+        for key, value in values.items():
+            setattr(campaign, key, value)
+        results.append((spec.slug, "updated" if changed else "unchanged"))
+    return results
+
+
+def _check_keywords(specs: list[CampaignSpec], existing: list[Campaign]) -> None:
+    owners: dict[str, str] = {}
+    loading = {s.slug for s in specs}
+    pairs = [(s.slug, s.keywords) for s in specs] + [
+        (c.slug, list(c.keywords)) for c in existing if c.slug not in loading
+    ]
+    for slug, keywords in pairs:
+        for keyword in keywords:
+            key = normalise_word(keyword)
+            if key in owners and owners[key] != slug:
+                raise CampaignFileError(
+                    f"keyword {keyword!r} is used by both {owners[key]!r} and {slug!r}"
+                )
+            owners[key] = slug

@@ -1,0 +1,296 @@
+"""The `gateway` command. Every command works whether or not `gateway serve` is running: they
+share the data folder, the database and the (embedded) Redis server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from gateway import campaigns as campaign_files
+from gateway import db, logs
+from gateway.queues import QUEUES
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+def _settings() -> Settings:
+    return Settings.load()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default=None, help="DEBUG, INFO or WARNING.")
+def main(log_level: str | None) -> None:
+    """Agora gateway: residents contribute to a city's consultations by SMS, voice, chat, email."""
+    logs.configure(log_level or _settings().log_level)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the web server: webhooks, health, console, API.
+
+    With embedded defaults (no GATEWAY_REDIS_URL) it also starts the embedded Redis server and
+    a worker in the same process, and stops both on exit.
+    """
+    from aiohttp import web
+
+    from gateway.web import create_app
+
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    try:
+        app = create_app(settings)
+    except db.SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Drain the queues, then exit.")
+@click.option(
+    "--queues",
+    "queue_names",
+    multiple=True,
+    type=click.Choice(QUEUES),
+    help="Queues to listen on, in priority order (repeatable; default: all).",
+)
+def worker(burst: bool, queue_names: tuple[str, ...]) -> None:
+    """Run a worker: processes messages, sends replies, transcribes audio."""
+    from workers.runner import run_worker
+
+    runtime = _open()
+    try:
+        run_worker(runtime, queue_names or QUEUES, burst)
+    finally:
+        runtime.close()
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+    settings = _settings()
+    engine = db.make_engine(settings.effective_database_url)
+    db.upgrade(engine)
+    engine.dispose()
+    click.echo("database schema is current")
+
+
+@main.group("campaigns")
+def campaigns_group() -> None:
+    """Consultation campaigns (YAML files)."""
+
+
+@campaigns_group.command("load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def campaigns_load(paths: tuple[Path, ...]) -> None:
+    """Load campaign files or folders; a campaign is updated in place by slug."""
+    try:
+        specs = campaign_files.read_files(list(paths))
+    except campaign_files.CampaignFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    runtime = _open(redis=False)
+    try:
+        with runtime.sessions.begin() as session:
+            results = campaign_files.upsert(session, specs)
+    except campaign_files.CampaignFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.close()
+    for slug, result in results:
+        click.echo(f"{slug}: {result}")
+
+
+@campaigns_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def campaigns_list(as_json: bool) -> None:
+    """List campaigns."""
+    from gateway.models import Campaign
+
+    runtime = _open(redis=False)
+    try:
+        with runtime.sessions() as session:
+            rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "slug": c.slug,
+                        "title": c.title,
+                        "status": c.status,
+                        "keywords": c.keywords,
+                        "phone_numbers": c.phone_numbers,
+                        "neighbourhoods": c.neighbourhoods,
+                        "reference_prefix": c.reference_prefix,
+                    }
+                    for c in rows
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    for c in rows:
+        click.echo(f"{c.slug:<16} {c.status:<7} {','.join(c.keywords):<16} {c.title}")
+
+
+@main.group("contributions")
+def contributions_group() -> None:
+    """Contributions waiting for, or through, moderation."""
+
+
+@contributions_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (the contract's fields).")
+@click.option("--campaign", default=None, help="Only this campaign (slug).")
+@click.option("--status", default=None, help="pending, published, rejected or spam.")
+def contributions_list(as_json: bool, campaign: str | None, status: str | None) -> None:
+    """List contributions, oldest first."""
+    from gateway.exports import contribution_dict
+    from gateway.models import Campaign, Contribution
+
+    runtime = _open(redis=False)
+    try:
+        with runtime.sessions() as session:
+            query = select(Contribution).order_by(Contribution.received_at, Contribution.id)
+            if campaign:
+                query = query.join(Campaign).where(Campaign.slug == campaign)
+            if status:
+                query = query.where(Contribution.status == status)
+            items = [contribution_dict(c) for c in session.scalars(query).unique()]
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    for item in items:
+        click.echo(
+            f"{item['reference']:<14} {item['status']:<9} {item['channel']:<6} {item['text'][:60]}"
+        )
+
+
+@main.group("simulate")
+def simulate_group() -> None:
+    """Send a message as a resident would, through the same ingest path as a webhook."""
+
+
+@simulate_group.command("sms")
+@click.option("--from", "sender", required=True, help="The resident's number, e.g. +33612345678.")
+@click.option("--to", "recipient", default=None, help="The city's number the SMS is sent to.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for replies.")
+@click.argument("text")
+def simulate_sms(sender: str, recipient: str | None, timeout: float, text: str) -> None:
+    """Simulate an incoming SMS and print the gateway's replies."""
+    from channels.base import IncomingMessage
+    from gateway import ingest
+    from gateway.models import InboundMessage, OutboundMessage
+    from gateway.web import load_campaigns
+
+    runtime = _open()
+    try:
+        load_campaigns(runtime)
+        recipient = recipient or runtime.settings.twilio_from_number or None
+        sid = "SM" + uuid.uuid4().hex
+        form = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "From": sender,
+            "To": recipient or "",
+            "Body": text,
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+        message = IncomingMessage(
+            channel="sms",
+            provider_message_id=sid,
+            sender=sender,
+            recipient=recipient,
+            text=text,
+            received_at=datetime.now(UTC),
+            raw=form,
+        )
+        (stored,) = ingest.store(runtime, [message])
+        if stored.message_id is None:
+            raise click.ClickException("the message was not stored")
+        if not _worker_running(runtime):
+            _drain(runtime)
+        deadline = time.monotonic() + timeout
+        replies: list[OutboundMessage] = []
+        while time.monotonic() < deadline:
+            with runtime.sessions() as session:
+                state = session.get(InboundMessage, stored.message_id)
+                replies = list(
+                    session.scalars(
+                        select(OutboundMessage)
+                        .where(OutboundMessage.inbound_message_id == stored.message_id)
+                        .order_by(OutboundMessage.id)
+                    )
+                )
+            done = state is not None and state.state != "received"
+            if done and all(r.status in ("sent", "failed") for r in replies):
+                break
+            time.sleep(0.1)
+        else:
+            raise click.ClickException("no answer in time: is a worker running?")
+        if not replies:
+            click.echo("(no reply)")
+        for reply in replies:
+            suffix = "" if reply.status == "sent" else f"  [{reply.status}: {reply.error}]"
+            click.echo(f"{reply.text}{suffix}")
+    finally:
+        runtime.close()
+
+
+def _worker_running(runtime: Runtime) -> bool:
+    from rq import Worker
+
+    return any(
+        set(w.queue_names()) & {"inbound", "outbound"} for w in Worker.all(connection=runtime.redis)
+    )
+
+
+def _drain(runtime: Runtime) -> None:
+    """No worker is running: process the queues here, the way a worker would."""
+    from rq import SimpleWorker
+
+    from workers import context
+
+    context.set_runtime(runtime)
+    worker = SimpleWorker(
+        [runtime.queue("inbound"), runtime.queue("outbound")], connection=runtime.redis
+    )
+    for _ in range(3):  # inbound jobs enqueue outbound jobs
+        worker.work(burst=True, logging_level="WARNING")
+
+
+def _open(redis: bool = True) -> Runtime:
+    try:
+        runtime = Runtime.open(_settings())
+    except db.SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from exc
+    if redis and runtime.embedded:
+        runtime.embedded.ensure_running()
+    return runtime
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The message catalogue: every string a resident reads, French first.
+
+Catalogues are YAML files in ``gateway/locales/``, one per language, nested
+mappings whose leaf paths are the dotted keys ("receipt.default"). French is the
+reference: a language or a key missing elsewhere falls back to it, so a
+half-translated catalogue never leaves a resident without an answer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import yaml
+
+DEFAULT_LANGUAGE = "fr"
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+@functools.cache
+def catalogue(language: str) -> Mapping[str, str]:
+    """All messages of one language, by dotted key (read from disk once)."""
+    source = resources.files("gateway") / "locales" / f"{language}.yaml"
+    if not source.is_file():
+        return {}
+    data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    return _flatten(data)
+
+
+@functools.cache
+def languages() -> tuple[str, ...]:
+    """The languages with a catalogue, French first."""
+    found = sorted(
+        entry.name.removesuffix(".yaml")
+        for entry in (resources.files("gateway") / "locales").iterdir()
+        if entry.name.endswith(".yaml")
+    )
+    return (DEFAULT_LANGUAGE, *(name for name in found if name != DEFAULT_LANGUAGE))
+
+
+def translate(key: str, language: str = DEFAULT_LANGUAGE, **params: object) -> str:
+    """The message for ``key`` in ``language``, its {placeholders} filled from ``params``.
+
+    Raises KeyError for a key that French does not have either: that is a bug
+    in the caller, not something to paper over with an empty SMS.
+    """
+    template = catalogue(language).get(key) if language in languages() else None
+    if template is None:
+        template = catalogue(DEFAULT_LANGUAGE)[key]
+    return template.format_map(params)

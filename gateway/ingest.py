@@ -1,0 +1,213 @@
+"""Ingest: store what a provider delivered, then enqueue it; answer the provider either way.
+
+The row is committed before the provider gets its answer, with a unique key on (channel,
+provider message id) so that a provider's retry is absorbed. The job id derives from the row,
+so enqueueing twice names the same job. When Redis is down the message stays stored with
+state ``received`` and the sweeper (workers.sweeper) enqueues it later: nothing is lost.
+
+Webhooks arrive concurrently; ``BatchingIngest`` groups the rows that arrive while the previous
+batch is being written into one transaction and one Redis pipeline (group commit), which is
+what lets one process accept a thousand webhooks a second on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from channels.base import IncomingMessage
+from gateway.models import InboundMessage
+from gateway.privacy import log_id
+from gateway.queues import INBOUND, inbound_job_id
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: int | None  # None for a duplicate delivery
+    duplicate: bool
+    enqueued: bool
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; the exact bytes stay in the encrypted raw payload.
+    return value.replace("\x00", "\ufffd")
+
+
+def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
+    vault = runtime.vault
+    raw = json.dumps(message.raw, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return {
+        "channel": message.channel,
+        "provider_message_id": _text(message.provider_message_id),
+        "sender_hash": vault.lookup_hash(message.channel, message.sender),
+        "sender_encrypted": vault.encrypt(message.sender),
+        "recipient": _text(message.recipient) if message.recipient is not None else None,
+        "text": _text(message.text),
+        "attachments": message.attachments,
+        "raw_encrypted": vault.encrypt_bytes(raw),
+        "received_at": message.received_at,
+        "state": "received",
+        "attempts": 0,
+    }
+
+
+def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert rows, skipping (channel, provider id) pairs already stored; returns new ids."""
+    table = InboundMessage.__table__
+    dialect = runtime.engine.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=["channel", "provider_message_id"]
+        )
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=["channel", "provider_message_id"]
+        )
+    else:  # pragma: no cover - only the two supported backends
+        stmt = insert(table)
+    stmt = stmt.returning(table.c.id, table.c.channel, table.c.provider_message_id)
+    with runtime.engine.begin() as connection:
+        result = connection.execute(stmt, rows)
+        return {f"{r.channel}\x00{r.provider_message_id}": r.id for r in result}
+
+
+def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]:
+    """Store messages and enqueue the new ones. Raises SQLAlchemyError if the database is down
+    (the caller answers the provider with a 5xx so that it retries); never raises for Redis."""
+    if not messages:
+        return []
+    rows = [_row(runtime, m) for m in messages]
+    try:
+        new_ids = _insert_ignoring_duplicates(runtime, rows)
+    except SQLAlchemyError:
+        if len(rows) == 1:
+            raise
+        # One bad row must not cost the others their place: store them one by one.
+        log.exception("batch insert failed; storing %d messages one by one", len(rows))
+        new_ids = {}
+        for row in rows:
+            try:
+                new_ids.update(_insert_ignoring_duplicates(runtime, [row]))
+            except SQLAlchemyError:
+                log.exception("could not store a %s message", row["channel"])
+    results: list[Stored] = []
+    to_enqueue: list[int] = []
+    seen: set[str] = set()
+    for message, row in zip(messages, rows, strict=True):
+        key = f"{message.channel}\x00{message.provider_message_id}"
+        message_id = new_ids.get(key)
+        if message_id is None or key in seen:
+            log.info(
+                "duplicate %s delivery absorbed (sender %s)",
+                message.channel,
+                log_id(row["sender_hash"]),
+            )
+            results.append(Stored(None, True, False))
+            continue
+        seen.add(key)
+        to_enqueue.append(message_id)
+        results.append(Stored(message_id, False, True))
+    enqueued = enqueue_inbound(runtime, to_enqueue)
+    if not enqueued:
+        results = [Stored(r.message_id, r.duplicate, False) for r in results]
+    return results
+
+
+def enqueue_inbound(runtime: Runtime, message_ids: Sequence[int]) -> bool:
+    if not message_ids:
+        return True
+    from workers import jobs
+
+    try:
+        q = runtime.queue(INBOUND)
+        with runtime.redis.pipeline() as pipe:
+            q.enqueue_many(
+                [
+                    q.prepare_data(
+                        jobs.process_inbound,
+                        (mid,),
+                        job_id=inbound_job_id(mid),
+                        result_ttl=600,
+                        failure_ttl=7 * 24 * 3600,
+                    )
+                    for mid in message_ids
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning(
+            "Redis unavailable, %d message(s) stored and left for the sweeper: %s",
+            len(message_ids),
+            exc,
+        )
+        return False
+    return True
+
+
+class BatchingIngest:
+    """Group commit for concurrent webhooks, on one writer thread (SQLite has one writer)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._queue: asyncio.Queue[tuple[IncomingMessage, asyncio.Future[Stored]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Let what was accepted be written before the process goes.
+            while self._queue is not None and not self._queue.empty():
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def accept(self, message: IncomingMessage) -> Stored:
+        assert self._queue is not None, "BatchingIngest.start() was not awaited"
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        await self._queue.put((message, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            messages = [m for m, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
+            except Exception as exc:
+                log.exception("could not store %d message(s)", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)

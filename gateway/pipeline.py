@@ -1,0 +1,397 @@
+"""The imperative shell around the conversation engine.
+
+For one stored message: find the resident and their conversation, give the engine what it
+needs, and apply what it decides (contributions, replies, opt-out, erasure) in one transaction
+that also marks the message processed. Running it twice changes nothing the second time.
+
+Order per sender: a job for any message of a sender processes every unprocessed message of
+that sender, oldest first, under a per-sender Redis lock. Whichever worker gets there first
+does the work in arrival order; the others find nothing left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import LockError
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from gateway import conversation as engine
+from gateway.i18n import translate
+from gateway.models import (
+    Campaign,
+    Contribution,
+    Contributor,
+    Conversation,
+    InboundMessage,
+    OutboundMessage,
+    ReferenceCounter,
+)
+from gateway.privacy import log_id, new_contributor_id
+from gateway.runtime import Runtime
+from gateway.sms_segments import encoding, segments
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+UNASSIGNED_PREFIX = "AGORA"
+
+
+class SenderBusy(RuntimeError):
+    """Another worker holds this sender's lock for too long; the job is retried."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def sender_lock(runtime: Runtime, channel: str, sender_hash: str) -> Iterator[None]:
+    lock = runtime.redis.lock(
+        f"gateway:lock:sender:{channel}:{sender_hash}", timeout=300, blocking_timeout=120
+    )
+    if not lock.acquire():
+        raise SenderBusy(f"sender {log_id(sender_hash)} is busy")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("sender lock for %s expired while held", log_id(sender_hash))
+
+
+def process_inbound(runtime: Runtime, message_id: int) -> list[int]:
+    """Process the sender's backlog up to and including ``message_id``; returns outbound ids."""
+    with runtime.sessions() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.state != "received":
+            return []
+        channel, sender_hash = message.channel, message.sender_hash
+    if sender_hash is None:
+        return []
+    outbound: list[int] = []
+    with sender_lock(runtime, channel, sender_hash):
+        with runtime.sessions() as session:
+            backlog = list(
+                session.scalars(
+                    select(InboundMessage.id)
+                    .where(
+                        InboundMessage.channel == channel,
+                        InboundMessage.sender_hash == sender_hash,
+                        InboundMessage.state == "received",
+                    )
+                    .order_by(InboundMessage.received_at, InboundMessage.id)
+                )
+            )
+        for next_id in backlog:
+            outbound.extend(_process_one(runtime, next_id))
+    return outbound
+
+
+def _process_one(runtime: Runtime, message_id: int) -> list[int]:
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == message_id)
+            .values(attempts=InboundMessage.attempts + 1)
+        )
+    try:
+        with runtime.sessions.begin() as session:
+            return _handle(runtime, session, message_id)
+    except Exception as exc:
+        with runtime.sessions.begin() as session:
+            message = session.get(InboundMessage, message_id)
+            if message is not None:
+                message.error = f"{type(exc).__name__}: {exc}"[:2000]
+                if message.attempts >= MAX_ATTEMPTS:
+                    message.state = "failed"
+                    log.error(
+                        "message %d failed %d times; left for an operator",
+                        message_id,
+                        message.attempts,
+                    )
+        raise
+
+
+def _handle(runtime: Runtime, session: Session, message_id: int) -> list[int]:
+    message = session.get(InboundMessage, message_id)
+    if message is None or message.state != "received":
+        return []
+    now = now_utc()
+    contributor = _contributor_for(session, message, now)
+    conv = session.scalar(
+        select(Conversation).where(
+            Conversation.contributor_id == contributor.id, Conversation.channel == message.channel
+        )
+    )
+    if conv is None:
+        conv = Conversation(contributor_id=contributor.id, channel=message.channel, state={})
+        session.add(conv)
+        session.flush()
+    context = _context(runtime, session, contributor, now)
+    incoming = engine.Incoming(
+        text=message.text,
+        received_at=message.received_at,
+        recipient=message.recipient,
+        attachments=len(message.attachments or []),
+    )
+    outcome = engine.handle(engine.State.from_dict(conv.state), incoming, context)
+    outbound = _apply(
+        runtime,
+        session,
+        outcome,
+        contributor=contributor,
+        conv=conv,
+        channel=message.channel,
+        reply_from=message.recipient,
+        decision=f"in{message.id}",
+        inbound_id=message.id,
+        now=now,
+    )
+    message.state = "processed"
+    message.processed_at = now
+    message.error = None
+    log.info(
+        "%s message %d from %s processed: step=%s contributions=%d replies=%d",
+        message.channel,
+        message.id,
+        log_id(message.sender_hash),
+        outcome.state.step,
+        len(outcome.contributions),
+        len(outcome.replies),
+    )
+    if outcome.forget:
+        _forget(session, contributor, message)
+    return outbound
+
+
+def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
+    """File what an abandoned conversation kept (called by the sweeper's job)."""
+    with runtime.sessions() as session:
+        conv = session.get(Conversation, conversation_id)
+        if conv is None:
+            return []
+        contributor = session.get(Contributor, conv.contributor_id)
+        if contributor is None or contributor.address_hash is None:
+            return []
+        channel, sender_hash = conv.channel, contributor.address_hash
+    with sender_lock(runtime, channel, sender_hash), runtime.sessions.begin() as session:
+        conv = session.get(Conversation, conversation_id)
+        if conv is None:
+            return []
+        state = engine.State.from_dict(conv.state)
+        now = now_utc()
+        if not engine.is_expired(state, now):
+            return []
+        contributor = session.get(Contributor, conv.contributor_id)
+        assert contributor is not None
+        context = _context(runtime, session, contributor, now)
+        outcome = engine.expire(state, context)
+        stamp = conv.expires_at.strftime("%Y%m%d%H%M%S") if conv.expires_at else "none"
+        return _apply(
+            runtime,
+            session,
+            outcome,
+            contributor=contributor,
+            conv=conv,
+            channel=conv.channel,
+            reply_from=None,
+            decision=f"conv{conv.id}-exp{stamp}",
+            inbound_id=None,
+            now=now,
+        )
+
+
+def _contributor_for(session: Session, message: InboundMessage, now: datetime) -> Contributor:
+    contributor = session.scalar(
+        select(Contributor).where(
+            Contributor.channel == message.channel,
+            Contributor.address_hash == message.sender_hash,
+        )
+    )
+    if contributor is None:
+        contributor = Contributor(
+            public_id=new_contributor_id(),
+            channel=message.channel,
+            address_hash=message.sender_hash,
+            address_encrypted=message.sender_encrypted,
+            created_at=now,
+        )
+        session.add(contributor)
+        session.flush()
+    return contributor
+
+
+def campaign_infos(session: Session) -> tuple[engine.CampaignInfo, ...]:
+    return tuple(
+        engine.CampaignInfo(
+            slug=c.slug,
+            title=c.title,
+            question=c.question,
+            keywords=tuple(c.keywords or ()),
+            status=c.status,
+            phone_numbers=tuple(c.phone_numbers or ()),
+            neighbourhoods=tuple(c.neighbourhoods or ()),
+        )
+        for c in session.scalars(select(Campaign).order_by(Campaign.id))
+    )
+
+
+def _context(
+    runtime: Runtime, session: Session, contributor: Contributor, now: datetime
+) -> engine.Context:
+    own = session.execute(
+        select(Contribution.reference, Contribution.status, Campaign.title)
+        .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
+        .where(Contribution.contributor_id == contributor.id)
+        .order_by(Contribution.received_at.desc())
+        .limit(50)
+    ).all()
+    sender = engine.Sender(
+        first_contact=contributor.notice_sent_at is None,
+        opted_out=contributor.opted_out,
+        language=contributor.language,
+        contributions=tuple(
+            engine.OwnContribution(reference=r, status=s, campaign_title=t or "") for r, s, t in own
+        ),
+    )
+    return engine.Context(
+        now=now,
+        campaigns=campaign_infos(session),
+        sender=sender,
+        expiry=timedelta(minutes=runtime.settings.conversation_expiry_minutes),
+    )
+
+
+def next_reference(session: Session, prefix: str) -> str:
+    counter = session.get(ReferenceCounter, prefix, with_for_update=True)
+    if counter is None:
+        counter = ReferenceCounter(prefix=prefix, value=0)
+        session.add(counter)
+    counter.value += 1
+    session.flush()
+    return f"{prefix}-{counter.value:04d}"
+
+
+def _apply(
+    runtime: Runtime,
+    session: Session,
+    outcome: engine.Outcome,
+    *,
+    contributor: Contributor,
+    conv: Conversation,
+    channel: str,
+    reply_from: str | None,
+    decision: str,
+    inbound_id: int | None,
+    now: datetime,
+) -> list[int]:
+    if outcome.language:
+        contributor.language = outcome.language
+    if outcome.opt_out:
+        contributor.opted_out, contributor.opted_out_at = True, now
+    if outcome.opt_in:
+        contributor.opted_out, contributor.opted_out_at = False, None
+    if outcome.notice_sent:
+        contributor.notice_sent_at = now
+
+    campaigns = {c.slug: c for c in session.scalars(select(Campaign))}
+    created: list[Contribution] = []
+    for new in outcome.contributions:
+        campaign = campaigns.get(new.campaign) if new.campaign else None
+        prefix = campaign.reference_prefix if campaign else UNASSIGNED_PREFIX
+        contribution = Contribution(
+            reference=next_reference(session, prefix),
+            campaign_id=campaign.id if campaign else None,
+            contributor_id=contributor.id,
+            inbound_message_id=inbound_id,
+            channel=channel,
+            text=new.text,
+            kind=new.kind,
+            group_description=new.group,
+            neighbourhood=new.neighbourhood,
+            language=contributor.language,
+            filed_on_expiry=new.expired,
+            received_at=new.received_at,
+        )
+        session.add(contribution)
+        created.append(contribution)
+    session.flush()
+    for contribution in created:
+        log.info("contribution %s filed (%s)", contribution.reference, channel)
+
+    language = contributor.language
+    sender = reply_from or _default_sender(runtime, channel)
+    rows: list[OutboundMessage] = []
+    for index, reply in enumerate(outcome.replies):
+        params = dict(reply.params)
+        contribution_id = None
+        if reply.contribution is not None:
+            filed = created[reply.contribution]
+            params["reference"] = filed.reference
+            contribution_id = filed.id
+        text = translate(reply.key, language, **params)
+        rows.append(
+            OutboundMessage(
+                decision_key=f"{decision}-r{index}",
+                channel=channel,
+                contributor_id=contributor.id,
+                inbound_message_id=inbound_id,
+                contribution_id=contribution_id,
+                recipient_encrypted=contributor.address_encrypted,
+                sender=sender,
+                text=text,
+                message_key=reply.key,
+                encoding=encoding(text),
+                segments=segments(text),
+                status="queued",
+                created_at=now,
+            )
+        )
+    session.add_all(rows)
+
+    conv.state = outcome.state.to_dict()
+    conv.step = outcome.state.step
+    conv.expires_at = getattr(outcome.state, "expires_at", None)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def _default_sender(runtime: Runtime, channel: str) -> str | None:
+    if channel in ("sms", "voice"):
+        return runtime.settings.twilio_from_number or None
+    return None
+
+
+def _forget(session: Session, contributor: Contributor, message: InboundMessage) -> None:
+    """OUBLIER: erase the resident's address everywhere; their contributions stay, detached.
+
+    Replies already decided keep their own encrypted copy of the address until they are sent
+    (the confirmation of this erasure is one of them), then it is wiped like every other.
+    """
+    sender_hash = contributor.address_hash
+    session.execute(
+        update(Contribution)
+        .where(Contribution.contributor_id == contributor.id)
+        .values(contributor_id=None)
+    )
+    if sender_hash:
+        session.execute(
+            update(InboundMessage)
+            .where(
+                InboundMessage.channel == contributor.channel,
+                InboundMessage.sender_hash == sender_hash,
+                InboundMessage.state != "received",
+            )
+            .values(sender_hash=None, sender_encrypted=None, raw_encrypted=None)
+        )
+    message.sender_hash = message.sender_encrypted = message.raw_encrypted = None
+    session.execute(delete(Conversation).where(Conversation.contributor_id == contributor.id))
+    session.flush()
+    session.delete(contributor)
+    log.info("a %s contributor was forgotten at their request", contributor.channel)

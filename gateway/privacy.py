@@ -1,0 +1,88 @@
+"""Residents' addresses (phone numbers, chat ids, email addresses) at rest.
+
+An address is stored twice, never in clear: encrypted (Fernet, so the gateway can reply) and
+as a keyed hash (HMAC-SHA256, so a returning sender is found without decrypting every row).
+Both keys derive from ``SECRET_KEY`` with HKDF and distinct labels, so one never serves as
+the other. Pseudonymous contributor ids are random, not derived from the address: they say
+nothing about it even to someone holding the secret key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from functools import cached_property
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+def _derive(secret_key: str, label: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"agora-gateway", info=label).derive(
+        secret_key.encode("utf-8")
+    )
+
+
+class AddressVault:
+    def __init__(self, secret_key: str) -> None:
+        if not secret_key:
+            raise ValueError("SECRET_KEY is empty")
+        self._secret_key = secret_key
+
+    @cached_property
+    def _fernet(self) -> Fernet:
+        return Fernet(base64.urlsafe_b64encode(_derive(self._secret_key, b"address-encryption")))
+
+    @cached_property
+    def _hash_key(self) -> bytes:
+        return _derive(self._secret_key, b"address-lookup-hash")
+
+    def encrypt(self, value: str) -> bytes:
+        return self._fernet.encrypt(value.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        return self._fernet.decrypt(token).decode("utf-8")
+
+    def encrypt_bytes(self, value: bytes) -> bytes:
+        return self._fernet.encrypt(value)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        return self._fernet.decrypt(token)
+
+    def lookup_hash(self, channel: str, address: str) -> str:
+        normalised = normalise_address(channel, address)
+        digest = hmac.new(self._hash_key, f"{channel}\x00{normalised}".encode(), hashlib.sha256)
+        return digest.hexdigest()
+
+
+def normalise_address(channel: str, address: str) -> str:
+    """The form under which two spellings of one address are the same sender."""
+    address = address.strip()
+    if channel == "email":
+        return address.lower()
+    if channel in ("sms", "voice"):
+        # Twilio sends E.164; keep anything else as given (short codes, alphanumeric ids).
+        return re.sub(r"[\s.\-()]", "", address)
+    return address
+
+
+def new_contributor_id() -> str:
+    return "c-" + secrets.token_hex(6)
+
+
+def log_id(lookup_hash: str | None) -> str:
+    """A short, stable tag for logs: lets an operator follow one sender without the address."""
+    return (lookup_hash or "-")[:10]
+
+
+_PHONE_RE = re.compile(r"\+?\d[\d .\-]{7,}\d")
+_EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+\.[\w.\-]+")
+
+
+def redact(text: str) -> str:
+    """Belt and braces for log lines: mask anything shaped like a phone number or an email."""
+    return _EMAIL_RE.sub("<email>", _PHONE_RE.sub("<phone>", text))

@@ -1,0 +1,105 @@
+"""The resources one process holds: settings, database, Redis, the address vault, senders.
+
+Built once per process from settings (``Runtime.open``) and closed on exit; the web app keeps
+it under an AppKey, a worker process keeps it for its jobs (workers.context).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from functools import cached_property
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import Sender
+from channels.console import ConsoleOutbox
+from gateway import db
+from gateway.privacy import AddressVault
+from gateway.queues import EmbeddedRedis, queue, redis_from_url
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# RQ's Worker forks a child per job: pooled database connections must not cross the fork.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _dispose_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_after_fork)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, engine: Engine, embedded: EmbeddedRedis | None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions: sessionmaker[Session] = db.session_factory(engine)
+        self.vault = AddressVault(settings.secret_key)
+        self.embedded = embedded
+        self._redis: Redis | None = None
+        self._senders: dict[str, Sender] = {}
+        _ENGINES.add(engine)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        settings = settings.ensure_secret_key()
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        engine = db.make_engine(settings.effective_database_url)
+        if migrate:
+            db.prepare(engine)
+        embedded = EmbeddedRedis(settings.data_path) if settings.embedded_redis else None
+        return cls(settings, engine, embedded)
+
+    @property
+    def redis_url(self) -> str:
+        return self.embedded.url if self.embedded else self.settings.redis_url
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            if self.embedded:
+                self.embedded.ensure_running()
+            self._redis = redis_from_url(self.redis_url)
+        return self._redis
+
+    def queue(self, name: str) -> Queue:
+        return queue(name, self.redis)
+
+    def sender(self, channel: str) -> Sender:
+        if channel not in self._senders:
+            self._senders[channel] = self._make_sender(channel)
+        return self._senders[channel]
+
+    def _make_sender(self, channel: str) -> Sender:
+        s = self.settings
+        if channel in ("sms", "voice") and s.twilio_configured:
+            from channels.twilio.sms import TwilioSender
+
+            return TwilioSender(
+                s.twilio_account_sid,
+                s.twilio_auth_token,
+                s.twilio_api_base,
+                s.twilio_messaging_service_sid,
+            )
+        return ConsoleOutbox()
+
+    @cached_property
+    def sender_label(self) -> str:
+        return "console" if not self.settings.twilio_configured else "twilio"
+
+    def close(self, *, release_redis: bool = True) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis.connection_pool.disconnect()
+            self._redis = None
+        if release_redis and self.embedded:
+            self.embedded.release()
+        self.engine.dispose()

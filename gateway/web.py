@@ -1,0 +1,108 @@
+"""The web application: webhooks, health, (later) the moderation console and the JSON API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy import text
+
+from channels.twilio import webhooks as twilio_webhooks
+from gateway import campaigns
+from gateway.ingest import BatchingIngest
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.webkeys import INGEST, RUNTIME, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    settings = settings.ensure_secret_key()
+    app = web.Application(client_max_size=settings.max_webhook_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_runtime_ctx)
+    app.router.add_get("/healthz", healthz)
+    twilio_webhooks.add_routes(app)
+    return app
+
+
+async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    runtime = await loop.run_in_executor(None, Runtime.open, settings)
+    app[RUNTIME] = runtime
+    await loop.run_in_executor(None, load_campaigns, runtime)
+    if runtime.embedded:
+        await loop.run_in_executor(None, runtime.embedded.ensure_running)
+    ingest = BatchingIngest(runtime)
+    await ingest.start()
+    app[INGEST] = ingest
+    background = None
+    if runtime.embedded and settings.embedded_worker:
+        from workers.runner import Ticker, start_thread_worker
+        from workers.sweeper import sweep
+
+        await loop.run_in_executor(None, sweep, runtime)
+        worker, thread = start_thread_worker(runtime)
+        ticker = Ticker(runtime, on_tick=lambda: _revive_embedded_redis(runtime))
+        ticker.start()
+        background = (worker, thread, ticker)
+    try:
+        yield
+    finally:
+        if background:
+            worker, thread, ticker = background
+            ticker.stop()
+            worker.stop()
+            await loop.run_in_executor(None, thread.join, 10)
+            await loop.run_in_executor(None, ticker.join, 5)
+        await ingest.stop()
+        await loop.run_in_executor(None, runtime.close)
+
+
+def _revive_embedded_redis(runtime: Runtime) -> None:
+    # The embedded server is ours to keep alive: if it died, start it again (the append-only
+    # file brings the queues back; the sweeper re-enqueues anything lost).
+    if runtime.embedded and not runtime.embedded.alive():
+        log.warning("embedded Redis is down; restarting it")
+        runtime.embedded.ensure_running()
+
+
+def load_campaigns(runtime: Runtime) -> None:
+    directory = runtime.settings.effective_campaigns_dir
+    if not directory.is_dir():
+        log.warning("no campaign folder at %s", directory)
+        return
+    specs = campaigns.read_files([directory])
+    with runtime.sessions.begin() as session:
+        for slug, result in campaigns.upsert(session, specs):
+            log.info("campaign %s: %s", slug, result)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    loop = asyncio.get_running_loop()
+
+    def check() -> dict[str, str]:
+        status = {}
+        try:
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            status["database"] = "ok"
+        except Exception as exc:
+            status["database"] = f"down: {type(exc).__name__}"
+        try:
+            runtime.redis.ping()
+            status["redis"] = "ok"
+        except Exception as exc:
+            status["redis"] = f"down: {type(exc).__name__}"
+        return status
+
+    status = await loop.run_in_executor(None, check)
+    ok = status["database"] == "ok"
+    # Without Redis the gateway still accepts and stores messages: degraded, not down.
+    status["status"] = "ok" if ok and status["redis"] == "ok" else ("degraded" if ok else "down")
+    return web.json_response(status, status=200 if ok else 503)

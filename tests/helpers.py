@@ -1,0 +1,105 @@
+"""Small helpers the tests share: signing like Twilio, draining queues like a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import SimpleWorker
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from channels.base import IncomingMessage
+from gateway import ingest
+from gateway.models import Contribution, InboundMessage, OutboundMessage
+from gateway.runtime import Runtime
+from workers import context
+
+_counter = iter(range(1, 10**9))
+
+
+def sign(auth_token: str, url: str, form: Mapping[str, str]) -> str:
+    return str(RequestValidator(auth_token).compute_signature(url, dict(form)))
+
+
+def sms_form(
+    body: str, sender: str = "+33612345678", to: str = "+33100000001", sid: str | None = None
+) -> dict[str, str]:
+    sid = sid or f"SM{next(_counter):032x}"
+    return {
+        "ToCountry": "FR",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "Body": body,
+        "FromCountry": "FR",
+        "To": to,
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def incoming_sms(
+    body: str, sender: str = "+33612345678", to: str = "+33100000001", sid: str | None = None
+) -> IncomingMessage:
+    form = sms_form(body, sender, to, sid)
+    return IncomingMessage(
+        channel="sms",
+        provider_message_id=form["MessageSid"],
+        sender=sender,
+        recipient=to,
+        text=body,
+        received_at=datetime.now(UTC),
+        raw=form,
+    )
+
+
+def drain(runtime: Runtime) -> None:
+    """Run every queued job in this process, as `gateway worker --burst` would."""
+    context.set_runtime(runtime)
+    worker = SimpleWorker(
+        [runtime.queue(q) for q in ("inbound", "outbound", "default")],
+        connection=runtime.redis,
+    )
+    for _ in range(4):
+        worker.work(burst=True, logging_level="WARNING")
+
+
+def send_sms(runtime: Runtime, body: str, sender: str = "+33612345678",
+             to: str = "+33100000001") -> list[str]:
+    """Store and process one SMS; return the texts of the replies it caused."""
+    (stored,) = ingest.store(runtime, [incoming_sms(body, sender, to)])
+    assert stored.message_id is not None
+    drain(runtime)
+    return replies_to(runtime, stored.message_id)
+
+
+def replies_to(runtime: Runtime, message_id: int) -> list[str]:
+    with runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(OutboundMessage.text)
+                .where(OutboundMessage.inbound_message_id == message_id)
+                .order_by(OutboundMessage.id)
+            )
+        )
+
+
+def contributions(runtime: Runtime) -> list[Contribution]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Contribution).order_by(Contribution.id)).unique())
+
+
+def count(runtime: Runtime, model: Any) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def inbound(runtime: Runtime) -> list[InboundMessage]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))

@@ -1,0 +1,138 @@
+"""Sending one outbound message, at most once.
+
+A row is claimed with a conditional update (queued -> sending) so that two workers, or a job
+enqueued twice, cannot both send it. A retryable failure (429, 5xx, connection refused) puts it
+back to ``queued`` with ``next_attempt_at`` (exponential backoff, or the provider's
+Retry-After); the sweeper enqueues it when due. A send interrupted after the claim (worker
+killed) is never retried blindly: the sweeper marks it failed, delivery unknown, because
+sending twice is worse for a resident than a missing receipt an operator can see.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from channels.base import OutgoingText, SendError
+from gateway.models import Contributor, OutboundMessage
+from gateway.pipeline import now_utc
+from gateway.queues import OUTBOUND, outbound_job_id
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+def backoff(attempt: int) -> timedelta:
+    return min(timedelta(seconds=2**attempt), MAX_BACKOFF)
+
+
+def send(runtime: Runtime, outbound_id: int) -> str:
+    """Returns the row's final status for this attempt: sent, queued (retry), failed, skipped."""
+    now = now_utc()
+    with runtime.sessions.begin() as session:
+        claimed = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.id == outbound_id,
+                OutboundMessage.status == "queued",
+                (OutboundMessage.next_attempt_at.is_(None))
+                | (OutboundMessage.next_attempt_at <= now),
+            )
+            .values(status="sending", attempts=OutboundMessage.attempts + 1, claimed_at=now)
+        ).rowcount
+        if not claimed:
+            return "skipped"
+        row = session.get(OutboundMessage, outbound_id)
+        assert row is not None
+        if row.recipient_encrypted is None:
+            row.status, row.error = "failed", "no recipient address (erased)"
+            return "failed"
+        message = OutgoingText(
+            channel=row.channel,
+            recipient=runtime.vault.decrypt(row.recipient_encrypted),
+            sender=row.sender,
+            text=row.text,
+        )
+        attempts = row.attempts
+    sender = runtime.sender(message.channel)
+    try:
+        provider_id = sender.send(message)
+    except SendError as exc:
+        return _failed(runtime, outbound_id, attempts, exc, sender.name)
+    except Exception as exc:  # a bug in an adapter: never leave the row in "sending"
+        log.exception("outbound %d: unexpected error", outbound_id)
+        return _failed(
+            runtime, outbound_id, attempts, SendError(str(exc), retryable=False), sender.name
+        )
+    with runtime.sessions.begin() as session:
+        row = session.get(OutboundMessage, outbound_id)
+        assert row is not None
+        row.status, row.provider, row.provider_message_id = "sent", sender.name, provider_id
+        row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
+    log.info("outbound %d sent via %s (%s segment(s))", outbound_id, sender.name, row.segments)
+    return "sent"
+
+
+def _failed(
+    runtime: Runtime, outbound_id: int, attempts: int, exc: SendError, provider: str
+) -> str:
+    with runtime.sessions.begin() as session:
+        row = session.get(OutboundMessage, outbound_id)
+        assert row is not None
+        row.error, row.provider = str(exc)[:2000], provider
+        if exc.recipient_opted_out and row.contributor_id is not None:
+            contributor = session.get(Contributor, row.contributor_id)
+            if contributor is not None and not contributor.opted_out:
+                contributor.opted_out, contributor.opted_out_at = True, now_utc()
+                log.info(
+                    "outbound %d: recipient unsubscribed at the provider; opted out", outbound_id
+                )
+        if exc.retryable and attempts < runtime.settings.outbound_max_attempts:
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else backoff(attempts)
+            row.status, row.next_attempt_at = "queued", now_utc() + delay
+            log.warning(
+                "outbound %d: attempt %d failed (%s); retry in %s",
+                outbound_id,
+                attempts,
+                exc,
+                delay,
+            )
+            return "queued"
+        row.status, row.recipient_encrypted = "failed", None
+        log.error("outbound %d failed for good after %d attempt(s): %s", outbound_id, attempts, exc)
+        return "failed"
+
+
+def enqueue(runtime: Runtime, outbound_ids: list[int]) -> bool:
+    """Enqueue outbound jobs; on a Redis failure the sweeper will do it (rows stay queued)."""
+    if not outbound_ids:
+        return True
+    from redis.exceptions import RedisError
+
+    from workers import jobs
+
+    try:
+        q = runtime.queue(OUTBOUND)
+        with runtime.redis.pipeline() as pipe:
+            q.enqueue_many(
+                [
+                    q.prepare_data(
+                        jobs.send_outbound,
+                        (oid,),
+                        job_id=outbound_job_id(oid, 0),
+                        result_ttl=600,
+                        failure_ttl=7 * 24 * 3600,
+                    )
+                    for oid in outbound_ids
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("could not enqueue %d outbound message(s): %s", len(outbound_ids), exc)
+        return False
+    return True

@@ -1,0 +1,173 @@
+"""The sweeper: what was stored but never queued gets queued; nothing waits forever.
+
+It runs at worker start-up and then periodically (in ``gateway serve`` and ``gateway worker``).
+Every step is idempotent, so several sweepers at once only waste a little work; a short Redis
+lock keeps them from doing it at the same moment. It enqueues:
+- inbound messages still ``received`` after a grace period whose job is not pending in Redis
+  (Redis was down at ingest, or was restarted without its data);
+- outbound messages ``queued`` and due (retries after backoff, or never enqueued);
+- expired conversations, so that what they kept is filed.
+And it marks as failed the sends interrupted mid-way (see workers.outbound).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+from rq.job import Job
+from sqlalchemy import or_, select
+
+from gateway.ingest import enqueue_inbound
+from gateway.models import Conversation, InboundMessage, OutboundMessage
+from gateway.pipeline import now_utc
+from gateway.queues import INBOUND, OUTBOUND, inbound_job_id, outbound_job_id
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PENDING = {b"queued", b"started", b"deferred", b"scheduled"}
+BATCH = 1000
+STUCK_SENDING = timedelta(minutes=10)
+
+
+@dataclass
+class SweepReport:
+    inbound: int = 0
+    outbound: int = 0
+    expired: int = 0
+    interrupted: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.inbound or self.outbound or self.expired or self.interrupted)
+
+
+def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
+    with runtime.redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "status")
+        statuses = pipe.execute()
+    return {jid for jid, status in zip(job_ids, statuses, strict=True) if status in PENDING}
+
+
+def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
+    report = SweepReport()
+    now = now_utc()
+    grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
+    with runtime.sessions() as session:
+        due = session.execute(
+            select(OutboundMessage.id, OutboundMessage.attempts)
+            .where(
+                OutboundMessage.status == "queued",
+                or_(
+                    OutboundMessage.next_attempt_at <= now,
+                    (OutboundMessage.next_attempt_at.is_(None))
+                    & (OutboundMessage.created_at <= now - grace),
+                ),
+            )
+            .limit(BATCH)
+        ).all()
+        inbound_ids: list[int] = []
+        expired: list[tuple[int, str]] = []
+        if not only_due_outbound:
+            inbound_ids = list(
+                session.scalars(
+                    select(InboundMessage.id)
+                    .where(
+                        InboundMessage.state == "received",
+                        InboundMessage.received_at <= now - grace,
+                    )
+                    .order_by(InboundMessage.id)
+                    .limit(BATCH)
+                )
+            )
+            expired = [
+                (cid, (exp.strftime("%Y%m%d%H%M%S") if exp else "none"))
+                for cid, exp in session.execute(
+                    select(Conversation.id, Conversation.expires_at)
+                    .where(Conversation.step != "idle", Conversation.expires_at <= now)
+                    .limit(BATCH)
+                )
+            ]
+    if not only_due_outbound:
+        report.interrupted = _fail_interrupted(runtime, now)
+    if not (due or inbound_ids or expired):
+        return report
+    from workers import jobs
+
+    try:
+        if inbound_ids:
+            pending = _pending_jobs(runtime, [inbound_job_id(i) for i in inbound_ids])
+            todo = [i for i in inbound_ids if inbound_job_id(i) not in pending]
+            if todo and enqueue_inbound(runtime, todo):
+                report.inbound = len(todo)
+        if due:
+            job_ids = {oid: outbound_job_id(oid, attempts) for oid, attempts in due}
+            pending = _pending_jobs(runtime, list(job_ids.values()))
+            q = runtime.queue(OUTBOUND)
+            todo_out = [oid for oid, jid in job_ids.items() if jid not in pending]
+            with runtime.redis.pipeline() as pipe:
+                q.enqueue_many(
+                    [
+                        q.prepare_data(
+                            jobs.send_outbound,
+                            (oid,),
+                            job_id=job_ids[oid],
+                            result_ttl=600,
+                            failure_ttl=7 * 24 * 3600,
+                        )
+                        for oid in todo_out
+                    ],
+                    pipeline=pipe,
+                )
+                pipe.execute()
+            report.outbound = len(todo_out)
+        if expired:
+            q = runtime.queue(INBOUND)
+            exp_ids = {cid: f"expire-{cid}-{stamp}" for cid, stamp in expired}
+            pending = _pending_jobs(runtime, list(exp_ids.values()))
+            todo_exp = [cid for cid, jid in exp_ids.items() if jid not in pending]
+            with runtime.redis.pipeline() as pipe:
+                q.enqueue_many(
+                    [
+                        q.prepare_data(
+                            jobs.expire_conversation,
+                            (cid,),
+                            job_id=exp_ids[cid],
+                            result_ttl=600,
+                            failure_ttl=7 * 24 * 3600,
+                        )
+                        for cid in todo_exp
+                    ],
+                    pipeline=pipe,
+                )
+                pipe.execute()
+            report.expired = len(todo_exp)
+    except (RedisError, OSError) as exc:
+        log.warning("sweeper: Redis unavailable, will try again: %s", exc)
+    if report:
+        log.info("sweeper: %s", report)
+    return report
+
+
+def _fail_interrupted(runtime: Runtime, now: object) -> int:
+    from sqlalchemy import update
+
+    with runtime.sessions.begin() as session:
+        count = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.status == "sending",
+                OutboundMessage.claimed_at <= now_utc() - STUCK_SENDING,
+            )
+            .values(
+                status="failed",
+                recipient_encrypted=None,
+                error="interrupted while sending: delivery unknown, not retried",
+            )
+        ).rowcount
+    if count:
+        log.error("sweeper: %d send(s) interrupted mid-way marked failed", count)
+    return int(count or 0)
