@@ -5,11 +5,21 @@ message and a context (the clock, the campaigns, what is known of the sender),
 ``handle`` returns the new state, the contributions to record and the replies
 to send. It opens no connection and reads no clock; the caller does the I/O.
 
-Replies are catalogue keys with parameters (see ``gateway/locales/``). A reply
-whose ``contribution`` is set quotes the reference the caller assigns to that
-contribution: render it with ``translate(reply.key, language,
-reference=ref, **reply.params)``, where ``language`` is ``Outcome.language``
-when set, else the sender's.
+Replies are catalogue keys with parameters (see ``gateway/locales/``), in
+order. Render each with ``translate(reply.key, language, **reply.params)``,
+where ``language`` is ``Outcome.language`` when set, else the sender's. A
+reply whose ``contribution`` is set (the keys in ``RECEIPT_KEYS``) quotes the
+reference the caller assigns to ``Outcome.contributions[reply.contribution]``:
+add ``reference=ref``. Parameters are already rendered in that language.
+
+A contribution is filed as soon as it has its campaign. When the campaign lists
+neighbourhoods, the receipt is followed by the neighbourhood question, and the
+new state (step ``choose_neighbourhood``) must remember which contribution the
+answer is for: ``Outcome.track`` is the index in ``Outcome.contributions`` of
+that contribution, and the caller writes its reference into the state's
+``reference`` before storing it (when ``track`` is None, store the state as
+returned). The answer comes back as ``Outcome.updates``: changes to an already
+filed contribution, named by that reference.
 
 Decisions worth knowing (also in the tests):
 
@@ -23,11 +33,26 @@ Decisions worth knowing (also in the tests):
   French contributions often begin with these words ("Stop aux voitures",
   "Arrêt de bus trop loin", "Aide aux devoirs"), and Twilio's own opt-out
   matching is on the whole message too. SUIVI and GROUPE take an argument.
+* Filing comes first, the neighbourhood question after: a resident who never
+  answers it has still been filed, with a receipt. Its expiry files nothing
+  and says nothing; STOP during it is the plain confirmation.
 * An unrecognised answer to the neighbourhood question is appended to the
-  contribution's text: it may be content, or a place the list lacks.
+  contribution's text at once (``ContributionUpdate.append_text``): it may be
+  content, or a place the list lacks. The question is asked again once; after
+  a second miss the conversation ends. A bare out-of-range number is not
+  content; a message of politeness alone ("merci") is taken as a skip. An
+  open campaign's keyword starts a new contribution instead, and GROUPE
+  describes the group of the next contribution (the filed one is not changed).
+* A ``choose_neighbourhood`` state without ``reference`` but with kept text was
+  stored before contributions were filed at once: the text is filed (with the
+  answer's neighbourhood if there is one), so that nothing is lost.
 * An answer to the campaign menu that chooses nothing is appended to the kept
   text as well, except a bare out-of-range number.
-* While opted out, OUBLIER is still honoured (``forget=True``), silently.
+* While opted out, OUBLIER is still honoured (``forget=True``), silently, and
+  YES opts back in as START does (Twilio re-subscribes on it).
+* SUIVI is forgiving about the reference ("parc-42", "PARC 42") but only ever
+  looks in the sender's own contributions; a spam verdict is told as "not
+  retained".
 * A message with media but no text gets a reply that media are not handled by
   SMS yet; with text, the text is handled and a short note says the media
   were not kept.
@@ -124,7 +149,7 @@ STANDALONE_WORDS = (
 )
 
 MAX_MENU_RESENDS = 2  # after that many wrong answers to the campaign menu, file unsorted
-MAX_NEIGHBOURHOOD_MISSES = 2  # the question is asked again once, then we file without
+MAX_NEIGHBOURHOOD_MISSES = 2  # the question is asked again once, then the conversation ends
 FOLLOW_UP_LIST_SIZE = 3
 ECHO_LENGTH = 40  # a resident's words quoted back in a reply are cut to this (SMS cost)
 
@@ -145,7 +170,7 @@ class CampaignInfo:
 
 @dataclass(frozen=True)
 class OwnContribution:
-    """One of the sender's own contributions, for SUIVI (oldest first in Sender)."""
+    """One of the sender's own contributions, for SUIVI (newest first in Sender)."""
 
     reference: str
     status: str  # "pending" | "published" | "rejected" | "spam"
@@ -158,7 +183,7 @@ class Sender:
     first_contact: bool  # True until the data-use notice has been sent once
     opted_out: bool
     language: str = "fr"
-    contributions: tuple[OwnContribution, ...] = ()  # oldest first
+    contributions: tuple[OwnContribution, ...] = ()  # newest first, as the caller queries them
 
 
 @dataclass(frozen=True)
@@ -196,6 +221,8 @@ class State:
     retries: int = 0  # wrong answers to the current question
     resume: str | None = None  # the step to return to once the group is described
     expires_at: datetime | None = None
+    # The filed contribution awaiting its neighbourhood; the caller sets it (Outcome.track).
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +236,7 @@ class State:
             "retries": self.retries,
             "resume": self.resume,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "reference": self.reference,
         }
 
     @classmethod
@@ -234,6 +262,7 @@ class State:
             retries=retries if isinstance(retries, int) else 0,
             resume=data.get("resume") if data.get("resume") in STEPS else None,
             expires_at=_parse_datetime(data.get("expires_at")),
+            reference=_str_or_none(data.get("reference")),
         )
 
 
@@ -268,10 +297,23 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class ContributionUpdate:
+    """A change to a contribution filed earlier, named by the reference the caller gave it."""
+
+    reference: str
+    neighbourhood: str | None = None  # set: record this neighbourhood
+    append_text: str | None = None  # set: add this text (an answer that was not a neighbourhood)
+
+
+@dataclass(frozen=True)
 class Outcome:
     state: State
     contributions: tuple[NewContribution, ...] = ()
     replies: tuple[Reply, ...] = ()
+    updates: tuple[ContributionUpdate, ...] = ()
+    # Index into ``contributions``: write that contribution's reference into
+    # ``state.reference`` before storing the state (see the module doc).
+    track: int | None = None
     opt_out: bool = False
     opt_in: bool = False
     forget: bool = False
@@ -291,6 +333,8 @@ class _Turn:
         self.language = context.sender.language
         self.contributions: list[NewContribution] = []
         self.replies: list[Reply] = []
+        self.updates: list[ContributionUpdate] = []
+        self.track: int | None = None  # the filed contribution the neighbourhood question is about
         self.opt_out = False
         self.opt_in = False
         self.forget = False
@@ -334,6 +378,8 @@ class _Turn:
         if self.forget:
             # Erasure was asked: nothing of this turn is recorded, not even an expired leftover.
             self.contributions.clear()
+            self.updates.clear()
+            self.track = None
             self.replies = [r for r in self.replies if r.contribution is None]
         if send_notice:
             self.replies.append(Reply("notice"))
@@ -341,10 +387,13 @@ class _Turn:
             state = State()
         else:
             state.expires_at = self.context.now + self.context.expiry
+        track = self.track if state.step == CHOOSE_NEIGHBOURHOOD else None
         return Outcome(
             state=state,
             contributions=tuple(self.contributions),
             replies=tuple(self.replies),
+            updates=tuple(self.updates),
+            track=track,
             opt_out=self.opt_out,
             opt_in=self.opt_in,
             forget=self.forget,
@@ -362,7 +411,11 @@ def is_expired(state: State, now: datetime) -> bool:
 
 
 def expire(state: State, context: Context) -> Outcome:
-    """For the periodic sweeper: file what an expired conversation kept, and reset it."""
+    """For the periodic sweeper: file what an expired conversation kept, and reset it.
+
+    A neighbourhood question left unanswered keeps nothing (its contribution is
+    filed already): it is reset without a word.
+    """
     if not is_expired(state, context.now):
         return Outcome(state=state)
     turn = _Turn(context, silent=context.sender.opted_out)
@@ -395,6 +448,8 @@ def handle(state: State, message: Incoming, context: Context) -> Outcome:
 
 
 def _file_expired(turn: _Turn, state: State) -> None:
+    # In choose_neighbourhood the text is empty, except in a state stored before
+    # contributions were filed at once.
     if state.text:
         turn.file(state, None, RECEIPT_EXPIRED, expired=True)
 
@@ -472,6 +527,9 @@ def _handle_text(turn: _Turn, state: State, message: Incoming, text: str) -> Sta
     if word in FOLLOW_UP_WORDS and _follow_up(turn, rest):
         return state
     if word in GROUP_WORDS:
+        if state.step == CHOOSE_NEIGHBOURHOOD:
+            # The contribution is filed: the group is for the next one.
+            state = _leave_neighbourhood(turn, state)
         return _group(turn, state, rest)
 
     if state.step == CHOOSE_CAMPAIGN:
@@ -531,15 +589,17 @@ def _take_text(turn: _Turn, state: State, message: Incoming, text: str) -> State
 
 
 def _campaign_chosen(turn: _Turn, state: State) -> State:
-    campaign = _campaign(turn.context.campaigns, state.campaign)
-    if campaign is not None and campaign.neighbourhoods:
-        state.step = CHOOSE_NEIGHBOURHOOD
-        state.options = list(campaign.neighbourhoods)
-        state.retries = 0
-        _ask(turn, state)
-        return state
+    """File the kept text at once; then ask the neighbourhood if the campaign lists any."""
     turn.file(state, None, RECEIPT)
-    return State()
+    campaign = _campaign(turn.context.campaigns, state.campaign)
+    if campaign is None or not campaign.neighbourhoods or turn.silent:
+        return State()
+    turn.track = len(turn.contributions) - 1
+    asking = State(
+        step=CHOOSE_NEIGHBOURHOOD, campaign=campaign.slug, options=list(campaign.neighbourhoods)
+    )
+    _ask(turn, asking)
+    return asking
 
 
 def _answer_campaign_menu(
@@ -583,36 +643,73 @@ def _answer_campaign_menu(
 def _answer_neighbourhood(
     turn: _Turn, state: State, message: Incoming, text: str, word: str, rest: str
 ) -> State:
-    if word.isdigit() and not rest:
+    content = True  # whether an unrecognised answer is worth keeping
+    if word.isdigit() and _only_polite(rest):
         number = int(word)
         if number == 0:
-            turn.file(state, None, RECEIPT)
-            return State()
+            return _skip_neighbourhood(turn, state)
         if number <= len(state.options):
-            turn.file(state, state.options[number - 1], RECEIPT)
-            return State()
-    elif word in SKIP_WORDS and not rest:
-        turn.file(state, None, RECEIPT)
-        return State()
+            return _note_neighbourhood(turn, state, state.options[number - 1])
+        content = False  # a wrong number is not content
+    elif (word in SKIP_WORDS and _only_polite(rest)) or _only_polite(text):
+        return _skip_neighbourhood(turn, state)  # "0", "non merci", or just "merci"
     else:
-        index = best_match(text, state.options)
-        if index is not None:
-            turn.file(state, state.options[index], RECEIPT)
-            return State()
-        # A neighbourhood name may equal a keyword ("Parc"), so names come first;
-        # a keyword followed by text is a new contribution.
+        # A neighbourhood name may equal a keyword ("Parc"): the keyword alone (or
+        # with politeness) is the name, unless it names no option; the keyword
+        # followed by more ("PARC une aire de jeux") is a new contribution, unless
+        # the whole answer is an option's name ("Parc Nord"). A closed campaign's
+        # keyword is content.
         campaign = _campaign_for_keyword(turn.context.campaigns, word, open_only=True)
-        if campaign is not None and rest:
-            _abandon_with_receipt(turn, state)
+        index = best_match(text, state.options)
+        if campaign is not None and not _only_polite(rest):
+            if not any(words(text) == words(option) for option in state.options):
+                index = None
+        if index is not None:
+            return _note_neighbourhood(turn, state, state.options[index])
+        if campaign is not None:
+            _leave_neighbourhood(turn, state)
             return _keyword(turn, State(), message, campaign, rest)
-        state.text = f"{state.text}\n{text}"
 
     state.retries += 1
-    if state.retries >= MAX_NEIGHBOURHOOD_MISSES:
-        turn.file(state, None, RECEIPT)
-        return State()
-    turn.say("neighbourhood.retry", menu=_neighbourhood_menu(turn, state.options))
-    return state
+    if content:
+        if state.reference is not None:
+            turn.updates.append(ContributionUpdate(state.reference, append_text=text))
+        else:
+            state.text = "\n".join(t for t in (state.text, text) if t)  # kept until filed
+    if state.retries < MAX_NEIGHBOURHOOD_MISSES:
+        turn.say("neighbourhood.retry", menu=_neighbourhood_menu(turn, state.options))
+        return state
+    if state.reference is None and state.text:
+        return _leave_neighbourhood(turn, state)  # an old state: file what it kept
+    if content and state.reference is not None:
+        turn.say("neighbourhood.appended")
+    else:
+        turn.say("neighbourhood.skipped")
+    return State()
+
+
+def _note_neighbourhood(turn: _Turn, state: State, name: str) -> State:
+    if state.reference is not None:
+        turn.updates.append(ContributionUpdate(state.reference, neighbourhood=name))
+        turn.say("neighbourhood.noted", name=name)
+    elif state.text:  # an old state: its contribution was not filed yet
+        turn.file(state, name, RECEIPT)
+    else:  # a damaged state: nothing to attach the answer to
+        turn.say("neighbourhood.skipped")
+    return State()
+
+
+def _skip_neighbourhood(turn: _Turn, state: State) -> State:
+    if state.reference is None and state.text:
+        return _leave_neighbourhood(turn, state)  # an old state: file what it kept
+    turn.say("neighbourhood.skipped")
+    return State()
+
+
+def _leave_neighbourhood(turn: _Turn, state: State) -> State:
+    """Drop the neighbourhood question (filing what an old state kept) and go back to idle."""
+    _abandon_with_receipt(turn, state)
+    return State()
 
 
 def _abandon_with_receipt(turn: _Turn, state: State) -> None:
@@ -699,7 +796,7 @@ def _follow_up(turn: _Turn, argument: str) -> bool:
         if not own:
             turn.say("followup.none")
             return True
-        latest = own[-FOLLOW_UP_LIST_SIZE:][::-1]
+        latest = own[:FOLLOW_UP_LIST_SIZE]
         lines = "\n".join(
             turn.render("followup.line", reference=c.reference, status=_status(turn, c))
             for c in latest
@@ -711,7 +808,7 @@ def _follow_up(turn: _Turn, argument: str) -> bool:
     found = [c for c in own if _same_reference(argument, c.reference)]
     if not found:
         turn.say("followup.not_found", reference=_echo(argument.upper()))
-    for contribution in found[-FOLLOW_UP_LIST_SIZE:]:
+    for contribution in found[:FOLLOW_UP_LIST_SIZE]:
         turn.say(
             "followup.status",
             reference=contribution.reference,

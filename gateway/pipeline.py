@@ -324,6 +324,8 @@ def _apply(
     session.flush()
     for contribution in created:
         log.info("contribution %s filed (%s)", contribution.reference, channel)
+    for change in outcome.updates:
+        _update_contribution(session, contributor, change)
 
     language = contributor.language
     sender = reply_from or _default_sender(runtime, channel)
@@ -355,11 +357,34 @@ def _apply(
         )
     session.add_all(rows)
 
-    conv.state = outcome.state.to_dict()
+    state = outcome.state.to_dict()
+    if outcome.track is not None:
+        # The engine cannot know references (assigned here): it names the contribution whose
+        # reference the conversation must remember (to record the neighbourhood later).
+        state["reference"] = created[outcome.track].reference
+    conv.state = state
     conv.step = outcome.state.step
     conv.expires_at = getattr(outcome.state, "expires_at", None)
     session.flush()
     return [row.id for row in rows]
+
+
+def _update_contribution(
+    session: Session, contributor: Contributor, change: engine.ContributionUpdate
+) -> None:
+    contribution = session.scalar(
+        select(Contribution).where(
+            Contribution.reference == change.reference,
+            Contribution.contributor_id == contributor.id,
+        )
+    )
+    if contribution is None:
+        log.info("update for %s ignored: not this resident's contribution", change.reference)
+        return
+    if change.neighbourhood is not None:
+        contribution.neighbourhood = change.neighbourhood
+    if change.append_text:
+        contribution.text = f"{contribution.text}\n{change.append_text}".strip()
 
 
 def _default_sender(runtime: Runtime, channel: str) -> str | None:

@@ -60,7 +60,8 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _client(self) -> Redis:
-        return Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=5)
+        return Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=5,
+                     client_name=process_tag())
 
     def alive(self) -> bool:
         if not self.socket.exists():
@@ -122,7 +123,8 @@ class EmbeddedRedis:
             return
         client = self._client()
         try:
-            others = len(client.client_list()) - 1
+            tag = process_tag()
+            others = sum(1 for c in client.client_list() if not c.get("name", "").startswith(tag))
             if others > 0 and not force:
                 log.info("embedded Redis left running: %d other client(s) connected", others)
                 return
@@ -149,9 +151,16 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def process_tag() -> str:
+    """Names this process's Redis connections, so that the embedded server's owner can tell
+    its own connections from other processes' when deciding whether to shut it down."""
+    return f"gateway-{os.getpid()}"
+
+
 def redis_from_url(url: str) -> Redis:
     # Short timeouts: when Redis is down, a webhook must still be answered promptly.
-    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30)
+    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
+                          client_name=process_tag())
 
 
 def queue(name: str, connection: Redis) -> Queue:

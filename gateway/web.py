@@ -46,18 +46,18 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         from workers.sweeper import sweep
 
         await loop.run_in_executor(None, sweep, runtime)
-        worker, thread = start_thread_worker(runtime)
+        worker = start_thread_worker(runtime)
         ticker = Ticker(runtime, on_tick=lambda: _revive_embedded_redis(runtime))
         ticker.start()
-        background = (worker, thread, ticker)
+        background = (worker, ticker)
     try:
         yield
     finally:
         if background:
-            worker, thread, ticker = background
+            worker, ticker = background
             ticker.stop()
             worker.stop()
-            await loop.run_in_executor(None, thread.join, 10)
+            await loop.run_in_executor(None, worker.join, 10)
             await loop.run_in_executor(None, ticker.join, 5)
         await ingest.stop()
         await loop.run_in_executor(None, runtime.close)

@@ -14,12 +14,14 @@ from gateway.conversation import (
     CHOOSE_NEIGHBOURHOOD,
     GROUP_DESCRIPTION,
     IDLE,
+    MAX_NEIGHBOURHOOD_MISSES,
     RECEIPT,
     RECEIPT_EXPIRED,
     RECEIPT_UNSORTED,
     STOP_CONFIRMED_FILED,
     CampaignInfo,
     Context,
+    ContributionUpdate,
     Incoming,
     Outcome,
     OwnContribution,
@@ -97,13 +99,20 @@ def send(
     return handle(state, message, ctx)
 
 
+def stored(outcome: Outcome, reference: str = REF) -> State:
+    """The state as the caller stores it: the tracked contribution's reference written in."""
+    if outcome.track is None:
+        return outcome.state
+    return replace(outcome.state, reference=reference)
+
+
 def converse(ctx: Context, *texts: str, to: str | None = None) -> list[Outcome]:
-    """Several messages in a row, each from the state the previous one left."""
+    """Several messages in a row, each from the state the previous one left (as stored)."""
     outcomes, state = [], State()
     for text in texts:
         outcome = send(state, text, ctx, to=to)
         outcomes.append(outcome)
-        state = outcome.state
+        state = stored(outcome)
     return outcomes
 
 
@@ -111,8 +120,12 @@ def rendered(outcome: Outcome, language: str = "fr") -> list[str]:
     """The SMS texts the resident reads, as the caller renders them."""
     language = outcome.language or language
     return [
-        translate(r.key, language, **({"reference": REF} if r.contribution is not None else {}),
-                  **r.params)
+        translate(
+            r.key,
+            language,
+            **({"reference": REF} if r.contribution is not None else {}),
+            **r.params,
+        )
         for r in outcome.replies
     ]
 
@@ -124,7 +137,9 @@ def keys(outcome: Outcome) -> list[str]:
 # --- normalisation ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("word", ["ARRÊT", "arret", "ARRET", "Arrêt", "arrêt.", "«arrêt»", "ARRÊT!"])
+@pytest.mark.parametrize(
+    "word", ["ARRÊT", "arret", "ARRET", "Arrêt", "arrêt.", "«arrêt»", "ARRÊT!"]
+)
 def test_token_folds_case_accents_and_surrounding_punctuation(word: str) -> None:
     assert token(word) == "arret"
 
@@ -269,13 +284,55 @@ def test_open_campaign_wins_a_shared_keyword() -> None:
 # --- neighbourhoods -------------------------------------------------------------------
 
 
-def test_campaign_with_neighbourhoods_asks_which_one() -> None:
+def test_campaign_with_neighbourhoods_files_at_once_then_asks_which_one() -> None:
     outcome = send(State(), "PARC plus de bancs", context(*ALL))
-    assert not outcome.contributions
-    assert outcome.state.step == CHOOSE_NEIGHBOURHOOD
-    question = rendered(outcome)[0]
+    assert [(c.campaign, c.text, c.neighbourhood) for c in outcome.contributions] == [
+        ("parc", "plus de bancs", None)
+    ]
+    # The receipt first, then the question.
+    assert [(r.key, r.contribution) for r in outcome.replies] == [
+        (RECEIPT, 0),
+        ("neighbourhood.ask", None),
+    ]
+    receipt, question = rendered(outcome)
+    assert REF in receipt
     for line in ("1. Parc", "2. Centre", "3. Université", "0. Passer"):
         assert line in question
+    assert outcome.track == 0
+    assert outcome.state.step == CHOOSE_NEIGHBOURHOOD
+    assert outcome.state.campaign == "parc"
+    assert outcome.state.options == ["Parc", "Centre", "Université"]
+    assert outcome.state.text == ""  # nothing left to file
+    assert outcome.state.reference is None  # the caller writes it (track)
+    assert outcome.updates == ()
+
+
+def test_track_points_at_the_contribution_the_question_is_about() -> None:
+    # An expired menu is filed first; the new contribution is the second one.
+    state = send(State(), "Plus de bancs", context(*ALL)).state
+    outcome = send(state, "PARC des arbres", context(*ALL, now=NOW + timedelta(days=2)))
+    assert [(c.campaign, c.text, c.expired) for c in outcome.contributions] == [
+        (None, "Plus de bancs", True),
+        ("parc", "des arbres", False),
+    ]
+    assert [(r.key, r.contribution) for r in outcome.replies] == [
+        (RECEIPT_EXPIRED, 0),
+        (RECEIPT, 1),
+        ("neighbourhood.ask", None),
+    ]
+    assert outcome.track == 1
+
+
+def test_campaign_without_neighbourhoods_tracks_nothing() -> None:
+    outcome = send(State(), "BUDGET une piscine", context(*ALL))
+    assert outcome.track is None and outcome.state == State()
+
+
+def test_a_resident_who_never_answers_the_question_is_filed_anyway() -> None:
+    state = stored(send(State(), "PARC plus de bancs", context(*ALL)))
+    outcome = expire(state, context(*ALL, now=NOW + timedelta(days=1)))
+    assert outcome.contributions == () and outcome.replies == () and outcome.updates == ()
+    assert outcome.state == State()
 
 
 @pytest.mark.parametrize(
@@ -283,64 +340,244 @@ def test_campaign_with_neighbourhoods_asks_which_one() -> None:
     [
         ("2", "Centre"),
         ("2.", "Centre"),
+        ("2 merci", "Centre"),
         ("centre", "Centre"),
         ("Centre ville", "Centre"),
         ("universite", "Université"),
         ("l'université", "Université"),
         ("UNIVERSITÉ", "Université"),
         ("Parc", "Parc"),  # also the campaign's keyword: the question comes first
-        ("0", None),
-        ("PASSER", None),
-        ("non", None),
-        ("Aucun", None),
     ],
 )
-def test_neighbourhood_answers(answer: str, neighbourhood: str | None) -> None:
+def test_neighbourhood_answer_updates_the_filed_contribution(
+    answer: str, neighbourhood: str
+) -> None:
     last = converse(context(*ALL), "PARC plus de bancs", answer)[-1]
-    assert [(c.campaign, c.text, c.neighbourhood) for c in last.contributions] == [
-        ("parc", "plus de bancs", neighbourhood)
-    ]
-    assert keys(last) == [RECEIPT]
-    assert last.state.step == IDLE
+    assert last.contributions == ()
+    assert last.updates == (ContributionUpdate(reference=REF, neighbourhood=neighbourhood),)
+    assert keys(last) == ["neighbourhood.noted"]
+    assert neighbourhood in rendered(last)[0]
+    assert last.state == State() and last.track is None
 
 
-def test_neighbourhood_asked_again_once_then_filed_without_it() -> None:
-    first, second, third = converse(context(*ALL), "PARC plus de bancs", "Fontenelles", "Petit-Nanterre")
+@pytest.mark.parametrize(
+    "answer", ["0", "PASSER", "passer", "non", "Non merci", "Aucun", "aucune", "skip", "merci"]
+)
+def test_neighbourhood_skipped(answer: str) -> None:
+    last = converse(context(*ALL), "PARC plus de bancs", answer)[-1]
+    assert last.contributions == () and last.updates == ()
+    assert keys(last) == ["neighbourhood.skipped"]
+    assert last.state == State()
+
+
+def test_neighbourhood_asked_again_once_then_the_answers_are_appended() -> None:
+    _first, second, third = converse(
+        context(*ALL), "PARC plus de bancs", "Fontenelles", "Petit-Nanterre"
+    )
+    # Each unrecognised answer is added to the filed contribution, nothing is lost.
+    assert second.contributions == ()
+    assert second.updates == (ContributionUpdate(reference=REF, append_text="Fontenelles"),)
     assert second.state.step == CHOOSE_NEIGHBOURHOOD
+    assert second.state.reference == REF and second.state.retries == 1
+    assert second.track is None  # the stored state already has its reference
     assert keys(second) == ["neighbourhood.retry"]
     assert "3. Université" in rendered(second)[0]
-    (filed,) = third.contributions
-    assert filed.neighbourhood is None
-    # The unrecognised answers are kept in the text for the moderators.
-    assert filed.text == "plus de bancs\nFontenelles\nPetit-Nanterre"
-    assert keys(third) == [RECEIPT]
+    assert MAX_NEIGHBOURHOOD_MISSES == 2
+    assert third.contributions == ()
+    assert third.updates == (ContributionUpdate(reference=REF, append_text="Petit-Nanterre"),)
+    assert keys(third) == ["neighbourhood.appended"]
+    assert third.state == State()
 
 
-def test_neighbourhood_answered_after_one_miss() -> None:
-    last = converse(context(*ALL), "PARC plus de bancs", "euh", "3")[-1]
-    assert last.contributions[0].neighbourhood == "Université"
-    assert last.contributions[0].text == "plus de bancs\neuh"
+def test_all_the_updates_of_a_conversation_name_its_contribution() -> None:
+    outcomes = converse(context(*ALL), "PARC plus de bancs", "euh", "3")
+    updates = [u for o in outcomes for u in o.updates]
+    assert updates == [
+        ContributionUpdate(reference=REF, append_text="euh"),
+        ContributionUpdate(reference=REF, neighbourhood="Université"),
+    ]
+    assert keys(outcomes[-1]) == ["neighbourhood.noted"]
 
 
-def test_neighbourhood_number_out_of_range_is_not_kept_as_text() -> None:
-    last = converse(context(*ALL), "PARC plus de bancs", "7", "8")[-1]
-    assert last.contributions[0].text == "plus de bancs"
+def test_neighbourhood_number_out_of_range_is_not_appended() -> None:
+    _first, second, third = converse(context(*ALL), "PARC plus de bancs", "7", "8")
+    assert second.updates == () and keys(second) == ["neighbourhood.retry"]
+    assert third.updates == () and keys(third) == ["neighbourhood.skipped"]
+    assert third.state == State()
 
 
-def test_new_keyword_message_during_neighbourhood_question_files_both() -> None:
+def test_second_miss_after_an_appended_one_says_it_was_added() -> None:
+    third = converse(context(*ALL), "PARC plus de bancs", "7", "pres de la gare")[-1]
+    assert third.updates == (ContributionUpdate(reference=REF, append_text="pres de la gare"),)
+    assert keys(third) == ["neighbourhood.appended"]
+
+
+def test_closed_campaigns_keyword_during_the_question_is_content() -> None:
+    second = converse(context(*ALL), "PARC plus de bancs", "École à côté")[1]
+    assert second.updates == (ContributionUpdate(reference=REF, append_text="École à côté"),)
+    assert second.contributions == ()
+
+
+def test_new_keyword_message_during_neighbourhood_question_is_a_new_contribution() -> None:
     last = converse(context(*ALL), "PARC plus de bancs", "BUDGET une piscine")[-1]
     assert [(c.campaign, c.text, c.neighbourhood) for c in last.contributions] == [
-        ("parc", "plus de bancs", None),
-        ("budget", "une piscine", None),
+        ("budget", "une piscine", None)
     ]
-    assert [(r.key, r.contribution) for r in last.replies] == [(RECEIPT, 0), (RECEIPT, 1)]
+    assert last.updates == ()
+    assert [(r.key, r.contribution) for r in last.replies] == [(RECEIPT, 0)]
+    assert last.state == State() and last.track is None
+
+
+def test_same_campaigns_keyword_and_text_during_the_question_tracks_the_new_one() -> None:
+    _first, second = converse(context(*ALL), "PARC plus de bancs", "PARC une aire de jeux")
+    assert [(c.campaign, c.text) for c in second.contributions] == [("parc", "une aire de jeux")]
+    assert keys(second) == [RECEIPT, "neighbourhood.ask"]
+    assert second.track == 0
+    assert second.state.step == CHOOSE_NEIGHBOURHOOD and second.state.reference is None
+
+
+def test_keyword_and_text_naming_an_option_exactly_is_the_neighbourhood() -> None:
+    nord = replace(PARC, neighbourhoods=("Parc Nord", "Parc Sud", "Centre"))
+    outcomes = converse(context(nord, BUDGET), "PARC plus de bancs", "parc nord")
+    assert outcomes[1].contributions == ()
+    assert outcomes[1].updates == (ContributionUpdate(reference=REF, neighbourhood="Parc Nord"),)
+
+
+def test_keyword_alone_during_the_question_asks_that_campaigns_question() -> None:
+    last = converse(context(*ALL), "PARC plus de bancs", "budget")[-1]
+    assert last.contributions == () and last.updates == ()
+    assert last.state.step == AWAITING_TEXT and last.state.campaign == "budget"
+    assert last.state.reference is None
+
+
+def test_after_a_miss_a_keyword_message_still_starts_a_new_contribution() -> None:
+    outcomes = converse(context(*ALL), "PARC plus de bancs", "euh", "BUDGET une piscine")
+    assert outcomes[1].updates == (ContributionUpdate(reference=REF, append_text="euh"),)
+    assert [(c.campaign, c.text) for c in outcomes[2].contributions] == [("budget", "une piscine")]
+    assert outcomes[2].updates == ()
 
 
 def test_neighbourhood_menu_is_the_one_shown_even_if_the_campaign_changes() -> None:
     first = send(State(), "PARC plus de bancs", context(*ALL))
     changed = replace(PARC, neighbourhoods=("Université", "Parc"))
-    last = send(first.state, "1", context(changed, BUDGET))
-    assert last.contributions[0].neighbourhood == "Parc"
+    last = send(stored(first), "1", context(changed, BUDGET))
+    assert last.updates == (ContributionUpdate(reference=REF, neighbourhood="Parc"),)
+
+
+def test_stop_during_the_neighbourhood_question_is_the_plain_confirmation() -> None:
+    last = converse(context(*ALL), "PARC plus de bancs", "STOP")[-1]
+    assert last.opt_out
+    assert last.contributions == () and last.updates == ()
+    assert keys(last) == ["stop.confirmed"]
+    assert last.state == State()
+
+
+def test_stop_after_a_miss_keeps_what_was_appended() -> None:
+    outcomes = converse(context(*ALL), "PARC plus de bancs", "Fontenelles", "stop")
+    assert outcomes[1].updates == (ContributionUpdate(reference=REF, append_text="Fontenelles"),)
+    assert outcomes[2].opt_out and keys(outcomes[2]) == ["stop.confirmed"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("AIDE", "help.default"),
+        ("SUIVI", "followup.list"),
+        ("SUIVI PARC-0042", "followup.status"),
+        ("english", "language.changed"),
+    ],
+)
+def test_commands_during_the_neighbourhood_question_keep_it(text: str, key: str) -> None:
+    ctx = context(*ALL, contributions=OWN)
+    _first, second, third = converse(ctx, "PARC plus de bancs", text, "2")
+    assert keys(second) == [key]
+    assert second.state.step == CHOOSE_NEIGHBOURHOOD and second.state.reference == REF
+    assert second.track is None and second.updates == ()
+    assert third.updates == (ContributionUpdate(reference=REF, neighbourhood="Centre"),)
+
+
+def test_forget_during_the_neighbourhood_question() -> None:
+    last = converse(context(*ALL), "PARC plus de bancs", "OUBLIER")[-1]
+    assert last.forget and last.updates == () and last.contributions == ()
+    assert keys(last) == ["forget.confirmed"]
+    assert last.state == State()
+
+
+def test_opted_out_sender_is_filed_without_the_question() -> None:
+    outcome = send(State(), "PARC plus de bancs", context(*ALL, opted_out=True))
+    assert len(outcome.contributions) == 1
+    assert outcome.replies == () and outcome.track is None and outcome.state == State()
+
+
+def test_opted_out_during_the_question_answers_nothing_and_drops_it() -> None:
+    state = stored(send(State(), "PARC plus de bancs", context(*ALL)))
+    outcome = send(state, "2", context(*ALL, opted_out=True))
+    assert outcome.replies == () and outcome.updates == () and outcome.contributions == ()
+    assert outcome.state == State()
+
+
+def test_first_contact_notice_comes_after_the_receipt_and_the_question() -> None:
+    outcome = send(State(), "PARC plus de bancs", context(*ALL, first_contact=True))
+    assert keys(outcome) == [RECEIPT, "neighbourhood.ask", "notice"]
+    assert outcome.track == 0
+
+
+def test_expired_question_files_nothing_before_the_new_message() -> None:
+    state = stored(send(State(), "PARC plus de bancs", context(*ALL)))
+    outcome = send(state, "2", context(BUDGET, now=NOW + timedelta(days=2)))
+    # The old question is over: "2" is a new contribution, the first is not filed twice.
+    assert [(c.campaign, c.text, c.expired) for c in outcome.contributions] == [
+        ("budget", "2", False)
+    ]
+    assert outcome.updates == ()
+    assert keys(outcome) == [RECEIPT]
+
+
+# A state stored by the engine before contributions were filed at once: the text
+# was kept, waiting for the neighbourhood.
+OLD = State(
+    step=CHOOSE_NEIGHBOURHOOD,
+    campaign="parc",
+    text="plus de bancs",
+    received_at=NOW,
+    options=["Parc", "Centre", "Université"],
+    expires_at=NOW + timedelta(hours=24),
+)
+
+
+@pytest.mark.parametrize(("answer", "neighbourhood"), [("2", "Centre"), ("0", None)])
+def test_an_old_state_is_filed_with_the_answer(answer: str, neighbourhood: str | None) -> None:
+    outcome = send(OLD, answer, context(*ALL))
+    assert [(c.campaign, c.text, c.neighbourhood) for c in outcome.contributions] == [
+        ("parc", "plus de bancs", neighbourhood)
+    ]
+    assert keys(outcome) == [RECEIPT] and outcome.updates == ()
+    assert outcome.state == State()
+
+
+def test_an_old_state_keeps_the_misses_in_the_text() -> None:
+    second = send(OLD, "Fontenelles", context(*ALL))
+    assert second.contributions == () and keys(second) == ["neighbourhood.retry"]
+    third = send(second.state, "Petit-Nanterre", context(*ALL))
+    assert [c.text for c in third.contributions] == ["plus de bancs\nFontenelles\nPetit-Nanterre"]
+    assert keys(third) == [RECEIPT]
+
+
+def test_an_old_state_is_filed_on_stop_keyword_and_expiry() -> None:
+    stop = send(OLD, "STOP", context(*ALL))
+    assert [(r.key, r.contribution) for r in stop.replies] == [(STOP_CONFIRMED_FILED, 0)]
+    new = send(OLD, "BUDGET une piscine", context(*ALL))
+    assert [c.text for c in new.contributions] == ["plus de bancs", "une piscine"]
+    expired = expire(OLD, context(*ALL, now=NOW + timedelta(days=1)))
+    assert [(c.text, c.expired) for c in expired.contributions] == [("plus de bancs", True)]
+    assert keys(expired) == [RECEIPT_EXPIRED]
+
+
+def test_a_state_without_reference_nor_text_still_gets_an_answer() -> None:
+    damaged = replace(OLD, text="")
+    outcome = send(damaged, "2", context(*ALL))
+    assert keys(outcome) == ["neighbourhood.skipped"]
+    assert outcome.contributions == () and outcome.updates == ()
 
 
 # --- no keyword: choosing the campaign ------------------------------------------------
@@ -380,7 +617,9 @@ def test_several_open_campaigns_get_a_numbered_menu() -> None:
     assert "Rythmes scolaires" not in menu and "Marché" not in menu
 
 
-@pytest.mark.parametrize("answer", ["2", "2)", "budget", "Budget participatif", "budjet participatif"])
+@pytest.mark.parametrize(
+    "answer", ["2", "2)", "budget", "Budget participatif", "budjet participatif"]
+)
 def test_menu_answer_files_the_kept_text(answer: str) -> None:
     last = converse(context(*ALL), "Il faut plus de bancs", answer)[-1]
     assert [(c.campaign, c.text) for c in last.contributions] == [
@@ -389,11 +628,15 @@ def test_menu_answer_files_the_kept_text(answer: str) -> None:
     assert keys(last) == [RECEIPT]
 
 
-def test_menu_answer_by_title_then_neighbourhood() -> None:
+def test_menu_answer_by_title_files_then_asks_the_neighbourhood() -> None:
     outcomes = converse(context(*ALL), "Il faut plus de bancs", "rénovation", "centre")
+    assert [(c.campaign, c.text, c.neighbourhood) for c in outcomes[1].contributions] == [
+        ("parc", "Il faut plus de bancs", None)
+    ]
+    assert keys(outcomes[1]) == [RECEIPT, "neighbourhood.ask"]
+    assert outcomes[1].track == 0
     assert outcomes[1].state.step == CHOOSE_NEIGHBOURHOOD
-    assert outcomes[2].contributions[0].campaign == "parc"
-    assert outcomes[2].contributions[0].neighbourhood == "Centre"
+    assert outcomes[2].updates == (ContributionUpdate(reference=REF, neighbourhood="Centre"),)
 
 
 def test_menu_keyword_with_more_text_adds_to_the_kept_text() -> None:
@@ -449,8 +692,21 @@ def test_no_open_campaign_files_nothing() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["STOP", "stop", "Stop.", "ARRÊT", "arret", "Arrêt !", "STOPALL", "unsubscribe", "CANCEL",
-     "end", "QUIT", "stop merci", "STOP svp"],
+    [
+        "STOP",
+        "stop",
+        "Stop.",
+        "ARRÊT",
+        "arret",
+        "Arrêt !",
+        "STOPALL",
+        "unsubscribe",
+        "CANCEL",
+        "end",
+        "QUIT",
+        "stop merci",
+        "STOP svp",
+    ],
 )
 def test_stop_opts_out_and_says_how_to_come_back(text: str) -> None:
     outcome = send(State(), text, context(*ALL))
@@ -469,10 +725,10 @@ def test_contribution_starting_with_stop_is_not_an_opt_out(text: str) -> None:
 
 
 def test_stop_during_a_conversation_files_the_kept_text_first() -> None:
-    last = converse(context(*ALL), "PARC plus de bancs", "STOP")[-1]
+    last = converse(context(*ALL), "GROUPE atelier", "Plus de bancs", "STOP")[-1]
     assert last.opt_out
-    assert [(c.campaign, c.text, c.neighbourhood) for c in last.contributions] == [
-        ("parc", "plus de bancs", None)
+    assert [(c.campaign, c.text, c.group) for c in last.contributions] == [
+        (None, "Plus de bancs", "atelier")
     ]
     assert [(r.key, r.contribution) for r in last.replies] == [(STOP_CONFIRMED_FILED, 0)]
     assert REF in rendered(last)[0] and "START" in rendered(last)[0]
@@ -492,8 +748,19 @@ def test_stop_with_only_a_campaign_chosen_files_nothing() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["AIDE", "SUIVI", "SUIVI PARC-0042", "GROUPE atelier", "BUDGET", "ENGLISH", "Bonjour",
-     "ÉCOLE horaires", "", "STOP", "Il faut plus de bancs"],
+    [
+        "AIDE",
+        "SUIVI",
+        "SUIVI PARC-0042",
+        "GROUPE atelier",
+        "BUDGET",
+        "ENGLISH",
+        "Bonjour",
+        "ÉCOLE horaires",
+        "",
+        "STOP",
+        "Il faut plus de bancs",
+    ],
 )
 def test_opted_out_sender_gets_no_reply(text: str) -> None:
     outcome = send(State(), text, context(*ALL, opted_out=True, first_contact=True))
@@ -568,10 +835,10 @@ def test_help_without_open_campaign() -> None:
 
 
 def test_help_in_the_middle_keeps_the_conversation() -> None:
-    first, second, third = converse(context(*ALL), "PARC plus de bancs", "AIDE", "2")
-    assert second.state.step == CHOOSE_NEIGHBOURHOOD
-    assert second.state.text == "plus de bancs"
-    assert third.contributions[0].neighbourhood == "Centre"
+    _first, second, third = converse(context(*ALL), "Plus de bancs", "AIDE", "2")
+    assert second.state.step == CHOOSE_CAMPAIGN
+    assert second.state.text == "Plus de bancs"
+    assert third.contributions[0].campaign == "budget"
 
 
 def test_contribution_starting_with_aide_is_a_contribution() -> None:
@@ -579,16 +846,18 @@ def test_contribution_starting_with_aide_is_a_contribution() -> None:
     assert [c.text for c in outcome.contributions] == ["Aide aux devoirs pour les collégiens"]
 
 
+# Newest first, as the caller queries them.
 OWN = (
-    OwnContribution("BUDGET-0007", "published", "Budget participatif"),
-    OwnContribution("PARC-0040", "rejected", "Rénovation du quartier du Parc", "hors sujet"),
-    OwnContribution("PARC-0041", "spam", "Rénovation du quartier du Parc"),
     OwnContribution("PARC-0042", "pending", "Rénovation du quartier du Parc"),
+    OwnContribution("PARC-0041", "spam", "Rénovation du quartier du Parc"),
+    OwnContribution("PARC-0040", "rejected", "Rénovation du quartier du Parc", "hors sujet"),
+    OwnContribution("BUDGET-0007", "published", "Budget participatif"),
 )
 
 
 @pytest.mark.parametrize(
-    "text", ["SUIVI PARC-0042", "suivi parc-0042", "Suivi: PARC-0042", "suivi parc-42", "SUIVI PARC 42"]
+    "text",
+    ["SUIVI PARC-0042", "suivi parc-0042", "Suivi: PARC-0042", "suivi parc-42", "SUIVI PARC 42"],
 )
 def test_follow_up_tells_the_status_of_an_own_contribution(text: str) -> None:
     outcome = send(State(), text, context(*ALL, contributions=OWN))
@@ -600,6 +869,13 @@ def test_follow_up_tells_the_status_of_an_own_contribution(text: str) -> None:
 def test_follow_up_gives_the_reason_of_a_rejection() -> None:
     outcome = send(State(), "SUIVI PARC-0040", context(*ALL, contributions=OWN))
     assert "non retenue (hors sujet)" in rendered(outcome)[0]
+
+
+def test_follow_up_by_number_alone_and_published_status() -> None:
+    outcome = send(State(), "suivi 7", context(*ALL, contributions=OWN))
+    assert keys(outcome) == ["followup.status"]
+    reply = rendered(outcome)[0]
+    assert "BUDGET-0007" in reply and "Budget participatif" in reply and "publiée" in reply
 
 
 def test_follow_up_never_reveals_someone_elses_contribution() -> None:
@@ -645,7 +921,9 @@ def test_forget_after_expiry_files_nothing_either() -> None:
     assert keys(outcome) == ["forget.confirmed"]
 
 
-@pytest.mark.parametrize(("text", "language"), [("ENGLISH", "en"), ("en", "en"), ("Français", "fr"), ("FR", "fr")])
+@pytest.mark.parametrize(
+    ("text", "language"), [("ENGLISH", "en"), ("en", "en"), ("Français", "fr"), ("FR", "fr")]
+)
 def test_language_switch_confirms_in_the_new_language(text: str, language: str) -> None:
     outcome = send(State(), text, context(*ALL))
     assert outcome.language == language
@@ -661,30 +939,41 @@ def test_language_switch_keeps_the_conversation() -> None:
 
 def test_menus_are_written_in_the_senders_language() -> None:
     outcome = send(State(), "PARC more benches", context(*ALL, language="en"))
-    assert "0. Skip" in rendered(outcome, "en")[0]
+    receipt, question = rendered(outcome, "en")
+    assert "Thank you" in receipt and "0. Skip" in question
 
 
 # --- groups -------------------------------------------------------------------------------
 
 
 def test_group_with_description_then_text_is_collective() -> None:
-    first, second = converse(context(*ALL), "GROUPE réunion d'appartement, 8 personnes", "BUDGET une piscine")
+    first, second = converse(
+        context(*ALL), "GROUPE réunion d'appartement, 8 personnes", "BUDGET une piscine"
+    )
     assert first.state.step == AWAITING_TEXT
     assert keys(first) == ["group.noted"]
     assert "réunion d'appartement, 8 personnes" in rendered(first)[0]
     (filed,) = second.contributions
     assert (filed.kind, filed.group, filed.campaign) == (
-        "collective", "réunion d'appartement, 8 personnes", "budget"
+        "collective",
+        "réunion d'appartement, 8 personnes",
+        "budget",
     )
 
 
 def test_group_alone_asks_for_the_description() -> None:
-    first, second, third = converse(context(BUDGET), "groupe", "Atelier du centre social", "Une piscine")
+    first, second, third = converse(
+        context(BUDGET), "groupe", "Atelier du centre social", "Une piscine"
+    )
     assert first.state.step == GROUP_DESCRIPTION
     assert keys(first) == ["group.ask"]
     assert second.state.step == AWAITING_TEXT
     (filed,) = third.contributions
-    assert (filed.kind, filed.group, filed.text) == ("collective", "Atelier du centre social", "Une piscine")
+    assert (filed.kind, filed.group, filed.text) == (
+        "collective",
+        "Atelier du centre social",
+        "Une piscine",
+    )
 
 
 def test_group_during_the_menu_comes_back_to_the_menu() -> None:
@@ -694,15 +983,40 @@ def test_group_during_the_menu_comes_back_to_the_menu() -> None:
     assert keys(outcomes[2]) == ["group.noted_continue", "campaign_menu.ask"]
     (filed,) = outcomes[3].contributions
     assert (filed.campaign, filed.text, filed.kind, filed.group) == (
-        "budget", "Plus de bancs", "collective", "Conseil citoyen"
+        "budget",
+        "Plus de bancs",
+        "collective",
+        "Conseil citoyen",
     )
 
 
-def test_group_inline_during_the_neighbourhood_question_asks_it_again() -> None:
-    outcomes = converse(context(*ALL), "PARC plus de bancs", "GROUPE amicale des locataires", "1")
-    assert keys(outcomes[1]) == ["group.noted_continue", "neighbourhood.ask"]
+def test_group_during_the_neighbourhood_question_is_for_the_next_contribution() -> None:
+    outcomes = converse(
+        context(*ALL), "PARC plus de bancs", "GROUPE amicale des locataires", "BUDGET une piscine"
+    )
+    # The first contribution is filed already: the question ends, the group waits.
+    assert outcomes[1].contributions == () and outcomes[1].updates == ()
+    assert keys(outcomes[1]) == ["group.noted"]
+    assert outcomes[1].state.step == AWAITING_TEXT and outcomes[1].state.reference is None
     filed = outcomes[2].contributions[0]
-    assert (filed.kind, filed.group, filed.neighbourhood) == ("collective", "amicale des locataires", "Parc")
+    assert (filed.campaign, filed.kind, filed.group) == (
+        "budget",
+        "collective",
+        "amicale des locataires",
+    )
+
+
+def test_group_alone_during_the_neighbourhood_question_asks_the_description() -> None:
+    second = converse(context(*ALL), "PARC plus de bancs", "GROUPE")[1]
+    assert keys(second) == ["group.ask"]
+    assert second.state.step == GROUP_DESCRIPTION and second.state.resume is None
+
+
+def test_group_before_a_campaign_with_neighbourhoods_is_filed_with_it() -> None:
+    _first, second = converse(context(*ALL), "GROUPE atelier", "PARC plus de bancs")
+    (filed,) = second.contributions
+    assert (filed.kind, filed.group, filed.neighbourhood) == ("collective", "atelier", None)
+    assert second.state.step == CHOOSE_NEIGHBOURHOOD and not second.state.collective
 
 
 def test_group_keyword_alone_in_description_step_goes_to_the_campaign() -> None:
@@ -758,7 +1072,7 @@ def test_every_step_but_idle_carries_an_expiry() -> None:
     outcome = send(State(), "PARC plus de bancs", ctx)
     assert outcome.state.expires_at == NOW + timedelta(hours=2)
     later = replace(ctx, now=NOW + timedelta(hours=1))
-    again = send(outcome.state, "AIDE", later)
+    again = send(stored(outcome), "AIDE", later)
     assert again.state.expires_at == NOW + timedelta(hours=3)
     done = send(again.state, "0", later)
     assert done.state.expires_at is None
@@ -772,22 +1086,28 @@ def test_is_expired_at_the_exact_expiry() -> None:
 
 
 def test_expired_conversation_is_filed_before_the_new_message() -> None:
-    state = send(State(), "PARC plus de bancs", context(*ALL)).state
+    state = send(State(), "Plus de bancs", context(*ALL)).state
     later = context(*ALL, now=NOW + timedelta(days=2))
     outcome = send(state, "BUDGET une piscine", later)
-    assert [(c.campaign, c.text, c.neighbourhood, c.expired, c.received_at) for c in outcome.contributions] == [
-        ("parc", "plus de bancs", None, True, NOW),
+    assert [
+        (c.campaign, c.text, c.neighbourhood, c.expired, c.received_at)
+        for c in outcome.contributions
+    ] == [
+        (None, "Plus de bancs", None, True, NOW),
         ("budget", "une piscine", None, False, later.now),
     ]
-    assert [(r.key, r.contribution) for r in outcome.replies] == [(RECEIPT_EXPIRED, 0), (RECEIPT, 1)]
+    assert [(r.key, r.contribution) for r in outcome.replies] == [
+        (RECEIPT_EXPIRED, 0),
+        (RECEIPT, 1),
+    ]
     assert REF in rendered(outcome)[0]
 
 
 def test_expired_answer_is_not_taken_for_the_old_question() -> None:
-    state = send(State(), "PARC plus de bancs", context(*ALL)).state
+    state = send(State(), "Plus de bancs", context(*ALL)).state
     outcome = send(state, "2", context(BUDGET, now=NOW + timedelta(days=2)))
     assert [(c.campaign, c.text, c.expired) for c in outcome.contributions] == [
-        ("parc", "plus de bancs", True),
+        (None, "Plus de bancs", True),
         ("budget", "2", False),
     ]
 
@@ -821,10 +1141,21 @@ def test_expire_for_an_opted_out_sender_files_silently() -> None:
     assert len(outcome.contributions) == 1 and outcome.replies == ()
 
 
-def test_expired_neighbourhood_question_keeps_the_group() -> None:
-    state = converse(context(*ALL), "GROUPE atelier", "PARC plus de bancs")[-1].state
+def test_expired_neighbourhood_question_files_nothing_and_says_nothing() -> None:
+    first, second = converse(context(*ALL), "PARC plus de bancs", "Fontenelles")
+    for state in (stored(first), second.state):
+        outcome = expire(state, context(*ALL, now=NOW + timedelta(days=2)))
+        assert outcome.contributions == () and outcome.replies == () and outcome.updates == ()
+        assert outcome.state == State() and outcome.track is None
+
+
+def test_expired_group_description_keeps_the_kept_text() -> None:
+    state = converse(context(*ALL), "Plus de bancs", "GROUPE")[-1].state
+    assert state.step == GROUP_DESCRIPTION
     outcome = expire(state, context(*ALL, now=NOW + timedelta(days=1)))
-    assert (outcome.contributions[0].kind, outcome.contributions[0].group) == ("collective", "atelier")
+    assert [(c.text, c.kind, c.expired) for c in outcome.contributions] == [
+        ("Plus de bancs", "collective", True)
+    ]
 
 
 # --- state storage ------------------------------------------------------------------------
@@ -837,6 +1168,15 @@ def test_state_round_trips_through_json() -> None:
     assert State.from_dict(stored) == state
 
 
+def test_state_with_reference_round_trips_through_json() -> None:
+    state = stored(send(State(), "PARC plus de bancs", context(*ALL)))
+    assert state.reference == REF
+    stored_state = json.loads(json.dumps(state.to_dict()))
+    assert stored_state["reference"] == REF
+    assert State.from_dict(stored_state) == state
+    assert State.from_dict({**stored_state, "reference": 42}).reference is None
+
+
 @pytest.mark.parametrize("data", [None, {}])
 def test_missing_state_is_idle(data: dict[str, object] | None) -> None:
     assert State.from_dict(data) == State()
@@ -844,8 +1184,15 @@ def test_missing_state_is_idle(data: dict[str, object] | None) -> None:
 
 def test_state_from_dict_tolerates_unknown_and_malformed_values() -> None:
     state = State.from_dict(
-        {"step": "teleported", "future_field": 1, "expires_at": "not a date", "retries": "x",
-         "options": "parc", "text": None, "received_at": "2025-03-12T18:04:00"}
+        {
+            "step": "teleported",
+            "future_field": 1,
+            "expires_at": "not a date",
+            "retries": "x",
+            "options": "parc",
+            "text": None,
+            "received_at": "2025-03-12T18:04:00",
+        }
     )
     assert state.step == IDLE and state.expires_at is None and state.retries == 0
     assert state.options == [] and state.text == ""
@@ -922,6 +1269,7 @@ def _states() -> list[State]:
         State(),
         send(State(), "Plus de bancs", ctx).state,
         send(State(), "PARC plus de bancs", ctx).state,
+        stored(send(State(), "PARC plus de bancs", ctx)),
         send(State(), "GROUPE", ctx).state,
         send(State(), "BUDGET", ctx).state,
         State(step=CHOOSE_CAMPAIGN, options=[], text="x"),  # a corrupted store
@@ -933,7 +1281,10 @@ def _states() -> list[State]:
 @pytest.mark.parametrize("opted_out", [False, True])
 def test_odd_input_never_raises_and_every_reply_renders(text: str, opted_out: bool) -> None:
     for state in _states():
-        for ctx in (context(*ALL, opted_out=opted_out, first_contact=True), context(opted_out=opted_out)):
+        for ctx in (
+            context(*ALL, opted_out=opted_out, first_contact=True),
+            context(opted_out=opted_out),
+        ):
             outcome = send(state, text, ctx, attachments=1 if text == "0" else 0)
             for language in ("fr", "en"):
                 for reply in rendered(outcome, language):

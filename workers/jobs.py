@@ -18,6 +18,10 @@ def send_outbound(outbound_id: int) -> str:
     return outbound.send(get_runtime(), outbound_id)
 
 
+def send_outbound_batch(outbound_ids: list[int]) -> list[str]:
+    return outbound.send_in_order(get_runtime(), outbound_ids)
+
+
 def expire_conversation(conversation_id: int) -> int:
     runtime = get_runtime()
     outbound_ids = pipeline.expire_conversation(runtime, conversation_id)

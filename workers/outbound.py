@@ -107,8 +107,14 @@ def _failed(
         return "failed"
 
 
+def send_in_order(runtime: Runtime, outbound_ids: list[int]) -> list[str]:
+    return [send(runtime, oid) for oid in outbound_ids]
+
+
 def enqueue(runtime: Runtime, outbound_ids: list[int]) -> bool:
-    """Enqueue outbound jobs; on a Redis failure the sweeper will do it (rows stay queued)."""
+    """Enqueue one job for the replies of one decision, so they are sent in the order decided
+    (a receipt before the question that follows it). On a Redis failure the rows stay queued
+    and the sweeper enqueues them."""
     if not outbound_ids:
         return True
     from redis.exceptions import RedisError
@@ -116,22 +122,13 @@ def enqueue(runtime: Runtime, outbound_ids: list[int]) -> bool:
     from workers import jobs
 
     try:
-        q = runtime.queue(OUTBOUND)
-        with runtime.redis.pipeline() as pipe:
-            q.enqueue_many(
-                [
-                    q.prepare_data(
-                        jobs.send_outbound,
-                        (oid,),
-                        job_id=outbound_job_id(oid, 0),
-                        result_ttl=600,
-                        failure_ttl=7 * 24 * 3600,
-                    )
-                    for oid in outbound_ids
-                ],
-                pipeline=pipe,
-            )
-            pipe.execute()
+        runtime.queue(OUTBOUND).enqueue(
+            jobs.send_outbound_batch,
+            list(outbound_ids),
+            job_id=outbound_job_id(outbound_ids[0], 0),
+            result_ttl=600,
+            failure_ttl=7 * 24 * 3600,
+        )
     except (RedisError, OSError) as exc:
         log.warning("could not enqueue %d outbound message(s): %s", len(outbound_ids), exc)
         return False

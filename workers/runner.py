@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Sequence
+from typing import Any
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 
-from gateway.queues import QUEUES
+from gateway.queues import QUEUES, process_tag
 from gateway.runtime import Runtime
 from workers import context
 from workers.sweeper import sweep
@@ -33,6 +38,17 @@ class ThreadWorker(SimpleWorker):
     @property
     def dequeue_timeout(self) -> int:
         return 1
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
+                                     ) -> Any:
+        # RQ's loop only checks for a stop request between jobs; come back every second so that
+        # `gateway serve` stops promptly.
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=timeout)
+            if result is not None:
+                return result
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -65,29 +81,45 @@ class Ticker(threading.Thread):
         self._stop_event.set()
 
 
-def start_thread_worker(
-    runtime: Runtime, queues: Sequence[str] = QUEUES
-) -> tuple[ThreadWorker, threading.Thread]:
+class InProcessWorker(threading.Thread):
+    """The worker thread of ``gateway serve``; survives Redis restarts (a new RQ worker, with a
+    new name, is registered each time the connection comes back)."""
+
+    def __init__(self, runtime: Runtime, queues: Sequence[str] = QUEUES) -> None:
+        super().__init__(name="rq-worker", daemon=True)
+        self.runtime = runtime
+        self.queues = queues
+        self._stopping = threading.Event()
+        self._worker: ThreadWorker | None = None
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._worker = ThreadWorker(
+                    [self.runtime.queue(q) for q in self.queues],
+                    connection=self.runtime.redis,
+                    name=f"{process_tag()}-{uuid.uuid4().hex[:8]}",
+                )
+                if self._stopping.is_set():
+                    break
+                self._worker.work(with_scheduler=False, logging_level="WARNING")
+            except (RedisError, OSError) as exc:
+                log.warning("in-process worker lost Redis (%s); retrying", exc)
+            except Exception:
+                log.exception("in-process worker failed; restarting it")
+            self._stopping.wait(1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
+
+
+def start_thread_worker(runtime: Runtime, queues: Sequence[str] = QUEUES) -> InProcessWorker:
     context.set_runtime(runtime)
-    worker = ThreadWorker([runtime.queue(q) for q in queues], connection=runtime.redis, name=None)
-    thread = threading.Thread(target=_work_forever, args=(worker,), name="rq-worker", daemon=True)
-    thread.start()
-    return worker, thread
-
-
-def _work_forever(worker: ThreadWorker) -> None:
-    import time
-
-    from redis.exceptions import RedisError
-
-    # The worker exits its loop when Redis goes away; come back when it does.
-    while not worker._stop_requested:
-        try:
-            worker.work(with_scheduler=False, logging_level="WARNING")
-        except (RedisError, OSError) as exc:
-            log.warning("in-process worker lost Redis (%s); retrying", exc)
-        if not worker._stop_requested:
-            time.sleep(1)
+    worker = InProcessWorker(runtime, queues)
+    worker.start()
+    return worker
 
 
 def run_worker(runtime: Runtime, queues: Sequence[str], burst: bool) -> bool:
@@ -101,9 +133,17 @@ def run_worker(runtime: Runtime, queues: Sequence[str], burst: bool) -> bool:
     if not burst:
         ticker = Ticker(runtime)
         ticker.start()
-    worker = Worker([runtime.queue(q) for q in queues], connection=runtime.redis)
     try:
-        return bool(worker.work(burst=burst, with_scheduler=False, logging_level="INFO"))
+        while True:
+            worker = Worker([runtime.queue(q) for q in queues], connection=runtime.redis)
+            try:
+                return bool(worker.work(burst=burst, with_scheduler=False, logging_level="INFO"))
+            except (RedisError, OSError) as exc:
+                if burst:
+                    raise
+                # Redis restarts (maintenance, failover) must not need a human to restart us.
+                log.warning("worker lost Redis (%s); reconnecting in 2 s", exc)
+                time.sleep(2)
     finally:
         if ticker:
             ticker.stop()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PENDING = {b"queued", b"started", b"deferred", b"scheduled"}
 BATCH = 1000
 STUCK_SENDING = timedelta(minutes=10)
+STALE_PENDING = timedelta(minutes=15)
 
 
 @dataclass
@@ -63,13 +64,16 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
                 OutboundMessage.status == "queued",
                 or_(
                     OutboundMessage.next_attempt_at <= now,
+                    # Never enqueued (Redis was down): left longer than inbound, since the
+                    # decision's own job may be queued behind others and sends them in order.
                     (OutboundMessage.next_attempt_at.is_(None))
-                    & (OutboundMessage.created_at <= now - grace),
+                    & (OutboundMessage.created_at <= now - grace * 6),
                 ),
             )
             .limit(BATCH)
         ).all()
         inbound_ids: list[int] = []
+        stale_ids: set[int] = set()
         expired: list[tuple[int, str]] = []
         if not only_due_outbound:
             inbound_ids = list(
@@ -81,6 +85,16 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
                     )
                     .order_by(InboundMessage.id)
                     .limit(BATCH)
+                )
+            )
+            # A job Redis still calls pending after this long lost its worker (killed with
+            # Redis, say): enqueue again; processing is idempotent and serialised per sender.
+            stale_ids = set(
+                session.scalars(
+                    select(InboundMessage.id).where(
+                        InboundMessage.state == "received",
+                        InboundMessage.received_at <= now - STALE_PENDING,
+                    ).limit(BATCH)
                 )
             )
             expired = [
@@ -100,7 +114,8 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
     try:
         if inbound_ids:
             pending = _pending_jobs(runtime, [inbound_job_id(i) for i in inbound_ids])
-            todo = [i for i in inbound_ids if inbound_job_id(i) not in pending]
+            todo = [i for i in inbound_ids
+                    if inbound_job_id(i) not in pending or i in stale_ids]
             if todo and enqueue_inbound(runtime, todo):
                 report.inbound = len(todo)
         if due:

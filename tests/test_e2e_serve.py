@@ -1,0 +1,208 @@
+"""`gateway serve` as a subprocess, driven by webhooks signed like Twilio's, in both set-ups:
+embedded (SQLite + embedded Redis + in-process worker) and city scale (PostgreSQL + Debian
+Redis + a separate `gateway worker`). Each contribution is found exactly once, including after
+duplicate deliveries and after Redis was stopped and started during ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import TEST_CAMPAIGNS, RedisServer, free_port
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import sign, sms_form
+
+pytestmark = pytest.mark.e2e
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.port = int(env["GATEWAY_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen([*GATEWAY, *args], env=self.env, cwd=self.workdir,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("gateway serve did not become healthy:\n" + self.logs())
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:]
+                         for p in sorted(self.workdir.glob("*.log")))
+
+    def post_sms(self, form: dict[str, str]) -> requests.Response:
+        path = "/webhooks/twilio/sms"
+        signature = sign(self.env["GATEWAY_TWILIO_AUTH_TOKEN"],
+                         self.env["GATEWAY_PUBLIC_URL"] + path, form)
+        return requests.post(self.url + path, data=form, timeout=10,
+                             headers={"X-Twilio-Signature": signature})
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([*GATEWAY, *args], env=self.env, cwd=self.workdir,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def contributions(self) -> list[dict[str, object]]:
+        return list(json.loads(self.cli("contributions", "list", "--json")))
+
+    def wait_for_contributions(self, n: int, timeout: float = 90) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            found = self.contributions()
+            if len(found) >= n:
+                return found
+            time.sleep(0.5)
+        raise AssertionError(f"{len(found)} of {n} contributions:\n" + self.logs())
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError("a gateway process ignored SIGTERM:\n" + self.logs())
+
+
+def base_env(tmp_path: Path, fake: FakeTwilio) -> dict[str, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({
+        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_PUBLIC_URL": "https://agora.example.org",
+        "GATEWAY_CAMPAIGNS_DIR": str(TEST_CAMPAIGNS),
+        "GATEWAY_TWILIO_ACCOUNT_SID": fake.account_sid,
+        "GATEWAY_TWILIO_AUTH_TOKEN": fake.auth_token,
+        "GATEWAY_TWILIO_API_BASE": fake.base_url,
+        "GATEWAY_SWEEP_GRACE_SECONDS": "1",
+        "GATEWAY_SWEEP_INTERVAL_SECONDS": "2",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    })
+    return env
+
+
+def residents(n: int) -> list[str]:
+    return [f"+3361000{i:04d}" for i in range(n)]
+
+
+def drive(gateway: Gateway, fake: FakeTwilio, interrupt: object) -> None:
+    """Twenty residents text; every delivery is made twice; Redis goes down half-way."""
+    forms = [sms_form(f"PARC idée numéro {i}", sender=number, to="+33100000001")
+             for i, number in enumerate(residents(20))]
+    for i, form in enumerate(forms):
+        if i == 10 and callable(interrupt):
+            interrupt()
+        for _ in range(2):
+            response = gateway.post_sms(form)
+            assert response.status_code == 200, response.text
+            assert "<Response></Response>" in response.text
+    gateway.wait_for_contributions(20)
+    time.sleep(3)  # give a wrongly duplicated job the time to show up
+    found = [c for c in gateway.contributions() if str(c["text"]).startswith("idée")]
+    texts = sorted(str(c["text"]) for c in found)
+    assert texts == sorted(f"idée numéro {i}" for i in range(20))  # each once
+    assert len({c["reference"] for c in found}) == 20
+    assert all(c["campaign"] == "parc" and c["channel"] == "sms" for c in found)
+    # Every resident got their receipt, once, from the number they texted.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        receipts = [m for m in fake.messages
+                    if "PARC-" in m["Body"] and m["To"] in residents(20)]
+        if len(receipts) >= 20:
+            break
+        time.sleep(0.5)
+    assert sorted(m["To"] for m in receipts) == sorted(residents(20)), gateway.logs()
+    assert {m["From"] for m in receipts} == {"+33100000001"}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as f:
+        yield f
+
+
+def test_embedded_sqlite_and_redis(tmp_path: Path, fake: FakeTwilio):
+    gateway = Gateway(base_env(tmp_path, fake), tmp_path)
+    serve = gateway.start("serve")
+    try:
+        gateway.wait_healthy()
+        pidfile = tmp_path / "data" / "redis" / "redis.pid"
+        redis_pid = int(pidfile.read_text())
+
+        def kill_embedded_redis() -> None:
+            os.kill(redis_pid, signal.SIGKILL)  # the gateway must bring it back by itself
+
+        drive(gateway, fake, kill_embedded_redis)
+        new_pid = int(pidfile.read_text())
+        assert new_pid != redis_pid
+    finally:
+        gateway.stop()
+    assert serve.returncode == 0, gateway.logs()
+    # No Redis server left behind.
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(new_pid, 0)
+
+
+@pytest.mark.postgres
+def test_postgresql_and_debian_redis_with_a_separate_worker(
+    tmp_path: Path, fake: FakeTwilio, postgres_url: str, redis_server: RedisServer
+):
+    from tests.conftest import _truncate_postgres
+
+    _truncate_postgres(postgres_url)
+    from redis import Redis
+
+    Redis.from_url(redis_server.url).flushdb()
+    env = base_env(tmp_path, fake)
+    env["GATEWAY_DATABASE_URL"] = postgres_url
+    env["GATEWAY_REDIS_URL"] = redis_server.url
+    gateway = Gateway(env, tmp_path)
+    gateway.cli("db", "upgrade")
+    gateway.start("serve")
+    gateway.start("worker")
+    try:
+        gateway.wait_healthy()
+
+        def restart_redis() -> None:
+            redis_server.stop()
+            for i in range(3):  # webhooks while Redis is down: stored and answered
+                form = sms_form(f"PARC pendant la panne {i}", sender=f"+3362000{i:04d}")
+                assert gateway.post_sms(form).status_code == 200
+            redis_server.start()
+
+        drive(gateway, fake, restart_redis)
+        outage = [c for c in gateway.contributions() if "panne" in str(c["text"])]
+        assert len(outage) == 3
+    finally:
+        gateway.stop()

@@ -1,0 +1,113 @@
+"""The message catalogue: complete in every language, and receipts cheap to send."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from gateway.conversation import RECEIPT_KEYS
+from gateway.i18n import catalogue, languages, translate
+from gateway.sms_segments import GSM7, encoding, segments
+
+REALISTIC = {
+    "reference": "BUDGET-0042",
+    "title": "Rénovation du quartier du Parc",
+    "question": "Que souhaitez-vous pour le futur parc ?",
+    "keywords": "PARC, BUDGET, GARES",
+    "example": "PARC",
+    "keyword": "PARC",
+    "number": "1",
+    "name": "Université",
+    "menu": "1. Parc\n2. Centre",
+    "group": "réunion d'immeuble, 8 personnes",
+    "lines": "PARC-0042 : publiée",
+    "status": "publiée",
+    "campaign": "Budget participatif",
+    "reason": "hors sujet",
+}
+
+
+def placeholders(template: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+
+
+def test_french_and_english_are_the_languages_french_first() -> None:
+    assert languages() == ("fr", "en")
+
+
+@pytest.mark.parametrize("language", ["en"])
+def test_every_key_exists_in_both_languages_with_the_same_placeholders(language: str) -> None:
+    french, other = catalogue("fr"), catalogue(language)
+    assert set(other) == set(french)
+    for key, template in french.items():
+        assert placeholders(other[key]) == placeholders(template), key
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_no_message_is_empty_and_every_placeholder_is_known(language: str) -> None:
+    for key, template in catalogue(language).items():
+        assert template.strip(), key
+        assert placeholders(template) <= set(REALISTIC), key
+
+
+def test_translate_fills_placeholders() -> None:
+    text = translate("receipt.default", "fr", reference="BUDGET-0042")
+    assert text.count("BUDGET-0042") == 2
+    assert "{" not in text
+
+
+def test_translate_in_english() -> None:
+    assert translate("campaign_menu.line", "en", number=2, title="Budget", keyword="BUDGET") == (
+        "2. Budget (BUDGET)"
+    )
+    assert "Thank you" in translate("receipt.default", "en", reference="BUDGET-0042")
+
+
+@pytest.mark.parametrize("language", ["de", "", "FR-fr"])
+def test_unknown_language_falls_back_to_french(language: str) -> None:
+    assert translate("empty", language) == translate("empty", "fr")
+
+
+def test_unknown_key_raises() -> None:
+    with pytest.raises(KeyError):
+        translate("no.such.key", "fr")
+
+
+def test_default_language_is_french() -> None:
+    assert translate("stop.confirmed") == catalogue("fr")["stop.confirmed"]
+
+
+def test_extra_parameters_are_ignored() -> None:
+    # The caller passes reference= to any reply tied to a contribution.
+    assert translate("empty", "fr", reference="X") == translate("empty", "fr")
+
+
+def test_receipt_keys_all_quote_the_reference() -> None:
+    for language in languages():
+        for key in RECEIPT_KEYS:
+            assert "{reference}" in catalogue(language)[key]
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("key", RECEIPT_KEYS)
+def test_receipts_fit_in_two_segments_even_as_ucs2(language: str, key: str) -> None:
+    text = translate(key, language, reference="BUDGET-0042")
+    assert segments(text) <= 2
+    # Even if a later wording brings in one accent outside GSM-7 (ç, ê, ’).
+    assert len(text.encode("utf-16-le")) // 2 <= 2 * 67
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_short_replies_fit_in_one_segment(language: str) -> None:
+    for key in ("receipt.default", "stop.confirmed", "optin.confirmed", "empty", "notice"):
+        assert segments(translate(key, language, **REALISTIC)) == 1, key
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("key", RECEIPT_KEYS)
+def test_receipts_avoid_ucs2_so_they_go_in_one_segment(language: str, key: str) -> None:
+    # A single "ç" or "’" would cut the segment from 160 to 70 characters.
+    text = translate(key, language, reference="BUDGET-0042")
+    assert encoding(text) == GSM7
+    assert segments(text) == 1
