@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import IncomingMessage
 from gateway.models import InboundMessage
 from gateway.privacy import log_id
-from gateway.queues import INBOUND, inbound_job_id
+from gateway.queues import INBOUND, inbound_batch_job_id, inbound_job_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,13 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     if not messages:
         return []
     rows = [_row(runtime, m) for m in messages]
+    job_id = (
+        inbound_batch_job_id([f"{m.channel}:{m.provider_message_id}" for m in messages])
+        if len(messages) > 1
+        else None
+    )
+    for row in rows:
+        row["job_id"] = job_id
     try:
         new_ids = _insert_ignoring_duplicates(runtime, rows)
     except SQLAlchemyError:
@@ -123,19 +130,32 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
         seen.add(key)
         to_enqueue.append(message_id)
         results.append(Stored(message_id, False, True))
-    enqueued = enqueue_inbound(runtime, to_enqueue)
+    enqueued = enqueue_inbound(runtime, to_enqueue, job_id)
     if not enqueued:
         results = [Stored(r.message_id, r.duplicate, False) for r in results]
     return results
 
 
-def enqueue_inbound(runtime: Runtime, message_ids: Sequence[int]) -> bool:
+def enqueue_inbound(
+    runtime: Runtime, message_ids: Sequence[int], batch_job_id: str | None = None
+) -> bool:
+    """Enqueue the messages: one job for a group commit's batch (RQ's per-job bookkeeping
+    would otherwise cost more than storing the message), one job each otherwise."""
     if not message_ids:
         return True
     from workers import jobs
 
     try:
         q = runtime.queue(INBOUND)
+        if batch_job_id is not None and len(message_ids) > 1:
+            q.enqueue(
+                jobs.process_inbound_batch,
+                list(message_ids),
+                job_id=batch_job_id,
+                result_ttl=600,
+                failure_ttl=7 * 24 * 3600,
+            )
+            return True
         with runtime.redis.pipeline() as pipe:
             q.enqueue_many(
                 [

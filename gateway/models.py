@@ -126,6 +126,8 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     # received -> processed | ignored | failed
     state: Mapped[str] = mapped_column(String(16), default="received")
+    # The RQ job that carries this message (ingest enqueues one job per group commit).
+    job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]

@@ -1,6 +1,6 @@
 """Residents' addresses (phone numbers, chat ids, email addresses) at rest.
 
-An address is stored twice, never in clear: encrypted (Fernet, so the gateway can reply) and
+An address is stored twice, never in clear: encrypted (AES-GCM, so the gateway can reply) and
 as a keyed hash (HMAC-SHA256, so a returning sender is found without decrypting every row).
 Both keys derive from ``SECRET_KEY`` with HKDF and distinct labels, so one never serves as
 the other. Pseudonymous contributor ids are random, not derived from the address: they say
@@ -9,15 +9,15 @@ nothing about it even to someone holding the secret key.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from functools import cached_property
 
-from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
@@ -28,30 +28,37 @@ def _derive(secret_key: str, label: bytes) -> bytes:
 
 
 class AddressVault:
+    """AES-256-GCM with a random 96-bit nonce per value (stored as nonce + ciphertext + tag).
+
+    Chosen over Fernet for speed on the webhook's hot path (one C call per value) with the
+    same guarantees: confidentiality and integrity, a fresh nonce for every value.
+    """
+
     def __init__(self, secret_key: str) -> None:
         if not secret_key:
             raise ValueError("SECRET_KEY is empty")
         self._secret_key = secret_key
 
     @cached_property
-    def _fernet(self) -> Fernet:
-        return Fernet(base64.urlsafe_b64encode(_derive(self._secret_key, b"address-encryption")))
+    def _aead(self) -> AESGCM:
+        return AESGCM(_derive(self._secret_key, b"address-encryption"))
 
     @cached_property
     def _hash_key(self) -> bytes:
         return _derive(self._secret_key, b"address-lookup-hash")
 
-    def encrypt(self, value: str) -> bytes:
-        return self._fernet.encrypt(value.encode("utf-8"))
-
-    def decrypt(self, token: bytes) -> str:
-        return self._fernet.decrypt(token).decode("utf-8")
-
     def encrypt_bytes(self, value: bytes) -> bytes:
-        return self._fernet.encrypt(value)
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, value, None)
 
     def decrypt_bytes(self, token: bytes) -> bytes:
-        return self._fernet.decrypt(token)
+        return self._aead.decrypt(bytes(token[:12]), bytes(token[12:]), None)
+
+    def encrypt(self, value: str) -> bytes:
+        return self.encrypt_bytes(value.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        return self.decrypt_bytes(token).decode("utf-8")
 
     def lookup_hash(self, channel: str, address: str) -> str:
         normalised = normalise_address(channel, address)

@@ -14,6 +14,7 @@ shuts it down on exit when no other client is connected ("last one out").
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import subprocess
@@ -38,6 +39,12 @@ def inbound_job_id(message_id: int) -> str:
     return f"inbound-{message_id}"
 
 
+def inbound_batch_job_id(provider_keys: list[str]) -> str:
+    """One job per group commit, named after the messages it carries (deterministic)."""
+    digest = hashlib.sha256("\n".join(provider_keys).encode()).hexdigest()[:24]
+    return f"inbound-b{digest}"
+
+
 def outbound_job_id(outbound_id: int, attempt: int) -> str:
     return f"outbound-{outbound_id}-{attempt}"
 
@@ -60,8 +67,12 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _client(self) -> Redis:
-        return Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=5,
-                     client_name=process_tag())
+        return Redis(
+            unix_socket_path=str(self.socket),
+            socket_connect_timeout=1,
+            socket_timeout=5,
+            client_name=process_tag(),
+        )
 
     def alive(self) -> bool:
         if not self.socket.exists():
@@ -159,8 +170,13 @@ def process_tag() -> str:
 
 def redis_from_url(url: str) -> Redis:
     # Short timeouts: when Redis is down, a webhook must still be answered promptly.
-    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
-                          client_name=process_tag())
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=1,
+        socket_timeout=5,
+        health_check_interval=30,
+        client_name=process_tag(),
+    )
 
 
 def queue(name: str, connection: Redis) -> Queue:

@@ -34,7 +34,7 @@ class Gateway:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "wb")
         process = subprocess.Popen([*GATEWAY, *args], env=self.env, cwd=self.workdir,
                                    stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
@@ -88,9 +88,9 @@ class Gateway:
         for process in self.processes:
             try:
                 process.wait(30)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired as exc:
                 process.kill()
-                raise AssertionError("a gateway process ignored SIGTERM:\n" + self.logs())
+                raise AssertionError("a gateway process ignored SIGTERM:\n" + self.logs()) from exc
 
 
 def base_env(tmp_path: Path, fake: FakeTwilio) -> dict[str, str]:

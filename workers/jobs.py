@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from gateway import pipeline
 from workers import outbound
 from workers.context import get_runtime
+
+log = logging.getLogger(__name__)
 
 
 def process_inbound(message_id: int) -> int:
@@ -12,6 +16,26 @@ def process_inbound(message_id: int) -> int:
     outbound_ids = pipeline.process_inbound(runtime, message_id)
     outbound.enqueue(runtime, outbound_ids)
     return len(outbound_ids)
+
+
+def process_inbound_batch(message_ids: list[int]) -> int:
+    """A group commit's messages, in arrival order; one failing message does not hold up the
+    others (it stays ``received`` with its error, and the sweeper retries it)."""
+    runtime = get_runtime()
+    sent = 0
+    failures = 0
+    for message_id in message_ids:
+        try:
+            outbound_ids = pipeline.process_inbound(runtime, message_id)
+        except Exception:
+            log.exception("message %d could not be processed", message_id)
+            failures += 1
+            continue
+        outbound.enqueue(runtime, outbound_ids)
+        sent += len(outbound_ids)
+    if failures:
+        raise RuntimeError(f"{failures} of {len(message_ids)} message(s) failed; see the log")
+    return sent
 
 
 def send_outbound(outbound_id: int) -> str:

@@ -39,8 +39,9 @@ class ThreadWorker(SimpleWorker):
     def dequeue_timeout(self) -> int:
         return 1
 
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
-                                     ) -> Any:
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> Any:
         # RQ's loop only checks for a stop request between jobs; come back every second so that
         # `gateway serve` stops promptly.
         while True:

@@ -73,28 +73,31 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             .limit(BATCH)
         ).all()
         inbound_ids: list[int] = []
+        batch_jobs: dict[int, str] = {}
         stale_ids: set[int] = set()
         expired: list[tuple[int, str]] = []
         if not only_due_outbound:
-            inbound_ids = list(
-                session.scalars(
-                    select(InboundMessage.id)
-                    .where(
-                        InboundMessage.state == "received",
-                        InboundMessage.received_at <= now - grace,
-                    )
-                    .order_by(InboundMessage.id)
-                    .limit(BATCH)
+            inbound_rows = session.execute(
+                select(InboundMessage.id, InboundMessage.job_id)
+                .where(
+                    InboundMessage.state == "received",
+                    InboundMessage.received_at <= now - grace,
                 )
-            )
+                .order_by(InboundMessage.id)
+                .limit(BATCH)
+            ).all()
+            inbound_ids = [r.id for r in inbound_rows]
+            batch_jobs = {r.id: r.job_id for r in inbound_rows if r.job_id}
             # A job Redis still calls pending after this long lost its worker (killed with
             # Redis, say): enqueue again; processing is idempotent and serialised per sender.
             stale_ids = set(
                 session.scalars(
-                    select(InboundMessage.id).where(
+                    select(InboundMessage.id)
+                    .where(
                         InboundMessage.state == "received",
                         InboundMessage.received_at <= now - STALE_PENDING,
-                    ).limit(BATCH)
+                    )
+                    .limit(BATCH)
                 )
             )
             expired = [
@@ -113,9 +116,15 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
 
     try:
         if inbound_ids:
-            pending = _pending_jobs(runtime, [inbound_job_id(i) for i in inbound_ids])
-            todo = [i for i in inbound_ids
-                    if inbound_job_id(i) not in pending or i in stale_ids]
+            candidates = [inbound_job_id(i) for i in inbound_ids]
+            candidates += sorted(set(batch_jobs.values()))
+            pending = _pending_jobs(runtime, candidates)
+            todo = [
+                i
+                for i in inbound_ids
+                if i in stale_ids
+                or (inbound_job_id(i) not in pending and batch_jobs.get(i) not in pending)
+            ]
             if todo and enqueue_inbound(runtime, todo):
                 report.inbound = len(todo)
         if due:

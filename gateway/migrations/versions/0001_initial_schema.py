@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("raw_encrypted", sa.LargeBinary(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("job_id", sa.String(length=64), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
