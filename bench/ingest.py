@@ -47,7 +47,14 @@ BARE = textwrap.dedent(
     app = web.Application()
     app.router.add_post("/webhooks/twilio/sms", handler)
     app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    try:  # the same event loop as `gateway serve`, so that the ratio compares like with like
+        import uvloop
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        import asyncio
+        loop = asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
+                loop=loop)
     """
 )
 
@@ -63,10 +70,16 @@ def forms(n: int, tag: str) -> list[tuple[dict[str, str], str]]:
     out = []
     for i in range(n):
         sid = f"SM{tag}{i:026d}"[:34]
-        form = {"MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32,
-                "From": f"+336{i % 5000:08d}", "To": "+33100000001", "NumMedia": "0",
-                "Body": f"PARC Idée numéro {i} : plus de bancs et d'arbres",
-                "ApiVersion": "2010-04-01"}
+        form = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": f"+336{i % 5000:08d}",
+            "To": "+33100000001",
+            "NumMedia": "0",
+            "Body": f"PARC Idée numéro {i} : plus de bancs et d'arbres",
+            "ApiVersion": "2010-04-01",
+        }
         out.append((form, validator.compute_signature(PUBLIC_URL + PATH, form)))
     return out
 
@@ -104,8 +117,13 @@ def _ms(value: str) -> float:
     return float(value)
 
 
-def load(url: str, payloads: list[tuple[dict[str, str], str]], concurrency: int,
-         duration: int, workdir: Path) -> Result:
+def load(
+    url: str,
+    payloads: list[tuple[dict[str, str], str]],
+    concurrency: int,
+    duration: int,
+    workdir: Path,
+) -> Result:
     """One wrk run (C load generator, one thread) cycling through pre-signed requests."""
     from urllib.parse import urlencode
 
@@ -114,9 +132,21 @@ def load(url: str, payloads: list[tuple[dict[str, str], str]], concurrency: int,
     script = workdir / "requests.lua"
     script.write_text(LUA)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script),
-         url, "--", str(requests_file)],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(requests_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     p50 = p99 = 0.0
     errors = 0
@@ -151,15 +181,24 @@ def wait_ready(port: int, timeout: float = 60) -> None:
 
 def start_gateway(port: int, data_dir: str, worker: bool) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({
-        "GATEWAY_DATA_DIR": data_dir, "GATEWAY_PUBLIC_URL": PUBLIC_URL,
-        "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
-        "GATEWAY_TWILIO_API_BASE": "http://127.0.0.1:9",  # replies fail fast, never leave
-        "GATEWAY_EMBEDDED_WORKER": "true" if worker else "false",
-        "GATEWAY_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-    })
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    env.update(
+        {
+            "GATEWAY_DATA_DIR": data_dir,
+            "GATEWAY_PUBLIC_URL": PUBLIC_URL,
+            "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "GATEWAY_TWILIO_AUTH_TOKEN": TOKEN,
+            "GATEWAY_TWILIO_API_BASE": "http://127.0.0.1:9",  # replies fail fast, never leave
+            "GATEWAY_EMBEDDED_WORKER": "true" if worker else "false",
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -171,15 +210,21 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=40000,
-                        help="distinct pre-signed messages per round (more than a round sends)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=40000,
+        help="distinct pre-signed messages per round (more than a round sends)",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--worker", action="store_true",
-                        help="run the gateway's in-process worker during the load")
+    parser.add_argument(
+        "--worker", action="store_true", help="run the gateway's in-process worker during the load"
+    )
     args = parser.parse_args()
 
     results: dict[str, list[Result]] = {"bare aiohttp": [], "gateway serve": []}
@@ -198,24 +243,32 @@ def main() -> None:
                 # Unique MessageSids for the whole round: every request is a new message.
                 payloads = forms(args.requests, f"r{r}")
                 for name, port in (("bare aiohttp", bare_port), ("gateway serve", gw_port)):
-                    result = load(f"http://127.0.0.1:{port}", payloads, args.concurrency,
-                                  args.duration, work)
+                    result = load(
+                        f"http://127.0.0.1:{port}", payloads, args.concurrency, args.duration, work
+                    )
                     results[name].append(result)
-                    print(f"round {r + 1} {name:<14} {result.throughput:8.0f} req/s  "
-                          f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
-                          f"errors {result.errors}", flush=True)
+                    print(
+                        f"round {r + 1} {name:<14} {result.throughput:8.0f} req/s  "
+                        f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                        f"errors {result.errors}",
+                        flush=True,
+                    )
         finally:
             stop(gateway)
             stop(bare)
 
-    print(f"\nmedians over {args.rounds} rounds of {args.duration} s, "
-          f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}:")
+    print(
+        f"\nmedians over {args.rounds} rounds of {args.duration} s, "
+        f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}:"
+    )
     print(f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     med: dict[str, float] = {}
     for name, rs in results.items():
         med[name] = statistics.median(r.throughput for r in rs)
-        print(f"{name:<14} {med[name]:8.0f} {statistics.median(r.p50_ms for r in rs):8.1f} "
-              f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d}")
+        print(
+            f"{name:<14} {med[name]:8.0f} {statistics.median(r.p50_ms for r in rs):8.1f} "
+            f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d}"
+        )
     print(f"ratio gateway/bare: {med['gateway serve'] / med['bare aiohttp']:.2f}")
 
 

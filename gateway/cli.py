@@ -3,6 +3,7 @@ share the data folder, the database and the (embedded) Redis server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -55,7 +56,24 @@ def serve(host: str | None, port: int | None) -> None:
     except db.SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+        loop=_event_loop(),
+    )
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    # uvloop, when installed (Linux), roughly halves the event loop's own cost per webhook.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @main.command()

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,7 +68,7 @@ def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
 
 def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert rows, skipping (channel, provider id) pairs already stored; returns new ids."""
-    table = InboundMessage.__table__
+    table = cast(Table, InboundMessage.__table__)
     dialect = runtime.engine.dialect.name
     stmt: Any
     if dialect == "postgresql":
@@ -189,6 +189,8 @@ class BatchingIngest:
         self._queue: asyncio.Queue[tuple[IncomingMessage, asyncio.Future[Stored]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        self.messages = 0
+        self.batches = 0
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -205,6 +207,13 @@ class BatchingIngest:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+        if self.batches:
+            log.info(
+                "ingest: %d message(s) stored in %d batch(es), %.1f per batch",
+                self.messages,
+                self.batches,
+                self.messages / self.batches,
+            )
 
     async def accept(self, message: IncomingMessage) -> Stored:
         assert self._queue is not None, "BatchingIngest.start() was not awaited"
@@ -220,6 +229,8 @@ class BatchingIngest:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             messages = [m for m, _ in batch]
+            self.messages += len(messages)
+            self.batches += 1
             try:
                 results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
             except Exception as exc:

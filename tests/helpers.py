@@ -70,8 +70,9 @@ def drain(runtime: Runtime) -> None:
         worker.work(burst=True, logging_level="WARNING")
 
 
-def send_sms(runtime: Runtime, body: str, sender: str = "+33612345678",
-             to: str = "+33100000001") -> list[str]:
+def send_sms(
+    runtime: Runtime, body: str, sender: str = "+33612345678", to: str = "+33100000001"
+) -> list[str]:
     """Store and process one SMS; return the texts of the replies it caused."""
     (stored,) = ingest.store(runtime, [incoming_sms(body, sender, to)])
     assert stored.message_id is not None

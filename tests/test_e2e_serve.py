@@ -35,8 +35,9 @@ class Gateway:
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{args[0]}-{len(self.processes)}.log", "wb")
-        process = subprocess.Popen([*GATEWAY, *args], env=self.env, cwd=self.workdir,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*GATEWAY, *args], env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+        )
         self.processes.append(process)
         return process
 
@@ -52,26 +53,35 @@ class Gateway:
         raise AssertionError("gateway serve did not become healthy:\n" + self.logs())
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:]
-                         for p in sorted(self.workdir.glob("*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-4000:] for p in sorted(self.workdir.glob("*.log"))
+        )
 
     def post_sms(self, form: dict[str, str]) -> requests.Response:
         path = "/webhooks/twilio/sms"
-        signature = sign(self.env["GATEWAY_TWILIO_AUTH_TOKEN"],
-                         self.env["GATEWAY_PUBLIC_URL"] + path, form)
-        return requests.post(self.url + path, data=form, timeout=10,
-                             headers={"X-Twilio-Signature": signature})
+        signature = sign(
+            self.env["GATEWAY_TWILIO_AUTH_TOKEN"], self.env["GATEWAY_PUBLIC_URL"] + path, form
+        )
+        return requests.post(
+            self.url + path, data=form, timeout=10, headers={"X-Twilio-Signature": signature}
+        )
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([*GATEWAY, *args], env=self.env, cwd=self.workdir,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*GATEWAY, *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
     def contributions(self) -> list[dict[str, object]]:
         return list(json.loads(self.cli("contributions", "list", "--json")))
 
-    def wait_for_contributions(self, n: int, timeout: float = 90) -> list[dict[str, object]]:
+    def wait_for_contributions(self, n: int, timeout: float = 180) -> list[dict[str, object]]:
         deadline = time.monotonic() + timeout
         found: list[dict[str, object]] = []
         while time.monotonic() < deadline:
@@ -96,18 +106,20 @@ class Gateway:
 def base_env(tmp_path: Path, fake: FakeTwilio) -> dict[str, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update({
-        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_PUBLIC_URL": "https://agora.example.org",
-        "GATEWAY_CAMPAIGNS_DIR": str(TEST_CAMPAIGNS),
-        "GATEWAY_TWILIO_ACCOUNT_SID": fake.account_sid,
-        "GATEWAY_TWILIO_AUTH_TOKEN": fake.auth_token,
-        "GATEWAY_TWILIO_API_BASE": fake.base_url,
-        "GATEWAY_SWEEP_GRACE_SECONDS": "1",
-        "GATEWAY_SWEEP_INTERVAL_SECONDS": "2",
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-    })
+    env.update(
+        {
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_PUBLIC_URL": "https://agora.example.org",
+            "GATEWAY_CAMPAIGNS_DIR": str(TEST_CAMPAIGNS),
+            "GATEWAY_TWILIO_ACCOUNT_SID": fake.account_sid,
+            "GATEWAY_TWILIO_AUTH_TOKEN": fake.auth_token,
+            "GATEWAY_TWILIO_API_BASE": fake.base_url,
+            "GATEWAY_SWEEP_GRACE_SECONDS": "1",
+            "GATEWAY_SWEEP_INTERVAL_SECONDS": "2",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+    )
     return env
 
 
@@ -117,8 +129,10 @@ def residents(n: int) -> list[str]:
 
 def drive(gateway: Gateway, fake: FakeTwilio, interrupt: object) -> None:
     """Twenty residents text; every delivery is made twice; Redis goes down half-way."""
-    forms = [sms_form(f"PARC idée numéro {i}", sender=number, to="+33100000001")
-             for i, number in enumerate(residents(20))]
+    forms = [
+        sms_form(f"PARC idée numéro {i}", sender=number, to="+33100000001")
+        for i, number in enumerate(residents(20))
+    ]
     for i, form in enumerate(forms):
         if i == 10 and callable(interrupt):
             interrupt()
@@ -136,8 +150,7 @@ def drive(gateway: Gateway, fake: FakeTwilio, interrupt: object) -> None:
     # Every resident got their receipt, once, from the number they texted.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        receipts = [m for m in fake.messages
-                    if "PARC-" in m["Body"] and m["To"] in residents(20)]
+        receipts = [m for m in fake.messages if "PARC-" in m["Body"] and m["To"] in residents(20)]
         if len(receipts) >= 20:
             break
         time.sleep(0.5)

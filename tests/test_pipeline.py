@@ -25,8 +25,20 @@ PARC_NUMBER = "+33100000001"
 UNKNOWN_NUMBER = "+33199999999"
 
 CONTRACT_FIELDS = {
-    "id", "reference", "campaign", "channel", "status", "text", "transcript", "audio", "kind",
-    "neighbourhood", "category", "tags", "received_at", "contributor",
+    "id",
+    "reference",
+    "campaign",
+    "channel",
+    "status",
+    "text",
+    "transcript",
+    "audio",
+    "kind",
+    "neighbourhood",
+    "category",
+    "tags",
+    "received_at",
+    "contributor",
 }
 
 
@@ -75,8 +87,11 @@ def test_neighbourhood_answer_is_recorded_on_the_filed_contribution(runtime: Run
 
 
 def test_menu_answer_files_the_kept_text_in_the_chosen_campaign(runtime: Runtime):
-    (menu,) = [r for r in send_sms(runtime, "Des bancs svp", RESIDENT, UNKNOWN_NUMBER)
-               if "1." in r or "1 " in r][:1]
+    (menu,) = [
+        r
+        for r in send_sms(runtime, "Des bancs svp", RESIDENT, UNKNOWN_NUMBER)
+        if "1." in r or "1 " in r
+    ][:1]
     assert contributions(runtime) == []
     first_line = next(line for line in menu.splitlines() if line.lstrip().startswith("1"))
     chosen = "budget" if "Budget" in first_line else "parc"
@@ -91,8 +106,10 @@ def test_messages_from_one_sender_are_handled_in_arrival_order_by_racing_workers
 ):
     stored = ingest.store(
         runtime,
-        [incoming_sms("Des bancs svp", RESIDENT, UNKNOWN_NUMBER),
-         incoming_sms("1", RESIDENT, UNKNOWN_NUMBER)],
+        [
+            incoming_sms("Des bancs svp", RESIDENT, UNKNOWN_NUMBER),
+            incoming_sms("1", RESIDENT, UNKNOWN_NUMBER),
+        ],
     )
     ids = [s.message_id for s in stored]
     assert None not in ids
@@ -144,8 +161,11 @@ def test_retryable_twilio_errors_are_retried_with_backoff_and_sent_once(
     fake_twilio.fail_next(503, times=1)
     for attempt in (2, 3):
         with runtime.sessions.begin() as session:  # time passes: the retry is due
-            session.execute(update(OutboundMessage).values(
-                next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)))
+            session.execute(
+                update(OutboundMessage).values(
+                    next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)
+                )
+            )
         sweep(runtime, only_due_outbound=True)
         drain(runtime)
         with runtime.sessions() as session:
@@ -161,8 +181,11 @@ def test_permanent_failure_stops_after_max_attempts(runtime: Runtime, fake_twili
     send_sms(runtime, "BUDGET Un jardin", RESIDENT, "+33100000002")
     for _ in range(runtime.settings.outbound_max_attempts + 2):
         with runtime.sessions.begin() as session:
-            session.execute(update(OutboundMessage).values(
-                next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)))
+            session.execute(
+                update(OutboundMessage).values(
+                    next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)
+                )
+            )
         sweep(runtime, only_due_outbound=True)
         drain(runtime)
     rows = outbound_rows(runtime)
@@ -226,8 +249,10 @@ def test_closed_and_draft_campaigns_get_a_polite_answer_not_a_contribution(
 
 
 def test_abandoned_conversation_is_filed_by_the_sweeper(settings, fake_twilio: FakeTwilio):
-    rt = Runtime.open(settings.with_overrides(conversation_expiry_minutes=0),
-                      migrate=settings.database_url.startswith("sqlite"))
+    rt = Runtime.open(
+        settings.with_overrides(conversation_expiry_minutes=0),
+        migrate=settings.database_url.startswith("sqlite"),
+    )
     try:
         from gateway import campaigns
         from tests.conftest import TEST_CAMPAIGNS
@@ -297,9 +322,15 @@ def test_sweeper_marks_interrupted_sends_failed_without_resending(
     send_sms(runtime, "PARC Des bancs", RESIDENT, PARC_NUMBER)
     sent = len(fake_twilio.messages)
     with runtime.sessions.begin() as session:
-        row = OutboundMessage(decision_key="manual-1", channel="sms", text="x", status="sending",
-                              attempts=1, claimed_at=pipeline.now_utc() - timedelta(hours=1),
-                              recipient_encrypted=runtime.vault.encrypt(RESIDENT))
+        row = OutboundMessage(
+            decision_key="manual-1",
+            channel="sms",
+            text="x",
+            status="sending",
+            attempts=1,
+            claimed_at=pipeline.now_utc() - timedelta(hours=1),
+            recipient_encrypted=runtime.vault.encrypt(RESIDENT),
+        )
         session.add(row)
     assert sweep(runtime).interrupted == 1
     drain(runtime)

@@ -43,7 +43,7 @@ def send(runtime: Runtime, outbound_id: int) -> str:
                 | (OutboundMessage.next_attempt_at <= now),
             )
             .values(status="sending", attempts=OutboundMessage.attempts + 1, claimed_at=now)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if not claimed:
             return "skipped"
         row = session.get(OutboundMessage, outbound_id)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from redis.exceptions import RedisError
 from rq.job import Job
+from rq.utils import utcparse
 from sqlalchemy import or_, select
 
 from gateway.ingest import enqueue_inbound
@@ -32,6 +33,7 @@ PENDING = {b"queued", b"started", b"deferred", b"scheduled"}
 BATCH = 1000
 STUCK_SENDING = timedelta(minutes=10)
 STALE_PENDING = timedelta(minutes=15)
+ORPHANED_AFTER = timedelta(seconds=90)
 
 
 @dataclass
@@ -46,11 +48,26 @@ class SweepReport:
 
 
 def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
+    """The jobs Redis still holds as waiting or running. A "started" job whose worker stopped
+    beating (killed, or Redis restarted from its append-only file under it) is not pending."""
     with runtime.redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(Job.key_for(job_id), "status")
-        statuses = pipe.execute()
-    return {jid for jid, status in zip(job_ids, statuses, strict=True) if status in PENDING}
+            pipe.hmget(Job.key_for(job_id), ["status", "last_heartbeat"])
+        rows = pipe.execute()
+    now = now_utc()
+    pending = set()
+    for job_id, (status, heartbeat) in zip(job_ids, rows, strict=True):
+        if status not in PENDING:
+            continue
+        if status == b"started" and heartbeat:
+            try:
+                beat = utcparse(heartbeat.decode())
+            except ValueError:
+                beat = None
+            if beat is not None and now - beat.replace(tzinfo=UTC) > ORPHANED_AFTER:
+                continue
+        pending.add(job_id)
+    return pending
 
 
 def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
@@ -191,7 +208,7 @@ def _fail_interrupted(runtime: Runtime, now: object) -> int:
                 recipient_encrypted=None,
                 error="interrupted while sending: delivery unknown, not retried",
             )
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
     if count:
         log.error("sweeper: %d send(s) interrupted mid-way marked failed", count)
     return int(count or 0)
