@@ -276,6 +276,7 @@ class Context:
     campaigns: tuple[CampaignInfo, ...]
     sender: Sender
     expiry: timedelta = timedelta(hours=24)  # a conversation left half-way expires after this
+    organisation: str = "Agora"  # who runs the consultations, named in the data-use notice
 
 
 @dataclass(frozen=True)
@@ -382,7 +383,7 @@ class _Turn:
             self.track = None
             self.replies = [r for r in self.replies if r.contribution is None]
         if send_notice:
-            self.replies.append(Reply("notice"))
+            self.replies.append(Reply("notice", {"organisation": self.context.organisation}))
         if state.step == IDLE:
             state = State()
         else:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import LockError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
@@ -265,6 +265,7 @@ def _context(
         campaigns=campaign_infos(session),
         sender=sender,
         expiry=timedelta(minutes=runtime.settings.conversation_expiry_minutes),
+        organisation=runtime.settings.organisation,
     )
 
 
@@ -355,6 +356,7 @@ def _apply(
                 created_at=now,
             )
         )
+    _withhold_over_limit(runtime, session, contributor, rows, now)
     session.add_all(rows)
 
     state = outcome.state.to_dict()
@@ -367,6 +369,48 @@ def _apply(
     conv.expires_at = getattr(outcome.state, "expires_at", None)
     session.flush()
     return [row.id for row in rows]
+
+
+ALWAYS_SENT = frozenset({"stop.confirmed", "stop.confirmed_filed", "forget.confirmed"})
+
+
+def _withhold_over_limit(
+    runtime: Runtime,
+    session: Session,
+    contributor: Contributor,
+    rows: list[OutboundMessage],
+    now: datetime,
+) -> None:
+    """A resident's phone caught in a loop with another automaton, or a flood, must not make
+    the city pay for (and the resident receive) hundreds of SMS: past ``replies_per_hour``,
+    replies are kept as ``withheld`` and not sent. Contributions are still filed, and the
+    confirmations of STOP and OUBLIER always go out."""
+    limit = runtime.settings.replies_per_hour
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboundMessage)
+            .where(
+                OutboundMessage.contributor_id == contributor.id,
+                OutboundMessage.created_at >= now - timedelta(hours=1),
+                OutboundMessage.status != "withheld",
+            )
+        )
+        or 0
+    )
+    for row in rows:
+        if row.message_key in ALWAYS_SENT:
+            continue
+        if recent >= limit:
+            row.status, row.recipient_encrypted = "withheld", None
+            row.error = f"reply limit reached ({limit} an hour)"
+            log.warning(
+                "reply withheld for %s: %d replies in the last hour",
+                log_id(contributor.address_hash),
+                recent,
+            )
+        else:
+            recent += 1
 
 
 def _update_contribution(

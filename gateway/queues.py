@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq import Queue
@@ -67,11 +69,14 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _client(self) -> Redis:
+        # No retries: SHUTDOWN ends in a connection error by design, and redis-py would
+        # otherwise retry it for seconds.
         return Redis(
             unix_socket_path=str(self.socket),
             socket_connect_timeout=1,
             socket_timeout=5,
             client_name=process_tag(),
+            retry=Retry(NoBackoff(), 0),
         )
 
     def alive(self) -> bool:
@@ -153,6 +158,13 @@ class EmbeddedRedis:
 
 
 def _process_exists(pid: int) -> bool:
+    # The daemonised server is re-parented to init, which in a container may not reap it:
+    # a zombie has exited.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -39,6 +39,9 @@ class Settings:
     port: int = 8080
     campaigns_dir: str = ""
     language: str = "fr"
+    # Named in the first-contact notice on how residents' data is used.
+    organisation: str = "Ville de Nanterre, Agora permanente"
+    replies_per_hour: int = 30  # per resident: beyond, replies are withheld (loops, floods)
     conversation_expiry_minutes: int = 24 * 60
     sweep_interval_seconds: int = 30
     # A message stored but not yet seen by a worker is left alone this long before the sweeper

@@ -1048,7 +1048,7 @@ def test_first_contact_adds_the_data_notice_after_the_receipt() -> None:
     assert outcome.notice_sent
     assert keys(outcome) == [RECEIPT, "notice"]
     notice = rendered(outcome)[1]
-    for word in ("Nanterre", "chiffré", "STOP", "OUBLIER"):
+    for word in ("Agora", "chiffré", "STOP", "OUBLIER"):  # Context.organisation, default
         assert word in notice
 
 

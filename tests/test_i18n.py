@@ -11,6 +11,7 @@ from gateway.i18n import catalogue, languages, translate
 from gateway.sms_segments import GSM7, encoding, segments
 
 REALISTIC = {
+    "organisation": "Ville de Nanterre, Agora permanente",
     "reference": "BUDGET-0042",
     "title": "Rénovation du quartier du Parc",
     "question": "Que souhaitez-vous pour le futur parc ?",

@@ -348,3 +348,32 @@ def test_inbound_never_processed_is_picked_up_by_the_sweeper(runtime: Runtime):
     assert count(runtime, Contribution) == 1
     with runtime.sessions() as session:
         assert session.scalar(select(InboundMessage.state)) == "processed"
+
+
+def test_a_flood_from_one_resident_is_filed_but_replies_are_capped(
+    settings, fake_twilio: FakeTwilio
+):
+    rt = Runtime.open(
+        settings.with_overrides(replies_per_hour=5),
+        migrate=settings.database_url.startswith("sqlite"),
+    )
+    try:
+        from gateway import campaigns
+        from tests.conftest import TEST_CAMPAIGNS
+
+        with rt.sessions.begin() as session:
+            campaigns.upsert(session, campaigns.read_files([TEST_CAMPAIGNS]))
+        stored = ingest.store(
+            rt, [incoming_sms(f"BUDGET idée {i}", RESIDENT, "+33100000002") for i in range(12)]
+        )
+        assert all(s.message_id for s in stored)
+        drain(rt)
+        assert len(contributions(rt)) == 12  # every message heard
+        assert len(fake_twilio.messages) == 5  # but no more than 5 SMS an hour
+        rows = outbound_rows(rt)
+        withheld = [r for r in rows if r.status == "withheld"]
+        assert withheld and all(r.recipient_encrypted is None for r in withheld)
+        send_sms(rt, "STOP", RESIDENT, "+33100000002")  # the opt-out is still confirmed
+        assert len(fake_twilio.messages) == 6
+    finally:
+        rt.close()

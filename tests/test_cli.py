@@ -1,0 +1,130 @@
+"""The `gateway` command as an operator runs it: a subprocess, embedded defaults, no server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_CAMPAIGNS
+
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+CONTRACT_FIELDS = {
+    "id",
+    "reference",
+    "campaign",
+    "channel",
+    "status",
+    "text",
+    "transcript",
+    "audio",
+    "kind",
+    "neighbourhood",
+    "category",
+    "tags",
+    "received_at",
+    "contributor",
+}
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        {
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            "GATEWAY_CAMPAIGNS_DIR": str(TEST_CAMPAIGNS),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+    )
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*GATEWAY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["serve"],
+        ["worker"],
+        ["db", "upgrade"],
+        ["campaigns", "load"],
+        ["campaigns", "list"],
+        ["contributions", "list"],
+        ["simulate", "sms"],
+    ],
+    ids=lambda c: " ".join(c) or "gateway",
+)
+def test_every_command_has_help(run, command):
+    assert "Usage:" in run(*command, "--help").stdout
+
+
+def test_simulate_prints_a_french_receipt_and_the_contribution_is_listed(run, tmp_path):
+    out = run("simulate", "sms", "--from", "+33612345678", "PARC Il faut plus de bancs").stdout
+    assert "PARC-0001" in out and "Merci" in out
+    assert "+33612345678" not in out
+    (item,) = json.loads(run("contributions", "list", "--json").stdout)
+    assert CONTRACT_FIELDS <= set(item)
+    assert item["reference"] == "PARC-0001"
+    assert item["text"] == "Il faut plus de bancs"
+    assert item["campaign"] == "parc" and item["channel"] == "sms"
+    assert json.loads(run("contributions", "list", "--json", "--campaign", "budget").stdout) == []
+    assert (
+        len(json.loads(run("contributions", "list", "--json", "--status", "pending").stdout)) == 1
+    )
+    # The embedded Redis that simulate started is gone once it has finished (Redis removes
+    # its pid file on a clean shutdown) and nothing answers on its socket.
+    assert not (tmp_path / "data" / "redis" / "redis.pid").exists()
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    with pytest.raises(RedisConnectionError):
+        Redis(unix_socket_path=str(tmp_path / "data" / "redis" / "redis.sock")).ping()
+
+
+def test_campaigns_load_is_idempotent_by_slug(run):
+    first = run("campaigns", "load", str(TEST_CAMPAIGNS)).stdout
+    second = run("campaigns", "load", str(TEST_CAMPAIGNS)).stdout
+    assert "created" in first
+    assert set(second.split()) >= {"parc:", "unchanged"} and "created" not in second
+    listed = json.loads(run("campaigns", "list", "--json").stdout)
+    assert {c["slug"] for c in listed} == {"parc", "budget", "velo", "ecoles"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("slug: Bad Slug\ntitle: x\n", "slug"),
+        ("slug: ok\ntitle: x\nstatus: maybe\n", "status"),
+        ("slug: ok\n", "title"),
+        ("[unclosed", "yaml"),
+        ("slug: other\ntitle: x\nkeywords: [PARC]\n", "keyword"),
+    ],
+    ids=["slug", "status", "title", "yaml", "keyword-clash"],
+)
+def test_invalid_campaign_file_is_refused_clearly(run, tmp_path, content, message):
+    run("campaigns", "load", str(TEST_CAMPAIGNS))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    result = run("campaigns", "load", str(bad), ok=False)
+    assert result.returncode != 0
+    assert message in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_and_a_burst_worker(run):
+    assert "current" in run("db", "upgrade").stdout
+    run("worker", "--burst")
