@@ -179,7 +179,9 @@ def wait_ready(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing ready on port {port}")
 
 
-def start_gateway(port: int, data_dir: str, worker: bool) -> subprocess.Popen[bytes]:
+def start_gateway(
+    port: int, data_dir: str, worker: bool, processes: int
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(
         {
@@ -194,7 +196,16 @@ def start_gateway(port: int, data_dir: str, worker: bool) -> subprocess.Popen[by
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--processes",
+            str(processes),
+        ],
         env=env,
         cwd=ROOT,
         stderr=subprocess.DEVNULL,
@@ -223,6 +234,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="gateway serve --processes (web processes sharing the port)",
+    )
+    parser.add_argument(
         "--worker", action="store_true", help="run the gateway's in-process worker during the load"
     )
     args = parser.parse_args()
@@ -231,7 +248,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, gw_port = free_port(), free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
-        gateway = start_gateway(gw_port, str(Path(tmp) / "data"), args.worker)
+        gateway = start_gateway(gw_port, str(Path(tmp) / "data"), args.worker, args.processes)
         try:
             wait_ready(bare_port)
             wait_ready(gw_port)
@@ -259,7 +276,8 @@ def main() -> None:
 
     print(
         f"\nmedians over {args.rounds} rounds of {args.duration} s, "
-        f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}:"
+        f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}, "
+        f"gateway processes {args.processes}:"
     )
     print(f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     med: dict[str, float] = {}

@@ -4,8 +4,10 @@ share the data folder, the database and the (embedded) Redis server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import uuid
@@ -38,33 +40,107 @@ def main(log_level: str | None) -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8080).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Web processes sharing the port (pre-fork); one core each at most.",
+)
+def serve(host: str | None, port: int | None, processes: int) -> None:
     """Run the web server: webhooks, health, console, API.
 
     With embedded defaults (no GATEWAY_REDIS_URL) it also starts the embedded Redis server and
     a worker in the same process, and stops both on exit.
     """
+    import socket
+
+    from gateway.web import load_campaigns
+
+    settings = _settings().ensure_secret_key()
+    host = host or settings.host
+    port = port or settings.port
+    # Schema and campaigns once, before any web process starts: a clear message instead of a
+    # traceback when the schema is behind, and no race between processes.
+    runtime = _open(redis=settings.embedded_redis)
+    try:
+        load_campaigns(runtime)
+    finally:
+        runtime.close(release_redis=False)
+    click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
+    if processes == 1:
+        _serve_one(settings, host=host, port=port, sock=None, worker=True)
+        return
+    sock = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    sock.set_inheritable(True)
+    children = []
+    for index in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                _serve_one(settings, host=host, port=port, sock=sock, worker=index == 0)
+            except BaseException:
+                log.exception("web process %d failed", index)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+    try:
+        _wait_for_children(children)
+    finally:
+        if settings.embedded_redis:  # the last one out stops the embedded server
+            from gateway.queues import EmbeddedRedis
+
+            embedded = EmbeddedRedis(settings.data_path)
+            embedded.owner = True
+            embedded.release()
+
+
+def _serve_one(settings: Settings, *, host: str, port: int, sock: object, worker: bool) -> None:
     from aiohttp import web
 
     from gateway.web import create_app
 
-    settings = _settings()
-    host = host or settings.host
-    port = port or settings.port
-    try:
-        app = create_app(settings)
-    except db.SchemaNotCurrent as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
+    if not worker:
+        # One in-process worker is enough; the other processes only take webhooks.
+        settings = settings.with_overrides(embedded_worker=False)
+    app = create_app(settings)
+    kwargs: dict[str, object] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     web.run_app(
         app,
-        host=host,
-        port=port,
         print=None,
         access_log=None,
         shutdown_timeout=10,
         loop=_event_loop(),
+        **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _wait_for_children(children: list[int]) -> None:
+    """Forward SIGTERM/SIGINT to the web processes and wait for all of them."""
+    import signal
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                failed |= os.waitstatus_to_exitcode(status) != 0
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+    if failed:
+        raise SystemExit(1)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -187,6 +187,20 @@ def test_embedded_sqlite_and_redis(tmp_path: Path, fake: FakeTwilio):
         os.kill(new_pid, 0)
 
 
+def test_embedded_with_two_web_processes(tmp_path: Path, fake: FakeTwilio):
+    gateway = Gateway(base_env(tmp_path, fake), tmp_path)
+    serve = gateway.start("serve", "--processes", "2")
+    try:
+        gateway.wait_healthy()
+        out = gateway.cli("simulate", "sms", "--from", "+33699999999", "BUDGET Un kiosque")
+        assert "BUDGET-0001" in out  # answered by the running server's worker
+        drive(gateway, fake, None)
+    finally:
+        gateway.stop()
+    assert serve.returncode == 0, gateway.logs()
+    assert not (tmp_path / "data" / "redis" / "redis.pid").exists()
+
+
 @pytest.mark.postgres
 def test_postgresql_and_debian_redis_with_a_separate_worker(
     tmp_path: Path, fake: FakeTwilio, postgres_url: str, redis_server: RedisServer
