@@ -34,6 +34,9 @@ class CampaignSpec:
     neighbourhoods: list[str] = field(default_factory=list)
     reference_prefix: str = ""
     language: str = "fr"
+    voice_greeting: str | None = None
+    voice_greeting_audio: str | None = None
+    voice_sms_receipt: bool = True
     source: str | None = None
 
 
@@ -69,7 +72,16 @@ def parse(data: Any, source: str) -> CampaignSpec:
         prefix = re.sub(r"[^A-Z0-9]", "", normalise_word(base).upper())[:12] or "AGORA"
     if not _PREFIX.match(prefix):
         raise fail(f"reference_prefix {prefix!r} must be 2 to 12 letters or digits")
+    voice = data.get("voice") or {}
+    if not isinstance(voice, dict):
+        raise fail("voice must be a mapping (greeting:, audio:, sms_receipt:)")
+    audio = str(voice.get("audio") or "").strip() or None
+    if audio and not audio.startswith(("https://", "http://")):
+        raise fail("voice.audio must be an http(s) URL that Twilio can fetch")
     return CampaignSpec(
+        voice_greeting=str(voice.get("greeting") or "").strip() or None,
+        voice_greeting_audio=audio,
+        voice_sms_receipt=bool(voice.get("sms_receipt", True)),
         slug=slug,
         title=title,
         question=str(data.get("question") or "").strip(),
@@ -115,6 +127,9 @@ def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]
             "neighbourhoods": spec.neighbourhoods,
             "reference_prefix": spec.reference_prefix,
             "language": spec.language,
+            "voice_greeting": spec.voice_greeting,
+            "voice_greeting_audio": spec.voice_greeting_audio,
+            "voice_sms_receipt": spec.voice_sms_receipt,
             "source": spec.source,
         }
         campaign = existing.get(spec.slug)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 
 
@@ -66,6 +67,11 @@ class Campaign(Base):
     neighbourhoods: Mapped[list[Any]] = mapped_column(default=list)
     reference_prefix: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(8), default="fr")
+    # Answering machine: what the caller hears (text read aloud, or an audio file's URL), and
+    # whether a caller who can receive SMS gets the receipt by SMS.
+    voice_greeting: Mapped[str | None] = mapped_column(Text)
+    voice_greeting_audio: Mapped[str | None] = mapped_column(String(500))
+    voice_sms_receipt: Mapped[bool] = mapped_column(default=True, server_default=true())
     source: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -158,12 +164,38 @@ class Contribution(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     language: Mapped[str] = mapped_column(String(8), default="fr")
     filed_on_expiry: Mapped[bool] = mapped_column(default=False)
+    # Voice: the recording (a path under DATA_DIR/audio), its transcription, the caller's
+    # answer to "may this be broadcast on the radio?" (None: not asked or no answer = no).
+    audio_duration: Mapped[float | None]
+    audio_content_type: Mapped[str | None] = mapped_column(String(64))
+    # pending | done | failed ; None for written contributions
+    transcription_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    transcription_error: Mapped[str | None] = mapped_column(Text)
+    transcript_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    broadcast_consent: Mapped[bool | None]
+    call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     campaign: Mapped[Campaign | None] = relationship(lazy="joined")
     contributor: Mapped[Contributor | None] = relationship(lazy="joined")
+
+
+class VoiceCall(Base):
+    """One call to the answering machine, from the first webhook on: the recording callback
+    carries only the CallSid, so the caller, the number called and the campaign live here."""
+
+    __tablename__ = "voice_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    caller_hash: Mapped[str | None] = mapped_column(String(64))
+    caller_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    called: Mapped[str | None] = mapped_column(String(64))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    broadcast_consent: Mapped[bool | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OutboundMessage(Base):

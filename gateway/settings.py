@@ -59,6 +59,9 @@ class Settings:
     telegram_webhook_secret: str = ""
     telegram_api_base: str = "https://api.telegram.org"
     vosk_model: str = ""
+    voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
+    voice_delete_recordings: bool = True  # delete from Twilio once stored here
+    max_recording_bytes: int = 50 * 1024 * 1024
     log_level: str = "INFO"
 
     # -- derived values -------------------------------------------------------------------
