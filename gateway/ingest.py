@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import IncomingMessage
 from gateway.models import InboundMessage
 from gateway.privacy import log_id
-from gateway.queues import INBOUND, inbound_batch_job_id, inbound_job_id
+from gateway.queues import DEFAULT, INBOUND, inbound_batch_job_id, inbound_job_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
             except SQLAlchemyError:
                 log.exception("could not store a %s message", row["channel"])
     results: list[Stored] = []
-    to_enqueue: list[int] = []
+    to_enqueue: list[tuple[int, str]] = []
     seen: set[str] = set()
     for message, row in zip(messages, rows, strict=True):
         key = f"{message.channel}\x00{message.provider_message_id}"
@@ -128,7 +128,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
             results.append(Stored(None, True, False))
             continue
         seen.add(key)
-        to_enqueue.append(message_id)
+        to_enqueue.append((message_id, message.channel))
         results.append(Stored(message_id, False, True))
     enqueued = enqueue_inbound(runtime, to_enqueue, job_id)
     if not enqueued:
@@ -136,45 +136,52 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     return results
 
 
+def single_job(channel: str, message_id: int) -> tuple[str, str, str]:
+    """(queue, job function, job id) for one stored message, by channel. Recordings go to the
+    default queue: fetching audio must not hold up the SMS conversations on ``inbound``."""
+    if channel == "voice":
+        return DEFAULT, "workers.jobs.process_recording", f"recording-{message_id}"
+    return INBOUND, "workers.jobs.process_inbound", inbound_job_id(message_id)
+
+
 def enqueue_inbound(
-    runtime: Runtime, message_ids: Sequence[int], batch_job_id: str | None = None
+    runtime: Runtime, items: Sequence[tuple[int, str]], batch_job_id: str | None = None
 ) -> bool:
-    """Enqueue the messages: one job for a group commit's batch (RQ's per-job bookkeeping
-    would otherwise cost more than storing the message), one job each otherwise."""
-    if not message_ids:
+    """Enqueue stored messages, given as (id, channel): one job for a group commit's
+    conversational messages (RQ's per-job bookkeeping would otherwise cost more than storing
+    the message), one job each otherwise."""
+    if not items:
         return True
     from workers import jobs
 
+    conversational = [mid for mid, channel in items if channel != "voice"]
     try:
-        q = runtime.queue(INBOUND)
-        if batch_job_id is not None and len(message_ids) > 1:
-            q.enqueue(
+        if batch_job_id is not None and len(conversational) > 1:
+            runtime.queue(INBOUND).enqueue(
                 jobs.process_inbound_batch,
-                list(message_ids),
+                conversational,
                 job_id=batch_job_id,
                 result_ttl=600,
                 failure_ttl=7 * 24 * 3600,
             )
-            return True
+            items = [(mid, channel) for mid, channel in items if channel == "voice"]
         with runtime.redis.pipeline() as pipe:
-            q.enqueue_many(
-                [
-                    q.prepare_data(
-                        jobs.process_inbound,
-                        (mid,),
-                        job_id=inbound_job_id(mid),
-                        result_ttl=600,
-                        failure_ttl=7 * 24 * 3600,
-                    )
-                    for mid in message_ids
-                ],
-                pipeline=pipe,
-            )
+            for mid, channel in items:
+                queue_name, func, job_id = single_job(channel, mid)
+                q = runtime.queue(queue_name)
+                q.enqueue_many(
+                    [
+                        q.prepare_data(
+                            func, (mid,), job_id=job_id, result_ttl=600, failure_ttl=7 * 24 * 3600
+                        )
+                    ],
+                    pipeline=pipe,
+                )
             pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning(
             "Redis unavailable, %d message(s) stored and left for the sweeper: %s",
-            len(message_ids),
+            len(items),
             exc,
         )
         return False

@@ -248,7 +248,9 @@ def _context(
     own = session.execute(
         select(Contribution.reference, Contribution.status, Campaign.title)
         .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
-        .where(Contribution.contributor_id == contributor.id)
+        .join(Contributor, Contribution.contributor_id == Contributor.id)
+        # The same number by SMS and by voice is one resident (gateway.privacy.lookup_hash).
+        .where(Contributor.address_hash == contributor.address_hash)
         .order_by(Contribution.received_at.desc())
         .limit(50)
     ).all()

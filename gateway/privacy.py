@@ -61,8 +61,11 @@ class AddressVault:
         return self.decrypt_bytes(token).decode("utf-8")
 
     def lookup_hash(self, channel: str, address: str) -> str:
+        # SMS and voice share one namespace: a resident who calls and texts from one number
+        # is one person, who can follow a voice message's reference by SMS.
+        namespace = "phone" if channel in ("sms", "voice") else channel
         normalised = normalise_address(channel, address)
-        digest = hmac.new(self._hash_key, f"{channel}\x00{normalised}".encode(), hashlib.sha256)
+        digest = hmac.new(self._hash_key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256)
         return digest.hexdigest()
 
 

@@ -21,10 +21,10 @@ from rq.job import Job
 from rq.utils import utcparse
 from sqlalchemy import or_, select
 
-from gateway.ingest import enqueue_inbound
+from gateway.ingest import enqueue_inbound, single_job
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
-from gateway.queues import INBOUND, OUTBOUND, inbound_job_id, outbound_job_id
+from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,12 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
         ).all()
         inbound_ids: list[int] = []
         batch_jobs: dict[int, str] = {}
+        channels: dict[int, str] = {}
         stale_ids: set[int] = set()
         expired: list[tuple[int, str]] = []
         if not only_due_outbound:
             inbound_rows = session.execute(
-                select(InboundMessage.id, InboundMessage.job_id)
+                select(InboundMessage.id, InboundMessage.job_id, InboundMessage.channel)
                 .where(
                     InboundMessage.state == "received",
                     InboundMessage.received_at <= now - grace,
@@ -105,6 +106,7 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             ).all()
             inbound_ids = [r.id for r in inbound_rows]
             batch_jobs = {r.id: r.job_id for r in inbound_rows if r.job_id}
+            channels = {r.id: r.channel for r in inbound_rows}
             # A job Redis still calls pending after this long lost its worker (killed with
             # Redis, say): enqueue again; processing is idempotent and serialised per sender.
             stale_ids = set(
@@ -133,16 +135,17 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
 
     try:
         if inbound_ids:
-            candidates = [inbound_job_id(i) for i in inbound_ids]
+            own_job = {i: single_job(channels[i], i)[2] for i in inbound_ids}
+            candidates = list(own_job.values())
             candidates += sorted(set(batch_jobs.values()))
             pending = _pending_jobs(runtime, candidates)
             todo = [
                 i
                 for i in inbound_ids
                 if i in stale_ids
-                or (inbound_job_id(i) not in pending and batch_jobs.get(i) not in pending)
+                or (own_job[i] not in pending and batch_jobs.get(i) not in pending)
             ]
-            if todo and enqueue_inbound(runtime, todo):
+            if todo and enqueue_inbound(runtime, [(i, channels[i]) for i in todo]):
                 report.inbound = len(todo)
         if due:
             job_ids = {oid: outbound_job_id(oid, attempts) for oid, attempts in due}

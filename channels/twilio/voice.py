@@ -1,0 +1,472 @@
+"""Twilio Programmable Voice: the answering machine's call flow, step by step, in TwiML.
+
+A call goes through these webhooks, each one signed by Twilio and checked like the SMS webhook
+(``read_signed_form``: ``PUBLIC_URL`` + path and query, never the Host header):
+
+1. ``POST /webhooks/twilio/voice`` ("A call comes in"): the call is remembered (``VoiceCall``,
+   the caller's number encrypted) and its campaign chosen by the number called; when several
+   campaigns could be meant, a keypad menu (``<Gather>``) asks which one.
+2. ``POST /webhooks/twilio/voice/choose``: the menu's answer.
+3. The greeting (``<Play>`` the campaign's audio file, or ``<Say>`` its text) then ``<Record>``.
+   Twilio does not request the ``<Record action>`` when nothing was recorded: it goes on with
+   the verbs after ``<Record>``, which say so and hang up.
+4. ``POST /webhooks/twilio/voice/recorded`` (``<Record action>``): asks on the keypad whether the
+   message may be broadcast on the radio.
+5. ``POST /webhooks/twilio/voice/consent``: 1 is yes, anything else or nothing is no.
+6. ``POST /webhooks/twilio/recording`` (``recordingStatusCallback``, once Twilio has the file,
+   or ``absent`` when there was nothing to keep): stored like any inbound message and answered
+   at once; a worker fetches the audio later.
+
+TwiML is built with the twilio library's ``VoiceResponse`` (escaping, attribute names), every
+sentence comes from the message catalogue (``voice.*`` keys) in the campaign's language, and
+database work runs in the default executor so the event loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from twilio.twiml import TwiML
+from twilio.twiml.voice_response import VoiceResponse
+
+from channels.base import IncomingMessage
+from channels.twilio import sms
+from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
+from gateway.i18n import DEFAULT_LANGUAGE, translate
+from gateway.models import Campaign, Contribution, VoiceCall
+from gateway.privacy import AddressVault, log_id, normalise_address
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.webkeys import INGEST, RUNTIME, SETTINGS
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "voice"
+
+VOICE_PATH = "/webhooks/twilio/voice"
+CHOOSE_PATH = "/webhooks/twilio/voice/choose"
+RECORDED_PATH = "/webhooks/twilio/voice/recorded"
+CONSENT_PATH = "/webhooks/twilio/voice/consent"
+RECORDING_PATH = "/webhooks/twilio/recording"
+
+# One keypad digit per campaign: a menu longer than nine would need two digits and would be
+# too long to listen to anyway.
+MAX_MENU = 9
+MENU_ATTEMPTS = 2  # the menu is said at most twice, then the caller is told goodbye
+MENU_TIMEOUT = 6  # seconds Twilio waits for a key once the menu has been said
+CONSENT_TIMEOUT = 6
+RECORD_SILENCE_TIMEOUT = 5  # seconds of silence that end a message
+CONSENT_YES = "1"
+
+# <Say> language and voice per catalogue language. The voice is named rather than left to the
+# account's default: with no voice Twilio uses "man", whose French depends on console settings;
+# Amazon Polly's Léa is one of Twilio's documented fr-FR voices.
+SAY_VOICES: Mapping[str, tuple[str, str]] = {
+    "fr": ("fr-FR", "Polly.Lea"),
+    "en": ("en-GB", "Polly.Amy"),
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CampaignChoice:
+    """What the call flow needs of a campaign, read in the database thread."""
+
+    id: int
+    title: str
+    question: str
+    language: str
+    greeting: str | None
+    greeting_audio: str | None
+
+
+# -- choosing the campaign (pure) ---------------------------------------------------------------
+
+
+def candidates(open_campaigns: Sequence[Campaign], called: str) -> list[Campaign]:
+    """The campaigns a call to ``called`` may be for, in menu order.
+
+    The ones listing the number, else every open campaign (a number not yet in any campaign
+    file still reaches someone). ``open_campaigns`` comes ordered by id so the menu said on the
+    first request and the one the answer is read against are the same list.
+    """
+    number = normalise_address(CHANNEL, called)
+    matching = [
+        c
+        for c in open_campaigns
+        if any(normalise_address(CHANNEL, str(n)) == number for n in c.phone_numbers or [])
+    ]
+    return (matching or list(open_campaigns))[:MAX_MENU]
+
+
+def _choice(campaign: Campaign) -> CampaignChoice:
+    return CampaignChoice(
+        id=campaign.id,
+        title=campaign.title,
+        question=campaign.question or "",
+        language=campaign.language or DEFAULT_LANGUAGE,
+        greeting=campaign.voice_greeting,
+        greeting_audio=campaign.voice_greeting_audio,
+    )
+
+
+# -- TwiML (pure) -------------------------------------------------------------------------------
+
+
+def _say(parent: TwiML, key: str, language: str, **params: object) -> None:
+    _say_text(parent, translate(key, language, **params), language)
+
+
+def _say_text(parent: TwiML, text: str, language: str) -> None:
+    locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
+    parent.say(text, language=locale, voice=voice)
+
+
+def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> str:
+    response = VoiceResponse()
+    language = campaign.language
+    if campaign.greeting_audio:
+        response.play(campaign.greeting_audio)
+    elif campaign.greeting:
+        _say_text(response, campaign.greeting, language)
+    elif campaign.question:
+        _say(response, "voice.greeting", language, title=campaign.title, question=campaign.question)
+    else:
+        _say(response, "voice.greeting_no_question", language, title=campaign.title)
+    response.record(
+        action=RECORDED_PATH,
+        method="POST",
+        max_length=settings.voice_max_recording_seconds,
+        play_beep=True,
+        finish_on_key="#",
+        timeout=RECORD_SILENCE_TIMEOUT,
+        trim="trim-silence",
+        # Absolute: Twilio calls it after the call, independently of the current document,
+        # and the signature is checked against PUBLIC_URL anyway.
+        recording_status_callback=sms.public_url_for(settings.public_url, RECORDING_PATH),
+        recording_status_callback_method="POST",
+        # "absent" too: a caller who said nothing is recorded as such, not silently lost.
+        recording_status_callback_event="completed absent",
+    )
+    # Reached only when nothing was recorded: Twilio skips the action URL for an empty
+    # recording and carries on with the next verb.
+    _say(response, "voice.nothing_recorded", language)
+    response.hangup()
+    return str(response)
+
+
+def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
+    """The keypad menu; with no key pressed, the redirect brings the caller back to be asked
+    once more (``attempt`` travels in the query string, which Twilio signs with the rest)."""
+    response = VoiceResponse()
+    action = f"{CHOOSE_PATH}?attempt={attempt}"
+    gather = response.gather(
+        action=action, method="POST", num_digits=1, timeout=MENU_TIMEOUT, input="dtmf"
+    )
+    language = DEFAULT_LANGUAGE  # no campaign yet, hence no campaign language
+    _say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
+    for number, choice in enumerate(choices, start=1):
+        _say(gather, "voice.menu_line", language, title=choice.title, number=number)
+    response.redirect(action, method="POST")
+    return str(response)
+
+
+def twiml_goodbye(key: str, language: str = DEFAULT_LANGUAGE) -> str:
+    response = VoiceResponse()
+    _say(response, key, language)
+    response.hangup()
+    return str(response)
+
+
+def twiml_consent_question(language: str) -> str:
+    response = VoiceResponse()
+    gather = response.gather(
+        action=CONSENT_PATH, method="POST", num_digits=1, timeout=CONSENT_TIMEOUT, input="dtmf"
+    )
+    _say(gather, "voice.consent", language)
+    # No key pressed: the consent step runs without Digits, which means no.
+    response.redirect(CONSENT_PATH, method="POST")
+    return str(response)
+
+
+def consent_from(digits: str | None) -> bool:
+    return (digits or "").strip() == CONSENT_YES
+
+
+# -- database (runs in a thread) ------------------------------------------------------------------
+
+
+def _open_campaigns(session: Session) -> list[Campaign]:
+    return list(
+        session.scalars(select(Campaign).where(Campaign.status == "open").order_by(Campaign.id))
+    )
+
+
+def _upsert_call(
+    session: Session,
+    vault: AddressVault,
+    call_sid: str,
+    caller: str,
+    called: str,
+    campaign_id: int | None,
+) -> None:
+    call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+    if call is None:
+        call = VoiceCall(call_sid=call_sid)
+        session.add(call)
+    call.caller_hash = vault.lookup_hash(CHANNEL, caller)
+    call.caller_encrypted = vault.encrypt(caller)
+    call.called = called
+    if campaign_id is not None or call.campaign_id is None:
+        call.campaign_id = campaign_id
+
+
+def _retrying_once(fn: Callable[[], T]) -> T:
+    # Two requests for one new CallSid at once (a Twilio retry racing the first) both insert;
+    # the loser finds the row on its second try and updates it instead.
+    try:
+        return fn()
+    except IntegrityError:
+        return fn()
+
+
+def start_call(runtime: Runtime, call_sid: str, caller: str, called: str) -> list[CampaignChoice]:
+    """Remember the call; return the campaigns it may be for (one: chosen; several: a menu)."""
+
+    def attempt() -> list[CampaignChoice]:
+        with runtime.sessions.begin() as session:
+            choices = [_choice(c) for c in candidates(_open_campaigns(session), called)]
+            chosen = choices[0].id if len(choices) == 1 else None
+            _upsert_call(session, runtime.vault, call_sid, caller, called, chosen)
+            return choices
+
+    return _retrying_once(attempt)
+
+
+def choose_campaign(
+    runtime: Runtime, call_sid: str, caller: str, called: str, digits: str
+) -> tuple[CampaignChoice | None, list[CampaignChoice]]:
+    """The campaign the menu's key stands for (None if no such key), and the menu itself."""
+
+    def attempt() -> tuple[CampaignChoice | None, list[CampaignChoice]]:
+        with runtime.sessions.begin() as session:
+            call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+            # The number stored on the first request is the one the menu was built for.
+            number = (call.called if call is not None else None) or called
+            choices = [_choice(c) for c in candidates(_open_campaigns(session), number)]
+            index = int(digits) - 1 if digits.isdigit() and len(digits) == 1 else -1
+            if not 0 <= index < len(choices):
+                return None, choices
+            chosen = choices[index]
+            if call is None:
+                _upsert_call(session, runtime.vault, call_sid, caller, number, chosen.id)
+            else:
+                call.campaign_id = chosen.id
+            return chosen, choices
+
+    return _retrying_once(attempt)
+
+
+def call_language(runtime: Runtime, call_sid: str) -> str:
+    with runtime.sessions() as session:
+        language = session.scalar(
+            select(Campaign.language)
+            .join(VoiceCall, VoiceCall.campaign_id == Campaign.id)
+            .where(VoiceCall.call_sid == call_sid)
+        )
+    return language or DEFAULT_LANGUAGE
+
+
+def record_consent(runtime: Runtime, call_sid: str, consent: bool) -> str:
+    """Store the answer on the call and on a contribution already made from its recording
+    (the worker copies the call's answer onto one made later); returns the call's language."""
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(VoiceCall)
+            .where(VoiceCall.call_sid == call_sid)
+            .values(broadcast_consent=consent)
+        )
+        session.execute(
+            update(Contribution)
+            .where(Contribution.call_sid == call_sid)
+            .values(broadcast_consent=consent)
+        )
+    return call_language(runtime, call_sid)
+
+
+def caller_of(runtime: Runtime, call_sid: str) -> tuple[str, str | None]:
+    """The caller's number (decrypted) and the number called, or ("", None) for an unknown call."""
+    with runtime.sessions() as session:
+        call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+        if call is None:
+            return "", None
+        caller = runtime.vault.decrypt(call.caller_encrypted) if call.caller_encrypted else ""
+        return caller, call.called
+
+
+def recording_message(
+    form: Mapping[str, str], caller: str, called: str | None, received_at: datetime
+) -> IncomingMessage:
+    """A recording status callback as an inbound message; the audio itself is fetched later."""
+    recording_sid = form.get("RecordingSid") or ""
+    call_sid = form.get("CallSid") or ""
+    if not recording_sid or not call_sid:
+        raise sms.InvalidPayload("RecordingSid and CallSid are required")
+    if len(recording_sid) > 128:
+        raise sms.InvalidPayload("RecordingSid too long")
+    attachment: dict[str, Any] = {
+        # Kept as given: the worker refuses any host other than TWILIO_API_BASE's.
+        "url": form.get("RecordingUrl") or "",
+        # Twilio serves a RecordingUrl without extension as WAV.
+        "content_type": "audio/wav",
+        "status": form.get("RecordingStatus") or "",
+        "duration": form.get("RecordingDuration"),
+        "call_sid": call_sid,
+        "recording_sid": recording_sid,
+        # 16101 (too short) or 16102 (silent) explain an "absent" recording.
+        "error_code": form.get("ErrorCode") or None,
+    }
+    return IncomingMessage(
+        channel=CHANNEL,
+        provider_message_id=recording_sid,
+        sender=caller,
+        recipient=called,
+        text="",
+        received_at=received_at,
+        attachments=[attachment],
+        raw=dict(form),
+    )
+
+
+# -- aiohttp views ----------------------------------------------------------------------------
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml")
+
+
+def _call_sid(form: Mapping[str, str]) -> str:
+    call_sid = form.get("CallSid") or ""
+    if not call_sid or len(call_sid) > 64:
+        raise web.HTTPBadRequest(text="CallSid is required")
+    return call_sid
+
+
+async def incoming_call(request: web.Request) -> web.Response:
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime, settings = request.app[RUNTIME], request.app[SETTINGS]
+    caller, called = form.get("From") or "", form.get("To") or ""
+    try:
+        choices = await _in_thread(lambda: start_call(runtime, call_sid, caller, called))
+    except SQLAlchemyError as exc:
+        # Without the database no campaign can be chosen: a 5xx sends Twilio to the number's
+        # fallback URL (or its own error message) rather than to a call we cannot keep.
+        log.error("twilio voice webhook: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    log.info(
+        "call from %s to %s: %d campaign(s) possible",
+        log_id(runtime.vault.lookup_hash(CHANNEL, caller)),
+        called,
+        len(choices),
+    )
+    if not choices:
+        return _twiml(twiml_goodbye("voice.no_campaign"))
+    if len(choices) == 1:
+        return _twiml(twiml_greeting_and_record(choices[0], settings))
+    return _twiml(twiml_menu(choices, attempt=1))
+
+
+async def menu_choice(request: web.Request) -> web.Response:
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime, settings = request.app[RUNTIME], request.app[SETTINGS]
+    try:
+        attempt = max(1, int(request.query.get("attempt", "1")))
+    except ValueError:
+        attempt = MENU_ATTEMPTS
+    digits = form.get("Digits") or ""
+    caller, called = form.get("From") or "", form.get("To") or ""
+    try:
+        chosen, choices = await _in_thread(
+            lambda: choose_campaign(runtime, call_sid, caller, called, digits)
+        )
+    except SQLAlchemyError as exc:
+        log.error("twilio voice menu: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    if chosen is not None:
+        return _twiml(twiml_greeting_and_record(chosen, settings))
+    if not choices:  # the campaigns closed while the caller was listening
+        return _twiml(twiml_goodbye("voice.no_campaign"))
+    if attempt >= MENU_ATTEMPTS:
+        return _twiml(twiml_goodbye("voice.menu_goodbye"))
+    return _twiml(twiml_menu(choices, attempt=attempt + 1))
+
+
+async def recorded(request: web.Request) -> web.Response:
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime = request.app[RUNTIME]
+    try:
+        language = await _in_thread(lambda: call_language(runtime, call_sid))
+    except SQLAlchemyError as exc:
+        # The message is recorded either way: ask in French rather than drop the caller.
+        log.error("twilio voice recorded: database unavailable (%s)", type(exc).__name__)
+        language = DEFAULT_LANGUAGE
+    return _twiml(twiml_consent_question(language))
+
+
+async def consent(request: web.Request) -> web.Response:
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime = request.app[RUNTIME]
+    given = consent_from(form.get("Digits"))
+    try:
+        language = await _in_thread(lambda: record_consent(runtime, call_sid, given))
+    except SQLAlchemyError as exc:
+        # Unrecorded consent reads as "no" later, the safe side; the caller is still thanked.
+        log.error("twilio voice consent: database unavailable (%s)", type(exc).__name__)
+        language = DEFAULT_LANGUAGE
+    return _twiml(twiml_goodbye("voice.thanks_yes" if given else "voice.thanks_no", language))
+
+
+async def recording_status(request: web.Request) -> web.Response:
+    form = await read_signed_form(request)
+    runtime = request.app[RUNTIME]
+    call_sid = form.get("CallSid") or ""
+    try:
+        # Validated before the lookup so a malformed callback costs no query.
+        recording_message(form, "", None, datetime.now(UTC))
+        caller, called = await _in_thread(lambda: caller_of(runtime, call_sid))
+        message = recording_message(form, caller, called, datetime.now(UTC))
+        await request.app[INGEST].accept(message)
+    except sms.InvalidPayload as exc:
+        log.warning("twilio recording callback refused: %s", exc)
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    except SQLAlchemyError as exc:
+        # Not stored: ask Twilio to try again rather than pretend.
+        log.error("twilio recording callback: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    return _twiml(EMPTY_TWIML)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(VOICE_PATH, incoming_call)
+    app.router.add_post(CHOOSE_PATH, menu_choice)
+    app.router.add_post(RECORDED_PATH, recorded)
+    app.router.add_post(CONSENT_PATH, consent)
+    app.router.add_post(RECORDING_PATH, recording_status)

@@ -1,0 +1,333 @@
+"""From a recording callback to a voice contribution (the imperative shell for voice).
+
+For one stored recording callback: fetch the audio from Twilio (only from the configured API
+host: a callback cannot make the gateway fetch anything else), keep it under
+``DATA_DIR/audio``, delete it from Twilio, and file a contribution whose transcription is
+pending; the transcription job (``transcribe_contribution``) fills the text in. A call with no
+usable audio (hang-up, status ``absent``, under a second of sound) is recorded as such on the
+stored message, never as an empty contribution. Audio that cannot be decoded is still filed,
+with its file, for a human to hear.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.i18n import translate
+from gateway.models import (
+    Campaign,
+    Contribution,
+    Contributor,
+    InboundMessage,
+    OutboundMessage,
+    VoiceCall,
+)
+from gateway.pipeline import next_reference, now_utc, sender_lock
+from gateway.privacy import log_id, new_contributor_id
+from gateway.runtime import Runtime
+from gateway.sms_segments import encoding, segments
+
+log = logging.getLogger(__name__)
+
+MIN_SECONDS = 1.0
+MAX_ATTEMPTS = 5
+# Numbers that can receive an SMS: French mobiles, and any other E.164 number (Twilio refuses
+# landlines with an error the outbound job records). French landlines and short codes: no.
+_FRENCH_LANDLINE = re.compile(r"^\+33[1-59]\d{8}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class RecordingRefused(ValueError):
+    """The callback points somewhere the gateway must not fetch from."""
+
+
+class RecordingUnavailable(RuntimeError):
+    """Twilio did not serve the recording (yet); the job is retried."""
+
+
+def can_receive_sms(number: str) -> bool:
+    return bool(_E164.match(number)) and not _FRENCH_LANDLINE.match(number)
+
+
+def audio_dir(runtime: Runtime) -> Path:
+    return runtime.settings.data_path / "audio"
+
+
+def check_recording_url(runtime: Runtime, url: str) -> str:
+    """The URL to fetch, if it is on the configured Twilio API host; else RecordingRefused."""
+    allowed = urlsplit(runtime.settings.twilio_api_base)
+    target = urlsplit(url)
+    if (target.scheme, target.hostname, target.port) != (
+        allowed.scheme,
+        allowed.hostname,
+        allowed.port,
+    ):
+        raise RecordingRefused(
+            f"recording URL host {target.hostname!r} is not the Twilio API host "
+            f"{allowed.hostname!r}"
+        )
+    if target.username or target.password or not target.path.startswith("/2010-04-01/"):
+        raise RecordingRefused("recording URL is not a Twilio recording resource")
+    return url
+
+
+def fetch_recording(runtime: Runtime, url: str, recording_sid: str) -> tuple[Path, str]:
+    """Download a recording (WAV) with the account's credentials into DATA_DIR/audio."""
+    s = runtime.settings
+    url = check_recording_url(runtime, url)
+    fetch_url = url if url.endswith((".wav", ".mp3")) else url + ".wav"
+    target_dir = audio_dir(runtime) / now_utc().strftime("%Y/%m")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        response = requests.get(
+            fetch_url,
+            auth=(s.twilio_account_sid, s.twilio_auth_token),
+            stream=True,
+            timeout=30,
+            allow_redirects=False,  # a redirect could lead off the allowed host
+        )
+    except requests.RequestException as exc:
+        raise RecordingUnavailable(f"could not reach Twilio: {exc}") from exc
+    with response:
+        if response.status_code != 200:
+            raise RecordingUnavailable(f"Twilio answered {response.status_code}")
+        content_type = response.headers.get("Content-Type", "audio/wav").split(";")[0]
+        suffix = ".mp3" if "mpeg" in content_type else ".wav"
+        fd, tmp = tempfile.mkstemp(dir=target_dir, suffix=".part")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > s.max_recording_bytes:
+                        raise RecordingRefused(
+                            f"recording over {s.max_recording_bytes} bytes: not kept"
+                        )
+                    fh.write(chunk)
+            final = target_dir / f"{recording_sid}{suffix}"
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return final, content_type
+
+
+def delete_from_twilio(runtime: Runtime, recording_sid: str) -> None:
+    s = runtime.settings
+    url = (
+        f"{s.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{s.twilio_account_sid}"
+        f"/Recordings/{recording_sid}.json"
+    )
+    try:
+        response = requests.delete(
+            url, auth=(s.twilio_account_sid, s.twilio_auth_token), timeout=15
+        )
+        if response.status_code not in (200, 204, 404):
+            log.warning(
+                "recording %s not deleted from Twilio: %s", recording_sid, response.status_code
+            )
+    except requests.RequestException as exc:
+        log.warning("recording %s not deleted from Twilio: %s", recording_sid, exc)
+
+
+def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int | None]:
+    """Returns (outbound ids to enqueue, contribution id to transcribe)."""
+    with runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.state != "received":
+            return [], None
+        message.attempts += 1
+        attempts = message.attempts
+        details = dict((message.attachments or [{}])[0])
+    status = str(details.get("status") or "")
+    if status != "completed":
+        _finish(runtime, message_id, "ignored", f"no audio: recording status {status!r}")
+        return [], None
+    recording_sid = str(details.get("recording_sid") or "")
+    try:
+        path, content_type = fetch_recording(runtime, str(details.get("url") or ""), recording_sid)
+    except RecordingRefused as exc:
+        log.warning("voice message %d refused: %s", message_id, exc)
+        _finish(runtime, message_id, "failed", f"refused: {exc}")
+        return [], None
+    except RecordingUnavailable as exc:
+        if attempts >= MAX_ATTEMPTS:
+            _finish(runtime, message_id, "failed", str(exc))
+            return [], None
+        _note_error(runtime, message_id, str(exc))
+        raise
+    if runtime.settings.voice_delete_recordings:
+        delete_from_twilio(runtime, recording_sid)
+
+    duration, usable, decode_error = _inspect(path)
+    if decode_error is None and not usable:
+        path.unlink(missing_ok=True)
+        _finish(
+            runtime,
+            message_id,
+            "ignored",
+            f"no usable audio ({duration:.1f} s of sound or silence)",
+        )
+        return [], None
+    return _file(runtime, message_id, path, content_type, duration, decode_error)
+
+
+def _inspect(path: Path) -> tuple[float, bool, str | None]:
+    """(duration in seconds, usable speech?, decoding error) of a stored recording."""
+    from transcription.audio import AudioError, decode_to_pcm, has_speech_energy
+
+    try:
+        audio = decode_to_pcm(path)
+    except AudioError as exc:
+        return 0.0, False, f"{exc.code}: {exc}"
+    usable = audio.duration >= MIN_SECONDS and has_speech_energy(audio)
+    return audio.duration, usable, None
+
+
+def _file(
+    runtime: Runtime,
+    message_id: int,
+    path: Path,
+    content_type: str,
+    duration: float,
+    decode_error: str | None,
+) -> tuple[list[int], int | None]:
+    with runtime.sessions() as session:
+        message = session.get(InboundMessage, message_id)
+        assert message is not None
+        sender_hash = message.sender_hash
+    lock_key = sender_hash or f"message-{message_id}"
+    with sender_lock(runtime, "voice", lock_key), runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.state != "received":
+            return [], None
+        details = dict((message.attachments or [{}])[0])
+        call = session.scalar(
+            select(VoiceCall).where(VoiceCall.call_sid == str(details.get("call_sid") or ""))
+        )
+        campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
+        contributor = _contributor(session, message)
+        prefix = campaign.reference_prefix if campaign else "AGORA"
+        contribution = Contribution(
+            reference=next_reference(session, prefix),
+            campaign_id=campaign.id if campaign else None,
+            contributor_id=contributor.id if contributor else None,
+            inbound_message_id=message.id,
+            channel="voice",
+            text="",
+            audio_path=str(path.relative_to(runtime.settings.data_path)),
+            audio_duration=duration or None,
+            audio_content_type=content_type,
+            transcription_status="failed" if decode_error else "pending",
+            transcription_error=decode_error,
+            broadcast_consent=call.broadcast_consent if call else None,
+            call_sid=call.call_sid if call else details.get("call_sid"),
+            received_at=call.started_at if call else message.received_at,
+            language=campaign.language if campaign else runtime.settings.language,
+        )
+        session.add(contribution)
+        session.flush()
+        outbound = _receipt(runtime, session, message, contributor, campaign, contribution)
+        message.state, message.processed_at, message.error = "processed", now_utc(), None
+        log.info(
+            "voice contribution %s filed (%s, %.1f s%s)",
+            contribution.reference,
+            log_id(sender_hash),
+            duration,
+            f", {decode_error}" if decode_error else "",
+        )
+        return outbound, (None if decode_error else contribution.id)
+
+
+def _contributor(session: Session, message: InboundMessage) -> Contributor | None:
+    if not message.sender_hash or message.sender_encrypted is None:
+        return None
+    contributor = session.scalar(
+        select(Contributor).where(
+            Contributor.channel == "voice", Contributor.address_hash == message.sender_hash
+        )
+    )
+    if contributor is None:
+        contributor = Contributor(
+            public_id=new_contributor_id(),
+            channel="voice",
+            address_hash=message.sender_hash,
+            address_encrypted=message.sender_encrypted,
+        )
+        session.add(contributor)
+        session.flush()
+    return contributor
+
+
+def _receipt(
+    runtime: Runtime,
+    session: Session,
+    message: InboundMessage,
+    contributor: Contributor | None,
+    campaign: Campaign | None,
+    contribution: Contribution,
+) -> list[int]:
+    """The reference by SMS, when the campaign allows it and the caller can receive one."""
+    if contributor is None or contributor.opted_out or contributor.address_encrypted is None:
+        return []
+    if campaign is not None and not campaign.voice_sms_receipt:
+        return []
+    number = runtime.vault.decrypt(contributor.address_encrypted)
+    if not can_receive_sms(number):
+        return []
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboundMessage)
+            .where(
+                OutboundMessage.contributor_id == contributor.id,
+                OutboundMessage.created_at >= now_utc() - timedelta(hours=1),
+            )
+        )
+        or 0
+    )
+    if recent >= runtime.settings.replies_per_hour:  # the same cap as for SMS conversations
+        return []
+    text = translate("receipt.default", contributor.language, reference=contribution.reference)
+    row = OutboundMessage(
+        decision_key=f"in{message.id}-receipt",
+        channel="sms",
+        contributor_id=contributor.id,
+        inbound_message_id=message.id,
+        contribution_id=contribution.id,
+        recipient_encrypted=contributor.address_encrypted,
+        sender=runtime.settings.twilio_from_number or message.recipient,
+        text=text,
+        message_key="receipt.default",
+        encoding=encoding(text),
+        segments=segments(text),
+        status="queued",
+    )
+    session.add(row)
+    session.flush()
+    return [row.id]
+
+
+def _finish(runtime: Runtime, message_id: int, state: str, reason: str) -> None:
+    with runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is not None:
+            message.state, message.error, message.processed_at = state, reason, now_utc()
+    log.info("voice message %d %s: %s", message_id, state, reason)
+
+
+def _note_error(runtime: Runtime, message_id: int, reason: str) -> None:
+    with runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is not None:
+            message.error = reason
