@@ -282,6 +282,90 @@ def contributions_list(as_json: bool, campaign: str | None, status: str | None) 
         )
 
 
+@main.group("models")
+def models_group() -> None:
+    """Speech models for transcription (Vosk)."""
+
+
+@models_group.command("list")
+def models_list() -> None:
+    """List the speech models this gateway can use."""
+    from transcription.models import find_models
+
+    settings = _settings()
+    found = find_models(settings.data_path)
+    if not found:
+        click.echo("no speech model: `gateway models install fr-small` (or --from FILE.zip)")
+    for model in found:
+        click.echo(f"{model.name:<32} {model.language or '?':<4} {model.source:<10} {model.path}")
+
+
+@models_group.command("install")
+@click.argument("name", required=False)
+@click.option(
+    "--from",
+    "archive",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Install from a model .zip already on this machine (offline).",
+)
+def models_install(name: str | None, archive: Path | None) -> None:
+    """Install a speech model: a known NAME (e.g. fr-small), downloaded and checked against
+    its pinned SHA-256, or a zip with --from."""
+    from transcription import models
+
+    settings = _settings()
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive is not None:
+            info = models.install_from_zip(archive, settings.data_path)
+        elif name:
+            with click.progressbar(length=0, label=f"downloading {name}") as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.length = total or bar.length
+                    bar.update(done - bar.pos)
+
+                info = models.install(name, settings.data_path, progress=progress)
+        else:
+            raise click.UsageError("give a model NAME or --from FILE.zip")
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"installed {info.name} in {info.path}")
+
+
+@main.command()
+@click.option(
+    "--pending",
+    is_flag=True,
+    required=True,
+    help="Transcribe every voice contribution still waiting for its transcript.",
+)
+def transcribe(pending: bool) -> None:
+    """Transcribe voice contributions here and now (e.g. once a model is installed)."""
+    from gateway.models import Contribution
+    from gateway.transcripts import transcribe_contribution
+
+    runtime = _open(redis=False)
+    try:
+        with runtime.sessions() as session:
+            ids = list(
+                session.scalars(
+                    select(Contribution.id)
+                    .where(Contribution.transcription_status == "pending")
+                    .order_by(Contribution.id)
+                )
+            )
+        results: dict[str, int] = {}
+        with click.progressbar(ids, label="transcribing", show_pos=True) as bar:
+            for contribution_id in bar:
+                status = transcribe_contribution(runtime, contribution_id)
+                results[status] = results.get(status, 0) + 1
+    finally:
+        runtime.close()
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(results.items()))
+    click.echo(f"{len(ids)} pending contribution(s): {summary or 'nothing to do'}")
+
+
 @main.group("simulate")
 def simulate_group() -> None:
     """Send a message as a resident would, through the same ingest path as a webhook."""

@@ -27,4 +27,9 @@ def contribution_dict(c: Contribution) -> dict[str, Any]:
         "tags": list(c.tags or []),
         "received_at": c.received_at.isoformat().replace("+00:00", "Z"),
         "contributor": c.contributor.public_id if c.contributor else None,
+        # Voice only (null otherwise): the recording's length, where its transcript is at,
+        # and the caller's answer about a radio broadcast (no answer is no).
+        "audio_duration": c.audio_duration,
+        "transcription_status": c.transcription_status,
+        "broadcast_consent": c.broadcast_consent,
     }

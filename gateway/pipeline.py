@@ -340,22 +340,17 @@ def _apply(
             filed = created[reply.contribution]
             params["reference"] = filed.reference
             contribution_id = filed.id
-        text = translate(reply.key, language, **params)
         rows.append(
-            OutboundMessage(
+            outbound_row(
                 decision_key=f"{decision}-r{index}",
                 channel=channel,
-                contributor_id=contributor.id,
-                inbound_message_id=inbound_id,
+                contributor=contributor,
+                inbound_id=inbound_id,
                 contribution_id=contribution_id,
-                recipient_encrypted=contributor.address_encrypted,
                 sender=sender,
-                text=text,
-                message_key=reply.key,
-                encoding=encoding(text),
-                segments=segments(text),
-                status="queued",
-                created_at=now,
+                key=reply.key,
+                text=translate(reply.key, language, **params),
+                now=now,
             )
         )
     _withhold_over_limit(runtime, session, contributor, rows, now)
@@ -371,6 +366,36 @@ def _apply(
     conv.expires_at = getattr(outcome.state, "expires_at", None)
     session.flush()
     return [row.id for row in rows]
+
+
+def outbound_row(
+    *,
+    decision_key: str,
+    channel: str,
+    contributor: Contributor,
+    inbound_id: int | None,
+    contribution_id: int | None,
+    sender: str | None,
+    key: str,
+    text: str,
+    now: datetime,
+) -> OutboundMessage:
+    """A reply to a resident, queued, with its own copy of their encrypted address."""
+    return OutboundMessage(
+        decision_key=decision_key,
+        channel=channel,
+        contributor_id=contributor.id,
+        inbound_message_id=inbound_id,
+        contribution_id=contribution_id,
+        recipient_encrypted=contributor.address_encrypted,
+        sender=sender,
+        text=text,
+        message_key=key,
+        encoding=encoding(text),
+        segments=segments(text),
+        status="queued",
+        created_at=now,
+    )
 
 
 ALWAYS_SENT = frozenset({"stop.confirmed", "stop.confirmed_filed", "forget.confirmed"})

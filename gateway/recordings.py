@@ -32,10 +32,9 @@ from gateway.models import (
     OutboundMessage,
     VoiceCall,
 )
-from gateway.pipeline import next_reference, now_utc, sender_lock
+from gateway.pipeline import next_reference, now_utc, outbound_row, sender_lock
 from gateway.privacy import log_id, new_contributor_id
 from gateway.runtime import Runtime
-from gateway.sms_segments import encoding, segments
 
 log = logging.getLogger(__name__)
 
@@ -298,20 +297,16 @@ def _receipt(
     )
     if recent >= runtime.settings.replies_per_hour:  # the same cap as for SMS conversations
         return []
-    text = translate("receipt.default", contributor.language, reference=contribution.reference)
-    row = OutboundMessage(
+    row = outbound_row(
         decision_key=f"in{message.id}-receipt",
         channel="sms",
-        contributor_id=contributor.id,
-        inbound_message_id=message.id,
+        contributor=contributor,
+        inbound_id=message.id,
         contribution_id=contribution.id,
-        recipient_encrypted=contributor.address_encrypted,
         sender=runtime.settings.twilio_from_number or message.recipient,
-        text=text,
-        message_key="receipt.default",
-        encoding=encoding(text),
-        segments=segments(text),
-        status="queued",
+        key="receipt.default",
+        text=translate("receipt.default", contributor.language, reference=contribution.reference),
+        now=now_utc(),
     )
     session.add(row)
     session.flush()

@@ -18,6 +18,39 @@ from workers import context
 
 _counter = iter(range(1, 10**9))
 
+# What `contributions list --json` and the API promise (shared/ARCHITECTURE.md).
+CONTRACT_FIELDS = frozenset(
+    {
+        "id",
+        "reference",
+        "campaign",
+        "channel",
+        "status",
+        "text",
+        "transcript",
+        "audio",
+        "kind",
+        "neighbourhood",
+        "category",
+        "tags",
+        "received_at",
+        "contributor",
+    }
+)
+
+
+def runtime_with(settings: Any, **overrides: Any) -> Runtime:
+    """A runtime on the test's database with some settings changed, campaigns loaded."""
+    from gateway import campaigns
+    from tests.conftest import TEST_CAMPAIGNS
+
+    rt = Runtime.open(
+        settings.with_overrides(**overrides), migrate=settings.database_url.startswith("sqlite")
+    )
+    with rt.sessions.begin() as session:
+        campaigns.upsert(session, campaigns.read_files([TEST_CAMPAIGNS]))
+    return rt
+
 
 def sign(auth_token: str, url: str, form: Mapping[str, str]) -> str:
     return str(RequestValidator(auth_token).compute_signature(url, dict(form)))

@@ -11,24 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CAMPAIGNS
+from tests.helpers import CONTRACT_FIELDS
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
-CONTRACT_FIELDS = {
-    "id",
-    "reference",
-    "campaign",
-    "channel",
-    "status",
-    "text",
-    "transcript",
-    "audio",
-    "kind",
-    "neighbourhood",
-    "category",
-    "tags",
-    "received_at",
-    "contributor",
-}
 
 
 @pytest.fixture

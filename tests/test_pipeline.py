@@ -16,30 +16,22 @@ from gateway.exports import contribution_dict
 from gateway.models import Base, Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import contributions, count, drain, inbound, incoming_sms, send_sms
+from tests.helpers import (
+    CONTRACT_FIELDS,
+    contributions,
+    count,
+    drain,
+    inbound,
+    incoming_sms,
+    runtime_with,
+    send_sms,
+)
 from workers import outbound
 from workers.sweeper import sweep
 
 RESIDENT = "+33612345678"
 PARC_NUMBER = "+33100000001"
 UNKNOWN_NUMBER = "+33199999999"
-
-CONTRACT_FIELDS = {
-    "id",
-    "reference",
-    "campaign",
-    "channel",
-    "status",
-    "text",
-    "transcript",
-    "audio",
-    "kind",
-    "neighbourhood",
-    "category",
-    "tags",
-    "received_at",
-    "contributor",
-}
 
 
 def outbound_rows(runtime: Runtime) -> list[OutboundMessage]:
@@ -249,16 +241,8 @@ def test_closed_and_draft_campaigns_get_a_polite_answer_not_a_contribution(
 
 
 def test_abandoned_conversation_is_filed_by_the_sweeper(settings, fake_twilio: FakeTwilio):
-    rt = Runtime.open(
-        settings.with_overrides(conversation_expiry_minutes=0),
-        migrate=settings.database_url.startswith("sqlite"),
-    )
+    rt = runtime_with(settings, conversation_expiry_minutes=0)
     try:
-        from gateway import campaigns
-        from tests.conftest import TEST_CAMPAIGNS
-
-        with rt.sessions.begin() as session:
-            campaigns.upsert(session, campaigns.read_files([TEST_CAMPAIGNS]))
         send_sms(rt, "Des bancs svp", RESIDENT, UNKNOWN_NUMBER)  # menu, then silence
         assert contributions(rt) == []
         assert sweep(rt).expired == 1
@@ -353,16 +337,8 @@ def test_inbound_never_processed_is_picked_up_by_the_sweeper(runtime: Runtime):
 def test_a_flood_from_one_resident_is_filed_but_replies_are_capped(
     settings, fake_twilio: FakeTwilio
 ):
-    rt = Runtime.open(
-        settings.with_overrides(replies_per_hour=5),
-        migrate=settings.database_url.startswith("sqlite"),
-    )
+    rt = runtime_with(settings, replies_per_hour=5)
     try:
-        from gateway import campaigns
-        from tests.conftest import TEST_CAMPAIGNS
-
-        with rt.sessions.begin() as session:
-            campaigns.upsert(session, campaigns.read_files([TEST_CAMPAIGNS]))
         stored = ingest.store(
             rt, [incoming_sms(f"BUDGET idée {i}", RESIDENT, "+33100000002") for i in range(12)]
         )

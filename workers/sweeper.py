@@ -13,6 +13,7 @@ And it marks as failed the sends interrupted mid-way (see workers.outbound).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
@@ -148,52 +149,45 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             if todo and enqueue_inbound(runtime, [(i, channels[i]) for i in todo]):
                 report.inbound = len(todo)
         if due:
-            job_ids = {oid: outbound_job_id(oid, attempts) for oid, attempts in due}
-            pending = _pending_jobs(runtime, list(job_ids.values()))
-            q = runtime.queue(OUTBOUND)
-            todo_out = [oid for oid, jid in job_ids.items() if jid not in pending]
-            with runtime.redis.pipeline() as pipe:
-                q.enqueue_many(
-                    [
-                        q.prepare_data(
-                            jobs.send_outbound,
-                            (oid,),
-                            job_id=job_ids[oid],
-                            result_ttl=600,
-                            failure_ttl=7 * 24 * 3600,
-                        )
-                        for oid in todo_out
-                    ],
-                    pipeline=pipe,
-                )
-                pipe.execute()
-            report.outbound = len(todo_out)
+            report.outbound = _enqueue_missing(
+                runtime,
+                OUTBOUND,
+                jobs.send_outbound,
+                {oid: outbound_job_id(oid, attempts) for oid, attempts in due},
+            )
         if expired:
-            q = runtime.queue(INBOUND)
-            exp_ids = {cid: f"expire-{cid}-{stamp}" for cid, stamp in expired}
-            pending = _pending_jobs(runtime, list(exp_ids.values()))
-            todo_exp = [cid for cid, jid in exp_ids.items() if jid not in pending]
-            with runtime.redis.pipeline() as pipe:
-                q.enqueue_many(
-                    [
-                        q.prepare_data(
-                            jobs.expire_conversation,
-                            (cid,),
-                            job_id=exp_ids[cid],
-                            result_ttl=600,
-                            failure_ttl=7 * 24 * 3600,
-                        )
-                        for cid in todo_exp
-                    ],
-                    pipeline=pipe,
-                )
-                pipe.execute()
-            report.expired = len(todo_exp)
+            report.expired = _enqueue_missing(
+                runtime,
+                INBOUND,
+                jobs.expire_conversation,
+                {cid: f"expire-{cid}-{stamp}" for cid, stamp in expired},
+            )
     except (RedisError, OSError) as exc:
         log.warning("sweeper: Redis unavailable, will try again: %s", exc)
     if report:
         log.info("sweeper: %s", report)
     return report
+
+
+def _enqueue_missing(
+    runtime: Runtime, queue_name: str, func: Callable[[int], object], job_ids: dict[int, str]
+) -> int:
+    """Enqueue ``func(key)`` for each key whose job is not already pending; returns how many."""
+    pending = _pending_jobs(runtime, list(job_ids.values()))
+    todo = [key for key, job_id in job_ids.items() if job_id not in pending]
+    q = runtime.queue(queue_name)
+    with runtime.redis.pipeline() as pipe:
+        q.enqueue_many(
+            [
+                q.prepare_data(
+                    func, (key,), job_id=job_ids[key], result_ttl=600, failure_ttl=7 * 24 * 3600
+                )
+                for key in todo
+            ],
+            pipeline=pipe,
+        )
+        pipe.execute()
+    return len(todo)
 
 
 def _fail_interrupted(runtime: Runtime, now: object) -> int:
