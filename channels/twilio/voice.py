@@ -314,16 +314,22 @@ def caller_of(runtime: Runtime, call_sid: str) -> tuple[str, str | None]:
         return caller, call.called
 
 
-def recording_message(
-    form: Mapping[str, str], caller: str, called: str | None, received_at: datetime
-) -> IncomingMessage:
-    """A recording status callback as an inbound message; the audio itself is fetched later."""
+def recording_ids(form: Mapping[str, str]) -> tuple[str, str]:
+    """The callback's RecordingSid and CallSid; InvalidPayload when either is missing."""
     recording_sid = form.get("RecordingSid") or ""
     call_sid = form.get("CallSid") or ""
     if not recording_sid or not call_sid:
         raise sms.InvalidPayload("RecordingSid and CallSid are required")
-    if len(recording_sid) > 128:
-        raise sms.InvalidPayload("RecordingSid too long")
+    if len(recording_sid) > 128 or len(call_sid) > 64:
+        raise sms.InvalidPayload("RecordingSid or CallSid too long")
+    return recording_sid, call_sid
+
+
+def recording_message(
+    form: Mapping[str, str], caller: str, called: str | None, received_at: datetime
+) -> IncomingMessage:
+    """A recording status callback as an inbound message; the audio itself is fetched later."""
+    recording_sid, call_sid = recording_ids(form)
     attachment: dict[str, Any] = {
         # Kept as given: the worker refuses any host other than TWILIO_API_BASE's.
         "url": form.get("RecordingUrl") or "",
@@ -333,8 +339,8 @@ def recording_message(
         "duration": form.get("RecordingDuration"),
         "call_sid": call_sid,
         "recording_sid": recording_sid,
-        # 16101 (too short) or 16102 (silent) explain an "absent" recording.
-        "error_code": form.get("ErrorCode") or None,
+        # 16101 (too short) or 16102 (silent) explain an "absent" recording; 0 is no error.
+        "error_code": None if form.get("ErrorCode") in (None, "", "0") else form["ErrorCode"],
     }
     return IncomingMessage(
         channel=CHANNEL,
@@ -447,26 +453,18 @@ async def consent(request: web.Request) -> web.Response:
 async def recording_status(request: web.Request) -> web.Response:
     form = await read_signed_form(request)
     runtime = request.app[RUNTIME]
-    call_sid = form.get("CallSid") or ""
     try:
-        # Validated before the lookup so a malformed callback costs no query.
-        recording_message(form, "", None, datetime.now(UTC))
-        caller, called = await _in_thread(lambda: caller_of(runtime, call_sid))
-        message = recording_message(form, caller, called, datetime.now(UTC))
-        await request.app[INGEST].accept(message)
+        _, call_sid = recording_ids(form)
     except sms.InvalidPayload as exc:
         log.warning("twilio recording callback refused: %s", exc)
         raise web.HTTPBadRequest(text=str(exc)) from exc
+    try:
+        caller, called = await _in_thread(lambda: caller_of(runtime, call_sid))
+        message = recording_message(form, caller, called, datetime.now(UTC))
+        # A second delivery of the same RecordingSid is absorbed by ingest's unique key.
+        await request.app[INGEST].accept(message)
     except SQLAlchemyError as exc:
         # Not stored: ask Twilio to try again rather than pretend.
         log.error("twilio recording callback: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     return _twiml(EMPTY_TWIML)
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post(VOICE_PATH, incoming_call)
-    app.router.add_post(CHOOSE_PATH, menu_choice)
-    app.router.add_post(RECORDED_PATH, recorded)
-    app.router.add_post(CONSENT_PATH, consent)
-    app.router.add_post(RECORDING_PATH, recording_status)
