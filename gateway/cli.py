@@ -308,7 +308,12 @@ def models_list() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Install from a model .zip already on this machine (offline).",
 )
-def models_install(name: str | None, archive: Path | None) -> None:
+@click.option(
+    "--allow-unpinned",
+    is_flag=True,
+    help="Install a catalogue model whose SHA-256 is not pinned yet (not verified).",
+)
+def models_install(name: str | None, archive: Path | None, allow_unpinned: bool) -> None:
     """Install a speech model: a known NAME (e.g. fr-small), downloaded and checked against
     its pinned SHA-256, or a zip with --from."""
     from transcription import models
@@ -325,10 +330,12 @@ def models_install(name: str | None, archive: Path | None) -> None:
                     bar.length = total or bar.length
                     bar.update(done - bar.pos)
 
-                info = models.install(name, settings.data_path, progress=progress)
+                info = models.install(
+                    name, settings.data_path, progress=progress, allow_unpinned=allow_unpinned
+                )
         else:
             raise click.UsageError("give a model NAME or --from FILE.zip")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, models.ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"installed {info.name} in {info.path}")
 

