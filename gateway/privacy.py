@@ -89,7 +89,8 @@ def log_id(lookup_hash: str | None) -> str:
     return (lookup_hash or "-")[:10]
 
 
-_PHONE_RE = re.compile(r"\+?\d[\d .\-]{7,}\d")
+# Not inside a longer token: a worker's name ("gateway-1234-9f8e7d6c") is not a phone number.
+_PHONE_RE = re.compile(r"(?<![\w-])\+?\d[\d .\-]{7,}\d(?![\w-])")
 _EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+\.[\w.\-]+")
 
 

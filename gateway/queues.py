@@ -118,7 +118,13 @@ class EmbeddedRedis:
             ]
         )
         (self.dir / "redis.conf").write_text(config)
-        subprocess.run([redis_executable(), str(self.dir / "redis.conf")], check=True)
+        subprocess.run(
+            [redis_executable(), str(self.dir / "redis.conf")],
+            check=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.alive():

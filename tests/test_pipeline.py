@@ -353,3 +353,12 @@ def test_a_flood_from_one_resident_is_filed_but_replies_are_capped(
         assert len(fake_twilio.messages) == 6
     finally:
         rt.close()
+
+
+def test_a_job_popped_by_a_worker_that_died_is_not_taken_for_pending(runtime: Runtime):
+    (stored,) = ingest.store(runtime, [incoming_sms("PARC Des bancs", RESIDENT, PARC_NUMBER)])
+    runtime.redis.delete("rq:queue:inbound")  # popped, then the worker and Redis went away
+    assert sweep(runtime).inbound == 1  # still "queued" in its hash, but in no queue
+    drain(runtime)
+    assert count(runtime, Contribution) == 1
+    assert stored.message_id is not None

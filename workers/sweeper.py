@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from redis.exceptions import RedisError
+from rq import Queue
 from rq.job import Job
 from rq.utils import utcparse
 from sqlalchemy import or_, select
@@ -49,16 +50,23 @@ class SweepReport:
 
 
 def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
-    """The jobs Redis still holds as waiting or running. A "started" job whose worker stopped
-    beating (killed, or Redis restarted from its append-only file under it) is not pending."""
+    """The jobs Redis still holds as waiting or running.
+
+    Not pending, although Redis says otherwise: a "queued" job that is in no queue (a worker
+    popped it and died, or Redis restarted from its append-only file in between), and a
+    "started" job whose worker stopped beating (killed with Redis, say)."""
     with runtime.redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hmget(Job.key_for(job_id), ["status", "last_heartbeat"])
+            pipe.hmget(Job.key_for(job_id), ["status", "last_heartbeat", "origin"])
         rows = pipe.execute()
     now = now_utc()
     pending = set()
-    for job_id, (status, heartbeat) in zip(job_ids, rows, strict=True):
+    queued: list[tuple[str, bytes]] = []
+    for job_id, (status, heartbeat, origin) in zip(job_ids, rows, strict=True):
         if status not in PENDING:
+            continue
+        if status == b"queued" and origin:
+            queued.append((job_id, origin))
             continue
         if status == b"started" and heartbeat:
             try:
@@ -68,6 +76,14 @@ def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
             if beat is not None and now - beat.replace(tzinfo=UTC) > ORPHANED_AFTER:
                 continue
         pending.add(job_id)
+    if queued:
+        with runtime.redis.pipeline(transaction=False) as pipe:
+            for job_id, origin in queued:
+                pipe.lpos(Queue.redis_queue_namespace_prefix + origin.decode(), job_id)
+            positions = pipe.execute()
+        pending.update(
+            job_id for (job_id, _), pos in zip(queued, positions, strict=True) if pos is not None
+        )
     return pending
 
 
