@@ -20,10 +20,9 @@ log = logging.getLogger(__name__)
 
 def transcribe_contribution(runtime: Runtime, contribution_id: int) -> str:
     """Returns the contribution's transcription status after this attempt."""
+    from transcription.audio import AudioError, decode_to_pcm
     from transcription.models import resolve
     from transcription.vosk_engine import VoskEngine
-
-    from transcription.audio import AudioError, decode_to_pcm
 
     with runtime.sessions() as session:
         contribution = session.get(Contribution, contribution_id)
