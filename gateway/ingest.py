@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).
+BUSY_RATE = 100.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,9 @@ class BatchingIngest:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.messages = 0
         self.batches = 0
+        self._window_start = time.monotonic()
+        self._window_count = 0
+        self._last_rate = 0.0
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -222,8 +228,25 @@ class BatchingIngest:
                 self.messages / self.batches,
             )
 
+    def busy(self, threshold: float = BUSY_RATE) -> bool:
+        """Whether webhooks are arriving faster than ``threshold`` a second (over the last
+        full second): a worker sharing this process backs off, since answering providers
+        comes first and stored messages wait safely."""
+        now = time.monotonic()
+        if now - self._window_start > 2.0:
+            return False
+        return (
+            max(self._last_rate, self._window_count / max(now - self._window_start, 1.0))
+            > threshold
+        )
+
     async def accept(self, message: IncomingMessage) -> Stored:
         assert self._queue is not None, "BatchingIngest.start() was not awaited"
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._last_rate = self._window_count / (now - self._window_start)
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         await self._queue.put((message, future))
         return await future

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -46,7 +47,11 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         from workers.sweeper import sweep
 
         await loop.run_in_executor(None, sweep, runtime)
-        worker = start_thread_worker(runtime)
+        # The worker thread shares the GIL with the event loop: hand the GIL over every
+        # millisecond instead of every five, so that webhooks are answered promptly while it
+        # works through a backlog.
+        sys.setswitchinterval(0.001)
+        worker = start_thread_worker(runtime, should_pause=ingest.busy)
         ticker = Ticker(runtime, on_tick=lambda: _revive_embedded_redis(runtime))
         ticker.start()
         background = (worker, ticker)

@@ -227,3 +227,25 @@ async def test_healthz_reports_database_and_redis(client, redis_server: RedisSer
     finally:
         redis_server.start()
     Redis.from_url(redis_server.url).ping()
+
+
+async def test_ingest_reports_a_flood_so_the_in_process_worker_backs_off(settings):
+    import asyncio
+
+    from gateway.ingest import BatchingIngest
+    from gateway.runtime import Runtime
+    from tests.helpers import incoming_sms
+
+    runtime = Runtime.open(settings, migrate=settings.database_url.startswith("sqlite"))
+    ingest = BatchingIngest(runtime)
+    await ingest.start()
+    try:
+        assert not ingest.busy()
+        await asyncio.gather(*(ingest.accept(incoming_sms(f"PARC {i}", f"+3361111{i:04d}"))
+                               for i in range(150)))
+        assert ingest.busy(threshold=100)  # 150 in well under a second
+        assert not ingest.busy(threshold=1000)
+        assert len(inbound(runtime)) == 150
+    finally:
+        await ingest.stop()
+        runtime.close()

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -31,6 +31,9 @@ class ThreadWorker(SimpleWorker):
     """
 
     death_penalty_class = TimerDeathPenalty
+    # Set by `gateway serve`: true while webhooks flood in; the worker waits, because it shares
+    # the interpreter (and its lock) with the web server, and answering providers comes first.
+    should_pause: Callable[[], bool] | None = None
 
     def _install_signal_handlers(self) -> None:
         pass
@@ -47,6 +50,9 @@ class ThreadWorker(SimpleWorker):
         while True:
             if self._stop_requested:
                 raise StopRequested()
+            if self.should_pause is not None and self.should_pause():
+                time.sleep(0.1)
+                continue
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=timeout)
             if result is not None:
                 return result
@@ -86,10 +92,16 @@ class InProcessWorker(threading.Thread):
     """The worker thread of ``gateway serve``; survives Redis restarts (a new RQ worker, with a
     new name, is registered each time the connection comes back)."""
 
-    def __init__(self, runtime: Runtime, queues: Sequence[str] = QUEUES) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        queues: Sequence[str] = QUEUES,
+        should_pause: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(name="rq-worker", daemon=True)
         self.runtime = runtime
         self.queues = queues
+        self.should_pause = should_pause
         self._stopping = threading.Event()
         self._worker: ThreadWorker | None = None
 
@@ -101,6 +113,7 @@ class InProcessWorker(threading.Thread):
                     connection=self.runtime.redis,
                     name=f"{process_tag()}-{uuid.uuid4().hex[:8]}",
                 )
+                self._worker.should_pause = self.should_pause
                 if self._stopping.is_set():
                     break
                 self._worker.work(with_scheduler=False, logging_level="WARNING")
@@ -116,9 +129,13 @@ class InProcessWorker(threading.Thread):
             self._worker.stop()
 
 
-def start_thread_worker(runtime: Runtime, queues: Sequence[str] = QUEUES) -> InProcessWorker:
+def start_thread_worker(
+    runtime: Runtime,
+    queues: Sequence[str] = QUEUES,
+    should_pause: Callable[[], bool] | None = None,
+) -> InProcessWorker:
     context.set_runtime(runtime)
-    worker = InProcessWorker(runtime, queues)
+    worker = InProcessWorker(runtime, queues, should_pause)
     worker.start()
     return worker
 
