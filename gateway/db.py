@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,29 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # SQLite's own wait for its write lock sleeps in growing steps (up to 100 ms), so two
+    # busy writer threads of one process (webhook ingest and the in-process worker) can keep
+    # missing each other's turn for a second or more. Threads of one process therefore queue
+    # on a Python lock first, which hands over at once; SQLite still arbitrates between
+    # processes, and correctness never depends on this lock (it only orders the waiting).
+    write_turn = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if write_turn.acquire(timeout=30):
+            connection.info["write_turn"] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection)
+            raise
+
+    def _release(connection: Any) -> None:
+        if connection.info.pop("write_turn", False):
+            write_turn.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
