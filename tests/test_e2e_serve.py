@@ -259,7 +259,7 @@ def test_voice_call_and_recording_become_a_transcribed_contribution_after_a_burs
     )
     env = base_env(tmp_path, fake)
     env["GATEWAY_EMBEDDED_WORKER"] = "false"  # the burst worker below does the work
-    env["GATEWAY_VOSK_MODEL"] = str(model.path)
+    env["GATEWAY_VOSK_MODEL"] = str(tmp_path / "no-model-yet")  # installed later, below
     gateway = Gateway(env, tmp_path)
     gateway.start("serve")
     try:
@@ -295,6 +295,10 @@ def test_voice_call_and_recording_become_a_transcribed_contribution_after_a_burs
         (item,) = gateway.contributions()
         assert item["channel"] == "voice" and item["audio"] is True
         assert item["campaign"] == "parc"
+        assert item["transcription_status"] == "pending" and item["transcript"] is None
+        gateway.env["GATEWAY_VOSK_MODEL"] = str(model.path)  # a model is now installed
+        assert "1 done" in gateway.cli("transcribe", "--pending")
+        (item,) = gateway.contributions()
         assert item["transcription_status"] == "done" and item["transcript"]
         assert item["text"] == item["transcript"]
     finally:
