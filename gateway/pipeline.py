@@ -398,6 +398,22 @@ def outbound_row(
     )
 
 
+def replies_last_hour(session: Session, contributor_id: int, now: datetime) -> int:
+    """Replies decided for one resident in the last hour, withheld ones aside."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboundMessage)
+            .where(
+                OutboundMessage.contributor_id == contributor_id,
+                OutboundMessage.created_at >= now - timedelta(hours=1),
+                OutboundMessage.status != "withheld",
+            )
+        )
+        or 0
+    )
+
+
 ALWAYS_SENT = frozenset({"stop.confirmed", "stop.confirmed_filed", "forget.confirmed"})
 
 
@@ -413,18 +429,7 @@ def _withhold_over_limit(
     replies are kept as ``withheld`` and not sent. Contributions are still filed, and the
     confirmations of STOP and OUBLIER always go out."""
     limit = runtime.settings.replies_per_hour
-    recent = (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboundMessage)
-            .where(
-                OutboundMessage.contributor_id == contributor.id,
-                OutboundMessage.created_at >= now - timedelta(hours=1),
-                OutboundMessage.status != "withheld",
-            )
-        )
-        or 0
-    )
+    recent = replies_last_hour(session, contributor.id, now)
     for row in rows:
         if row.message_key in ALWAYS_SENT:
             continue

@@ -15,12 +15,11 @@ import logging
 import os
 import re
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.i18n import translate
@@ -29,10 +28,15 @@ from gateway.models import (
     Contribution,
     Contributor,
     InboundMessage,
-    OutboundMessage,
     VoiceCall,
 )
-from gateway.pipeline import next_reference, now_utc, outbound_row, sender_lock
+from gateway.pipeline import (
+    next_reference,
+    now_utc,
+    outbound_row,
+    replies_last_hour,
+    sender_lock,
+)
 from gateway.privacy import log_id, new_contributor_id
 from gateway.runtime import Runtime
 
@@ -284,17 +288,7 @@ def _receipt(
     number = runtime.vault.decrypt(contributor.address_encrypted)
     if not can_receive_sms(number):
         return []
-    recent = (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboundMessage)
-            .where(
-                OutboundMessage.contributor_id == contributor.id,
-                OutboundMessage.created_at >= now_utc() - timedelta(hours=1),
-            )
-        )
-        or 0
-    )
+    recent = replies_last_hour(session, contributor.id, now_utc())
     if recent >= runtime.settings.replies_per_hour:  # the same cap as for SMS conversations
         return []
     row = outbound_row(
