@@ -38,6 +38,15 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_tool(name: str) -> str:
+    """The path of a Debian tool the test needs (espeak-ng, sox, ...)."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed (apt-get install {name})")
+    assert path is not None
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

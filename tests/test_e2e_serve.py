@@ -244,7 +244,7 @@ def test_voice_call_and_recording_become_a_transcribed_contribution_after_a_burs
     """The done-when of the voice issue, against processes as an operator runs them."""
     import xml.etree.ElementTree as ET
 
-    from tests.test_voice_recordings import _tool
+    from tests.conftest import require_tool as _tool
     from transcription.models import resolve
 
     model = resolve("", tmp_path, "ko")

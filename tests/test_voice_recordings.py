@@ -5,7 +5,6 @@ contributions from hang-ups or silence, losing audio that cannot be decoded."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from gateway import ingest
 from gateway.models import Campaign, Contribution, InboundMessage, VoiceCall
 from gateway.runtime import Runtime
 from gateway.transcripts import transcribe_contribution
-from tests.conftest import unavailable
+from tests.conftest import require_tool, unavailable
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import contributions, drain, inbound, runtime_with
 from workers import context
@@ -27,31 +26,28 @@ CALLER = "+33612345678"
 PARC_NUMBER = "+33100000001"
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        unavailable(f"{name} is not installed")
-    assert path is not None
-    return path
-
-
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Korean speech from espeak-ng, as a Twilio recording sounds: 8 kHz mono WAV."""
     folder = tmp_path_factory.mktemp("speech")
     raw, phone = folder / "speech.wav", folder / "phone.wav"
-    subprocess.run([_tool("espeak-ng"), "-v", "ko", "-w", str(raw), "안녕하세요 감사합니다"],
-                   check=True)
-    subprocess.run([_tool("sox"), str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)],
-                   check=True)
+    subprocess.run(
+        [require_tool("espeak-ng"), "-v", "ko", "-w", str(raw), "안녕하세요 감사합니다"], check=True
+    )
+    subprocess.run(
+        [require_tool("sox"), str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)],
+        check=True,
+    )
     return phone.read_bytes()
 
 
 @pytest.fixture(scope="session")
 def silence_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("silence") / "silence.wav"
-    subprocess.run([_tool("sox"), "-n", "-r", "8000", "-c", "1", str(path), "trim", "0", "3"],
-                   check=True)
+    subprocess.run(
+        [require_tool("sox"), "-n", "-r", "8000", "-c", "1", str(path), "trim", "0", "3"],
+        check=True,
+    )
     return path.read_bytes()
 
 
@@ -70,32 +66,60 @@ def start_call(runtime: Runtime, call_sid: str, *, consent: bool | None = None) 
     with runtime.sessions.begin() as session:
         campaign = session.scalar(select(Campaign).where(Campaign.slug == "parc"))
         assert campaign is not None
-        session.add(VoiceCall(
-            call_sid=call_sid,
-            caller_hash=runtime.vault.lookup_hash("voice", CALLER),
-            caller_encrypted=runtime.vault.encrypt(CALLER),
-            called=PARC_NUMBER,
-            campaign_id=campaign.id,
-            broadcast_consent=consent,
-        ))
+        session.add(
+            VoiceCall(
+                call_sid=call_sid,
+                caller_hash=runtime.vault.lookup_hash("voice", CALLER),
+                caller_encrypted=runtime.vault.encrypt(CALLER),
+                called=PARC_NUMBER,
+                campaign_id=campaign.id,
+                broadcast_consent=consent,
+            )
+        )
 
 
 def recording_callback(
-    runtime: Runtime, fake: FakeTwilio, audio: bytes | None, *, sid: str = "RE" + "1" * 32,
-    call_sid: str = "CA" + "1" * 32, status: str = "completed", url: str | None = None,
+    runtime: Runtime,
+    fake: FakeTwilio,
+    audio: bytes | None,
+    *,
+    sid: str = "RE" + "1" * 32,
+    call_sid: str = "CA" + "1" * 32,
+    status: str = "completed",
+    url: str | None = None,
     content_type: str = "audio/wav",
 ) -> int:
     if audio is not None and url is None:
         url = fake.add_recording(sid, audio, content_type)
     url = url or f"{fake.base_url}/2010-04-01/Accounts/{fake.account_sid}/Recordings/{sid}"
-    form = {"AccountSid": fake.account_sid, "CallSid": call_sid, "RecordingSid": sid,
-            "RecordingUrl": url, "RecordingStatus": status, "RecordingDuration": "3",
-            "RecordingChannels": "1", "RecordingSource": "RecordVerb"}
+    form = {
+        "AccountSid": fake.account_sid,
+        "CallSid": call_sid,
+        "RecordingSid": sid,
+        "RecordingUrl": url,
+        "RecordingStatus": status,
+        "RecordingDuration": "3",
+        "RecordingChannels": "1",
+        "RecordingSource": "RecordVerb",
+    }
     message = IncomingMessage(
-        channel="voice", provider_message_id=sid, sender=CALLER, recipient=PARC_NUMBER,
-        text="", received_at=datetime.now(UTC), raw=form,
-        attachments=[{"url": url, "content_type": "audio/wav", "status": status,
-                      "duration": "3", "call_sid": call_sid, "recording_sid": sid}],
+        channel="voice",
+        provider_message_id=sid,
+        sender=CALLER,
+        recipient=PARC_NUMBER,
+        text="",
+        received_at=datetime.now(UTC),
+        raw=form,
+        attachments=[
+            {
+                "url": url,
+                "content_type": "audio/wav",
+                "status": status,
+                "duration": "3",
+                "call_sid": call_sid,
+                "recording_sid": sid,
+            }
+        ],
     )
     (stored,) = ingest.store(runtime, [message])
     assert stored.message_id is not None
@@ -107,8 +131,9 @@ def drain_all(runtime: Runtime) -> None:
 
     drain(runtime)
     context.set_runtime(runtime)
-    SimpleWorker([runtime.queue("transcription"), runtime.queue("outbound")],
-                 connection=runtime.redis).work(burst=True, logging_level="WARNING")
+    SimpleWorker(
+        [runtime.queue("transcription"), runtime.queue("outbound")], connection=runtime.redis
+    ).work(burst=True, logging_level="WARNING")
 
 
 def test_recording_becomes_a_transcribed_voice_contribution(
@@ -167,8 +192,7 @@ def test_recording_url_on_another_host_is_refused_and_nothing_fetched(
     start_call(runtime, "CA" + "1" * 32)
     with FakeTwilio() as elsewhere:
         url = elsewhere.add_recording("RE" + "2" * 32, speech_wav, "audio/wav")
-        message_id = recording_callback(runtime, fake_twilio, None, sid="RE" + "2" * 32,
-                                        url=url)
+        message_id = recording_callback(runtime, fake_twilio, None, sid="RE" + "2" * 32, url=url)
         drain_all(runtime)
         assert elsewhere.requests == [] and fake_twilio.requests == []
     assert contributions(runtime) == []
@@ -179,8 +203,11 @@ def test_recording_url_on_another_host_is_refused_and_nothing_fetched(
 
 @pytest.mark.parametrize(
     "url",
-    ["http://169.254.169.254/2010-04-01/latest", "file:///etc/passwd",
-     "https://api.twilio.com.evil.example/2010-04-01/Accounts/AC/Recordings/RE1"],
+    [
+        "http://169.254.169.254/2010-04-01/latest",
+        "file:///etc/passwd",
+        "https://api.twilio.com.evil.example/2010-04-01/Accounts/AC/Recordings/RE1",
+    ],
     ids=["metadata", "file", "lookalike"],
 )
 def test_forged_recording_urls_are_refused(runtime: Runtime, fake_twilio: FakeTwilio, url: str):
@@ -201,8 +228,7 @@ def test_absent_recording_is_recorded_as_such_not_as_a_contribution(
     assert contributions(runtime) == [] and fake_twilio.requests == []
 
 
-def test_silence_is_no_usable_audio(runtime: Runtime, fake_twilio: FakeTwilio,
-                                    silence_wav: bytes):
+def test_silence_is_no_usable_audio(runtime: Runtime, fake_twilio: FakeTwilio, silence_wav: bytes):
     start_call(runtime, "CA" + "1" * 32)
     recording_callback(runtime, fake_twilio, silence_wav)
     drain_all(runtime)
@@ -259,6 +285,8 @@ def test_caller_who_texts_later_can_follow_the_voice_reference_by_sms(
     replies = send_sms(runtime, "SUIVI PARC-0001", CALLER, PARC_NUMBER)
     assert any("PARC-0001" in r for r in replies)
     with runtime.sessions() as session:
-        assert session.scalar(select(InboundMessage.state).where(
-            InboundMessage.channel == "voice")) == "processed"
+        assert (
+            session.scalar(select(InboundMessage.state).where(InboundMessage.channel == "voice"))
+            == "processed"
+        )
         assert session.scalar(select(Contribution.channel)) == "voice"

@@ -8,7 +8,6 @@ The words below were chosen by experiment to be told apart reliably even at
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from types import ModuleType
 import av
 import pytest
 
+from tests.conftest import require_tool, unavailable
 from transcription.models import ModelInfo, resolve
 
 GRAMMAR = ("안녕하세요", "감사합니다", "놀이터", "도서관", "주차장", "아이들")
@@ -25,21 +25,6 @@ SENTENCES = {
     "playground": "안녕하세요 감사합니다 놀이터",
     "library": "안녕하세요 감사합니다 도서관",
 }
-
-
-def unavailable(reason: str) -> None:
-    """Skip on a developer's machine; fail in CI, where everything must be installed."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        unavailable(f"{name} is not installed (apt-get install {name})")
-    assert path is not None
-    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
