@@ -32,6 +32,7 @@ class CampaignSpec:
     status: str
     phone_numbers: list[str] = field(default_factory=list)
     neighbourhoods: list[str] = field(default_factory=list)
+    themes: list[str] = field(default_factory=list)
     reference_prefix: str = ""
     language: str = "fr"
     voice_greeting: str | None = None
@@ -89,6 +90,7 @@ def parse(data: Any, source: str) -> CampaignSpec:
         status=status,
         phone_numbers=str_list("phone_numbers"),
         neighbourhoods=str_list("neighbourhoods"),
+        themes=str_list("themes"),
         reference_prefix=prefix,
         language=str(data.get("language") or "fr"),
         source=source,
@@ -125,6 +127,7 @@ def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]
             "status": spec.status,
             "phone_numbers": spec.phone_numbers,
             "neighbourhoods": spec.neighbourhoods,
+            "themes": spec.themes,
             "reference_prefix": spec.reference_prefix,
             "language": spec.language,
             "voice_greeting": spec.voice_greeting,

@@ -477,5 +477,14 @@ def _open(redis: bool = True) -> Runtime:
     return runtime
 
 
+def _register_account_commands() -> None:
+    from gateway.cli_accounts import moderators_group, tokens_group
+
+    main.add_command(moderators_group)
+    main.add_command(tokens_group)
+
+
+_register_account_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,7 +1,9 @@
 """The message catalogue: every string a resident reads, French first.
 
 Catalogues are YAML files in ``gateway/locales/``, one per language, nested
-mappings whose leaf paths are the dotted keys ("receipt.default"). French is the
+mappings whose leaf paths are the dotted keys ("receipt.default"). What moderators
+read lives beside them in ``gateway/locales/console/<language>.yaml`` (keys under
+``console.``), merged into the same catalogue. French is the
 reference: a language or a key missing elsewhere falls back to it, so a
 half-translated catalogue never leaves a resident without an answer.
 """
@@ -32,11 +34,12 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 @functools.cache
 def catalogue(language: str) -> Mapping[str, str]:
     """All messages of one language, by dotted key (read from disk once)."""
-    source = resources.files("gateway") / "locales" / f"{language}.yaml"
-    if not source.is_file():
-        return {}
-    data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    return _flatten(data)
+    root = resources.files("gateway") / "locales"
+    merged: dict[str, str] = {}
+    for source in (root / f"{language}.yaml", root / "console" / f"{language}.yaml"):
+        if source.is_file():
+            merged.update(_flatten(yaml.safe_load(source.read_text(encoding="utf-8")) or {}))
+    return merged
 
 
 @functools.cache

@@ -72,6 +72,8 @@ class Campaign(Base):
     voice_greeting: Mapped[str | None] = mapped_column(Text)
     voice_greeting_audio: Mapped[str | None] = mapped_column(String(500))
     voice_sms_receipt: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # The themes moderators classify this campaign's contributions under (campaign file).
+    themes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     source: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -174,9 +176,25 @@ class Contribution(Base):
     transcript_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     broadcast_consent: Mapped[bool | None]
     call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Moderation (gateway.moderation): themes chosen among the campaign's; the public version
+    # (anonymised) published instead of ``text``; the machine transcript, kept when a moderator
+    # corrects ``transcript``; the last decision and its public reason.
+    themes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    public_text: Mapped[str | None] = mapped_column(Text)
+    transcript_machine: Mapped[str | None] = mapped_column(Text)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    moderated_by: Mapped[str | None] = mapped_column(String(100))
+    moderated_at: Mapped[datetime | None]
+    # Folded text, transcript, public version and reference, for accent-blind search.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Identical and near-identical texts (a tract many residents sent) share a group: the id
+    # of the group's first contribution (gateway.moderation.grouping).
+    fingerprint: Mapped[str | None] = mapped_column(String(32), index=True)
+    group_id: Mapped[int | None] = mapped_column(index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Indexed: the live board follows changes by this column.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
     campaign: Mapped[Campaign | None] = relationship(lazy="joined")
     contributor: Mapped[Contributor | None] = relationship(lazy="joined")
@@ -258,3 +276,62 @@ class ReferenceCounter(Base):
 
     prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Moderator(Base):
+    """A member of the participation team; ``admin`` also manages campaigns and accounts."""
+
+    __tablename__ = "moderators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(
+        String(200)
+    )  # Argon2id (gateway.moderation.accounts)
+    role: Mapped[str] = mapped_column(String(16), default="moderator")
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModeratorSession(Base):
+    """A console login. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "moderator_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    moderator_id: Mapped[int] = mapped_column(ForeignKey("moderators.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    moderator: Mapped[Moderator] = relationship(lazy="joined")
+
+
+class LoginFailure(Base):
+    """Failed logins, by account name and by (hashed) client address, for throttling."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API (``gateway tokens create NAME``); only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="moderator")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

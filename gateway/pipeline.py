@@ -31,6 +31,7 @@ from gateway.models import (
     OutboundMessage,
     ReferenceCounter,
 )
+from gateway.moderation import grouping
 from gateway.privacy import log_id, new_contributor_id
 from gateway.runtime import Runtime
 from gateway.sms_segments import encoding, segments
@@ -326,6 +327,7 @@ def _apply(
         created.append(contribution)
     session.flush()
     for contribution in created:
+        grouping.assign(session, contribution)
         log.info("contribution %s filed (%s)", contribution.reference, channel)
     for change in outcome.updates:
         _update_contribution(session, contributor, change)
@@ -461,6 +463,7 @@ def _update_contribution(
         contribution.neighbourhood = change.neighbourhood
     if change.append_text:
         contribution.text = f"{contribution.text}\n{change.append_text}".strip()
+        grouping.assign(session, contribution)
 
 
 def _default_sender(runtime: Runtime, channel: str) -> str | None:

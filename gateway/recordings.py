@@ -30,6 +30,7 @@ from gateway.models import (
     InboundMessage,
     VoiceCall,
 )
+from gateway.moderation import grouping
 from gateway.pipeline import (
     next_reference,
     now_utc,
@@ -240,6 +241,7 @@ def _file(
         )
         session.add(contribution)
         session.flush()
+        grouping.assign(session, contribution)  # its own group until the transcript arrives
         outbound = _receipt(runtime, session, message, contributor, campaign, contribution)
         message.state, message.processed_at, message.error = "processed", now_utc(), None
         log.info(

@@ -39,6 +39,8 @@ class Settings:
     port: int = 8080
     campaigns_dir: str = ""
     language: str = "fr"
+    # Dates and times shown to moderators and residents (stored times are UTC).
+    timezone: str = "Europe/Paris"
     # Named in the first-contact notice on how residents' data is used.
     organisation: str = "Ville de Nanterre, Agora permanente"
     replies_per_hour: int = 30  # per resident: beyond, replies are withheld (loops, floods)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from gateway.models import Campaign, Contribution
+from gateway.moderation import grouping
 from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 
@@ -65,6 +66,8 @@ def transcribe_contribution(runtime: Runtime, contribution_id: int) -> str:
         contribution.transcription_status = "done"
         contribution.transcription_error = None
         contribution.updated_at = now_utc()
+        session.flush()
+        grouping.assign(session, contribution)
     log.info(
         "contribution %d transcribed with %s (%.1f s of audio)",
         contribution_id,

@@ -1,0 +1,163 @@
+"""`gateway moderators …` and `gateway tokens …`: console accounts and API tokens.
+
+Passwords are asked at a prompt (typed twice, not echoed) or, when stdin is not a terminal,
+read from its first line, so that provisioning scripts never put a password in argv, where
+any local user could read it in the process list.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.moderation import accounts
+
+T = TypeVar("T")
+
+
+def _in_session(work: Callable[[Session], T]) -> T:
+    from gateway.cli import _open
+
+    runtime = _open(redis=False)
+    try:
+        with runtime.sessions.begin() as session:
+            return work(session)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.close()
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise click.ClickException("no password on stdin")
+    return line
+
+
+@click.group("moderators")
+def moderators_group() -> None:
+    """Accounts of the moderation console (/moderation/)."""
+
+
+@moderators_group.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Also manages campaigns and accounts.")
+@click.option(
+    "--language",
+    default="fr",
+    show_default=True,
+    type=click.Choice(["fr", "en"]),
+    help="The console's language for this account.",
+)
+def moderators_add(name: str, admin: bool, language: str) -> None:
+    """Create an account; the password comes from a prompt or from stdin."""
+    password = _read_password()
+    role = "admin" if admin else "moderator"
+    _in_session(lambda s: accounts.add_moderator(s, name, password, role=role, language=language))
+    click.echo(f"moderator {name} created ({role})")
+
+
+@moderators_group.command("list")
+def moderators_list() -> None:
+    """List accounts: name, role, active, last login."""
+    from gateway.models import Moderator
+
+    def rows(session: Session) -> list[tuple[str, str, bool, str]]:
+        return [
+            (
+                m.name,
+                m.role,
+                m.active,
+                m.last_login_at.isoformat(timespec="minutes") if m.last_login_at else "-",
+            )
+            for m in session.scalars(select(Moderator).order_by(Moderator.name))
+        ]
+
+    for name, role, active, last in _in_session(rows):
+        click.echo(f"{name:<24} {role:<10} {'active' if active else 'disabled':<9} {last}")
+
+
+@moderators_group.command("password")
+@click.argument("name")
+def moderators_password(name: str) -> None:
+    """Set a new password (ends the account's open sessions)."""
+    from gateway.models import Moderator
+
+    password = _read_password()
+
+    def work(session: Session) -> None:
+        moderator = session.scalar(select(Moderator).where(Moderator.name == name))
+        if moderator is None:
+            raise click.ClickException(f"no moderator named {name!r}")
+        accounts.set_password(session, moderator, password)
+
+    _in_session(work)
+    click.echo(f"password of {name} changed")
+
+
+@moderators_group.command("disable")
+@click.argument("name")
+def moderators_disable(name: str) -> None:
+    """Disable an account (its sessions stop working at once)."""
+    from gateway.models import Moderator
+
+    def work(session: Session) -> None:
+        moderator = session.scalar(select(Moderator).where(Moderator.name == name))
+        if moderator is None:
+            raise click.ClickException(f"no moderator named {name!r}")
+        moderator.active = False
+
+    _in_session(work)
+    click.echo(f"moderator {name} disabled")
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """Bearer tokens for the JSON API (/api/v1/)."""
+
+
+@tokens_group.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Also allowed the admin actions (campaign status).")
+def tokens_create(name: str, admin: bool) -> None:
+    """Create a token and print it once (only its hash is kept)."""
+    role = "admin" if admin else "moderator"
+    token = _in_session(lambda s: accounts.create_token(s, name, role=role))
+    click.echo(token)
+    click.echo(f"token {name} created ({role}); it is shown only now", err=True)
+
+
+@tokens_group.command("list")
+def tokens_list() -> None:
+    """List tokens: name, role, created, last used, revoked."""
+    from gateway.models import ApiToken
+
+    def rows(session: Session) -> list[str]:
+        out = []
+        for t in session.scalars(select(ApiToken).order_by(ApiToken.name)):
+            used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "-"
+            state = "revoked" if t.revoked_at else "active"
+            out.append(f"{t.name:<24} {t.role:<10} {state:<8} last used {used}")
+        return out
+
+    for line in _in_session(rows):
+        click.echo(line)
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Revoke a token at once."""
+    from gateway.pipeline import now_utc
+
+    if not _in_session(lambda s: accounts.revoke_token(s, name, now_utc())):
+        raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"token {name} revoked")

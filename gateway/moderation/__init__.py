@@ -1,0 +1,1 @@
+"""Moderation: accounts, actions on contributions, the queue, grouping, redaction, charts."""

@@ -1,0 +1,440 @@
+"""What moderators do to contributions: decide, classify, correct, anonymise, answer.
+
+The console and the JSON API call the same functions here; each one is a single transaction
+that changes the contribution, writes a ``ModerationEvent`` (who, what, when, before/after)
+and, for decisions and answers, queues the resident's notice (droit de suite) on the outbound
+queue, through the channel they used, unless they opted out or asked to be forgotten. The
+notice rows are enqueued once the transaction has committed; if Redis is down they stay
+queued and the sweeper sends them.
+
+Decisions and notices, by design:
+- publish: the public version is what gets published. When a moderator publishes without
+  having written one, it is the text with every suggested redaction applied, so that a phone
+  number or an address is never published by a hurried click. Resident told.
+- reject: a reason is required; it is shown publicly and sent to the resident.
+- spam: no notice (answering spam encourages it).
+- reopen: back to pending, no notice.
+A decision that does not change the status (publishing a published contribution) records
+nothing and sends nothing, so a double click or a retried API call is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.i18n import translate
+from gateway.models import (
+    Campaign,
+    Contribution,
+    Contributor,
+    InboundMessage,
+    ModerationEvent,
+    OutboundMessage,
+)
+from gateway.moderation import grouping, redaction
+from gateway.moderation.accounts import Actor
+from gateway.pipeline import now_utc, outbound_row
+from gateway.recordings import can_receive_sms
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DECISIONS = {"publish": "published", "reject": "rejected", "spam": "spam", "reopen": "pending"}
+STATUSES = ("pending", "published", "rejected", "spam")
+CATEGORIES = ("diagnostic", "proposal", "question")
+KINDS = ("individual", "collective")
+CHANNELS = ("sms", "voice", "telegram", "email")
+MAX_TEXT = 5000
+MAX_REPLY = 600  # about four SMS segments in UCS-2: an answer, not a letter
+MAX_TAGS = 20
+# The outcome notices, by decision; spam and reopen tell the resident nothing.
+NOTICES = {"publish": "outcome.published", "reject": "outcome.rejected"}
+
+
+class ActionError(ValueError):
+    """A refused action. ``key`` names the moderator-facing message in the catalogue and
+    ``status`` the HTTP status the console and the API answer with."""
+
+    def __init__(self, key: str, message: str, status: int = 400, **params: Any) -> None:
+        super().__init__(message)
+        self.key, self.status, self.params = key, status, params
+
+
+@dataclass
+class Done:
+    """What an action changed: contributions, log entries, notices queued."""
+
+    changed: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
+    outbound: list[int] = field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+def _run(runtime: Runtime, work: Callable[[Session, Done], None]) -> Done:
+    done = Done()
+    with runtime.sessions.begin() as session:
+        work(session, done)
+    if done.outbound:
+        from workers.outbound import enqueue
+
+        enqueue(runtime, done.outbound)
+    return done
+
+
+def _get(session: Session, contribution_id: int) -> Contribution:
+    contribution = session.get(Contribution, contribution_id)
+    if contribution is None:
+        raise ActionError("console.errors.not_found", "no such contribution", 404)
+    return contribution
+
+
+def _event(
+    session: Session,
+    done: Done,
+    contribution: Contribution | None,
+    actor: Actor,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    reason: str | None = None,
+) -> ModerationEvent:
+    event = ModerationEvent(
+        contribution_id=contribution.id if contribution else None,
+        actor=actor.name,
+        action=action,
+        reason=reason,
+        before=before,
+        after=after,
+        at=now_utc(),
+    )
+    session.add(event)
+    session.flush()
+    done.events.append(event.id)
+    if contribution is not None and contribution.id not in done.changed:
+        done.changed.append(contribution.id)
+    return event
+
+
+def _clean_text(value: str, limit: int = MAX_TEXT) -> str:
+    value = value.replace("\r\n", "\n").strip()
+    if len(value) > limit:
+        raise ActionError(
+            "console.errors.too_long", f"text longer than {limit} characters", limit=limit
+        )
+    return value
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+
+def decide(
+    runtime: Runtime,
+    actor: Actor,
+    contribution_ids: Iterable[int],
+    decision: str,
+    *,
+    reason: str | None = None,
+) -> Done:
+    """Publish, reject (with a public reason), mark as spam or reopen one or more contributions."""
+    if decision not in DECISIONS:
+        raise ActionError("console.errors.bad_decision", f"unknown decision {decision!r}")
+    reason = _clean_text(reason or "", 500) or None
+    if decision == "reject" and not reason:
+        raise ActionError("console.errors.reason_required", "a rejection needs a public reason")
+    ids = list(dict.fromkeys(int(i) for i in contribution_ids))
+    if not ids:
+        raise ActionError("console.errors.nothing_selected", "no contribution selected")
+
+    def work(session: Session, done: Done) -> None:
+        for contribution_id in ids:
+            _decide_one(
+                runtime, session, done, actor, _get(session, contribution_id), decision, reason
+            )
+
+    return _run(runtime, work)
+
+
+def group_members(session: Session, group_id: int, *, pending_only: bool = True) -> list[int]:
+    query = select(Contribution.id).where(Contribution.group_id == group_id)
+    if pending_only:
+        query = query.where(Contribution.status == "pending")
+    return list(session.scalars(query.order_by(Contribution.id)))
+
+
+def decide_group(
+    runtime: Runtime, actor: Actor, group_id: int, decision: str, *, reason: str | None = None
+) -> Done:
+    """One decision for every pending contribution of a group (a tract many residents sent):
+    each one is still logged and each sender still told."""
+    with runtime.sessions() as session:
+        ids = group_members(session, group_id)
+    if not ids:
+        raise ActionError("console.errors.group_empty", "nothing pending in this group", 409)
+    return decide(runtime, actor, ids, decision, reason=reason)
+
+
+def _decide_one(
+    runtime: Runtime,
+    session: Session,
+    done: Done,
+    actor: Actor,
+    contribution: Contribution,
+    decision: str,
+    reason: str | None,
+) -> None:
+    status = DECISIONS[decision]
+    if contribution.status == status and (
+        decision != "reject" or reason == contribution.decision_reason
+    ):
+        return
+    before = {"status": contribution.status, "public_text": contribution.public_text}
+    contribution.status = status
+    contribution.decision_reason = reason if decision == "reject" else None
+    contribution.moderated_by, contribution.moderated_at = actor.name, now_utc()
+    if decision == "publish" and contribution.public_text is None:
+        contribution.public_text = redaction.apply(contribution.text or "", language="fr")
+    after: dict[str, Any] = {"status": status, "public_text": contribution.public_text}
+    event = _event(session, done, contribution, actor, decision, before, after, reason)
+    key = NOTICES.get(decision)
+    if key is not None:
+        after["notice"] = _notify(
+            runtime, session, done, contribution, key, f"mod{event.id}", reason=reason or ""
+        )
+        event.after = after
+    log.info("contribution %s: %s by %s", contribution.reference, decision, actor.name)
+
+
+# -- notices ------------------------------------------------------------------------------------
+
+
+def _notify(
+    runtime: Runtime,
+    session: Session,
+    done: Done,
+    contribution: Contribution,
+    key: str,
+    decision_key: str,
+    **params: str,
+) -> str:
+    """Queue a notice to the contribution's author; returns what happened, for the log:
+    queued, opted_out, forgotten or no_channel."""
+    contributor = (
+        session.get(Contributor, contribution.contributor_id)
+        if contribution.contributor_id
+        else None
+    )
+    if contributor is None or contributor.address_encrypted is None:
+        return "forgotten"
+    if contributor.opted_out:
+        return "opted_out"
+    channel, sender = _reply_route(runtime, session, contribution, contributor)
+    if channel is None:
+        return "no_channel"
+    text = translate(key, contributor.language, reference=contribution.reference, **params)
+    row: OutboundMessage = outbound_row(
+        decision_key=decision_key,
+        channel=channel,
+        contributor=contributor,
+        inbound_id=None,
+        contribution_id=contribution.id,
+        sender=sender,
+        key=key,
+        text=text,
+        now=now_utc(),
+    )
+    session.add(row)
+    session.flush()
+    done.outbound.append(row.id)
+    return "queued"
+
+
+def _reply_route(
+    runtime: Runtime, session: Session, contribution: Contribution, contributor: Contributor
+) -> tuple[str | None, str | None]:
+    """The channel and sender to reach the author of a contribution by: the one they used;
+    a caller is answered by SMS when their number can receive one."""
+    recipient = None
+    if contribution.inbound_message_id:
+        message = session.get(InboundMessage, contribution.inbound_message_id)
+        recipient = message.recipient if message else None
+    if contribution.channel == "voice":
+        assert contributor.address_encrypted is not None
+        if not can_receive_sms(runtime.vault.decrypt(contributor.address_encrypted)):
+            return None, None
+        return "sms", runtime.settings.twilio_from_number or None
+    if contribution.channel == "sms":
+        return "sms", recipient or runtime.settings.twilio_from_number or None
+    return contribution.channel, recipient
+
+
+def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
+    """Write back to the resident through their own channel (a question, a thank-you)."""
+    text = _clean_text(text, MAX_REPLY)
+    if not text:
+        raise ActionError("console.errors.reply_empty", "the answer is empty")
+
+    def work(session: Session, done: Done) -> None:
+        contribution = _get(session, contribution_id)
+        event = _event(session, done, contribution, actor, "reply", None, {"text": text})
+        result = _notify(
+            runtime, session, done, contribution, "outcome.answer", f"mod{event.id}", text=text
+        )
+        event.after = {"text": text, "notice": result}
+        if result != "queued":
+            raise ActionError(
+                f"console.notice.{result}", f"the resident cannot be reached: {result}", 409
+            )
+
+    return _run(runtime, work)
+
+
+# -- classification, transcript, public version ---------------------------------------------------
+
+
+def _tags(values: Iterable[str]) -> list[str]:
+    tags: list[str] = []
+    for value in values:
+        tag = " ".join(value.split())[:60]
+        if tag and tag.casefold() not in (t.casefold() for t in tags):
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise ActionError("console.errors.too_many_tags", "too many tags", limit=MAX_TAGS)
+    return tags
+
+
+def classify(
+    runtime: Runtime,
+    actor: Actor,
+    contribution_id: int,
+    *,
+    category: str | None = None,
+    themes: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    neighbourhood: str | None = None,
+    kind: str | None = None,
+) -> Done:
+    """Set what is given (None leaves a field as it is; an empty string clears it)."""
+    if category and category not in CATEGORIES:
+        raise ActionError("console.errors.bad_category", f"unknown category {category!r}")
+    if kind and kind not in KINDS:
+        raise ActionError("console.errors.bad_kind", f"unknown kind {kind!r}")
+
+    def work(session: Session, done: Done) -> None:
+        contribution = _get(session, contribution_id)
+        campaign = (
+            session.get(Campaign, contribution.campaign_id) if contribution.campaign_id else None
+        )
+        wanted: dict[str, Any] = {}
+        if category is not None:
+            wanted["category"] = category or None
+        if themes is not None:
+            allowed = list(campaign.themes or []) if campaign else []
+            unknown = [t for t in themes if t not in allowed]
+            if unknown:
+                raise ActionError("console.errors.bad_theme", f"unknown theme {unknown[0]!r}")
+            wanted["themes"] = [t for t in allowed if t in themes]
+        if tags is not None:
+            wanted["tags"] = _tags(tags)
+        if neighbourhood is not None:
+            wanted["neighbourhood"] = " ".join(neighbourhood.split())[:200] or None
+        if kind:
+            wanted["kind"] = kind
+        before = {k: getattr(contribution, k) for k in wanted}
+        changed = {k: v for k, v in wanted.items() if before[k] != v}
+        if not changed:
+            return
+        for name, value in changed.items():
+            setattr(contribution, name, value)
+        _event(
+            session,
+            done,
+            contribution,
+            actor,
+            "classify",
+            {k: before[k] for k in changed},
+            changed,
+        )
+
+    return _run(runtime, work)
+
+
+def correct_transcript(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
+    """Replace the transcript by a moderator's; the machine's stays in ``transcript_machine``."""
+    text = _clean_text(text)
+
+    def work(session: Session, done: Done) -> None:
+        contribution = _get(session, contribution_id)
+        if contribution.transcription_status is None:
+            raise ActionError("console.errors.no_transcript", "not a voice contribution", 409)
+        if text == (contribution.transcript or ""):
+            return
+        before = {"transcript": contribution.transcript}
+        if contribution.transcript_machine is None:
+            contribution.transcript_machine = contribution.transcript or ""
+        if contribution.text == (contribution.transcript or ""):
+            contribution.text = text  # a voice contribution's text is its transcript
+        contribution.transcript = text
+        if contribution.transcription_status != "done":
+            contribution.transcription_status = "done"
+        _event(
+            session, done, contribution, actor, "correct_transcript", before, {"transcript": text}
+        )
+        session.flush()
+        grouping.assign(session, contribution)
+
+    return _run(runtime, work)
+
+
+def set_public_text(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
+    """The anonymised version that is published instead of the text as received."""
+    text = _clean_text(text)
+
+    def work(session: Session, done: Done) -> None:
+        contribution = _get(session, contribution_id)
+        if not text:
+            raise ActionError("console.errors.public_text_empty", "the public version is empty")
+        if text == contribution.public_text:
+            return
+        before = {"public_text": contribution.public_text}
+        contribution.public_text = text
+        _event(session, done, contribution, actor, "anonymise", before, {"public_text": text})
+
+    return _run(runtime, work)
+
+
+# -- campaigns (admin) ------------------------------------------------------------------------
+
+
+def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) -> Done:
+    if not actor.is_admin:
+        raise ActionError("console.errors.admin_only", "admins only", 403)
+    if status not in ("draft", "open", "closed"):
+        raise ActionError("console.errors.bad_status", f"unknown status {status!r}")
+
+    def work(session: Session, done: Done) -> None:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+        if campaign is None:
+            raise ActionError("console.errors.not_found", "no such campaign", 404)
+        if campaign.status == status:
+            return
+        before = {"campaign": slug, "status": campaign.status}
+        campaign.status = status
+        _event(
+            session,
+            done,
+            None,
+            actor,
+            "campaign_status",
+            before,
+            {"campaign": slug, "status": status},
+        )
+
+    return _run(runtime, work)
