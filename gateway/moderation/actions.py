@@ -205,10 +205,10 @@ def _decide_one(
     event = _event(session, done, contribution, actor, decision, before, after, reason)
     key = NOTICES.get(decision)
     if key is not None:
-        after["notice"] = _notify(
+        notice = _notify(
             runtime, session, done, contribution, key, f"mod{event.id}", reason=reason or ""
         )
-        event.after = after
+        event.after = {**after, "notice": notice}  # a new dict: JSON columns track assignment
     log.info("contribution %s: %s by %s", contribution.reference, decision, actor.name)
 
 
