@@ -143,6 +143,12 @@ class InboundMessage(Base):
 
 class Contribution(Base):
     __tablename__ = "contributions"
+    __table_args__ = (
+        # The moderation queue: a status in arrival order, and the earlier members of a group
+        # (gateway.moderation.queries.queue).
+        Index("ix_contributions_status_received", "status", "received_at", "id"),
+        Index("ix_contributions_group_status", "group_id", "status", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
@@ -190,7 +196,7 @@ class Contribution(Base):
     # Identical and near-identical texts (a tract many residents sent) share a group: the id
     # of the group's first contribution (gateway.moderation.grouping).
     fingerprint: Mapped[str | None] = mapped_column(String(32), index=True)
-    group_id: Mapped[int | None] = mapped_column(index=True)
+    group_id: Mapped[int | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Indexed: the live board follows changes by this column.

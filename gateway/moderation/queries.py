@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from gateway.models import (
     Campaign,
@@ -144,48 +144,46 @@ def _like(term: str) -> str:
 
 
 def conditions(
-    f: QueueFilter, tz: ZoneInfo, *, with_status: bool = True
+    f: QueueFilter, tz: ZoneInfo, *, with_status: bool = True, entity: Any = Contribution
 ) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions on ``entity`` (Contribution, or an alias of it)."""
+    c = entity
     conds: list[ColumnElement[bool]] = []
     if with_status and f.status:
-        conds.append(Contribution.status == f.status)
+        conds.append(c.status == f.status)
     if f.campaign:
         if f.campaign == "none":
-            conds.append(Contribution.campaign_id.is_(None))
+            conds.append(c.campaign_id.is_(None))
         else:
-            conds.append(
-                Contribution.campaign_id.in_(select(Campaign.id).where(Campaign.slug == f.campaign))
-            )
+            conds.append(c.campaign_id.in_(select(Campaign.id).where(Campaign.slug == f.campaign)))
     if f.channel:
-        conds.append(Contribution.channel == f.channel)
+        conds.append(c.channel == f.channel)
     if f.category == "none":
-        conds.append(Contribution.category.is_(None))
+        conds.append(c.category.is_(None))
     elif f.category:
-        conds.append(Contribution.category == f.category)
+        conds.append(c.category == f.category)
     if f.neighbourhood == "none":
-        conds.append(Contribution.neighbourhood.is_(None))
+        conds.append(c.neighbourhood.is_(None))
     elif f.neighbourhood:
-        conds.append(Contribution.neighbourhood == f.neighbourhood)
+        conds.append(c.neighbourhood == f.neighbourhood)
     if f.date_from:
         start = datetime.combine(f.date_from, time.min, tz).astimezone(UTC)
-        conds.append(Contribution.received_at >= start)
+        conds.append(c.received_at >= start)
     if f.date_to:
         end = datetime.combine(f.date_to + timedelta(days=1), time.min, tz).astimezone(UTC)
-        conds.append(Contribution.received_at < end)
+        conds.append(c.received_at < end)
     if f.has_audio is True:
-        conds.append(Contribution.audio_path.is_not(None))
+        conds.append(c.audio_path.is_not(None))
     elif f.has_audio is False:
-        conds.append(Contribution.audio_path.is_(None))
+        conds.append(c.audio_path.is_(None))
     if f.broadcast is True:
-        conds.append(Contribution.broadcast_consent.is_(True))
+        conds.append(c.broadcast_consent.is_(True))
     elif f.broadcast is False:
-        conds.append(
-            or_(Contribution.broadcast_consent.is_(None), Contribution.broadcast_consent.is_(False))
-        )
+        conds.append(or_(c.broadcast_consent.is_(None), c.broadcast_consent.is_(False)))
     for term in fold(f.q).split():
-        conds.append(Contribution.search_text.like(_like(term), escape="\\"))
+        conds.append(c.search_text.like(_like(term), escape="\\"))
     if f.group:
-        conds.append(Contribution.group_id == f.group)
+        conds.append(c.group_id == f.group)
     return conds
 
 
@@ -209,40 +207,76 @@ class QueuePage:
 
 
 def queue(session: Session, f: QueueFilter, tz: ZoneInfo) -> QueuePage:
+    """One page of the queue. Grouped, a group of identical texts is one row: its earliest
+    contribution among those that match the filter, with the count of those.
+
+    The grouped page walks the (status, received_at) index and skips a contribution when an
+    earlier one of its group matches too (an indexed lookup by group), so a page costs about
+    the same at 200 or 200,000 contributions; aggregating every matching row first (GROUP BY
+    or a window) made the first page of a 20,000-contribution queue 100 times slower on
+    SQLite (bench/console.py).
+    """
     conds = conditions(f, tz)
-    group_key = func.coalesce(Contribution.group_id, Contribution.id)
-    order = Contribution.received_at.desc() if f.newest_first else Contribution.received_at
-    if f.grouped and not f.group:
-        ranked = (
-            select(
-                Contribution.id.label("id"),
-                func.row_number()
-                .over(partition_by=group_key, order_by=(Contribution.received_at, Contribution.id))
-                .label("rank"),
-                func.count().over(partition_by=group_key).label("size"),
-            )
-            .where(*conds)
-            .subquery()
+    counts = status_counts(session, f, tz)
+    matching = counts[f.status] if f.status else counts["all"]
+    offset = (f.page - 1) * f.per_page
+    order = (
+        (Contribution.received_at.desc(), Contribution.id.desc())
+        if f.newest_first
+        else (Contribution.received_at, Contribution.id)
+    )
+    if not (f.grouped and not f.group):
+        flat = session.scalars(
+            select(Contribution).where(*conds).order_by(*order).offset(offset).limit(f.per_page)
         )
-        base: Select[Contribution, int] = (
-            select(Contribution, ranked.c.size)
-            .join(ranked, ranked.c.id == Contribution.id)
-            .where(ranked.c.rank == 1)
+        rows = [QueueRow(contribution=c, group_size=1) for c in flat]
+        return QueuePage(filter=f, rows=rows, total=matching, contributions=matching, counts=counts)
+    earlier = aliased(Contribution)
+    first_of_group = ~exists().where(
+        earlier.group_id == Contribution.group_id,
+        or_(
+            earlier.received_at < Contribution.received_at,
+            and_(earlier.received_at == Contribution.received_at, earlier.id < Contribution.id),
+        ),
+        *conditions(f, tz, entity=earlier),
+    )
+    page = list(
+        session.scalars(
+            select(Contribution)
+            .where(*conds, first_of_group)
+            .order_by(*order)
+            .offset(offset)
+            .limit(f.per_page)
         )
-        total = session.scalar(select(func.count()).select_from(ranked).where(ranked.c.rank == 1))
-    else:
-        base = select(Contribution, literal(1)).where(*conds)
-        total = session.scalar(select(func.count()).select_from(Contribution).where(*conds))
-    matching = session.scalar(select(func.count()).select_from(Contribution).where(*conds)) or 0
-    results = session.execute(
-        base.order_by(order, Contribution.id).offset((f.page - 1) * f.per_page).limit(f.per_page)
-    ).all()
+    )
+    groups = [c.group_id for c in page if c.group_id is not None]
+    sizes = (
+        dict(
+            session.execute(
+                select(Contribution.group_id, func.count())
+                .where(*conds, Contribution.group_id.in_(groups))
+                .group_by(Contribution.group_id)
+            ).all()
+        )
+        if groups
+        else {}
+    )
+    # Two counts, not one with a FILTER clause: alone, the first is answered from the
+    # (group_id, status, received_at) index without reading the rows.
+    distinct_groups = session.scalar(
+        select(func.count(func.distinct(Contribution.group_id))).where(*conds)
+    )
+    ungrouped = session.scalar(
+        select(func.count())
+        .select_from(Contribution)
+        .where(*conds, Contribution.group_id.is_(None))
+    )
     return QueuePage(
         filter=f,
-        rows=[QueueRow(contribution=c, group_size=int(n)) for c, n in results],
-        total=int(total or 0),
-        contributions=int(matching),
-        counts=status_counts(session, f, tz),
+        rows=[QueueRow(contribution=c, group_size=int(sizes.get(c.group_id, 1))) for c in page],
+        total=int(distinct_groups or 0) + int(ungrouped or 0),
+        contributions=matching,
+        counts=counts,
     )
 
 
