@@ -5,6 +5,7 @@ Never the address: ``contributor`` is the pseudonymous id.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from gateway.models import Contribution
@@ -25,11 +26,22 @@ def contribution_dict(c: Contribution) -> dict[str, Any]:
         "neighbourhood": c.neighbourhood,
         "category": c.category,
         "tags": list(c.tags or []),
-        "received_at": c.received_at.isoformat().replace("+00:00", "Z"),
+        "received_at": timestamp(c.received_at),
         "contributor": c.contributor.public_id if c.contributor else None,
         # Voice only (null otherwise): the recording's length, where its transcript is at,
         # and the caller's answer about a radio broadcast (no answer is no).
         "audio_duration": c.audio_duration,
         "transcription_status": c.transcription_status,
         "broadcast_consent": c.broadcast_consent,
+        # Moderation: the anonymised version that is published, the themes, the public reason
+        # of a rejection, and when the last decision was taken.
+        "public_text": c.public_text,
+        "themes": list(c.themes or []),
+        "decision_reason": c.decision_reason,
+        "moderated_at": timestamp(c.moderated_at),
     }
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the contract writes ``received_at``."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

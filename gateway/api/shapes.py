@@ -9,13 +9,12 @@ never to whom it went.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.exports import contribution_dict
+from gateway.exports import contribution_dict, timestamp
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
 from gateway.moderation import queries
 
@@ -23,11 +22,6 @@ from gateway.moderation import queries
 DETAIL_EVENTS = 200
 # What a stored transcript carries besides its text (transcription.engine.Transcript).
 TRANSCRIPT_KEYS = ("words", "model", "language", "duration")
-
-
-def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, as the contract writes ``received_at``."""
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def group_sizes(session: Session, contributions: Iterable[Contribution]) -> dict[int, int]:
@@ -46,10 +40,6 @@ def group_sizes(session: Session, contributions: Iterable[Contribution]) -> dict
 def contribution_item(c: Contribution, sizes: dict[int, int]) -> dict[str, Any]:
     item = contribution_dict(c)
     item.update(
-        public_text=c.public_text,
-        themes=list(c.themes or []),
-        decision_reason=c.decision_reason,
-        moderated_at=timestamp(c.moderated_at),
         group_id=c.group_id,
         group_size=sizes.get(c.group_id, 1) if c.group_id is not None else 1,
     )
