@@ -1,4 +1,4 @@
-"""The web application: webhooks, health, (later) the moderation console and the JSON API."""
+"""The web application: webhooks, health, the moderation console and the JSON API."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from channels.twilio import webhooks as twilio_webhooks
-from gateway import campaigns
+from gateway import api, campaigns, console
 from gateway.ingest import BatchingIngest
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -27,6 +27,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
     twilio_webhooks.add_routes(app)
+    console.setup(app)
+    api.setup(app)
     return app
 
 

@@ -1,0 +1,302 @@
+"""Who may see and do what in the console: sessions, login, CSRF, roles, security headers.
+
+One middleware guards everything under /moderation/: it loads the session from its cookie
+(the database keeps only the token's hash, see gateway.moderation.accounts), sends visitors
+without one to the login page (or answers 401 for files and writes), checks the CSRF token of
+every POST before any handler runs (so a refused POST changes nothing), keeps admin pages to
+admins and puts the security headers on every answer, errors included.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from gateway.console import flash
+from gateway.console.keys import VIEWER
+from gateway.console.rendering import LANGUAGES, error_page, render, see_other, translator
+from gateway.console.viewer import Viewer
+from gateway.console.work import read, write
+from gateway.models import Moderator
+from gateway.moderation import accounts
+from gateway.webkeys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+ROOT = "/moderation"
+PREFIX = "/moderation/"
+LOGIN = "/moderation/login"
+HOME = "/moderation/queue"
+SESSION_COOKIE = "agora_session"
+LOGIN_CSRF_COOKIE = "agora_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's security headers; called before a streamed response is prepared."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["X-Frame-Options"] = "DENY"
+    if request.path.startswith(PREFIX + "static/"):
+        headers.setdefault("Cache-Control", "no-cache")
+    else:
+        # Pages and recordings hold residents' words: never kept by a browser or a proxy.
+        headers["Cache-Control"] = "no-store"
+
+
+def _is_https(request: web.Request) -> bool:
+    return request.app[SETTINGS].public_url.startswith("https")
+
+
+def _cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PREFIX,
+        httponly=True,
+        samesite="Lax",
+        secure=_is_https(request),
+    )
+
+
+# -- the middleware ------------------------------------------------------------------------
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path != ROOT and not request.path.startswith(PREFIX):
+        return await handler(request)
+    try:
+        response = await _guard(request, handler)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and VIEWER in request and exc.status in (404, 405):
+            response = error_page(request, exc.status, f"console.errors.http_{exc.status}")
+        else:
+            secure_headers(request, exc)
+            raise
+    if not response.prepared:
+        secure_headers(request, response)
+    return response
+
+
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith(PREFIX + "static/") or path == LOGIN:
+        return await handler(request)
+    viewer = await load_viewer(request)
+    if viewer is None:
+        if request.method in SAFE_METHODS and not path.endswith("/audio"):
+            raise web.HTTPFound(f"{LOGIN}?next={quote(request.path_qs, safe='')}")
+        _ = translator(request)
+        raise web.HTTPUnauthorized(text=_("console.auth.login_required"))
+    request[VIEWER] = viewer
+    if request.method not in SAFE_METHODS and not await _csrf_ok(request, viewer):
+        log.warning("console: CSRF token missing or wrong on %s %s", request.method, path)
+        return error_page(request, 403, "console.errors.csrf")
+    if path.startswith(PREFIX + "admin") and not viewer.is_admin:
+        return error_page(request, 403, "console.errors.admin_only")
+    return await handler(request)
+
+
+async def _csrf_ok(request: web.Request, viewer: Viewer) -> bool:
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        field = (await request.post()).get(CSRF_FIELD)
+        given = field if isinstance(field, str) else None
+    return accounts.csrf_matches(viewer.csrf, given)
+
+
+async def load_viewer(request: web.Request) -> Viewer | None:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if not token:
+        return None
+
+    def find(session: Session) -> Viewer | None:
+        found = accounts.find_session(session, token, now_utc())
+        if found is None:
+            return None
+        moderator = found.moderator
+        return Viewer(
+            moderator_id=moderator.id,
+            name=moderator.name,
+            role=moderator.role,
+            language=moderator.language,
+            csrf=found.csrf_token,
+            session_token=token,
+        )
+
+    return await read(request, find)
+
+
+# -- login and logout ----------------------------------------------------------------------
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after login: a local console path only (no open redirect)."""
+    if not value or any(ch in value for ch in "\\\r\n\t\0") or value.startswith("//"):
+        return HOME
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX):
+        return HOME
+    if ".." in parts.path.split("/") or parts.path.startswith(LOGIN):
+        return HOME
+    return value
+
+
+def _login_token(request: web.Request) -> str:
+    current = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return current if 32 <= len(current) <= 100 else secrets.token_urlsafe(32)
+
+
+def _login_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    name: str = "",
+    next_path: str = "",
+    **params: object,
+) -> web.Response:
+    token = _login_token(request)
+    errors = [flash.Flash(error, dict(params), error=True)] if error else []
+    response = render(
+        request,
+        "login.html",
+        {"login_csrf": token, "name": name, "next": safe_next(next_path)},
+        status=status,
+        errors=errors,
+    )
+    _cookie(request, response, LOGIN_CSRF_COOKIE, token, 2 * 3600)
+    return response
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await load_viewer(request) is not None:
+        return see_other(safe_next(request.query.get("next")))
+    return _login_page(request, next_path=request.query.get("next", ""))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    name = str(form.get("name", "")).strip()[:100]
+    password = str(form.get("password", ""))
+    next_path = str(form.get("next", ""))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    given = str(form.get(CSRF_FIELD, ""))
+    if not cookie or not given or not hmac.compare_digest(cookie.encode(), given.encode()):
+        return _login_page(
+            request, status=403, error="console.login.expired", name=name, next_path=next_path
+        )
+    client = request.remote or "unknown"
+
+    def check(session: Session) -> str | None:
+        moderator = accounts.authenticate(session, name, password, client=client, now=now_utc())
+        if moderator is None:
+            return None
+        token, _csrf = accounts.open_session(session, moderator, now_utc())
+        return token
+
+    try:
+        token = await write(request, check)
+    except accounts.Throttled as throttled:
+        minutes = max(1, -(-throttled.retry_after // 60))
+        response = _login_page(
+            request,
+            status=429,
+            error="console.login.throttled",
+            name=name,
+            next_path=next_path,
+            minutes=minutes,
+        )
+        response.headers["Retry-After"] = str(throttled.retry_after)
+        return response
+    if token is None:
+        return _login_page(
+            request, status=401, error="console.login.failed", name=name, next_path=next_path
+        )
+    response = see_other(safe_next(next_path))
+    _cookie(
+        request,
+        response,
+        SESSION_COOKIE,
+        token,
+        int(accounts.SESSION_LIFETIME.total_seconds()),
+    )
+    response.del_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    token = request[VIEWER].session_token
+    await write(request, lambda session: accounts.close_session(session, token))
+    response = see_other(LOGIN)
+    response.del_cookie(SESSION_COOKIE, path=PREFIX)
+    flash.add(request, response, "console.login.logged_out")
+    return response
+
+
+# -- the reader's language -------------------------------------------------------------------
+
+
+def back_to(request: web.Request) -> str:
+    """The console page the request came from (its Referer), if it is one of ours."""
+    referer = request.headers.get("Referer", "")
+    parts = urlsplit(referer)
+    if parts.netloc and parts.netloc != request.host:
+        return HOME
+    local = parts.path + (f"?{parts.query}" if parts.query else "")
+    return safe_next(local)
+
+
+async def set_language(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    language = str(form.get("language", ""))
+    if language not in LANGUAGES:
+        return error_page(request, 400, "console.errors.bad_language")
+    moderator_id = request[VIEWER].moderator_id
+
+    def store(session: Session) -> None:
+        moderator = session.get(Moderator, moderator_id)
+        if moderator is not None:
+            moderator.language = language
+
+    await write(request, store)
+    response = see_other(back_to(request))
+    flash.add(request, response, "console.language.changed")
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(LOGIN, login_form)
+    app.router.add_post(LOGIN, login)
+    app.router.add_post(PREFIX + "logout", logout)
+    app.router.add_post(PREFIX + "language", set_language)

@@ -1,0 +1,296 @@
+"""One contribution: what the resident said (text, recording, transcript word by word),
+where it came from, and every form a moderator uses on it (decide, classify, correct the
+transcript, write the public version, answer the resident), with its notices and history."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from gateway.console import flash, present
+from gateway.console.rendering import error_page, render, see_other, timezone, translator
+from gateway.console.views.common import (
+    field,
+    fields,
+    parse_id,
+    query_string,
+    queue_filter,
+    refused,
+    with_query,
+)
+from gateway.console.work import act, read
+from gateway.models import Campaign, Contribution, OutboundMessage
+from gateway.moderation import actions, queries, redaction
+from gateway.moderation.accounts import Actor
+from gateway.moderation.actions import ActionError, Done
+from gateway.moderation.queries import QueueFilter
+from gateway.runtime import Runtime
+from gateway.webkeys import SETTINGS
+
+PATH = "/moderation/contributions/"
+QUEUE = "/moderation/queue"
+# Decisions after which the moderator moves on to the next contribution of the queue.
+MOVE_ON = ("publish", "reject", "spam")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: int
+    reference: str
+
+
+@dataclass(frozen=True)
+class ContributionData:
+    contribution: Contribution
+    campaign: Campaign | None
+    conversation: list[queries.ConversationLine]
+    notices: list[OutboundMessage]
+    history: queries.LogPage
+    previous: Neighbour | None
+    following: Neighbour | None
+    group_size: int
+    reachable: str  # ok | forgotten | opted_out
+
+
+def _neighbour(session: Session, contribution_id: int | None) -> Neighbour | None:
+    if contribution_id is None:
+        return None
+    other = session.get(Contribution, contribution_id)
+    return Neighbour(other.id, other.reference) if other else None
+
+
+def _reachable(c: Contribution) -> str:
+    if c.contributor is None or c.contributor.address_encrypted is None:
+        return "forgotten"
+    if c.contributor.opted_out:
+        return "opted_out"
+    return "ok"
+
+
+async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionData | None:
+    tz = timezone(request)
+
+    def load(session: Session) -> ContributionData | None:
+        c = session.get(Contribution, cid)
+        if c is None:
+            return None
+        previous, following = queries.neighbours(session, c, f, tz)
+        return ContributionData(
+            contribution=c,
+            campaign=c.campaign,
+            conversation=queries.conversation(session, c),
+            notices=queries.notices(session, cid),
+            history=queries.log_page(session, contribution_id=cid, per_page=200),
+            previous=_neighbour(session, previous),
+            following=_neighbour(session, following),
+            group_size=queries.group_size(session, c),
+            reachable=_reachable(c),
+        )
+
+    return await read(request, load)
+
+
+async def _page(
+    request: web.Request,
+    cid: int,
+    *,
+    status: int = 200,
+    errors: list[flash.Flash] | None = None,
+    drafts: Mapping[str, str] | None = None,
+) -> web.Response:
+    f = queue_filter(request.query)
+    data = await _load(request, cid, f)
+    if data is None:
+        return error_page(request, 404, "console.errors.not_found")
+    c = data.contribution
+    drafts = drafts or {}
+    text = c.text or ""
+    suggestions = redaction.suggest(text)
+    neighbourhood_options = list(data.campaign.neighbourhoods or []) if data.campaign else []
+    if c.neighbourhood and c.neighbourhood not in neighbourhood_options:
+        neighbourhood_options.append(c.neighbourhood)
+    qs = query_string(f, page=1)
+    _ = translator(request)
+    return render(
+        request,
+        "contribution.html",
+        {
+            "c": c,
+            "data": data,
+            "qs": qs,
+            "queue_url": with_query(QUEUE, query_string(f)),
+            "words": present.words(c.transcript_detail),
+            "suggestions": suggestions,
+            "segments": present.segments(text, suggestions),
+            "public_text": drafts.get("public_text")
+            or c.public_text
+            or redaction.apply(text, suggestions, language="fr"),
+            "drafts": drafts,
+            "neighbourhood_options": neighbourhood_options,
+            "themes": list(data.campaign.themes or []) if data.campaign else [],
+            "categories": actions.CATEGORIES,
+            "kinds": actions.KINDS,
+            "history": [
+                (event, present.changes(_, event.before, event.after))
+                for event, _ref in data.history.events
+            ],
+            "max_reply": actions.MAX_REPLY,
+        },
+        status=status,
+        errors=errors,
+        section="queue",
+    )
+
+
+async def contribution_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request, parse_id(request, "id"))
+
+
+def _here(request: web.Request, cid: int) -> str:
+    return with_query(f"{PATH}{cid}", query_string(queue_filter(request.query), page=1))
+
+
+async def _perform(
+    request: web.Request,
+    cid: int,
+    action: Callable[[Runtime, Actor], Done],
+    success: str,
+    drafts: Mapping[str, str],
+) -> web.StreamResponse:
+    """Run a form's action; back to the page with a confirmation, or the page again with the
+    refusal (and what was typed) under the action's HTTP status."""
+    try:
+        done = await act(request, action)
+    except ActionError as error:
+        return await _page(
+            request, cid, status=error.status, errors=[refused(error)], drafts=drafts
+        )
+    response = see_other(_here(request, cid))
+    flash.add(request, response, success if done.changed else "console.flash.unchanged")
+    return response
+
+
+async def decision(request: web.Request) -> web.StreamResponse:
+    cid = parse_id(request, "id")
+    form = await request.post()
+    decided = field(form, "action")
+    reason = field(form, "reason")
+    try:
+        done = await act(
+            request,
+            lambda rt, actor: actions.decide(rt, actor, [cid], decided, reason=reason or None),
+        )
+    except ActionError as error:
+        return await _page(
+            request, cid, status=error.status, errors=[refused(error)], drafts={"reason": reason}
+        )
+    f = queue_filter(request.query)
+    tz = timezone(request)
+
+    def next_one(session: Session) -> tuple[str, Neighbour | None]:
+        c = session.get(Contribution, cid)
+        assert c is not None
+        return c.reference, _neighbour(session, queries.neighbours(session, c, f, tz)[1])
+
+    reference, following = await read(request, next_one)
+    key = f"console.flash.decided.{decided}" if done.changed else "console.flash.unchanged"
+    if decided not in MOVE_ON:
+        response = see_other(_here(request, cid))
+        flash.add(request, response, key, reference=reference)
+        return response
+    if following is not None:
+        response = see_other(_here(request, following.id))
+        flash.add(request, response, key, reference=reference)
+        flash.add(request, response, "console.flash.next", reference=following.reference)
+    else:
+        response = see_other(with_query(QUEUE, query_string(f, page=1)))
+        flash.add(request, response, key, reference=reference)
+        flash.add(request, response, "console.flash.queue_done")
+    return response
+
+
+async def classify(request: web.Request) -> web.StreamResponse:
+    cid = parse_id(request, "id")
+    form = await request.post()
+    tags = [t for t in field(form, "tags").split(",") if t.strip()]
+    return await _perform(
+        request,
+        cid,
+        lambda rt, actor: actions.classify(
+            rt,
+            actor,
+            cid,
+            category=field(form, "category"),
+            themes=fields(form, "themes"),
+            tags=tags,
+            neighbourhood=field(form, "neighbourhood"),
+            kind=field(form, "kind") or None,
+        ),
+        "console.flash.classified",
+        {},
+    )
+
+
+TextAction = Callable[[Runtime, Actor, int, str], Done]
+
+
+def _text_form(name: str, action: TextAction, success: str) -> Handler:
+    """A form with one text field (a corrected transcript, a public version, an answer)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        cid = parse_id(request, "id")
+        text = field(await request.post(), name)
+        return await _perform(
+            request, cid, lambda rt, actor: action(rt, actor, cid, text), success, {name: text}
+        )
+
+    return handler
+
+
+transcript = _text_form("transcript", actions.correct_transcript, "console.flash.transcript_saved")
+public_text = _text_form("public_text", actions.set_public_text, "console.flash.public_text_saved")
+reply = _text_form("text", actions.reply, "console.flash.reply_sent")
+
+
+AUDIO_TYPES = ("audio/",)
+
+
+async def audio(request: web.Request) -> web.StreamResponse:
+    """The recording, to logged-in moderators only (the middleware checks the session)."""
+    cid = parse_id(request, "id")
+
+    def recording(session: Session) -> tuple[str | None, str | None] | None:
+        c = session.get(Contribution, cid)
+        return (c.audio_path, c.audio_content_type) if c else None
+
+    found = await read(request, recording)
+    audio_path, content_type = found or (None, None)
+    if not audio_path:
+        raise web.HTTPNotFound()
+    data = request.app[SETTINGS].data_path
+    root = (data / "audio").resolve()
+    path = (data / audio_path).resolve()
+    if not path.is_relative_to(root):
+        raise web.HTTPForbidden()
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    if not content_type or not content_type.startswith(AUDIO_TYPES):
+        content_type = "application/octet-stream"
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH + "{id}", contribution_page)
+    app.router.add_get(PATH + "{id}/audio", audio)
+    app.router.add_post(PATH + "{id}/decision", decision)
+    app.router.add_post(PATH + "{id}/classify", classify)
+    app.router.add_post(PATH + "{id}/transcript", transcript)
+    app.router.add_post(PATH + "{id}/public-text", public_text)
+    app.router.add_post(PATH + "{id}/reply", reply)
