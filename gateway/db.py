@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,34 @@ def prepare(engine: Engine) -> None:
     ``worker`` processes starting together must not race to alter a schema other processes use.
     """
     if is_current(engine):
+        optimize(engine)
         return
     if engine.dialect.name == "sqlite":
         log.info("applying database migrations")
         upgrade(engine)
+        optimize(engine)
         return
     raise SchemaNotCurrent("the database schema is not current: run `gateway db upgrade` first")
+
+
+_OPTIMIZED: dict[str, float] = {}
+OPTIMIZE_EVERY = 3600.0
+
+
+def optimize(engine: Engine, *, every: float = 0.0) -> None:
+    """Refresh SQLite's query planner statistics, at most once per ``every`` seconds per
+    process. Without them SQLite picks a worse index for some queue queries (a count over
+    20,000 contributions: 30 ms instead of 3 ms). A full ANALYZE, because a sampled one
+    (``analysis_limit``) misjudges the status index, the very one that matters; it reads
+    each index once (about 0.1 s at 20,000 contributions). ``PRAGMA optimize`` alone does
+    nothing on a fresh connection before SQLite 3.46. PostgreSQL's autovacuum
+    keeps its own statistics: nothing to do there."""
+    if engine.dialect.name != "sqlite":
+        return
+    key = str(engine.url)
+    now = time.monotonic()
+    if every and now - _OPTIMIZED.get(key, -every) < every:
+        return
+    _OPTIMIZED[key] = now
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")

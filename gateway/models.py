@@ -148,6 +148,8 @@ class Contribution(Base):
         # (gateway.moderation.queries.queue).
         Index("ix_contributions_status_received", "status", "received_at", "id"),
         Index("ix_contributions_group_status", "group_id", "status", "received_at"),
+        # The neighbourhood filter's list (SELECT DISTINCT without reading every row).
+        Index("ix_contributions_neighbourhood", "neighbourhood"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

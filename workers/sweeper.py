@@ -23,6 +23,7 @@ from rq.job import Job
 from rq.utils import utcparse
 from sqlalchemy import or_, select
 
+from gateway import db
 from gateway.ingest import enqueue_inbound, single_job
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
@@ -89,6 +90,7 @@ def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
 
 def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
     report = SweepReport()
+    db.optimize(runtime.engine, every=db.OPTIMIZE_EVERY)
     now = now_utc()
     grace = timedelta(seconds=runtime.settings.sweep_grace_seconds)
     with runtime.sessions() as session:
