@@ -96,7 +96,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await _guard(request, handler)
     except web.HTTPException as exc:
         if exc.status >= 400 and VIEWER in request and exc.status in (404, 405):
-            response = error_page(request, exc.status, f"console.errors.http_{exc.status}")
+            response = await error_page(request, exc.status, f"console.errors.http_{exc.status}")
         else:
             secure_headers(request, exc)
             raise
@@ -118,9 +118,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[VIEWER] = viewer
     if request.method not in SAFE_METHODS and not await _csrf_ok(request, viewer):
         log.warning("console: CSRF token missing or wrong on %s %s", request.method, path)
-        return error_page(request, 403, "console.errors.csrf")
+        return await error_page(request, 403, "console.errors.csrf")
     if path.startswith(PREFIX + "admin") and not viewer.is_admin:
-        return error_page(request, 403, "console.errors.admin_only")
+        return await error_page(request, 403, "console.errors.admin_only")
     return await handler(request)
 
 
@@ -177,7 +177,7 @@ def _login_token(request: web.Request) -> str:
     return current if 32 <= len(current) <= 100 else secrets.token_urlsafe(32)
 
 
-def _login_page(
+async def _login_page(
     request: web.Request,
     *,
     status: int = 200,
@@ -188,7 +188,7 @@ def _login_page(
 ) -> web.Response:
     token = _login_token(request)
     errors = [flash.Flash(error, dict(params), error=True)] if error else []
-    response = render(
+    response = await render(
         request,
         "login.html",
         {"login_csrf": token, "name": name, "next": safe_next(next_path)},
@@ -202,7 +202,7 @@ def _login_page(
 async def login_form(request: web.Request) -> web.StreamResponse:
     if await load_viewer(request) is not None:
         return see_other(safe_next(request.query.get("next")))
-    return _login_page(request, next_path=request.query.get("next", ""))
+    return await _login_page(request, next_path=request.query.get("next", ""))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -213,7 +213,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     given = str(form.get(CSRF_FIELD, ""))
     if not cookie or not given or not hmac.compare_digest(cookie.encode(), given.encode()):
-        return _login_page(
+        return await _login_page(
             request, status=403, error="console.login.expired", name=name, next_path=next_path
         )
     client = request.remote or "unknown"
@@ -229,7 +229,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         token = await write(request, check)
     except accounts.Throttled as throttled:
         minutes = max(1, -(-throttled.retry_after // 60))
-        response = _login_page(
+        response = await _login_page(
             request,
             status=429,
             error="console.login.throttled",
@@ -240,7 +240,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         response.headers["Retry-After"] = str(throttled.retry_after)
         return response
     if token is None:
-        return _login_page(
+        return await _login_page(
             request, status=401, error="console.login.failed", name=name, next_path=next_path
         )
     response = see_other(safe_next(next_path))
@@ -281,7 +281,7 @@ async def set_language(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     language = str(form.get("language", ""))
     if language not in LANGUAGES:
-        return error_page(request, 400, "console.errors.bad_language")
+        return await error_page(request, 400, "console.errors.bad_language")
     moderator_id = request[VIEWER].moderator_id
 
     def store(session: Session) -> None:

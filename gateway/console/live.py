@@ -29,7 +29,7 @@ from gateway.console.auth import secure_headers
 from gateway.console.rendering import Formatter, Translator, render, timezone, translator
 from gateway.console.work import offload, read
 from gateway.models import Contribution
-from gateway.moderation import queries
+from gateway.moderation import queries, redaction
 from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
@@ -51,8 +51,28 @@ BROADCAST = {
 }
 
 
+def on_air(c: Contribution) -> tuple[str, str | None, bool]:
+    """The text and transcript the board shows, and whether personal data was masked.
+
+    The board is read aloud on air: it shows the public version once a moderator has written
+    it, and until then the text with the suggested redactions applied, so that a phone
+    number, an e-mail, an address or a name is never read out by mistake. The raw text
+    stays on the contribution page, for moderators.
+    """
+    text, transcript = c.text or "", c.transcript
+    if c.public_text:
+        # Once a moderator has written it, the public version is all the board shows.
+        return c.public_text, (c.public_text if transcript else transcript), False
+    language = c.language or "fr"
+    shown_text = redaction.apply(text, language=language)
+    shown_transcript = redaction.apply(transcript, language=language) if transcript else transcript
+    return shown_text, shown_transcript, (shown_text, shown_transcript) != (text, transcript)
+
+
 def snapshot(c: Contribution) -> Snapshot:
-    """A contribution as the board's events carry it (data: the page inserts it as text)."""
+    """A contribution as the board's events carry it (data: the page inserts it as text).
+    ``text`` and ``transcript`` are what may be read on air (see ``on_air``)."""
+    text, transcript, masked = on_air(c)
     return {
         "id": c.id,
         "reference": c.reference,
@@ -61,8 +81,9 @@ def snapshot(c: Contribution) -> Snapshot:
         "campaign_title": c.campaign.title if c.campaign else None,
         "received_at": c.received_at.astimezone(UTC).isoformat(),
         "updated_at": c.updated_at.astimezone(UTC).isoformat(),
-        "text": c.text or "",
-        "transcript": c.transcript,
+        "text": text,
+        "transcript": transcript,
+        "masked": masked,
         "transcription_status": c.transcription_status,
         "status": c.status,
         "public_text": c.public_text,
@@ -233,7 +254,7 @@ async def live_page(request: web.Request) -> web.StreamResponse:
         return rows, queries.campaigns(session)
 
     rows, campaigns = await read(request, load)
-    return render(
+    return await render(
         request,
         "live.html",
         {

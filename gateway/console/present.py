@@ -128,10 +128,17 @@ def _value(_: Translator, name: str, value: Any) -> str:
     return text if len(text) <= CHANGE_TEXT else text[: CHANGE_TEXT - 1] + "…"
 
 
+def _blank(value: Any) -> Any:
+    """A missing field and an empty one ("", [], None) say the same: nothing."""
+    return None if value is None or value == "" or value == [] else value
+
+
 def changes(
     _: Translator, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 ) -> list[Change]:
-    """A log entry's before/after, one line per field, readable (escaped by the template)."""
+    """A log entry's before/after, one line per field that changed, readable (escaped by the
+    template). A field the action left as it was (a reject keeps "no public version": "— → —")
+    is not a change and gets no line."""
     before, after = before or {}, after or {}
     names = list(dict.fromkeys([*before, *after]))
     return [
@@ -141,4 +148,15 @@ def changes(
             after=_value(_, name, after.get(name)) if name in after else "",
         )
         for name in names
+        if _blank(before.get(name)) != _blank(after.get(name))
     ]
+
+
+def message_text(_: Translator, text: str | None, *, incoming: bool, channel: str) -> str:
+    """What a conversation bubble says: the message, or what an empty one was (a call to the
+    answering machine has no text: its recording is the contribution)."""
+    if (text or "").strip():
+        return text or ""
+    if incoming and channel == "voice":
+        return _("console.conversation.voice_message")
+    return _("console.empty_text")

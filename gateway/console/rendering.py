@@ -6,6 +6,7 @@ every date is shown in ``Settings.timezone``, formatted the way the catalogue sa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -197,7 +198,7 @@ def translator(request: web.Request) -> Translator:
     return Translator(language(request))
 
 
-def render(
+async def render(
     request: web.Request,
     template: str,
     context: Mapping[str, Any] | None = None,
@@ -225,13 +226,17 @@ def render(
         "languages": LANGUAGES,
         **(context or {}),
     }
-    response = aiohttp_jinja2.render_template(template, request, page, app_key=JINJA, status=status)
+    # Rendered on a worker thread: a page of the queue is tens of milliseconds of Python that
+    # would otherwise hold the event loop, and with it every webhook's answer.
+    compiled = aiohttp_jinja2.get_env(request.app, app_key=JINJA).get_template(template)
+    html = await asyncio.get_running_loop().run_in_executor(None, compiled.render, page)
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     flash.clear(request, response)
     return response
 
 
-def error_page(request: web.Request, status: int, key: str, **params: Any) -> web.Response:
-    return render(
+async def error_page(request: web.Request, status: int, key: str, **params: Any) -> web.Response:
+    return await render(
         request,
         "error.html",
         {"status": status, "message_key": key, "message_params": params},

@@ -20,13 +20,17 @@ from datetime import date, timedelta
 
 from gateway.textnorm import fold
 
-_FONT_SIZE = 12
+# Text size in the chart's own units. Readable at the default width (640), and still at least
+# 13 px where a page scales the chart down to fit a narrower column (to 580 px, 90 %).
+_FONT_SIZE = 15
 # Rough advance of one character at _FONT_SIZE in a sans-serif font; SVG has no text
 # measurement on the server, and a slightly generous guess only costs a little whitespace.
-_CHAR_WIDTH = 7
+_CHAR_WIDTH = 9
 _PADDING = 8
 _GAP = 6
 _X_LABELS = 5
+# The widest a day's bar gets: a few days (or one) are bars in their slots, not a wall.
+_MAX_DAY_BAR = 40
 
 # Characters XML 1.0 forbids even when escaped: one of them in a label (a broken phone can
 # send them) would make the whole page unparseable for an XHTML or SVG reader.
@@ -82,7 +86,7 @@ def bar_chart(
     *,
     title: str,
     width: int = 640,
-    bar_height: int = 22,
+    bar_height: int = 26,
     empty_label: str = "—",
 ) -> str:
     """Horizontal bars in the given order, the label on the left and the value after the bar.
@@ -146,7 +150,7 @@ def day_chart(
     *,
     title: str,
     width: int = 640,
-    height: int = 160,
+    height: int = 180,
     empty_label: str = "—",
 ) -> str:
     """One vertical bar per day from the first to the last day given, missing days at 0.
@@ -168,8 +172,9 @@ def day_chart(
     plot_width = max(width - left - _PADDING, 1)
     plot_height = max(bottom - top, 1)
     slot = plot_width / len(filled)
-    # A gap between bars keeps days apart, until the bars would become thinner than the gap.
-    bar_width = slot * 0.8 if slot >= 4 else slot
+    # A gap between bars keeps days apart, until the bars would become thinner than the gap;
+    # with few days, each bar keeps a bar's width, centred in its day's slot.
+    bar_width = min(slot * 0.8 if slot >= 4 else slot, _MAX_DAY_BAR)
 
     desc = "; ".join(f"{day:%d/%m/%Y}: {value}" for day, value in filled)
     parts = [
@@ -188,11 +193,13 @@ def day_chart(
             f'width="{_number(bar_width)}" height="{_number(bar)}"/></g>'
         )
     labelled = _labelled_indexes(len(filled))
+    # A label sits under its bar; when the slots are narrower than a label, the first and
+    # last labels align on the plot's edges instead, so neither is cut off.
+    centred = slot >= len("00/00") * _CHAR_WIDTH
     for index in labelled:
-        # The first and last labels align on the plot's edges so neither is cut off.
-        if len(labelled) > 1 and index == 0:
+        if not centred and len(labelled) > 1 and index == 0:
             anchor, x = "start", float(left)
-        elif len(labelled) > 1 and index == len(filled) - 1:
+        elif not centred and len(labelled) > 1 and index == len(filled) - 1:
             anchor, x = "end", float(left + plot_width)
         else:
             anchor, x = "middle", left + (index + 0.5) * slot

@@ -72,6 +72,24 @@ async def test_the_live_board_shows_new_and_changed_contributions_as_text(rt, pa
     assert page.dialogs == []
 
 
+async def test_the_live_board_masks_personal_data_of_new_contributions(rt, page):
+    await page.goto(page.base + "/moderation/live")
+    await page.wait_for_selector("#live-status[data-state=open]")
+    cid = seed.contribution(rt, "Je m'appelle Marie Dupont, au 06 12 34 56 78, pour les bancs")
+    item = page.locator(f"#live-list article.live-item[data-contribution-id='{cid}']")
+    await item.wait_for(timeout=5000)
+    shown = await item.locator(".live-text").text_content()
+    assert shown == "Je m'appelle [nom], au [téléphone], pour les bancs"
+    masked = item.locator(".live-masked")
+    assert await masked.is_visible()
+    assert await masked.text_content() == "données personnelles masquées"
+    with rt.sessions.begin() as session:
+        c = session.get(Contribution, cid)
+        c.public_text = "Pour les bancs"
+    await item.locator(".live-public").wait_for(state="visible", timeout=5000)
+    assert await masked.is_hidden()
+
+
 async def test_queue_shortcuts_move_select_and_help(rt, page):
     for text in ("Des bancs", "Une fontaine", "Des arbres"):
         seed.contribution(rt, text)

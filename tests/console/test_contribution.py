@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
+from gateway.models import InboundMessage
 from gateway.runtime import Runtime
 from tests.console import seed
 from tests.console.conftest import Browser
@@ -329,3 +331,43 @@ async def test_an_unknown_contribution_is_a_404_page(rt, moderator: Browser):
     assert page.status == 404
     assert page.flashes(error=True) == ["Cette page ou cette contribution n’existe pas."]
     assert (await moderator.get("/moderation/contributions/abc")).status == 404
+
+
+def _inbound(rt: Runtime, number: str, channel: str, text: str) -> None:
+    with rt.sessions.begin() as session:
+        session.add(
+            InboundMessage(
+                channel=channel,
+                provider_message_id=f"{channel}-{secrets.token_hex(6)}",
+                sender_hash=rt.vault.lookup_hash(channel, number),
+                text=text,
+                received_at=datetime.now(UTC),
+                state="processed",
+            )
+        )
+
+
+async def test_a_call_reads_as_a_voice_message_in_the_conversation(rt, moderator: Browser):
+    number = "+33655555555"
+    person = seed.contributor(rt, number, channel="voice")
+    _inbound(rt, number, "voice", "")
+    cid = voice(rt, person=person)
+    dom = (await moderator.get(f"/moderation/contributions/{cid}")).dom
+    (line,) = dom.select("#conversation li[data-direction=in]")
+    assert line.one(".bubble__text").text == "Appel au répondeur (message vocal)"
+    await moderator.post("/moderation/language", {"language": "en"})
+    dom = (await moderator.get(f"/moderation/contributions/{cid}")).dom
+    text = dom.one("#conversation li[data-direction=in] .bubble__text").text
+    assert text == "Call to the answering machine (voice message)"
+
+
+async def test_an_empty_message_says_so_in_the_conversation(rt, moderator: Browser):
+    number = "+33666666666"
+    person = seed.contributor(rt, number)
+    _inbound(rt, number, "sms", "  ")
+    _inbound(rt, number, "sms", "PARC Des bancs")
+    cid = seed.contribution(rt, "Des bancs", person=person)
+    dom = (await moderator.get(f"/moderation/contributions/{cid}")).dom
+    texts = [li.one(".bubble__text").text for li in dom.select("#conversation li")]
+    assert sorted(texts) == ["(message vide)", "PARC Des bancs"]
+    assert all(t.strip() for t in texts)

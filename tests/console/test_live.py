@@ -173,7 +173,8 @@ async def test_the_board_page_lists_the_latest_contributions(rt, moderator: Brow
     assert items[0].get("data-channel") == "voice"
     assert items[0].one(".live-transcript").text == "Transcription en cours"
     assert items[0].one(".live-broadcast").text == "Diffusion à l’antenne acceptée."
-    assert items[1].one(".live-text").text == "Premier, appelez le 06 12 34 56 78"
+    assert items[1].one(".live-text").text == "Premier"  # the public version, not the raw text
+    assert "06 12 34 56 78" not in dom.text
     # What may be read on air: the public version, when there is one.
     public = items[1].one(".live-public")
     assert public.get("hidden") is None and public.one(".live-public__text").text == "Premier"
@@ -181,3 +182,51 @@ async def test_the_board_page_lists_the_latest_contributions(rt, moderator: Brow
     assert dom.one("#live-status").get("data-state") == "closed"
     since = dom.one("#live-list").get("data-since") or ""
     assert datetime.fromisoformat(since).tzinfo is not None
+
+
+SAID = "Je m'appelle Marie Dupont, rappelez-moi au 06 12 34 56 78 pour les bancs"
+ON_AIR = "Je m'appelle [nom], rappelez-moi au [téléphone] pour les bancs"
+
+
+async def test_the_board_masks_personal_data_until_there_is_a_public_version(
+    rt, moderator: Browser
+):
+    sms = seed.contribution(rt, SAID)
+    seed.contribution(
+        rt,
+        SAID,
+        channel="voice",
+        transcript=SAID,
+        transcription_status="done",
+        broadcast_consent=True,
+    )
+    seed.contribution(rt, "Des bancs à l'ombre, merci")
+    dom = (await moderator.get("/moderation/live")).dom
+    plain, call, written = dom.select("#live-list article.live-item")
+    assert "06 12 34 56 78" not in dom.text and "Dupont" not in dom.text
+    assert written.one(".live-text").text == ON_AIR
+    assert written.one(".live-masked").get("hidden") is None
+    assert written.one(".live-masked").text == "données personnelles masquées"
+    assert call.one(".live-transcript").text == ON_AIR
+    assert call.one(".live-masked").get("hidden") is None
+    assert plain.one(".live-text").text == "Des bancs à l'ombre, merci"
+    assert plain.one(".live-masked").get("hidden") is not None  # nothing was masked
+    # Moderators still read what the resident said on the contribution page.
+    page = (await moderator.get(f"/moderation/contributions/{sms}")).dom
+    assert page.one("#contribution-text").text == SAID
+
+
+async def test_the_board_s_events_carry_the_masked_text(rt, moderator: Browser):
+    async with stream(moderator) as events:
+        await asyncio.sleep(0.2)
+        cid = seed.contribution(rt, SAID)
+        event = await events.event_for("PARC-0001")
+        assert event["text"] == ON_AIR and event["masked"] is True
+        assert "06 12 34 56 78" not in json.dumps(event, ensure_ascii=False)
+        with rt.sessions.begin() as session:
+            c = session.get(Contribution, cid)
+            assert c is not None
+            c.public_text = "Des bancs, svp"
+        event = await events.event_for("PARC-0001")
+    # Once written, the public version is what is read on air, and nothing more is masked.
+    assert event["public_text"] == "Des bancs, svp" and event["masked"] is False

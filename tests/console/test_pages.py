@@ -186,3 +186,34 @@ async def test_navigation_on_every_page(rt, admin: Browser, moderator: Browser):
         assert dom.one("a.skip-link").get("href") == "#main"
     home = await admin.get("/moderation/")
     assert home.status == 302 and home.location == "/moderation/queue"
+
+
+async def test_the_log_shows_only_the_fields_that_changed(rt, moderator: Browser):
+    kept = seed.contribution(rt, "Des bancs, appelez le 06 12 34 56 78")
+    await moderator.post(
+        f"/moderation/contributions/{kept}/public-text", {"public_text": "Des bancs"}
+    )
+    await moderator.post(f"/moderation/contributions/{kept}/decision", {"action": "publish"})
+    advert = seed.contribution(rt, "Achetez des montres")
+    await moderator.post(
+        f"/moderation/contributions/{advert}/decision", {"action": "reject", "reason": "Pub"}
+    )
+    rows = (await moderator.get("/moderation/log")).dom.select("table#log tbody tr")
+    assert [r.get("data-action") for r in rows] == ["reject", "publish", "anonymise"]
+    reject, publish, anonymise = (r.select("td")[4] for r in rows)
+    # A reject leaves "no public version" as it was: no "— → —" line for it.
+    assert [li.text for li in reject.select("ul.changes li")] == [
+        "Statut : En attente → Refusée",
+        "Avis à la personne : en file d’attente",
+    ]
+    # Publishing keeps the public version written before: not a change either.
+    assert "Version publique" not in publish.text
+    assert "Statut : En attente → Publiée" in publish.text
+    assert anonymise.one("ul.changes li").text == "Version publique : — → Des bancs"
+    for row in rows:
+        for li in row.select("ul.changes li"):
+            assert "— → —" not in li.text
+    history = (await moderator.get(f"/moderation/contributions/{advert}")).dom
+    entry = history.one("#history li[data-action=reject]")
+    assert "Version publique" not in entry.text and "— → —" not in entry.text
+    assert "Statut : En attente → Refusée" in entry.text

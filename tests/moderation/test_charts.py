@@ -248,3 +248,39 @@ def test_empty_day_chart_says_so(empty_label: str) -> None:
 def test_day_chart_title_is_escaped() -> None:
     svg = day_chart([(date(2024, 3, 8), 1)], title="<b>Par jour</b> & semaine")
     assert parse(svg).findtext(f"{SVG}title") == "<b>Par jour</b> & semaine"
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        bar_chart(CHANNELS, title="t"),
+        day_chart([(date(2024, 3, 1), 4), (date(2024, 3, 9), 2)], title="t"),
+    ],
+)
+def test_chart_text_is_readable_even_scaled_down_to_a_dashboard_column(svg: str) -> None:
+    root = parse(svg)
+    size = float(root.get("font-size", ""))
+    # 13 px at least where the page shrinks the 640-wide chart to a 580 px column.
+    assert size * 580 / float(root.get("width", "")) >= 13
+    for text in root.iter(f"{SVG}text"):
+        assert text.get("font-size") is None  # every label inherits the chart's size
+
+
+def test_a_single_day_is_one_bar_of_a_bar_s_width_centred_not_a_wall() -> None:
+    root = parse(day_chart([(date(2024, 3, 8), 6)], title="t", width=640))
+    (rect,) = by_class(root, "rect", "chart-bar-rect")
+    x, bar = float(rect.get("x", "")), float(rect.get("width", ""))
+    assert 0 < bar <= 40
+    (label,) = [t for t in by_class(root, "text", "chart-axis") if "/" in (t.text or "")]
+    assert label.get("text-anchor") == "middle"
+    assert x + bar / 2 == pytest.approx(float(label.get("x", "")), abs=0.01)
+
+
+def test_a_few_days_keep_bars_narrow_with_labels_under_them() -> None:
+    days = [(date(2024, 3, 8), 6), (date(2024, 3, 9), 3), (date(2024, 3, 10), 1)]
+    root = parse(day_chart(days, title="t"))
+    rects = by_class(root, "rect", "chart-bar-rect")
+    assert all(float(r.get("width", "")) <= 40 for r in rects)
+    middles = [float(r.get("x", "")) + float(r.get("width", "")) / 2 for r in rects]
+    labels = [t for t in by_class(root, "text", "chart-axis") if "/" in (t.text or "")]
+    assert [float(t.get("x", "")) for t in labels] == pytest.approx(middles, abs=0.01)

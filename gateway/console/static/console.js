@@ -256,6 +256,9 @@
         $(".live-public__text", published).textContent = item.public_text || "";
         published.hidden = !item.public_text;
       }
+      // Personal data masked by the server until there is a public version: say so.
+      var masked = $(".live-masked", article);
+      if (masked) { masked.hidden = !item.masked; }
       var broadcast = $(".live-broadcast", article);
       if (broadcast) { broadcast.textContent = labels.broadcast || ""; }
     }
@@ -286,10 +289,9 @@
       published.appendChild(document.createTextNode(" "));
       published.appendChild(el("span", "live-public__text"));
       article.appendChild(published);
-      if (item.channel === "voice") {
-        article.appendChild(el("p", "live-transcript"));
-        article.appendChild(el("p", "live-broadcast"));
-      }
+      if (item.channel === "voice") { article.appendChild(el("p", "live-transcript")); }
+      article.appendChild(el("p", "live-masked", list.getAttribute("data-masked-label")));
+      if (item.channel === "voice") { article.appendChild(el("p", "live-broadcast")); }
       fill(article, item);
       return article;
     }

@@ -34,7 +34,7 @@ async def _accounts_page(
     moderators = await read(
         request, lambda session: list(session.scalars(select(Moderator).order_by(Moderator.name)))
     )
-    return render(
+    return await render(
         request,
         "admin_accounts.html",
         {
@@ -100,7 +100,7 @@ async def set_active(request: web.Request) -> web.StreamResponse:
 
     name = await write(request, change)
     if name is None:
-        return error_page(request, 404, "console.errors.not_found")
+        return await error_page(request, 404, "console.errors.not_found")
     response = see_other(ACCOUNTS)
     key = "console.flash.account_activated" if active else "console.flash.account_deactivated"
     flash.add(request, response, key, name=name)
@@ -133,7 +133,7 @@ async def _campaigns_page(
         return rows
 
     rows = await read(request, load)
-    return render(
+    return await render(
         request,
         "admin_campaigns.html",
         {"rows": rows, "statuses": CAMPAIGN_STATUSES},

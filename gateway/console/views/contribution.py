@@ -106,7 +106,7 @@ async def _page(
     f = queue_filter(request.query)
     data = await _load(request, cid, f)
     if data is None:
-        return error_page(request, 404, "console.errors.not_found")
+        return await error_page(request, 404, "console.errors.not_found")
     c = data.contribution
     drafts = drafts or {}
     text = c.text or ""
@@ -116,7 +116,7 @@ async def _page(
         neighbourhood_options.append(c.neighbourhood)
     qs = query_string(f, page=1)
     _ = translator(request)
-    return render(
+    return await render(
         request,
         "contribution.html",
         {
@@ -138,6 +138,13 @@ async def _page(
             "history": [
                 (event, present.changes(_, event.before, event.after))
                 for event, _ref in data.history.events
+            ],
+            "conversation": [
+                (
+                    line,
+                    present.message_text(_, line.text, incoming=line.incoming, channel=c.channel),
+                )
+                for line in data.conversation
             ],
             "max_reply": actions.MAX_REPLY,
         },

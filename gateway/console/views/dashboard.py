@@ -69,7 +69,7 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
     campaigns, board = await read(request, load)
     selected = slug if slug in {c.slug for c in campaigns} else None
     _ = translator(request)
-    return render(
+    return await render(
         request,
         "dashboard.html",
         {

@@ -71,9 +71,9 @@ async def _page(
 ) -> web.Response:
     data = await read(request, lambda session: _load(group_id, session))
     if data is None:
-        return error_page(request, 404, "console.errors.group_not_found")
+        return await error_page(request, 404, "console.errors.group_not_found")
     f = queue_filter(request.query)
-    return render(
+    return await render(
         request,
         "group.html",
         {

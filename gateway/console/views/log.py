@@ -64,7 +64,7 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     def url(page: int) -> str:
         return with_query(PATH, urlencode({**params, **({"page": page} if page > 1 else {})}))
 
-    return render(
+    return await render(
         request,
         "log.html",
         {

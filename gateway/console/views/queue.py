@@ -82,7 +82,7 @@ async def _page(
         )
         for name in STATUS_TABS
     ]
-    return render(
+    return await render(
         request,
         "queue.html",
         {
