@@ -237,13 +237,17 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             gateway.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open, its event loop counts as
+# running in this thread (greenlets share the thread's running-loop slot), and every
+# pytest-asyncio test collected after this module would fail with "Runner.run() cannot be
+# called from a running event loop". These fixtures end with the module.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
