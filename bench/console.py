@@ -137,7 +137,7 @@ def login(port: int) -> str:
     from http.cookies import SimpleCookie
 
     base = f"http://127.0.0.1:{port}/moderation/login"
-    with urllib.request.urlopen(base, timeout=10) as response:
+    with urllib.request.urlopen(base, timeout=60) as response:
         page = response.read().decode()
         jar = SimpleCookie()
         for header in response.headers.get_all("Set-Cookie") or []:
@@ -158,7 +158,7 @@ def login(port: int) -> str:
 
     opener = urllib.request.build_opener(NoRedirect)
     try:
-        response = opener.open(request, timeout=10)
+        response = opener.open(request, timeout=60)
         headers = response.headers
     except urllib.error.HTTPError as redirect:  # the 303 after a successful login
         headers = redirect.headers
