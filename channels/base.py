@@ -22,6 +22,9 @@ class IncomingMessage:
     received_at: datetime
     attachments: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)  # personal data: encrypted at rest
+    # The message's own id in its chat, when the provider lets residents edit messages.
+    provider_ref: str | None = None
+    kind: str = "message"  # message | edit | button (see gateway.models.InboundMessage)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class OutgoingText:
     recipient: str
     sender: str | None
     text: str
+    # Answer buttons, rows of {"text", "data"}, for channels that show them (Telegram).
+    buttons: list[list[dict[str, str]]] | None = None
 
 
 class SendError(Exception):

@@ -479,9 +479,11 @@ def _open(redis: bool = True) -> Runtime:
 
 def _register_account_commands() -> None:
     from gateway.cli_accounts import moderators_group, tokens_group
+    from gateway.cli_telegram import telegram_group
 
     main.add_command(moderators_group)
     main.add_command(tokens_group)
+    main.add_command(telegram_group)
 
 
 _register_account_commands()

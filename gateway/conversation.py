@@ -58,6 +58,19 @@ Decisions worth knowing (also in the tests):
   were not kept.
 * The first-contact notice comes after the other replies, so that the receipt
   is the first thing the resident reads; it is not sent on STOP or OUBLIER.
+* Media the channel keeps (``Incoming.media``: Telegram's photos, drawings and
+  voice notes, as opaque references the caller resolves) are content: a voice
+  note alone is a contribution (its text is the transcript, filled in later),
+  and media travel with the kept text until it is filed
+  (``NewContribution.media``). Sent while the neighbourhood question is open,
+  media are added to the contribution just filed (``ContributionUpdate.media``)
+  and the question stays open. Media sent with a command are not kept, and the
+  resident is told.
+* ``Incoming.start`` is a chat app's start command (Telegram's ``/start``, or a
+  deep link ``/start parc``): a campaign named by slug or keyword opens with its
+  question; otherwise the resident is welcomed with the open campaigns (one open
+  campaign: its question at once). Whatever the conversation kept is filed first,
+  as a keyword would. While opted out it means START.
 """
 
 from __future__ import annotations
@@ -191,7 +204,9 @@ class Incoming:
     text: str
     received_at: datetime  # tz-aware UTC
     recipient: str | None = None  # the number or address the resident wrote to
-    attachments: int = 0
+    attachments: int = 0  # media the channel cannot keep (an MMS's photos)
+    media: tuple[str, ...] = ()  # media the channel keeps, as references (see module doc)
+    start: str | None = None  # a start command's payload ("" when bare); None otherwise
 
 
 def _parse_datetime(value: Any) -> datetime | None:
@@ -223,6 +238,7 @@ class State:
     expires_at: datetime | None = None
     # The filed contribution awaiting its neighbourhood; the caller sets it (Outcome.track).
     reference: str | None = None
+    media: list[str] = field(default_factory=list)  # kept with the text until it is filed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +253,7 @@ class State:
             "resume": self.resume,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "reference": self.reference,
+            "media": list(self.media),
         }
 
     @classmethod
@@ -251,6 +268,7 @@ class State:
         step = data.get("step")
         options = data.get("options")
         retries = data.get("retries")
+        media = data.get("media")
         return cls(
             step=step if step in STEPS else IDLE,
             campaign=_str_or_none(data.get("campaign")),
@@ -263,6 +281,7 @@ class State:
             resume=data.get("resume") if data.get("resume") in STEPS else None,
             expires_at=_parse_datetime(data.get("expires_at")),
             reference=_str_or_none(data.get("reference")),
+            media=[str(m) for m in media] if isinstance(media, list) else [],
         )
 
 
@@ -288,6 +307,7 @@ class NewContribution:
     neighbourhood: str | None
     received_at: datetime
     expired: bool = False  # filed because the conversation expired
+    media: tuple[str, ...] = ()  # the Incoming.media references that belong to it
 
 
 @dataclass(frozen=True)
@@ -304,6 +324,7 @@ class ContributionUpdate:
     reference: str
     neighbourhood: str | None = None  # set: record this neighbourhood
     append_text: str | None = None  # set: add this text (an answer that was not a neighbourhood)
+    media: tuple[str, ...] = ()  # add these media (sent while its neighbourhood was asked)
 
 
 @dataclass(frozen=True)
@@ -340,6 +361,11 @@ class _Turn:
         self.opt_in = False
         self.forget = False
         self.switched_language: str | None = None
+        self.media: list[str] = []  # this message's media, until something takes them
+
+    def take_media(self) -> list[str]:
+        taken, self.media = self.media, []
+        return taken
 
     def say(self, key: str, **params: str) -> None:
         if not self.silent:
@@ -362,6 +388,7 @@ class _Turn:
                 neighbourhood=neighbourhood,
                 received_at=state.received_at or self.context.now,
                 expired=expired,
+                media=tuple(state.media),
             )
         )
         if receipt is not None and not self.silent:
@@ -426,22 +453,34 @@ def expire(state: State, context: Context) -> Outcome:
 
 def handle(state: State, message: Incoming, context: Context) -> Outcome:
     """Work through one message from a resident."""
-    state = replace(state, options=list(state.options))  # never mutate the caller's state
+    # never mutate the caller's state
+    state = replace(state, options=list(state.options), media=list(state.media))
     sender = context.sender
     turn = _Turn(context, silent=sender.opted_out)
+    turn.media = list(message.media)
     if is_expired(state, context.now):
         _file_expired(turn, state)
         state = State()
     text = clean(message.text)
     if sender.opted_out:
+        if message.start is not None:
+            text = "START"
         state = _handle_opted_out(turn, state, message, text)
         return turn.outcome(state, notice=turn.opt_in)
-    if not text:
+    if message.start is not None:
+        state = _start(turn, state, message)
+        return turn.outcome(state, notice=True)
+    if not text and message.media:
+        state = _take_media(turn, state, message)
+    elif not text:
         turn.say("media.unsupported" if message.attachments else "empty")
         return turn.outcome(state, notice=True)
-    state = _handle_text(turn, state, message, text)
+    else:
+        state = _handle_text(turn, state, message, text)
     if message.attachments and not turn.opt_out and not turn.forget:
         turn.say("media.ignored")
+    if turn.media and not turn.opt_out and not turn.forget:
+        turn.say("media.not_kept")  # sent with a command: not content
     return turn.outcome(state, notice=True)
 
 
@@ -451,7 +490,7 @@ def handle(state: State, message: Incoming, context: Context) -> Outcome:
 def _file_expired(turn: _Turn, state: State) -> None:
     # In choose_neighbourhood the text is empty, except in a state stored before
     # contributions were filed at once.
-    if state.text:
+    if state.text or state.media:
         turn.file(state, None, RECEIPT_EXPIRED, expired=True)
 
 
@@ -493,7 +532,7 @@ def _file_silently(turn: _Turn, campaign: CampaignInfo, text: str, received_at: 
 
 def _abandon(turn: _Turn, state: State) -> bool:
     """File what a conversation kept without asking more; True if something was filed."""
-    if not state.text:
+    if not state.text and not state.media:
         return False
     turn.file(state, None, None)
     return True
@@ -572,6 +611,7 @@ def _keyword(
 
 def _take_text(turn: _Turn, state: State, message: Incoming, text: str) -> State:
     state.text = text
+    state.media = [*state.media, *turn.take_media()]
     state.received_at = message.received_at
     if state.campaign is None or _campaign(turn.context.campaigns, state.campaign) is None:
         candidates = _default_candidates(turn.context.campaigns, message.recipient)
@@ -607,6 +647,7 @@ def _answer_campaign_menu(
     turn: _Turn, state: State, message: Incoming, text: str, word: str, rest: str
 ) -> State:
     campaigns = turn.context.campaigns
+    state.media = [*state.media, *turn.take_media()]  # a caption's media go with the kept text
     chosen: str | None = None
     if word.isdigit():
         number = int(word)
@@ -645,6 +686,11 @@ def _answer_neighbourhood(
     turn: _Turn, state: State, message: Incoming, text: str, word: str, rest: str
 ) -> State:
     content = True  # whether an unrecognised answer is worth keeping
+    media = turn.take_media()
+    if media and state.reference is not None:
+        turn.updates.append(ContributionUpdate(state.reference, media=tuple(media)))
+    elif media:
+        state.media = [*state.media, *media]  # an old state: kept with its text until filed
     if word.isdigit() and _only_polite(rest):
         number = int(word)
         if number == 0:
@@ -714,8 +760,57 @@ def _leave_neighbourhood(turn: _Turn, state: State) -> State:
 
 
 def _abandon_with_receipt(turn: _Turn, state: State) -> None:
-    if state.text:
+    if state.text or state.media:
         turn.file(state, None, RECEIPT)
+
+
+def _take_media(turn: _Turn, state: State, message: Incoming) -> State:
+    """Media without a word: content, wherever the conversation stands (see module doc)."""
+    if state.step == CHOOSE_NEIGHBOURHOOD and state.reference is not None:
+        media = tuple(turn.take_media())
+        turn.updates.append(ContributionUpdate(state.reference, media=media))
+        turn.say("media.added", reference=state.reference)
+        return state
+    if state.step in (CHOOSE_CAMPAIGN, GROUP_DESCRIPTION) or (
+        state.step == CHOOSE_NEIGHBOURHOOD and state.text
+    ):
+        # Kept with what the conversation holds; the question still stands.
+        state.media = [*state.media, *turn.take_media()]
+        state.received_at = state.received_at or message.received_at
+        _ask(turn, state)
+        return state
+    if state.step == CHOOSE_NEIGHBOURHOOD:  # a damaged state: start afresh
+        state = State()
+    return _take_text(turn, state, message, "")
+
+
+def _start(turn: _Turn, state: State, message: Incoming) -> State:
+    """A chat app's start command, bare or with a deep link's payload (see module doc)."""
+    if state.step == CHOOSE_NEIGHBOURHOOD:
+        _leave_neighbourhood(turn, state)
+    else:
+        _abandon_with_receipt(turn, state)
+    turn.take_media()
+    campaigns = turn.context.campaigns
+    payload = fold(message.start or "").strip()
+    if payload:
+        named = [c for c in campaigns if fold(c.slug) == payload] or [
+            c for c in campaigns if any(fold(k) == payload for k in c.keywords)
+        ]
+        named.sort(key=lambda c: c.status != OPEN)
+        if named:
+            return _keyword(turn, State(), message, named[0], "")
+    open_campaigns = [c for c in campaigns if c.status == OPEN]
+    if not open_campaigns:
+        turn.say("campaign.none_open")
+        return State()
+    if len(open_campaigns) == 1:
+        return _keyword(turn, State(), message, open_campaigns[0], "")
+    slugs = [c.slug for c in open_campaigns]
+    turn.say("start.welcome", menu=_campaign_menu(turn, slugs))
+    # Text written next is taken as usual (the campaign menu follows); the options are the
+    # campaigns the welcome listed, for the channel's buttons.
+    return State(step=AWAITING_TEXT, options=slugs)
 
 
 def _answer_group(

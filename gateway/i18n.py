@@ -63,3 +63,15 @@ def translate(key: str, language: str = DEFAULT_LANGUAGE, **params: object) -> s
     if template is None:
         template = catalogue(DEFAULT_LANGUAGE)[key]
     return template.format_map(params)
+
+
+def translate_for(
+    channel: str, key: str, language: str = DEFAULT_LANGUAGE, **params: object
+) -> str:
+    """``translate``, preferring the channel's own wording (``telegram.receipt.default`` over
+    ``receipt.default``) where the catalogue has one: a chat app has commands and buttons
+    where SMS has keywords."""
+    variant = f"{channel}.{key}"
+    if variant in catalogue(DEFAULT_LANGUAGE):
+        return translate(variant, language, **params)
+    return translate(key, language, **params)

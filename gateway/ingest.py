@@ -62,6 +62,8 @@ def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
         "recipient": _text(message.recipient) if message.recipient is not None else None,
         "text": _text(message.text),
         "attachments": message.attachments,
+        "provider_ref": message.provider_ref,
+        "kind": message.kind,
         "raw_encrypted": vault.encrypt_bytes(raw),
         "received_at": message.received_at,
         "state": "received",

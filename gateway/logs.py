@@ -26,3 +26,6 @@ def configure(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx (under python-telegram-bot) logs every request's URL at INFO, and a Bot API URL
+    # carries the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

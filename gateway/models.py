@@ -119,6 +119,7 @@ class InboundMessage(Base):
         UniqueConstraint("channel", "provider_message_id"),
         Index("ix_inbound_sender_state", "sender_hash", "state"),
         Index("ix_inbound_state_received", "state", "received_at"),
+        Index("ix_inbound_sender_ref", "sender_hash", "provider_ref"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -129,6 +130,12 @@ class InboundMessage(Base):
     recipient: Mapped[str | None] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Any]] = mapped_column(default=list)
+    # The message's id in its conversation at the provider (Telegram: message_id in the chat),
+    # which an edit of the message names; provider_message_id is the delivery's (update_id).
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    # message | edit (a correction of the message provider_ref names) | button (a tapped
+    # answer button; the text is the button's data)
+    kind: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
     # The provider's payload, encrypted: it holds the sender's address.
     raw_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -167,6 +174,9 @@ class Contribution(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     transcript: Mapped[str | None] = mapped_column(Text)
     audio_path: Mapped[str | None] = mapped_column(String(500))
+    # Photos, drawings and files the resident sent with it: [{"kind", "path", "content_type",
+    # "size", "name"}], paths under DATA_DIR; served to logged-in moderators only.
+    attachments: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     kind: Mapped[str] = mapped_column(String(16), default="individual")
     group_description: Mapped[str | None] = mapped_column(Text)
     neighbourhood: Mapped[str | None] = mapped_column(String(200))
@@ -248,6 +258,9 @@ class OutboundMessage(Base):
     sender: Mapped[str | None] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
     message_key: Mapped[str | None] = mapped_column(String(64))
+    # Answer buttons for channels that have them (Telegram's inline keyboard): rows of
+    # {"text", "data"}; the text itself always carries the same choices, numbered.
+    buttons: Mapped[list[Any] | None] = mapped_column(JSON)
     encoding: Mapped[str | None] = mapped_column(String(8))
     segments: Mapped[int | None]
     # queued -> sending -> sent | failed ; queued again (with next_attempt_at) on a retryable error

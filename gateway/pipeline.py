@@ -21,7 +21,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
-from gateway.i18n import translate
+from gateway import media
+from gateway.i18n import translate_for
 from gateway.models import (
     Campaign,
     Contribution,
@@ -35,6 +36,7 @@ from gateway.moderation import grouping
 from gateway.privacy import log_id, new_contributor_id
 from gateway.runtime import Runtime
 from gateway.sms_segments import encoding, segments
+from gateway.textnorm import clean
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +103,16 @@ def _process_one(runtime: Runtime, message_id: int) -> list[int]:
             .where(InboundMessage.id == message_id)
             .values(attempts=InboundMessage.attempts + 1)
         )
+        attempts = session.scalar(
+            select(InboundMessage.attempts).where(InboundMessage.id == message_id)
+        )
     try:
+        media.fetch_pending(runtime, message_id, last_attempt=(attempts or 0) >= MAX_ATTEMPTS)
+        to_transcribe: list[int] = []
         with runtime.sessions.begin() as session:
-            return _handle(runtime, session, message_id)
+            outbound = _handle(runtime, session, message_id, to_transcribe)
+        enqueue_transcriptions(runtime, to_transcribe)
+        return outbound
     except Exception as exc:
         with runtime.sessions.begin() as session:
             message = session.get(InboundMessage, message_id)
@@ -119,7 +128,30 @@ def _process_one(runtime: Runtime, message_id: int) -> list[int]:
         raise
 
 
-def _handle(runtime: Runtime, session: Session, message_id: int) -> list[int]:
+def enqueue_transcriptions(runtime: Runtime, contribution_ids: list[int]) -> None:
+    """Queue the transcription of contributions filed with a recording (a voice note). On a
+    Redis failure they stay ``pending``; ``gateway transcribe --pending`` completes them."""
+    from redis.exceptions import RedisError
+
+    from gateway.queues import TRANSCRIPTION
+
+    for contribution_id in contribution_ids:
+        try:
+            runtime.queue(TRANSCRIPTION).enqueue(
+                "workers.jobs.transcribe_contribution",
+                contribution_id,
+                job_id=f"transcribe-{contribution_id}",
+                job_timeout=3600,
+                result_ttl=600,
+                failure_ttl=7 * 24 * 3600,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("contribution %d: transcription not queued (%s)", contribution_id, exc)
+
+
+def _handle(
+    runtime: Runtime, session: Session, message_id: int, to_transcribe: list[int]
+) -> list[int]:
     message = session.get(InboundMessage, message_id)
     if message is None or message.state != "received":
         return []
@@ -134,14 +166,13 @@ def _handle(runtime: Runtime, session: Session, message_id: int) -> list[int]:
         conv = Conversation(contributor_id=contributor.id, channel=message.channel, state={})
         session.add(conv)
         session.flush()
-    context = _context(runtime, session, contributor, now)
-    incoming = engine.Incoming(
-        text=message.text,
-        received_at=message.received_at,
-        recipient=message.recipient,
-        attachments=len(message.attachments or []),
-    )
-    outcome = engine.handle(engine.State.from_dict(conv.state), incoming, context)
+    state = engine.State.from_dict(conv.state)
+    incoming, direct = _incoming(session, message, state, conv)
+    if incoming is None:
+        outcome = engine.Outcome(state=state, replies=(engine.Reply(direct),) if direct else ())
+    else:
+        context = _context(runtime, session, contributor, now)
+        outcome = engine.handle(state, incoming, context)
     outbound = _apply(
         runtime,
         session,
@@ -153,6 +184,7 @@ def _handle(runtime: Runtime, session: Session, message_id: int) -> list[int]:
         decision=f"in{message.id}",
         inbound_id=message.id,
         now=now,
+        to_transcribe=to_transcribe,
     )
     message.state = "processed"
     message.processed_at = now
@@ -169,6 +201,92 @@ def _handle(runtime: Runtime, session: Session, message_id: int) -> list[int]:
     if outcome.forget:
         _forget(session, contributor, message)
     return outbound
+
+
+def _incoming(
+    session: Session, message: InboundMessage, state: engine.State, conv: Conversation
+) -> tuple[engine.Incoming | None, str | None]:
+    """What the engine is given for a stored message; or (None, a catalogue key to answer
+    instead) when the message is for the channel alone (a stale button, an edit)."""
+    refs, lost = media.kept(message)
+    text, start = message.text, None
+    if message.channel == "telegram":
+        from channels.telegram import commands
+
+        if message.kind == "edit":
+            return None, _apply_edit(session, message, state, conv)
+        text = _latest_edit(session, message) or text
+        given = (
+            commands.from_button(text, state.step, state.options)
+            if message.kind == "button"
+            else commands.from_text(text)
+        )
+        if given.reply:
+            return None, given.reply
+        text, start = given.text, given.start
+    incoming = engine.Incoming(
+        text=text,
+        received_at=message.received_at,
+        recipient=message.recipient,
+        attachments=lost,
+        media=tuple(refs),
+        start=start,
+    )
+    return incoming, None
+
+
+def _latest_edit(session: Session, message: InboundMessage) -> str | None:
+    """The text of the latest edit of this message still waiting in the backlog, if any: the
+    resident corrected it before it was read, so the correction is what counts. The edits are
+    then done with."""
+    if not message.provider_ref or message.sender_hash is None:
+        return None
+    edits = list(
+        session.scalars(
+            select(InboundMessage)
+            .where(
+                InboundMessage.channel == message.channel,
+                InboundMessage.sender_hash == message.sender_hash,
+                InboundMessage.provider_ref == message.provider_ref,
+                InboundMessage.kind == "edit",
+                InboundMessage.state == "received",
+            )
+            .order_by(InboundMessage.received_at, InboundMessage.id)
+        )
+    )
+    for edit in edits:
+        edit.state, edit.processed_at, edit.error = (
+            "processed",
+            now_utc(),
+            "applied to the original",
+        )
+    return edits[-1].text if edits else None
+
+
+def _apply_edit(
+    session: Session, message: InboundMessage, state: engine.State, conv: Conversation
+) -> str:
+    """An edit that arrives once its message was read: it replaces the text the conversation
+    still keeps (the campaign menu is open); a filed contribution is not changed."""
+    original = session.scalar(
+        select(InboundMessage)
+        .where(
+            InboundMessage.channel == message.channel,
+            InboundMessage.sender_hash == message.sender_hash,
+            InboundMessage.provider_ref == message.provider_ref,
+            InboundMessage.kind == "message",
+            InboundMessage.id < message.id,
+        )
+        .order_by(InboundMessage.id.desc())
+        .limit(1)
+    )
+    before = clean(original.text) if original is not None else ""
+    after = clean(message.text)
+    if before and after and state.step == engine.CHOOSE_CAMPAIGN and before in state.text:
+        state.text = state.text.replace(before, after, 1)
+        conv.state = state.to_dict()
+        return "telegram.edit_noted"
+    return "telegram.edit_too_late"
 
 
 def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
@@ -194,7 +312,8 @@ def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
         context = _context(runtime, session, contributor, now)
         outcome = engine.expire(state, context)
         stamp = conv.expires_at.strftime("%Y%m%d%H%M%S") if conv.expires_at else "none"
-        return _apply(
+        to_transcribe: list[int] = []
+        outbound = _apply(
             runtime,
             session,
             outcome,
@@ -205,7 +324,10 @@ def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
             decision=f"conv{conv.id}-exp{stamp}",
             inbound_id=None,
             now=now,
+            to_transcribe=to_transcribe,
         )
+    enqueue_transcriptions(runtime, to_transcribe)
+    return outbound
 
 
 def _contributor_for(session: Session, message: InboundMessage, now: datetime) -> Contributor:
@@ -294,6 +416,7 @@ def _apply(
     decision: str,
     inbound_id: int | None,
     now: datetime,
+    to_transcribe: list[int],
 ) -> list[int]:
     if outcome.language:
         contributor.language = outcome.language
@@ -325,12 +448,22 @@ def _apply(
         )
         session.add(contribution)
         created.append(contribution)
+        media.attach(session, contribution, new.media)
     session.flush()
-    for contribution in created:
+    for contribution, new in zip(created, outcome.contributions, strict=True):
         grouping.assign(session, contribution)
-        log.info("contribution %s filed (%s)", contribution.reference, channel)
+        if contribution.transcription_status == "pending" and contribution.audio_path:
+            to_transcribe.append(contribution.id)
+        log.info(
+            "contribution %s filed (%s%s)",
+            contribution.reference,
+            channel,
+            f", {len(new.media)} media" if new.media else "",
+        )
     for change in outcome.updates:
-        _update_contribution(session, contributor, change)
+        updated = _update_contribution(session, contributor, change)
+        if updated is not None and updated.transcription_status == "pending" and change.media:
+            to_transcribe.append(updated.id)
 
     language = contributor.language
     sender = reply_from or _default_sender(runtime, channel)
@@ -351,10 +484,15 @@ def _apply(
                 contribution_id=contribution_id,
                 sender=sender,
                 key=reply.key,
-                text=translate(reply.key, language, **params),
+                text=translate_for(channel, reply.key, language, **params),
                 now=now,
             )
         )
+        if channel == "telegram":
+            from channels.telegram.commands import keyboard
+
+            titles = {c.slug: c.title for c in campaigns.values()}
+            rows[-1].buttons = keyboard(reply.key, outcome.state, titles, language)
     _withhold_over_limit(runtime, session, contributor, rows, now)
     session.add_all(rows)
 
@@ -449,7 +587,7 @@ def _withhold_over_limit(
 
 def _update_contribution(
     session: Session, contributor: Contributor, change: engine.ContributionUpdate
-) -> None:
+) -> Contribution | None:
     contribution = session.scalar(
         select(Contribution).where(
             Contribution.reference == change.reference,
@@ -458,12 +596,15 @@ def _update_contribution(
     )
     if contribution is None:
         log.info("update for %s ignored: not this resident's contribution", change.reference)
-        return
+        return None
     if change.neighbourhood is not None:
         contribution.neighbourhood = change.neighbourhood
+    if change.media:
+        media.attach(session, contribution, change.media)
     if change.append_text:
         contribution.text = f"{contribution.text}\n{change.append_text}".strip()
         grouping.assign(session, contribution)
+    return contribution
 
 
 def _default_sender(runtime: Runtime, channel: str) -> str | None:

@@ -92,8 +92,13 @@ def log_id(lookup_hash: str | None) -> str:
 # Not inside a longer token: a worker's name ("gateway-1234-9f8e7d6c") is not a phone number.
 _PHONE_RE = re.compile(r"(?<![\w-])\+?\d[\d .\-]{7,}\d(?![\w-])")
 _EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+\.[\w.\-]+")
+# A Telegram bot token ("123456789:AAE..."), which every Bot API URL carries: an HTTP
+# library's error or debug line must not leak it.
+_BOT_TOKEN_RE = re.compile(r"\d{5,15}:[A-Za-z0-9_-]{30,}")
 
 
 def redact(text: str) -> str:
-    """Belt and braces for log lines: mask anything shaped like a phone number or an email."""
+    """Belt and braces for log lines: mask anything shaped like a bot token, a phone number or
+    an email."""
+    text = _BOT_TOKEN_RE.sub("<bot-token>", text)
     return _EMAIL_RE.sub("<email>", _PHONE_RE.sub("<phone>", text))

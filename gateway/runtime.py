@@ -89,6 +89,10 @@ class Runtime:
                 s.twilio_api_base,
                 s.twilio_messaging_service_sid,
             )
+        if channel == "telegram" and s.telegram_configured:
+            from channels.telegram.bot import TelegramSender
+
+            return TelegramSender(s.telegram_bot_token, s.telegram_api_base)
         return ConsoleOutbox()
 
     @cached_property

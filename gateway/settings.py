@@ -60,6 +60,7 @@ class Settings:
     telegram_bot_token: str = ""
     telegram_webhook_secret: str = ""
     telegram_api_base: str = "https://api.telegram.org"
+    telegram_max_file_bytes: int = 20 * 1024 * 1024  # the Bot API's own limit for bots
     vosk_model: str = ""
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
     voice_delete_recordings: bool = True  # delete from Twilio once stored here
@@ -88,6 +89,10 @@ class Settings:
     @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_configured(self) -> bool:
+        return bool(self.telegram_bot_token)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
+from channels.telegram import webhook as telegram_webhook
 from channels.twilio import webhooks as twilio_webhooks
 from gateway import api, campaigns, console
 from gateway.ingest import BatchingIngest
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
     twilio_webhooks.add_routes(app)
+    telegram_webhook.add_routes(app)
     console.setup(app)
     api.setup(app)
     return app

@@ -56,6 +56,7 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             recipient=runtime.vault.decrypt(row.recipient_encrypted),
             sender=row.sender,
             text=row.text,
+            buttons=row.buttons or None,
         )
         attempts = row.attempts
     sender = runtime.sender(message.channel)

@@ -293,9 +293,45 @@ async def audio(request: web.Request) -> web.StreamResponse:
     )
 
 
+# Shown in the page as they are; anything else (SVG can carry scripts, HTML, PDF...) is only
+# offered as a download, never rendered by the browser from the console's origin.
+INLINE_IMAGES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """A photo, drawing or file the resident sent, to logged-in moderators only."""
+    cid = parse_id(request, "id")
+    index = parse_id(request, "n")
+
+    def listed(session: Session) -> list[dict[str, object]] | None:
+        c = session.get(Contribution, cid)
+        return list(c.attachments or []) if c else None
+
+    items = await read(request, listed)
+    if not items or index >= len(items) or not isinstance(items[index], dict):
+        raise web.HTTPNotFound()
+    item = items[index]
+    data = request.app[SETTINGS].data_path
+    root = (data / "media").resolve()
+    path = (data / str(item.get("path") or "")).resolve()
+    if not path.is_relative_to(root):
+        raise web.HTTPForbidden()
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    content_type = str(item.get("content_type") or "")
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if content_type in INLINE_IMAGES:
+        headers["Content-Type"] = content_type
+    else:
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Disposition"] = f'attachment; filename="attachment-{cid}-{index}"'
+    return web.FileResponse(path, headers=headers)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH + "{id}", contribution_page)
     app.router.add_get(PATH + "{id}/audio", audio)
+    app.router.add_get(PATH + "{id}/attachments/{n}", attachment)
     app.router.add_post(PATH + "{id}/decision", decision)
     app.router.add_post(PATH + "{id}/classify", classify)
     app.router.add_post(PATH + "{id}/transcript", transcript)
