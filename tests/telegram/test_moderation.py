@@ -1,0 +1,46 @@
+"""Droit de suite over Telegram: a moderator's decision or answer reaches the resident in the
+chat they wrote from, through the Bot API; a resident who blocked the bot is not written to."""
+
+from __future__ import annotations
+
+from gateway.moderation import actions
+from gateway.moderation.accounts import Actor
+from tests.fakes import telegram_updates as tg
+from tests.helpers import contributions, drain
+from tests.telegram.conftest import CHAT
+from tests.telegram.test_conversation import send
+
+ALICE = Actor(name="alice", role="moderator")
+
+
+def test_publication_rejection_and_answer_reach_the_telegram_chat(tg_runtime, fake_telegram):
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET une ludothèque"))
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET un terrain de basket"))
+    first, second = contributions(tg_runtime)
+    before = len(fake_telegram.sent)
+
+    actions.decide(tg_runtime, ALICE, [first.id], "publish")
+    actions.decide(tg_runtime, ALICE, [second.id], "reject", reason="hors du périmètre")
+    actions.reply(tg_runtime, ALICE, first.id, "Le projet sera étudié en mars.")
+    drain(tg_runtime)
+
+    sent = fake_telegram.sent[before:]
+    assert [s["chat_id"] for s in sent] == [CHAT, CHAT, CHAT]
+    assert sent[0]["text"] == (
+        f"Votre contribution {first.reference} est publiée. Merci de votre participation !"
+    )
+    assert f"{second.reference} n'a pas été retenue. Motif : hors du périmètre" in sent[1]["text"]
+    assert "Le projet sera étudié en mars." in sent[2]["text"]
+
+
+def test_no_notice_once_the_resident_blocked_the_bot(tg_runtime, fake_telegram):
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET des jeux d'eau"))
+    (filed,) = contributions(tg_runtime)
+    fake_telegram.fail_next("sendMessage", status=403)
+    actions.reply(tg_runtime, ALICE, filed.id, "Merci !")
+    drain(tg_runtime)  # 403: blocked, so opted out
+    before = len(fake_telegram.sent)
+    done = actions.decide(tg_runtime, ALICE, [filed.id], "publish")
+    drain(tg_runtime)
+    assert fake_telegram.sent[before:] == []
+    assert done.outbound == []
