@@ -150,7 +150,7 @@ async def poll_updates(runtime: Any, *, timeout: int = 30, once: bool = False) -
     """The long-polling loop; returns how many updates were read. Stops on SIGINT/SIGTERM."""
     from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 
-    from channels.telegram.bot import retry_after
+    from channels.telegram.bot import raw_call, retry_after
     from channels.telegram.webhook import describe, first_group_notice, group_answer
     from gateway.ingest import store
 
@@ -169,9 +169,10 @@ async def poll_updates(runtime: Any, *, timeout: int = 30, once: bool = False) -
         log.info("telegram: polling as @%s", bot.username)
         while not stopping.is_set():
             try:
-                batch = await bot.do_api_request(
+                batch = await raw_call(
+                    bot,
                     "getUpdates",
-                    api_kwargs={
+                    {
                         "offset": offset,
                         "timeout": timeout,
                         "allowed_updates": list(updates.ALLOWED_UPDATES),
@@ -207,12 +208,12 @@ async def poll_updates(runtime: Any, *, timeout: int = 30, once: bool = False) -
                 if answer is not None:
                     method = answer.pop("method")
                     try:
-                        await bot.do_api_request(method, api_kwargs=answer)
+                        await raw_call(bot, method, answer)
                     except TelegramError as exc:
                         log.warning("telegram: %s failed (%s)", method, type(exc).__name__)
             if once:
                 break
         if offset is not None:
             # Confirm the last batch, so that Telegram does not send it again next time.
-            await bot.do_api_request("getUpdates", api_kwargs={"offset": offset, "timeout": 0})
+            await raw_call(bot, "getUpdates", {"offset": offset, "timeout": 0})
     return read

@@ -29,3 +29,5 @@ def configure(level: str = "INFO") -> None:
     # httpx (under python-telegram-bot) logs every request's URL at INFO, and a Bot API URL
     # carries the bot's token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # python-telegram-bot logs its API URL (with the token) at DEBUG.
+    logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))

@@ -100,6 +100,14 @@ class Runtime:
         return "console" if not self.settings.twilio_configured else "twilio"
 
     def close(self, *, release_redis: bool = True) -> None:
+        for sender in self._senders.values():
+            closer = getattr(sender, "close", None)
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:  # closing must not hide what the caller was doing
+                    log.exception("could not close the %s sender", sender.name)
+        self._senders.clear()
         if self._redis is not None:
             self._redis.close()
             self._redis.connection_pool.disconnect()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,14 @@ def retry_after(exc: RetryAfter) -> float:
         return retry_seconds(exc.retry_after)
 
 
+async def raw_call(bot: Bot, method: str, params: dict[str, Any], **timeouts: Any) -> Any:
+    """A Bot API call whose raw JSON result is wanted (an update as Telegram sent it, a file's
+    relative path), without the library's advice to use its typed method."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return await bot.do_api_request(method, api_kwargs=params, **timeouts)
+
+
 def markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
     if not buttons:
         return None
@@ -113,8 +122,15 @@ class _Loop:
 
     def close(self) -> None:
         if self._ready:
-            self._loop.run_until_complete(self.bot.shutdown())
-        self._loop.close()
+            # In a thread of its own: the caller's thread may be running an event loop.
+            closer = threading.Thread(
+                target=self._loop.run_until_complete, args=(self.bot.shutdown(),)
+            )
+            closer.start()
+            closer.join(10)
+            self._ready = False
+        if not self._loop.is_running():
+            self._loop.close()
 
 
 class TelegramSender:
@@ -164,9 +180,7 @@ class MediaFetcher:
     def fetch(self, file_id: str, destination: Path) -> int:
         """Download one file to ``destination``; returns its size. MediaError otherwise."""
         try:
-            info = self._client.run(
-                self._client.bot.do_api_request("getFile", api_kwargs={"file_id": file_id})
-            )
+            info = self._client.run(raw_call(self._client.bot, "getFile", {"file_id": file_id}))
         except BadRequest as exc:  # invalid file_id, file too big for a bot
             raise MediaError(redact(f"getFile refused: {exc}"), permanent=True) from exc
         except TelegramError as exc:

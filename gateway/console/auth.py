@@ -105,13 +105,19 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def _is_file(path: str) -> bool:
+    """A recording or an attachment: refused with 401, not redirected to a login page that a
+    media element or a download could not show."""
+    return path.endswith("/audio") or "/attachments/" in path
+
+
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path.startswith(PREFIX + "static/") or path == LOGIN:
         return await handler(request)
     viewer = await load_viewer(request)
     if viewer is None:
-        if request.method in SAFE_METHODS and not path.endswith("/audio"):
+        if request.method in SAFE_METHODS and not _is_file(path):
             raise web.HTTPFound(f"{LOGIN}?next={quote(request.path_qs, safe='')}")
         _ = translator(request)
         raise web.HTTPUnauthorized(text=_("console.auth.login_required"))

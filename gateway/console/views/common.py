@@ -50,11 +50,12 @@ def refused(error: ActionError) -> flash.Flash:
     return flash.Flash(error.key, dict(error.params), error=True)
 
 
-def parse_id(request: web.Request, name: str) -> int:
+def parse_id(request: web.Request, name: str, *, lowest: int = 1) -> int:
+    """A number from the path (a database id, or with ``lowest=0`` a position); 404 otherwise."""
     try:
         value = int(request.match_info[name])
     except ValueError:
         raise web.HTTPNotFound() from None
-    if not 0 < value < 2**31:
+    if not lowest <= value < 2**31:
         raise web.HTTPNotFound()
     return value

@@ -301,7 +301,7 @@ INLINE_IMAGES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"}
 async def attachment(request: web.Request) -> web.StreamResponse:
     """A photo, drawing or file the resident sent, to logged-in moderators only."""
     cid = parse_id(request, "id")
-    index = parse_id(request, "n")
+    index = parse_id(request, "n", lowest=0)
 
     def listed(session: Session) -> list[dict[str, object]] | None:
         c = session.get(Contribution, cid)
