@@ -77,7 +77,6 @@ import mimetypes
 import re
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -88,6 +87,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from tests.fakes.serving import ThreadedServer
 from tests.fakes.telegram_updates import (
     BOT_FIRST_NAME,
     BOT_ID,
@@ -943,59 +943,23 @@ class FakeTelegram:
             "allows_users_to_create_topics": False,
         }
         self._state = _State(token, bot)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedServer("fake-telegram")
         self._file_serial = 0
         self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeTelegram:
-        if self._thread is not None:
-            raise RuntimeError("FakeTelegram already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        loop = asyncio.new_event_loop()
-        runner = web.AppRunner(create_app(self._state), access_log=None, shutdown_timeout=1)
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.SockSite(runner, sock).start())
-            except BaseException as exc:  # reported to start()'s caller
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._loop, self._runner = loop, runner
-        self._state.loop = loop
-        self._thread = threading.Thread(target=serve, name="fake-telegram", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            self._thread.join()
-            loop.close()
-            self._thread = self._loop = self._state.loop = None
-            raise errors[0]
+        self.base_url = self._server.start(create_app(self._state), self._port, shutdown_timeout=1)
+        self._state.loop = self._server.loop
         return self
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._runner is None:
-            return
-        self._state.closing = True  # long polls answer at once
-        self._loop.call_soon_threadsafe(self._state.wake_pollers)
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._thread = self._loop = self._runner = self._state.loop = None
+        def release_long_polls(loop: asyncio.AbstractEventLoop) -> None:
+            self._state.closing = True  # long polls answer at once
+            loop.call_soon_threadsafe(self._state.wake_pollers)
+
+        self._server.stop(before=release_long_polls)
+        self._state.loop = None
         self._state.closing = False
 
     def __enter__(self) -> FakeTelegram:
@@ -1175,7 +1139,7 @@ class FakeTelegram:
             self._state.learn_chats(queued)
             self._state.updates.append(queued)
             self._state.lock.notify_all()
-        loop = self._loop
+        loop = self._server.loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._state.wake_pollers)
         return json.loads(json.dumps(queued))

@@ -61,12 +61,10 @@ https://www.twilio.com/docs/usage/twilios-response).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -77,6 +75,8 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import BasicAuth, web
+
+from tests.fakes.serving import ThreadedServer
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
@@ -389,55 +389,16 @@ class FakeTwilio:
         self.auth_token = auth_token
         self._port = port
         self._state = _State(account_sid, auth_token)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedServer("fake-twilio")
         self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeTwilio:
-        if self._thread is not None:
-            raise RuntimeError("FakeTwilio already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        loop = asyncio.new_event_loop()
-        runner = web.AppRunner(create_app(self._state), access_log=None)
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.SockSite(runner, sock).start())
-            except BaseException as exc:  # reported to start()'s caller
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._loop, self._runner = loop, runner
-        self._thread = threading.Thread(target=serve, name="fake-twilio", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            self._thread.join()
-            loop.close()
-            self._thread = None
-            raise errors[0]
+        self.base_url = self._server.start(create_app(self._state), self._port)
         return self
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._thread = self._loop = self._runner = None
+        self._server.stop()
 
     def __enter__(self) -> FakeTwilio:
         return self.start()

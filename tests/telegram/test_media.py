@@ -36,6 +36,7 @@ from tests.fakes import telegram_updates as tu
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import contributions, inbound, replies_to, runtime_with
 from tests.telegram.conftest import CHAT, post_update
+from tests.transcription.conftest import encode
 from workers import context
 from workers.sweeper import sweep
 
@@ -97,18 +98,7 @@ def speech_ogg(tmp_path_factory: pytest.TempPathFactory) -> bytes:
         ],
         check=True,
     )
-    with av.open(str(wav)) as source, av.open(str(ogg), "w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=48000)
-        assert isinstance(stream, av.AudioStream)
-        stream.layout = "mono"
-        stream.bit_rate = 32000
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=48000)
-        frames = [f for frame in source.decode(audio=0) for f in resampler.resample(frame)]
-        frames.extend(resampler.resample(None))
-        for frame in frames:
-            frame.pts = None
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    encode(wav, ogg, container="ogg", codec="libopus", rate=48000)
     data = ogg.read_bytes()
     assert data.startswith(b"OggS") and b"OpusHead" in data[:200]
     return data
