@@ -103,8 +103,11 @@ def _serve_one(settings: Settings, *, host: str, port: int, sock: object, worker
     from gateway.web import create_app
 
     if not worker:
-        # One in-process worker is enough; the other processes only take webhooks.
-        settings = settings.with_overrides(embedded_worker=False)
+        # One in-process worker is enough; the other processes only take webhooks. The mail
+        # services (SMTP receiver, IMAP poller) also run in the first process only.
+        settings = settings.with_overrides(
+            embedded_worker=False, smtp_receiver_port=0, imap_host=""
+        )
     app = create_app(settings)
     kwargs: dict[str, object] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     web.run_app(
@@ -479,11 +482,13 @@ def _open(redis: bool = True) -> Runtime:
 
 def _register_account_commands() -> None:
     from gateway.cli_accounts import moderators_group, tokens_group
+    from gateway.cli_email import email_group
     from gateway.cli_telegram import telegram_group
 
     main.add_command(moderators_group)
     main.add_command(tokens_group)
     main.add_command(telegram_group)
+    main.add_command(email_group)
 
 
 _register_account_commands()

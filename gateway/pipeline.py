@@ -167,7 +167,7 @@ def _handle(
         session.add(conv)
         session.flush()
     state = engine.State.from_dict(conv.state)
-    incoming, direct = _incoming(session, message, state, conv)
+    incoming, direct = _incoming(runtime, session, message, state, conv)
     if incoming is None:
         outcome = engine.Outcome(state=state, replies=(engine.Reply(direct),) if direct else ())
     else:
@@ -204,7 +204,11 @@ def _handle(
 
 
 def _incoming(
-    session: Session, message: InboundMessage, state: engine.State, conv: Conversation
+    runtime: Runtime,
+    session: Session,
+    message: InboundMessage,
+    state: engine.State,
+    conv: Conversation,
 ) -> tuple[engine.Incoming | None, str | None]:
     """What the engine is given for a stored message; or (None, a catalogue key to answer
     instead) when the message is for the channel alone (a stale button, an edit)."""
@@ -224,6 +228,16 @@ def _incoming(
         if given.reply:
             return None, given.reply
         text, start = given.text, given.start
+    elif message.channel == "email":
+        from channels.email import routing
+
+        meta = routing.meta(runtime.vault, message.raw_encrypted)
+        if routing.answering_a_loop(session, message, meta):
+            log.info("email %d: an automatic sender repeating itself; not answered", message.id)
+            return None, None
+        text = routing.text_for(
+            text, meta.get("subject") or "", message.recipient, campaign_infos(session)
+        )
     incoming = engine.Incoming(
         text=text,
         received_at=message.received_at,

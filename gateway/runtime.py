@@ -89,6 +89,10 @@ class Runtime:
                 s.twilio_api_base,
                 s.twilio_messaging_service_sid,
             )
+        if channel == "email" and s.email_configured:
+            from channels.email.sender import EmailSender
+
+            return EmailSender(s)
         if channel == "telegram" and s.telegram_configured:
             from channels.telegram.bot import TelegramSender
 

@@ -61,6 +61,27 @@ class Settings:
     telegram_webhook_secret: str = ""
     telegram_api_base: str = "https://api.telegram.org"
     telegram_max_file_bytes: int = 20 * 1024 * 1024  # the Bot API's own limit for bots
+    # Email (channels/email/doc.md): the gateway's own address, replies sent through SMTP,
+    # mail read from an IMAP mailbox and/or received by the gateway's own SMTP receiver.
+    email_address: str = ""  # e.g. participez@ville.fr; plus addresses route to campaigns
+    email_max_bytes: int = 25 * 1024 * 1024  # a whole message
+    email_max_attachment_bytes: int = 10 * 1024 * 1024  # each kept attachment
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_user: str = ""
+    imap_password: str = ""
+    imap_security: str = "tls"  # tls | starttls | none (none: loopback and tests only)
+    imap_mailbox: str = "INBOX"
+    imap_poll_seconds: int = 60  # between passes when the server has no IDLE
+    imap_idle_seconds: int = 300  # an IDLE wait, renewed (RFC 2177: under 29 minutes)
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_security: str = "starttls"  # starttls | tls | none (none: loopback and tests only)
+    smtp_ca_file: str = ""  # a CA bundle to trust besides the system's (a private CA)
+    smtp_receiver_host: str = "127.0.0.1"
+    smtp_receiver_port: int = 0  # > 0: `gateway serve` also receives mail by SMTP here
     vosk_model: str = ""
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
     voice_delete_recordings: bool = True  # delete from Twilio once stored here
@@ -89,6 +110,10 @@ class Settings:
     @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def email_configured(self) -> bool:
+        return bool(self.smtp_host and self.email_address)
 
     @property
     def telegram_configured(self) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from sqlalchemy import text
@@ -59,9 +61,11 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         ticker = Ticker(runtime, on_tick=lambda: _revive_embedded_redis(runtime))
         ticker.start()
         background = (worker, ticker)
+    mail = await _start_mail(runtime)
     try:
         yield
     finally:
+        await _stop_mail(mail)
         if background:
             worker, ticker = background
             ticker.stop()
@@ -70,6 +74,43 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             await loop.run_in_executor(None, ticker.join, 5)
         await ingest.stop()
         await loop.run_in_executor(None, runtime.close)
+
+
+@dataclass
+class MailServices:
+    receiver: asyncio.AbstractServer | None = None
+    poller: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+async def _start_mail(runtime: Runtime) -> MailServices:
+    """The SMTP receiver (SMTP_RECEIVER_PORT > 0) and the IMAP poller (IMAP_HOST set), when
+    configured: mail then needs no other command than `gateway serve`."""
+    settings = runtime.settings
+    mail = MailServices()
+    if settings.smtp_receiver_port > 0:
+        from channels.email import smtp_receiver
+
+        mail.receiver = await smtp_receiver.start(
+            runtime, settings.smtp_receiver_host, settings.smtp_receiver_port
+        )
+    if settings.imap_host:
+        from channels.email import imap
+
+        mail.poller = threading.Thread(
+            target=imap.run, args=(runtime,), kwargs={"stop": mail.stop}, name="imap", daemon=True
+        )
+        mail.poller.start()
+    return mail
+
+
+async def _stop_mail(mail: MailServices) -> None:
+    if mail.receiver is not None:
+        mail.receiver.close()
+        await mail.receiver.wait_closed()
+    if mail.poller is not None:
+        mail.stop.set()
+        await asyncio.get_running_loop().run_in_executor(None, mail.poller.join, 10)
 
 
 def _revive_embedded_redis(runtime: Runtime) -> None:

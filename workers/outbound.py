@@ -10,13 +10,16 @@ sending twice is worse for a resident than a missing receipt an operator can see
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from channels.base import OutgoingText, SendError
-from gateway.models import Contributor, OutboundMessage
+from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
 from gateway.queues import OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
@@ -57,6 +60,8 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             sender=row.sender,
             text=row.text,
             buttons=row.buttons or None,
+            thread=_thread(runtime, session, row) if row.channel == "email" else None,
+            key=row.message_key,
         )
         attempts = row.attempts
     sender = runtime.sender(message.channel)
@@ -76,6 +81,27 @@ def send(runtime: Runtime, outbound_id: int) -> str:
         row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
     log.info("outbound %d sent via %s (%s segment(s))", outbound_id, sender.name, row.segments)
     return "sent"
+
+
+def _thread(runtime: Runtime, session: Session, row: OutboundMessage) -> dict[str, Any] | None:
+    """What an email reply threads on: the resident's message it answers (or, for a notice,
+    the message that brought the contribution in). None once that message is erased."""
+    inbound_id = row.inbound_message_id
+    if inbound_id is None and row.contribution_id is not None:
+        contribution = session.get(Contribution, row.contribution_id)
+        inbound_id = contribution.inbound_message_id if contribution else None
+    message = session.get(InboundMessage, inbound_id) if inbound_id else None
+    if message is None or message.raw_encrypted is None or message.channel != "email":
+        return None
+    try:
+        meta = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted))
+    except (ValueError, TypeError):
+        return None
+    return {
+        "subject": meta.get("subject") or "",
+        "in_reply_to": meta.get("message_id") or "",
+        "references": [*(meta.get("references") or []), meta.get("message_id") or ""],
+    }
 
 
 def _failed(

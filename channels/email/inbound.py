@@ -1,0 +1,161 @@
+"""From one raw email to one stored message: the path the SMTP receiver and the IMAP poller
+share.
+
+``accept`` parses the message (channels.email.message), stays silent on what must never be
+answered (auto-replies, bounces, mailing lists, no-reply senders: stored nothing, logged), keeps
+the attachments the gateway takes (audio for transcription, images and PDFs for moderators)
+under ``DATA_DIR``, and stores the message through ``gateway.ingest.store``: unique on
+(channel, Message-ID, or a hash of the raw message when it has none), so a message delivered
+twice, or read again from the mailbox, is stored once. The raw message is kept, encrypted with
+the other personal data (``raw_encrypted``). The caller acknowledges (SMTP 250, IMAP flag) only
+once ``accept`` has returned: a database failure raises, and the mail is offered again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import mimetypes
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from channels.base import IncomingMessage
+from channels.email.message import Attachment, ParsedEmail, parse
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "email"
+# Attachment kinds as the console lists them (gateway/locales/console: attachment_kinds).
+_KINDS = {"audio": "audio", "image": "image", "pdf": "file"}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    outcome: str  # stored | duplicate | ignored
+    reason: str = ""
+    message_id: int | None = None
+
+
+def split_address(address: str) -> tuple[str, str, str]:
+    """("participez", "parc", "ville.fr") for participez+parc@ville.fr; the tag may be ""."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    base, _, tag = local.partition("+")
+    return base, tag, domain
+
+
+def ours(address: str, own: str) -> bool:
+    """Whether an address is the gateway's own, plus-tagged or not."""
+    if not own or "@" not in address:
+        return False
+    base, _, domain = split_address(address)
+    own_base, _, own_domain = split_address(own)
+    return (base, domain) == (own_base, own_domain)
+
+
+def our_recipient(candidates: list[str] | tuple[str, ...], own: str) -> str | None:
+    """The address the resident wrote to, among the envelope's and the headers' recipients:
+    a plus-tagged one first (it names a campaign), else the plain one."""
+    mine = [a.strip().lower() for a in candidates if ours(a, own)]
+    tagged = [a for a in mine if split_address(a)[1]]
+    found = tagged or mine
+    return found[0] if found else None
+
+
+def _save(data_path: Path, item: Attachment) -> dict[str, Any]:
+    digest = hashlib.sha256(item.data).hexdigest()[:32]
+    ext = mimetypes.guess_extension(item.content_type) or Path(item.filename).suffix or ".bin"
+    ext = ext if len(ext) <= 6 and ext[1:].isalnum() else ".bin"
+    folder = "audio" if item.kind == "audio" else "media"
+    relative = f"{folder}/email/{digest}{ext}"
+    target = data_path / relative
+    if not target.exists():  # the same content twice (a duplicate delivery): one file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(target.suffix + ".part")
+        partial.write_bytes(item.data)
+        partial.replace(target)
+    return {
+        "kind": _KINDS.get(item.kind, "file"),
+        "path": relative,
+        "content_type": item.content_type,
+        "size": len(item.data),
+        "name": item.filename or None,
+    }
+
+
+def to_incoming(
+    parsed: ParsedEmail,
+    raw: bytes,
+    *,
+    data_path: Path,
+    own_address: str,
+    envelope_to: tuple[str, ...] = (),
+    too_large: bool = False,
+) -> IncomingMessage:
+    attachments = [_save(data_path, item) for item in parsed.attachments]
+    attachments += [{"kind": "refused", "name": label} for label in parsed.refused]
+    if too_large:
+        attachments.append({"kind": "refused", "name": "message (too large)"})
+    text = parsed.text
+    meta = {
+        "message_id": parsed.message_id,
+        "subject": parsed.subject,
+        "in_reply_to": parsed.in_reply_to,
+        "references": list(parsed.references),
+        "eml": base64.b64encode(raw).decode("ascii"),
+    }
+    return IncomingMessage(
+        channel=CHANNEL,
+        provider_message_id=parsed.message_id,
+        sender=parsed.sender,
+        recipient=our_recipient([*envelope_to, *parsed.recipients], own_address),
+        text=text,
+        received_at=datetime.now(UTC),
+        attachments=attachments,
+        raw=meta,
+    )
+
+
+def accept(
+    runtime: Any, raw: bytes, *, envelope_to: tuple[str, ...] = (), too_large: bool = False
+) -> Accepted:
+    """Parse and store one email (see the module doc). Raises SQLAlchemyError when the
+    database is down, so that the caller does not acknowledge the mail."""
+    from gateway import ingest
+    from gateway.privacy import log_id
+
+    settings = runtime.settings
+    parsed = parse(raw, max_attachment_bytes=settings.email_max_attachment_bytes)
+    if parsed.automatic:
+        log.info("email %s not answered: %s", _short(parsed.message_id), parsed.automatic)
+        return Accepted("ignored", parsed.automatic)
+    if not parsed.sender or "@" not in parsed.sender:
+        log.info("email %s ignored: no sender address", _short(parsed.message_id))
+        return Accepted("ignored", "no sender")
+    incoming = to_incoming(
+        parsed,
+        raw,
+        data_path=settings.data_path,
+        own_address=settings.email_address,
+        envelope_to=envelope_to,
+        too_large=too_large,
+    )
+    (stored,) = ingest.store(runtime, [incoming])
+    sender = log_id(runtime.vault.lookup_hash(CHANNEL, parsed.sender))
+    if stored.duplicate:
+        return Accepted("duplicate", message_id=None)
+    log.info(
+        "email %s from %s stored (%d attachment(s) kept, %d refused)",
+        _short(parsed.message_id),
+        sender,
+        len(parsed.attachments),
+        len(parsed.refused),
+    )
+    return Accepted("stored", message_id=stored.message_id)
+
+
+def _short(message_id: str) -> str:
+    # A Message-ID often carries the sender's domain or name: log a digest of it.
+    return hashlib.sha256(message_id.encode()).hexdigest()[:10]

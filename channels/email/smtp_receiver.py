@@ -1,0 +1,80 @@
+"""The gateway's own SMTP receiver (aiosmtpd), for local use or for a mail server that forwards
+the campaign's address to it.
+
+It accepts mail for the gateway's address only (``EMAIL_ADDRESS`` and its plus addresses:
+``participez+parc@…``), refuses anything else at RCPT (550: it is not an open relay), refuses
+messages over ``EMAIL_MAX_BYTES`` (552, from aiosmtpd), and answers 250 only once the message is
+stored; if the database is down it answers 451 so that the sending server tries again later.
+Run it with ``gateway email smtpd``, or inside ``gateway serve`` with ``SMTP_RECEIVER_PORT``.
+It speaks plain SMTP: put it on loopback or behind the city's mail server, which does TLS,
+spam filtering and authentication of the outside world.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
+
+from channels.email.inbound import accept, ours
+
+log = logging.getLogger(__name__)
+
+
+class Handler:
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if not ours(address, self.runtime.settings.email_address):
+            log.info("smtp receiver: recipient refused (not the gateway's address)")
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                None, lambda: accept(self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos))
+            )
+        except SQLAlchemyError as exc:
+            log.error("smtp receiver: database unavailable (%s)", type(exc).__name__)
+            return "451 4.3.0 Storage unavailable, please try again later"
+        except Exception:
+            log.exception("smtp receiver: message could not be read")
+            return "451 4.3.0 Temporary failure, please try again later"
+        log.info("smtp receiver: %s %s", result.outcome, result.reason)
+        return "250 2.0.0 OK"
+
+
+def make_protocol(runtime: Any) -> SMTP:
+    settings = runtime.settings
+    return SMTP(
+        Handler(runtime),
+        data_size_limit=settings.email_max_bytes,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        ident="Agora gateway",
+    )
+
+
+async def start(runtime: Any, host: str, port: int) -> asyncio.AbstractServer:
+    """Listen on (host, port); returns the server (close it to stop)."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: make_protocol(runtime), host=host, port=port)
+    log.info("smtp receiver listening on %s:%d", host, port)
+    return server
