@@ -66,6 +66,7 @@ import base64
 import binascii
 import contextlib
 import email
+import functools
 import hashlib
 import quopri
 import re
@@ -278,6 +279,10 @@ def _addresses(values: Iterable[str]) -> list[tuple[str, str]]:
             if len(value) > _MAX_ADDRESS_LIST:  # cut at an address boundary
                 value = value[: value.rfind(",", 0, _MAX_ADDRESS_LIST) + 1 or _MAX_ADDRESS_LIST]
             pairs = [(_decode_words(name), address) for name, address in getaddresses([value])]
+        elif "(" in value and not all(name for name, _ in pairs):
+            # "m@example.org (Marie)": the old way of naming, a comment the registry drops.
+            named = {address.lower(): name for name, address in getaddresses([value]) if name}
+            pairs = [(name or named.get(address.lower(), ""), address) for name, address in pairs]
         for name, address in pairs:
             found.append((_one_line(name[: MAX_NAME * 4])[:MAX_NAME], _bare(address)))
     return found
@@ -724,9 +729,16 @@ _OUTLOOK_SENT = re.compile(rf"^\*?(?:envoy[ée]|sent|date){_COLON}", re.IGNORECA
 _OUTLOOK_ONE_LINE = re.compile(
     rf"^\*?(?:de|from){_COLON}.{{1,300}}?\s\*?(?:envoy[ée]|sent){_COLON}", re.IGNORECASE
 )
+# Mobile and webmail footers: a device or a product follows, not any words ("Envoyé par
+# courrier le 3 mars." is a resident's sentence).
+_DEVICES = (
+    r"mon|ma|mes|un|une|l['’]application|l['’]appli|la\smessagerie|yahoo|outlook|courrier"
+    r"|mail|gmail|orange|sfr|free|proton|samsung|huawei|xiaomi|iphone|ipad|android|galaxy"
+)
 _FOOTER = re.compile(
-    r"^(?:envoy[ée]e?\s(?:de|depuis|à\spartir\sde|a\spartir\sde|avec|par)\s.{2,80}"
-    r"|sent\s(?:from|with|via|using)\s.{2,80}"
+    rf"^(?:envoy[ée]e?\s(?:de|depuis|à\spartir\sde|a\spartir\sde|avec|via)\s(?:{_DEVICES})\b.{{0,80}}"
+    r"|sent\s(?:from|with|via|using)\s(?:my|yahoo|outlook|mail|gmail|proton|aol|samsung"
+    r"|blackberry|the\s)\b.{0,80}"
     r"|(?:get|download)\soutlook\sfor\s.{2,40}"
     r"|(?:t[ée]l[ée]charge[zr]|obtenez|obtenir)\soutlook\spour\s.{2,40})$",
     re.IGNORECASE,
@@ -739,24 +751,27 @@ _BLANKS = re.compile(r"\n{4,}")
 _LONG_LINE = 400  # longer lines are not attributions nor header lines worth matching
 
 
+_QUOTE_PREFIX = re.compile(r"[ \t]*+(?:>[ \t]*+)*+")
+_MAX_UNQUOTE = 20  # quote levels a forwarded message can sit in
+
+
 def _quote_depth(line: str) -> int:
-    depth = 0
-    rest = line.lstrip()
-    while rest.startswith(">"):
-        depth += 1
-        rest = rest[1:].lstrip(" ")
-    return depth
+    """How many ">" start the line ("> > text" and ">> text" are both 2)."""
+    prefix = _QUOTE_PREFIX.match(line)
+    return prefix.group().count(">") if prefix else 0
+
+
+@functools.lru_cache(maxsize=_MAX_UNQUOTE + 1)
+def _unquoting(levels: int) -> re.Pattern[str]:
+    return re.compile(rf"(?:[ \t]*+> ?){{0,{levels}}}")
 
 
 def _unquote(line: str, levels: int) -> str:
-    for _ in range(levels):
-        stripped = line.lstrip()
-        if not stripped.startswith(">"):
-            break
-        line = stripped[1:]
-        if line.startswith(" "):
-            line = line[1:]
-    return line
+    """The line without its first ``levels`` quote markers (and the space after each)."""
+    if not levels:
+        return line
+    prefix = _unquoting(min(levels, _MAX_UNQUOTE)).match(line)
+    return line[prefix.end() :] if prefix else line
 
 
 class _Cutter:
@@ -802,12 +817,12 @@ class _Cutter:
             return False
         if _REPLY_SEPARATOR.match(line) or _OUTLOOK_ONE_LINE.match(line):
             return True
+        if not (_OUTLOOK_FROM.match(line) or _UNDERSCORES.match(line)):
+            return False
         following = [self._line(i) for i in range(index + 1, min(index + 5, len(self.lines)))]
         if _OUTLOOK_FROM.match(line):
             return any(_OUTLOOK_SENT.match(other) for other in following)
-        if _UNDERSCORES.match(line):
-            return bool(_OUTLOOK_FROM.match(next((o for o in following if o), "")))
-        return False
+        return bool(_OUTLOOK_FROM.match(next((o for o in following if o), "")))
 
     def _quoted_next(self, index: int) -> bool:
         """Whether the next non-blank line from ``index`` is quoted."""
@@ -828,7 +843,7 @@ class _Cutter:
             if len(stripped) <= _LONG_LINE and _FORWARD.match(_unquote(stripped, depth).strip()):
                 self.segments.append([])
                 state, header_seen = "headers", False
-                self.unquote += depth
+                self.unquote = min(self.unquote + depth, _MAX_UNQUOTE)
                 index += 1
                 continue
             if state == "headers":
@@ -836,8 +851,9 @@ class _Cutter:
                     state = "text" if header_seen else state
                     index += 1
                     continue
-                if depth and not header_seen:  # the forwarded message is quoted (Apple Mail)
-                    self.unquote += depth
+                if depth and not header_seen and self.unquote < _MAX_UNQUOTE:
+                    # The forwarded message is quoted (Apple Mail): unquote it.
+                    self.unquote = min(self.unquote + depth, _MAX_UNQUOTE)
                     continue
                 previous = self._line(index - 1) if index else ""
                 if len(stripped) <= _LONG_LINE and (
@@ -980,17 +996,46 @@ def _kind(content_type: str, filename: str) -> tuple[str, str] | None:
     return None
 
 
+_LONE_BACKSLASH = re.compile(r'\\(?![\\"])')
+
+
+def _raw_param(part: Message, header: str, param: str) -> str | None:
+    """A parameter read from the header as written: 8-bit names (raw UTF-8 or Latin-1)
+    decoded, where ``get_filename`` would give replacement characters."""
+    for name, value in part.raw_items():
+        if str(name).strip().lower() == header:
+            text = _fix_surrogates(_FOLD.sub("", str(value)))[:_MAX_HEADER_CHARS]
+            # Windows mailers quote paths without escaping them ("C:\Users\..."): keep the
+            # backslashes, so that the directory part can be removed.
+            text = _LONE_BACKSLASH.sub(r"\\\\", text)
+            params = getattr(_REGISTRY(header, text), "params", {})
+            found = params.get(param)
+            return str(found) if found is not None else None
+    return None
+
+
 def _filename(part: Message) -> str:
     """The file name for display: decoded, no directory, no control character, 100 chars."""
-    try:
-        name = part.get_filename()
-    except Exception:
-        return ""
+    name: str | None = None
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        try:
+            name = _raw_param(part, header, param)
+        except Exception:
+            name = None
+        if name:
+            break
+    if not name:
+        name = _guard(lambda: part.get_filename(), None)
     if not name:
         return ""
-    name = _one_line(_decode_words(_fix_surrogates(str(name))))
+    name = _decode_words(_fix_surrogates(str(name)))
+    # Control and format characters (a right-to-left override can show "photo\u202egpj.exe"
+    # as "photoexe.jpg") go; line breaks and tabs become single spaces.
+    name = "".join(
+        ch for ch in name if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
+    )
+    name = " ".join(name.split())
     name = name.replace("\\", "/").rpartition("/")[2].strip()
-    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
     if name in (".", ".."):
         return ""
     if len(name) <= MAX_FILENAME:
@@ -1029,11 +1074,15 @@ def _payload(part: Message, *, strict: bool) -> bytes | None:
     length is a decoding error. Text parts are decoded leniently: a few broken characters
     should not cost a resident's words.
     """
+    encoding = _encoding(part)
+    if encoding in ("", "7bit", "8bit", "binary"):
+        # decode=True gives the bytes as received; without it, 8-bit bytes are replaced.
+        data = part.get_payload(decode=True)
+        return data if isinstance(data, bytes) else None
     payload = part.get_payload()
     if not isinstance(payload, str):
         return None
     raw = payload.encode("utf-8", "surrogateescape")
-    encoding = _encoding(part)
     if encoding == "base64":
         compact = re.sub(rb"\s+", b"", raw)
         try:
@@ -1047,9 +1096,7 @@ def _payload(part: Message, *, strict: bool) -> bytes | None:
             return raw
     if encoding == "quoted-printable":
         return quopri.decodestring(raw)
-    if encoding in ("", "7bit", "8bit", "binary"):
-        return raw
-    decoded = part.get_payload(decode=True)  # uuencode and the like
+    decoded = part.get_payload(decode=True)  # uuencode; an unknown encoding gives raw
     if isinstance(decoded, bytes) and (decoded != raw or not strict):
         return decoded
     return None if strict else raw
@@ -1225,6 +1272,6 @@ class _Reader:
         elif name == "pdf" and b"%PDF-" not in data[:1024]:
             self._refuse(filename, "unreadable")
             return
-        if any(a.data == data and a.kind == name for a in self.attachments):
+        if any(a.data == data and a.filename == filename for a in self.attachments):
             return  # the same file in two alternatives of one mail
         self.attachments.append(Attachment(name, filename, stored_type, data))
