@@ -35,6 +35,10 @@ class OutgoingText:
     text: str
     # Answer buttons, rows of {"text", "data"}, for channels that show them (Telegram).
     buttons: list[list[dict[str, str]]] | None = None
+    # What to thread the reply on, for channels that thread (email): subject, in_reply_to,
+    # references.
+    thread: dict[str, Any] | None = None
+    key: str | None = None  # the catalogue key of the text (receipt, notice, moderator answer)
 
 
 class SendError(Exception):

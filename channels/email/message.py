@@ -5,59 +5,85 @@ message gives a ``ParsedEmail`` with whatever could be read (at worst an empty t
 ``sha256:`` id). Only the standard library is used (``email`` with ``policy.default``,
 ``email.headerregistry``, ``email.utils``, ``html.parser``).
 
-What is kept, and why:
+The text
+  The plain part of ``multipart/alternative`` is preferred (it is what the resident's mailer
+  wrote; HTML is a rendering of it), unless it is empty. HTML-only mail becomes plain text:
+  head, script and style dropped, paragraphs and ``<br>`` as line breaks, entities decoded,
+  links reduced to their text, blockquotes as ">" lines (so that quotes are cut alike).
+  Text parts of ``multipart/mixed`` are read in order (Apple Mail splits the text around a
+  photo). ``format=flowed`` (Thunderbird, Apple Mail) is unwrapped. Charsets: the declared
+  one when Python knows it and the bytes fit it; ISO-8859-1 is read as Windows-1252 (as
+  browsers do: mailers label one as the other, and ’ “ ” € œ live in the difference);
+  unknown or wrong labels fall back to UTF-8 if the bytes are valid UTF-8, UTF-8 with
+  replacement characters if they mostly are, else Windows-1252/Latin-1. Newlines become
+  "\n", trailing spaces go. ``original_text`` is that whole body.
 
-- The text is the resident's words. In ``multipart/alternative`` the plain part is
-  preferred (it is what the resident's mailer wrote; HTML is a rendering of it); HTML-only
-  mail is turned into plain text. Parts of ``multipart/mixed`` are read in order (Apple Mail
-  splits the text around a photo).
-- Quoted replies are cut (``text``), the whole body stays in ``original_text``:
-
-  * lines starting with ">" are dropped;
-  * an attribution line ("Le lun. 3 mars 2025 à 10:00, Marie <m@x.fr> a écrit :", "On ...
-    wrote:", possibly wrapped over two or three lines as Gmail does) must contain a digit
-    (a date), so that "Le maire a écrit :" in a resident's sentence is not one. When the
-    lines after it are ">"-quoted, the attribution and the quote are dropped and what
-    follows the quote is kept: a resident who answers below the quote (bottom posting)
-    keeps their words. When they are not quoted, everything from it onward is cut;
+Cutting quotes, signatures and footers (``text``)
+  * Lines starting with ">" are dropped.
+  * An attribution ("Le lun. 3 mars 2025 à 10:00, Marie <m@x.fr> a écrit :", "On ... wrote:",
+    wrapped over up to three lines as Gmail does) must contain a digit (a date) or end with
+    an address. Followed by a ">" quote, the attribution and the quote are dropped and what
+    follows the quote is kept (a resident who answers below the quote keeps their words).
+    Followed by unquoted text, everything from it onward is cut if it names an address,
+    else it is a resident's sentence ("Le 3 mars, le maire a écrit :") and stays.
   * "-----Original Message-----", "-------- Message d'origine --------", a line of
-    underscores followed by "De :", and an Outlook header block ("De : ..." then
-    "Envoyé :"/"Sent:"/"Date :" within the next lines) cut everything from there onward;
-  * a forwarded message ("---------- Forwarded message ---------", "-------- Message
-    transféré --------", "Début du message réexpédié :", "Begin forwarded message:") is
-    what a resident wants to share: only its header block (De/From/Date/Objet/Subject/À/To/
-    Cc... lines) is dropped, its body is kept. Apple Mail quotes forwarded bodies: a
-    forward marker found inside a quote unquotes what follows. When the subject says the
-    mail is a forward ("TR :", "Fwd:", "Fw:", "WG:"...), the Outlook block and "Message
-    d'origine" separators are forwards too (Outlook and Samsung write forwards and replies
-    the same way);
-  * the signature, from a line that is exactly "-- " (or "--"), is cut up to the next
-    forward marker (Gmail puts the signature above the forwarded message); mobile footers
-    ("Envoyé de mon iPhone", "Sent from my Galaxy", "Téléchargez Outlook pour Android"...)
-    are dropped when they end a block of text, never in the middle of one;
-  * if all this leaves nothing while the mail had text, the text is ``original_text``:
-    a resident's words are never lost.
+    underscores before "De :", and an Outlook block ("De :" then "Envoyé :" or "Sent:"
+    within four lines; "De : <address>" then "Date :") cut everything from there onward.
+    A pasted letter ("De : Marie Dupont / Date : 3 mars") is not a reply header.
+  * A forwarded message ("---------- Forwarded message ---------", "-------- Message
+    transféré --------", "Début du message réexpédié :", "Begin forwarded message:") is what
+    the resident wants to share: its header block (De/From/Date/Objet/Subject/À/To/Cc...
+    lines) is dropped, its body kept, after the resident's own words and a blank line.
+    Apple Mail quotes forwarded bodies: they are unquoted. Outlook and Samsung write
+    forwards exactly like replies: when the subject says forward ("TR :", "Fwd:", "Fw:",
+    "WG:"...), their blocks and separators introduce a kept forward instead of a cut.
+  * The signature, from a line that is exactly "-- " or "--", is cut up to the next forward
+    marker (Gmail puts the signature above the forwarded message).
+  * Mobile footers ("Envoyé de mon iPhone", "Envoyé depuis mon smartphone Samsung Galaxy",
+    "Sent from my iPhone", "Téléchargez Outlook pour Android"...) are dropped when they end
+    the resident's text or a forwarded message, never in the middle of the text.
+  * Leading and trailing blank lines go, more than two blank lines in a row become two. If
+    all this leaves nothing while the mail had text, ``text`` is ``original_text``: a
+    resident's words are never lost.
 
-- Attachments: audio, images (JPEG, PNG, GIF, WebP, HEIC) and PDF are kept, everything else
-  is refused and listed (``refused``) so that the resident can be told. Images and PDFs
-  are checked by their first bytes (a program named photo.jpg is refused); an image whose
-  bytes say another accepted format keeps the format of its bytes. Phones send voice memos
-  and some mailers send PDFs as ``application/octet-stream``: the file name's extension
-  decides then (and the bytes, for PDFs and images). A small image referenced by the HTML
-  (a logo in a signature) is layout, neither kept nor refused. A forwarded message attached
-  whole (``message/rfc822``) gives its attachments and its text, added after a blank line.
-- ``automatic`` says why no answer must go back (auto-replies, bounces, lists, no-reply
-  senders): answering them makes mail loops.
-- Identifiers: Message-IDs lose their angle brackets and whitespace; one longer than 120
-  characters becomes "sha256:" + the hash of the id (the column holds 128), and so do
-  In-Reply-To and References, so that threading matches what was stored.
+Attachments
+  Kept: audio (``audio/*``, ``application/ogg``, and ``application/octet-stream`` named
+  .mp3/.m4a/.ogg/.oga/.opus/.wav/.amr/.3gp, stored under the matching audio type), images
+  (JPEG, PNG, GIF, WebP, HEIC; not SVG, which can carry scripts) and PDF (also as
+  octet-stream named .pdf, .jpg...). Images and PDFs are checked by their first bytes: a
+  program named photo.jpg is refused, a PNG labelled JPEG is kept as PNG. Refused, and
+  listed so that the resident can be told: "name (type)" for any other type, "name (too
+  large)" over ``max_attachment_bytes``, "name (unreadable)" when the transfer encoding
+  does not decode or the bytes are not what the type says ("(type)" alone when unnamed).
+  A small image (under 20 KB) that the HTML shows by its Content-ID is layout (a logo, a
+  signature picture): neither kept nor refused. Signatures (PGP, S/MIME) and delivery
+  reports' machine parts are ignored too. A message forwarded whole (``message/rfc822``)
+  adds its text (after a blank line) and its attachments. File names lose any directory
+  part, control and bidirectional-override characters (which can disguise "gpj.exe" as
+  ".jpg"), and are cut to 100 characters keeping the extension.
+
+Headers
+  ``automatic`` says why no answer must go back (answering makes mail loops): the first of
+  Auto-Submitted (not "no"), X-Autoreply / X-Autorespond / X-Auto-Response-Suppress (All,
+  OOF), Precedence (bulk, junk, list, auto_reply), List-Id / List-Unsubscribe,
+  multipart/report, a no-reply sender (mailer-daemon, postmaster, no-reply, noreply-xyz,
+  do-not-reply, bounces+...), Return-Path "<>", an auto-reply subject ("Réponse
+  automatique", "Automatic reply", "Out of Office", "Auto:", "Absence" alone, "Absence :",
+  "Absence du bureau"; "Absence de bancs au parc" is a contribution). Message-IDs lose their
+  angle brackets and whitespace; one longer than 120 characters becomes "sha256:" + the
+  hash of the id (the column holds 128), and so do In-Reply-To and References, so that
+  threading matches what was stored. Subject, display names and file names are one line:
+  decoded encoded-words cannot inject a header. Raw 8-bit headers (UTF-8 or Latin-1 without
+  encoded-words) are decoded. ``extra`` may hold "reply_to" (when it differs from the
+  sender) and "mailer" (X-Mailer or User-Agent).
 
 Hostile input is bounded: Python's header parser and ``html.parser`` take quadratic time on
-some crafted values (a 64 KB From header of quotes takes seconds), so header values are
-cut before parsing (2,000 characters through the policy, 8,000 for the subject, longer
-address lists go through ``email.utils.getaddresses``), and HTML is tokenised by a linear
-pre-pass that escapes every "<" not starting a well-formed tag before ``html.parser`` sees
-it. MIME nesting and the number of parts read are capped.
+some crafted values (a 64 KB From header of quotes takes seconds, 300 KB of "<a " in HTML
+takes minutes), so header values are cut before parsing (2,000 characters through the
+policy, 8,000 for the subject; longer address lists go through ``email.utils.getaddresses``),
+and HTML goes through a linear pre-pass that escapes every "<" not starting a well-formed tag
+before ``html.parser`` sees it. MIME nesting (16), parts read (300) and nested forwards (3)
+are capped.
 """
 
 from __future__ import annotations
@@ -68,7 +94,6 @@ import contextlib
 import email
 import functools
 import hashlib
-import quopri
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -726,6 +751,7 @@ _COLON = r"\s*+(?:\*\s*+)?:"  # "De :", "De:", "*De :*" (Outlook's bold as plain
 _HEADER_LINE = re.compile(rf"^\*?(?:{_HEADER_NAMES}){_COLON}", re.IGNORECASE)
 _OUTLOOK_FROM = re.compile(rf"^\*?(?:de|from){_COLON}", re.IGNORECASE)
 _OUTLOOK_SENT = re.compile(rf"^\*?(?:envoy[ée]|sent|date){_COLON}", re.IGNORECASE)
+_OUTLOOK_SENT_ONLY = re.compile(rf"^\*?(?:envoy[ée]|sent){_COLON}", re.IGNORECASE)
 _OUTLOOK_ONE_LINE = re.compile(
     rf"^\*?(?:de|from){_COLON}.{{1,300}}?\s\*?(?:envoy[ée]|sent){_COLON}", re.IGNORECASE
 )
@@ -821,7 +847,11 @@ class _Cutter:
             return False
         following = [self._line(i) for i in range(index + 1, min(index + 5, len(self.lines)))]
         if _OUTLOOK_FROM.match(line):
-            return any(_OUTLOOK_SENT.match(other) for other in following)
+            # "Envoyé :" is Outlook's own; "Date :" could start a letter a resident pasted
+            # ("De : Marie Dupont / Date : 3 mars"), so it needs an address after "De :".
+            if any(_OUTLOOK_SENT_ONLY.match(other) for other in following):
+                return True
+            return "@" in line and any(_OUTLOOK_SENT.match(other) for other in following)
         return bool(_OUTLOOK_FROM.match(next((o for o in following if o), "")))
 
     def _quoted_next(self, index: int) -> bool:
@@ -880,10 +910,14 @@ class _Cutter:
                 continue
             taken = self._attribution(index)
             if taken:
-                if not self._quoted_next(index + taken):
+                if self._quoted_next(index + taken):
+                    index += taken  # the quote's lines go one by one, what follows stays
+                    continue
+                attribution = " ".join(self._line(i) for i in range(index, index + taken))
+                if "@" in attribution:
                     break  # the previous message follows unquoted: nothing after is ours
-                index += taken  # the quote's lines are dropped one by one, what follows stays
-                continue
+                # Without a quote nor an address, it is a resident's sentence ("Le 3 mars,
+                # le maire a écrit :"): kept.
             if line.rstrip() == "--":
                 state = "skip"
                 index += 1
@@ -1061,8 +1095,19 @@ def _disposition(part: Message) -> str:
 
 
 def _encoding(part: Message) -> str:
+    """The transfer encoding, normalised ("BASE64 (comment)" is base64).
+
+    The part's header is rewritten to that value when it differs, so that the standard
+    decoder (which compares the header's text) decodes what the mailer meant.
+    """
     try:
-        return str(part.get("content-transfer-encoding", "") or "").strip().lower()
+        header = part.get("content-transfer-encoding")
+        if header is None:
+            return ""
+        encoding = str(getattr(header, "cte", header)).strip().lower()
+        if str(header).lower() != encoding:
+            part.replace_header("content-transfer-encoding", encoding)
+        return encoding
     except Exception:
         return ""
 
@@ -1075,8 +1120,9 @@ def _payload(part: Message, *, strict: bool) -> bytes | None:
     should not cost a resident's words.
     """
     encoding = _encoding(part)
-    if encoding in ("", "7bit", "8bit", "binary"):
-        # decode=True gives the bytes as received; without it, 8-bit bytes are replaced.
+    if encoding in ("", "7bit", "8bit", "binary", "quoted-printable"):
+        # decode=True works on the bytes as received (quoted-printable never fails);
+        # without it, 8-bit bytes would be replaced before we see them.
         data = part.get_payload(decode=True)
         return data if isinstance(data, bytes) else None
     payload = part.get_payload()
@@ -1094,8 +1140,6 @@ def _payload(part: Message, *, strict: bool) -> bytes | None:
             return base64.b64decode(compact + b"==", validate=False)
         except (binascii.Error, ValueError):
             return raw
-    if encoding == "quoted-printable":
-        return quopri.decodestring(raw)
     decoded = part.get_payload(decode=True)  # uuencode; an unknown encoding gives raw
     if isinstance(decoded, bytes) and (decoded != raw or not strict):
         return decoded
