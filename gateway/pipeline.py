@@ -481,6 +481,7 @@ def _apply(
 
     language = contributor.language
     sender = reply_from or _default_sender(runtime, channel)
+    titles = {c.slug: c.title for c in campaigns.values()}
     rows: list[OutboundMessage] = []
     for index, reply in enumerate(outcome.replies):
         params = dict(reply.params)
@@ -505,7 +506,6 @@ def _apply(
         if channel == "telegram":
             from channels.telegram.commands import keyboard
 
-            titles = {c.slug: c.title for c in campaigns.values()}
             rows[-1].buttons = keyboard(reply.key, outcome.state, titles, language)
     _withhold_over_limit(runtime, session, contributor, rows, now)
     session.add_all(rows)

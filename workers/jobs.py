@@ -56,20 +56,12 @@ def expire_conversation(conversation_id: int) -> int:
 def process_recording(message_id: int) -> int | None:
     """A recording callback: fetch, file, then queue the transcription (own queue)."""
     from gateway import recordings
-    from gateway.queues import TRANSCRIPTION
 
     runtime = get_runtime()
     outbound_ids, contribution_id = recordings.process_recording(runtime, message_id)
     outbound.enqueue(runtime, outbound_ids)
     if contribution_id is not None:
-        runtime.queue(TRANSCRIPTION).enqueue(
-            transcribe_contribution,
-            contribution_id,
-            job_id=f"transcribe-{contribution_id}",
-            job_timeout=3600,
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-        )
+        pipeline.enqueue_transcriptions(runtime, [contribution_id])
     return contribution_id
 
 
