@@ -53,7 +53,7 @@ def seed(data_dir: Path, n: int) -> int:
     from gateway.models import Campaign, Contribution, Contributor
     from gateway.moderation import accounts
     from gateway.pipeline import next_reference
-    from gateway.privacy import new_contributor_id
+    from gateway.privacy import contributor_address, new_contributor_id
     from gateway.runtime import Runtime
     from gateway.settings import Settings
 
@@ -74,7 +74,10 @@ def seed(data_dir: Path, n: int) -> int:
                     public_id=new_contributor_id(),
                     channel="sms",
                     address_hash=runtime.vault.lookup_hash("sms", number),
-                    address_encrypted=runtime.vault.encrypt(number),
+                    address_encrypted=runtime.vault.encrypt(
+                        number,
+                        contributor_address("sms", runtime.vault.lookup_hash("sms", number)),
+                    ),
                 )
                 session.add(contributor)
                 voice = i % 7 == 0

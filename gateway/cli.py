@@ -18,22 +18,29 @@ import click
 from sqlalchemy import select
 
 from gateway import campaigns as campaign_files
-from gateway import db, logs
+from gateway import db, files, logs
 from gateway.queues import QUEUES
 from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 log = logging.getLogger("gateway")
 
 
 def _settings() -> Settings:
-    return Settings.load()
+    try:
+        return Settings.load()
+    except SettingsError as exc:  # one clear line, not a traceback
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default=None, help="DEBUG, INFO or WARNING.")
 def main(log_level: str | None) -> None:
     """Agora gateway: residents contribute to a city's consultations by SMS, voice, chat, email."""
+    # Before anything is written: the database, recordings, mail, the embedded Redis's files
+    # and the secret key are the gateway user's only (gateway.files), whatever the login
+    # shell's umask; child processes (the embedded Redis, pre-forked web processes) inherit it.
+    os.umask(files.PROCESS_UMASK)
     logs.configure(log_level or _settings().log_level)
 
 
@@ -57,7 +64,10 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
 
     from gateway.web import load_campaigns
 
-    settings = _settings().ensure_secret_key()
+    try:
+        settings = _settings().ensure_secret_key()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
     host = host or settings.host
     port = port or settings.port
     # Schema and campaigns once, before any web process starts: a clear message instead of a
@@ -322,7 +332,7 @@ def models_install(name: str | None, archive: Path | None, allow_unpinned: bool)
     from transcription import models
 
     settings = _settings()
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    files.secure_data_dir(settings.data_path)
     try:
         if archive is not None:
             info = models.install_from_zip(archive, settings.data_path)
@@ -473,7 +483,7 @@ def _drain(runtime: Runtime) -> None:
 def _open(redis: bool = True) -> Runtime:
     try:
         runtime = Runtime.open(_settings())
-    except db.SchemaNotCurrent as exc:
+    except (db.SchemaNotCurrent, SettingsError) as exc:
         raise click.ClickException(str(exc)) from exc
     if redis and runtime.embedded:
         runtime.embedded.ensure_running()
@@ -483,12 +493,14 @@ def _open(redis: bool = True) -> Runtime:
 def _register_account_commands() -> None:
     from gateway.cli_accounts import moderators_group, tokens_group
     from gateway.cli_email import email_group
+    from gateway.cli_secrets import secrets_group
     from gateway.cli_telegram import telegram_group
 
     main.add_command(moderators_group)
     main.add_command(tokens_group)
     main.add_command(telegram_group)
     main.add_command(email_group)
+    main.add_command(secrets_group)
 
 
 _register_account_commands()

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import IncomingMessage
 from gateway.models import InboundMessage
-from gateway.privacy import log_id
+from gateway.privacy import inbound_raw, inbound_sender, log_id
 from gateway.queues import DEFAULT, INBOUND, inbound_batch_job_id, inbound_job_id
 from gateway.runtime import Runtime
 
@@ -54,17 +54,20 @@ def _text(value: str) -> str:
 def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
     vault = runtime.vault
     raw = json.dumps(message.raw, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    provider_id = _text(message.provider_message_id)  # as stored: the row's key in the bindings
     return {
         "channel": message.channel,
-        "provider_message_id": _text(message.provider_message_id),
+        "provider_message_id": provider_id,
         "sender_hash": vault.lookup_hash(message.channel, message.sender),
-        "sender_encrypted": vault.encrypt(message.sender),
+        "sender_encrypted": vault.encrypt(
+            message.sender, inbound_sender(message.channel, provider_id)
+        ),
         "recipient": _text(message.recipient) if message.recipient is not None else None,
         "text": _text(message.text),
         "attachments": message.attachments,
         "provider_ref": message.provider_ref,
         "kind": message.kind,
-        "raw_encrypted": vault.encrypt_bytes(raw),
+        "raw_encrypted": vault.encrypt_bytes(raw, inbound_raw(message.channel, provider_id)),
         "received_at": message.received_at,
         "state": "received",
         "attempts": 0,

@@ -33,7 +33,13 @@ from gateway.models import (
     ReferenceCounter,
 )
 from gateway.moderation import grouping
-from gateway.privacy import log_id, new_contributor_id
+from gateway.privacy import (
+    AddressVault,
+    contributor_address,
+    log_id,
+    new_contributor_id,
+    outbound_recipient,
+)
 from gateway.runtime import Runtime
 from gateway.sms_segments import encoding, segments
 from gateway.textnorm import clean
@@ -156,7 +162,7 @@ def _handle(
     if message is None or message.state != "received":
         return []
     now = now_utc()
-    contributor = _contributor_for(session, message, now)
+    contributor = _contributor_for(runtime, session, message, now)
     conv = session.scalar(
         select(Conversation).where(
             Conversation.contributor_id == contributor.id, Conversation.channel == message.channel
@@ -231,7 +237,7 @@ def _incoming(
     elif message.channel == "email":
         from channels.email import routing
 
-        meta = routing.meta(runtime.vault, message.raw_encrypted)
+        meta = routing.meta(runtime.vault, message)
         if routing.answering_a_loop(session, message, meta):
             log.info("email %d: an automatic sender repeating itself; not answered", message.id)
             return None, None
@@ -344,7 +350,9 @@ def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
     return outbound
 
 
-def _contributor_for(session: Session, message: InboundMessage, now: datetime) -> Contributor:
+def _contributor_for(
+    runtime: Runtime, session: Session, message: InboundMessage, now: datetime
+) -> Contributor:
     contributor = session.scalar(
         select(Contributor).where(
             Contributor.channel == message.channel,
@@ -356,7 +364,8 @@ def _contributor_for(session: Session, message: InboundMessage, now: datetime) -
             public_id=new_contributor_id(),
             channel=message.channel,
             address_hash=message.sender_hash,
-            address_encrypted=message.sender_encrypted,
+            # Encrypted again for its own row (privacy.Binding), not a copy of the message's.
+            address_encrypted=runtime.vault.sender_for_contributor(message),
             created_at=now,
         )
         session.add(contributor)
@@ -492,6 +501,7 @@ def _apply(
             contribution_id = filed.id
         rows.append(
             outbound_row(
+                vault=runtime.vault,
                 decision_key=f"{decision}-r{index}",
                 channel=channel,
                 contributor=contributor,
@@ -524,6 +534,7 @@ def _apply(
 
 def outbound_row(
     *,
+    vault: AddressVault,
     decision_key: str,
     channel: str,
     contributor: Contributor,
@@ -541,7 +552,13 @@ def outbound_row(
         contributor_id=contributor.id,
         inbound_message_id=inbound_id,
         contribution_id=contribution_id,
-        recipient_encrypted=contributor.address_encrypted,
+        # Its own copy, encrypted for this row: an erased or unreadable address leaves None,
+        # which the outbound job records as a failure without sending.
+        recipient_encrypted=vault.rebind(
+            contributor.address_encrypted,
+            contributor_address(contributor.channel, contributor.address_hash),
+            outbound_recipient(decision_key),
+        ),
         sender=sender,
         text=text,
         message_key=key,

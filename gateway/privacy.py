@@ -5,20 +5,43 @@ as a keyed hash (HMAC-SHA256, so a returning sender is found without decrypting 
 Both keys derive from ``SECRET_KEY`` with HKDF and distinct labels, so one never serves as
 the other. Pseudonymous contributor ids are random, not derived from the address: they say
 nothing about it even to someone holding the secret key.
+
+Every ciphertext is bound to where it lives (a ``Binding``: its table and column, and a key of
+its row known when it is written) through AES-GCM's associated data. Someone who can write to
+the database but has no key cannot move a ciphertext to another row or column: copied, it no
+longer decrypts (``Unreadable``), so a notice cannot be redirected to another resident's
+address and a payload cannot be passed off as another message's. Values written before this
+binding existed (no version marker) are still read, without it; ``gateway secrets rewrap``
+binds them (automatic on SQLite at start-up, see gateway.secrets).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+log = logging.getLogger(__name__)
+
+# Format 2: marker + 96-bit nonce + ciphertext and tag, with the binding as associated data.
+# Format 1 (legacy, no marker): nonce + ciphertext and tag, no associated data. A legacy value
+# starts with a random nonce, which begins with this marker once in 2**32: such a value fails
+# format 2's check and is then read as format 1, so nothing is ever lost to the guess.
+MARKER = b"agv2"
+_NONCE = 12
 
 
 def _derive(secret_key: str, label: bytes) -> bytes:
@@ -27,38 +50,174 @@ def _derive(secret_key: str, label: bytes) -> bytes:
     )
 
 
+class Unreadable(ValueError):
+    """A ciphertext that does not decrypt where it is: moved from another row or column,
+    altered, or written under another key. Never carries the value or the key."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a ciphertext lives: ``table.column`` and the key of its row."""
+
+    column: str
+    row: tuple[str, ...]
+
+    def associated_data(self) -> bytes:
+        # JSON: an unambiguous encoding of the parts (no separator can be forged inside one).
+        return json.dumps(["agora-gateway", self.column, *self.row]).encode("utf-8")
+
+
+# The bindings, one per encrypted column. Each row key is known when the value is written and
+# never changes afterwards (a unique key of the row, or the look-up hash it is found by).
+def contributor_address(channel: str, address_hash: str | None) -> Binding:
+    return Binding("contributors.address_encrypted", (channel, address_hash or ""))
+
+
+def inbound_sender(channel: str, provider_message_id: str) -> Binding:
+    return Binding("inbound_messages.sender_encrypted", (channel, provider_message_id))
+
+
+def inbound_raw(channel: str, provider_message_id: str) -> Binding:
+    return Binding("inbound_messages.raw_encrypted", (channel, provider_message_id))
+
+
+def outbound_recipient(decision_key: str) -> Binding:
+    return Binding("outbound_messages.recipient_encrypted", (decision_key,))
+
+
+def voice_caller(call_sid: str) -> Binding:
+    return Binding("voice_calls.caller_encrypted", (call_sid,))
+
+
+class StoredMessage(Protocol):
+    """What the vault reads of a stored message (gateway.models.InboundMessage)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def provider_message_id(self) -> str: ...
+    @property
+    def sender_hash(self) -> str | None: ...
+    @property
+    def sender_encrypted(self) -> bytes | None: ...
+
+
 class AddressVault:
-    """AES-256-GCM with a random 96-bit nonce per value (stored as nonce + ciphertext + tag).
+    """AES-256-GCM with a random 96-bit nonce per value and the value's binding as associated
+    data.
 
     Chosen over Fernet for speed on the webhook's hot path (one C call per value) with the
-    same guarantees: confidentiality and integrity, a fresh nonce for every value.
+    same guarantees: confidentiality and integrity, a fresh nonce for every value; and Fernet
+    has no associated data.
     """
 
     def __init__(self, secret_key: str) -> None:
         if not secret_key:
             raise ValueError("SECRET_KEY is empty")
         self._secret_key = secret_key
+        self._legacy_seen = False
+
+    @cached_property
+    def _aes_key(self) -> bytes:
+        return _derive(self._secret_key, b"address-encryption")
 
     @cached_property
     def _aead(self) -> AESGCM:
-        return AESGCM(_derive(self._secret_key, b"address-encryption"))
+        return AESGCM(self._aes_key)
 
     @cached_property
     def _hash_key(self) -> bytes:
         return _derive(self._secret_key, b"address-lookup-hash")
 
-    def encrypt_bytes(self, value: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, value, None)
+    def encrypt_bytes(self, value: bytes, binding: Binding) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return MARKER + nonce + self._aead.encrypt(nonce, value, binding.associated_data())
 
-    def decrypt_bytes(self, token: bytes) -> bytes:
-        return self._aead.decrypt(bytes(token[:12]), bytes(token[12:]), None)
+    def decrypt_bytes(self, token: bytes, binding: Binding) -> bytes:
+        """The value, if ``token`` was written for ``binding`` (or before bindings existed);
+        ``Unreadable`` otherwise."""
+        token = bytes(token)
+        if token.startswith(MARKER):
+            start = len(MARKER)
+            try:
+                return self._aead.decrypt(
+                    token[start : start + _NONCE],
+                    token[start + _NONCE :],
+                    binding.associated_data(),
+                )
+            except InvalidTag:
+                pass  # perhaps a legacy value whose nonce starts with the marker
+        value = self.decrypt_legacy(token, binding)
+        if not self._legacy_seen:
+            self._legacy_seen = True
+            log.warning(
+                "values encrypted before their row binding remain (%s): run "
+                "`gateway secrets rewrap` (automatic on SQLite)",
+                binding.column,
+            )
+        return value
 
-    def encrypt(self, value: str) -> bytes:
-        return self.encrypt_bytes(value.encode("utf-8"))
+    def decrypt_legacy(self, token: bytes, binding: Binding) -> bytes:
+        """A value in the format before bindings (no associated data); ``binding`` only names
+        the column in the error."""
+        token = bytes(token)
+        try:
+            return self._aead.decrypt(token[:_NONCE], token[_NONCE:], None)
+        except InvalidTag:
+            raise Unreadable(f"{binding.column}: does not decrypt for this row") from None
 
-    def decrypt(self, token: bytes) -> str:
-        return self.decrypt_bytes(token).decode("utf-8")
+    def encrypt(self, value: str, binding: Binding) -> bytes:
+        return self.encrypt_bytes(value.encode("utf-8"), binding)
+
+    def decrypt(self, token: bytes, binding: Binding) -> str:
+        return self.decrypt_bytes(token, binding).decode("utf-8")
+
+    def decrypt_or_none(self, token: bytes | None, binding: Binding) -> str | None:
+        """The value, or None when there is none or it does not decrypt here (logged, without
+        the value): callers treat an unreadable address like an erased one."""
+        if token is None:
+            return None
+        try:
+            return self.decrypt(token, binding)
+        except Unreadable as exc:
+            log.warning("unreadable ciphertext ignored: %s", exc)
+            return None
+
+    def rebind(self, token: bytes | None, source: Binding, target: Binding) -> bytes | None:
+        """A value encrypted for ``source``, encrypted again for ``target`` (a contributor's
+        address taken from their first message, a reply's copy of the address); None when
+        there is nothing readable to copy."""
+        value = self.decrypt_or_none(token, source)
+        return None if value is None else self.encrypt(value, target)
+
+    def sender_for_contributor(self, message: StoredMessage) -> bytes | None:
+        """A stored message's sender address, encrypted for the contributor row of the same
+        channel and look-up hash (a new contributor takes it from their first message)."""
+        return self.rebind(
+            message.sender_encrypted,
+            inbound_sender(message.channel, message.provider_message_id),
+            contributor_address(message.channel, message.sender_hash),
+        )
+
+    def decrypt_any_context(self, token: bytes) -> bytes | None:
+        """The clear text of one of the gateway's ciphertexts, wherever it belongs, WITHOUT the
+        integrity check: for audits only (a test that searches every table for a resident's
+        address, as anyone holding the key could). The gateway's own reads never use it: it
+        would undo the binding. GCM encrypts with AES-CTR from the nonce's counter block 2
+        (NIST SP 800-38D), which is all this does; None when ``token`` is too short."""
+        token = bytes(token)
+        body = token[len(MARKER) :] if token.startswith(MARKER) else token
+        if len(body) < _NONCE + 16:
+            return None
+        nonce, ciphertext = body[:_NONCE], body[_NONCE:-16]
+        counter = Cipher(algorithms.AES(self._aes_key), modes.CTR(nonce + b"\x00\x00\x00\x02"))
+        decryptor = counter.decryptor()
+        return decryptor.update(ciphertext) + decryptor.finalize()
+
+    @staticmethod
+    def is_bound(token: bytes) -> bool:
+        """Whether a value is in the bound format (``gateway secrets rewrap`` skips it)."""
+        return bytes(token).startswith(MARKER)
 
     def lookup_hash(self, channel: str, address: str) -> str:
         # SMS and voice share one namespace: a resident who calls and texts from one number

@@ -28,6 +28,8 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 from rq import Queue
 
+from gateway import files
+
 log = logging.getLogger(__name__)
 
 INBOUND, TRANSCRIPTION, OUTBOUND, DEFAULT = "inbound", "transcription", "outbound", "default"
@@ -96,7 +98,10 @@ class EmbeddedRedis:
         self.owner = True
         if self.alive():
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Its append-only file holds the jobs, and so residents' messages: owner-only, like the
+        # rest of the data folder (gateway.files); the server inherits a 077 umask for what it
+        # writes (AOF folder and files, RDB, log, pid).
+        files.private_dir(self.dir)
         if len(str(self.socket)) > _MAX_SOCKET_PATH:
             raise RuntimeError(f"DATA_DIR is too deep for a Unix socket: {self.socket}")
         with contextlib.suppress(FileNotFoundError):
@@ -117,13 +122,14 @@ class EmbeddedRedis:
                 "",
             ]
         )
-        (self.dir / "redis.conf").write_text(config)
+        files.write_private(self.dir / "redis.conf", config.encode())
         subprocess.run(
             [redis_executable(), str(self.dir / "redis.conf")],
             check=True,
             timeout=10,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            umask=files.PROCESS_UMASK,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

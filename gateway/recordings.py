@@ -22,6 +22,8 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.twilio import ids as twilio_ids
+from gateway import files
 from gateway.i18n import translate
 from gateway.models import (
     Campaign,
@@ -38,7 +40,7 @@ from gateway.pipeline import (
     replies_last_hour,
     sender_lock,
 )
-from gateway.privacy import log_id, new_contributor_id
+from gateway.privacy import contributor_address, log_id, new_contributor_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,17 @@ def fetch_recording(runtime: Runtime, url: str, recording_sid: str) -> tuple[Pat
     """Download a recording (WAV) with the account's credentials into DATA_DIR/audio."""
     s = runtime.settings
     url = check_recording_url(runtime, url)
+    # The SID becomes a file name and the URL must name that recording of this account:
+    # checked here too, whatever the webhook let through (channels.twilio.ids).
+    try:
+        recording_sid = twilio_ids.recording_sid(recording_sid)
+    except twilio_ids.InvalidSid as exc:
+        raise RecordingRefused(str(exc)) from exc
+    expected = f"/2010-04-01/Accounts/{s.twilio_account_sid}/Recordings/{recording_sid}"
+    if urlsplit(url).path not in (expected, expected + ".wav", expected + ".mp3"):
+        raise RecordingRefused("recording URL does not name this account's recording")
     fetch_url = url if url.endswith((".wav", ".mp3")) else url + ".wav"
-    target_dir = audio_dir(runtime) / now_utc().strftime("%Y/%m")
-    target_dir.mkdir(parents=True, exist_ok=True)
+    target_dir = files.private_dir(audio_dir(runtime) / now_utc().strftime("%Y/%m"))
     try:
         response = requests.get(
             fetch_url,
@@ -128,6 +138,9 @@ def fetch_recording(runtime: Runtime, url: str, recording_sid: str) -> tuple[Pat
 
 def delete_from_twilio(runtime: Runtime, recording_sid: str) -> None:
     s = runtime.settings
+    if not twilio_ids.RECORDING_SID.fullmatch(recording_sid):
+        log.warning("recording not deleted from Twilio: not a RecordingSid")
+        return
     url = (
         f"{s.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{s.twilio_account_sid}"
         f"/Recordings/{recording_sid}.json"
@@ -220,7 +233,7 @@ def _file(
             select(VoiceCall).where(VoiceCall.call_sid == str(details.get("call_sid") or ""))
         )
         campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
-        contributor = _contributor(session, message)
+        contributor = _contributor(runtime, session, message)
         prefix = campaign.reference_prefix if campaign else "AGORA"
         contribution = Contribution(
             reference=next_reference(session, prefix),
@@ -254,7 +267,9 @@ def _file(
         return outbound, (None if decode_error else contribution.id)
 
 
-def _contributor(session: Session, message: InboundMessage) -> Contributor | None:
+def _contributor(
+    runtime: Runtime, session: Session, message: InboundMessage
+) -> Contributor | None:
     if not message.sender_hash or message.sender_encrypted is None:
         return None
     contributor = session.scalar(
@@ -267,7 +282,8 @@ def _contributor(session: Session, message: InboundMessage) -> Contributor | Non
             public_id=new_contributor_id(),
             channel="voice",
             address_hash=message.sender_hash,
-            address_encrypted=message.sender_encrypted,
+            # Encrypted again for its own row (privacy.Binding), not a copy of the message's.
+            address_encrypted=runtime.vault.sender_for_contributor(message),
         )
         session.add(contributor)
         session.flush()
@@ -287,13 +303,17 @@ def _receipt(
         return []
     if campaign is not None and not campaign.voice_sms_receipt:
         return []
-    number = runtime.vault.decrypt(contributor.address_encrypted)
-    if not can_receive_sms(number):
+    number = runtime.vault.decrypt_or_none(
+        contributor.address_encrypted,
+        contributor_address(contributor.channel, contributor.address_hash),
+    )
+    if number is None or not can_receive_sms(number):
         return []
     recent = replies_last_hour(session, contributor.id, now_utc())
     if recent >= runtime.settings.replies_per_hour:  # the same cap as for SMS conversations
         return []
     row = outbound_row(
+        vault=runtime.vault,
         decision_key=f"in{message.id}-receipt",
         channel="sms",
         contributor=contributor,

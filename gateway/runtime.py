@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import Sender
 from channels.console import ConsoleOutbox
-from gateway import db
+from gateway import db, files
 from gateway.privacy import AddressVault
 from gateway.queues import EmbeddedRedis, queue, redis_from_url
+from gateway.rewrap import rewrap_sqlite_once
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,16 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
-        settings = settings.ensure_secret_key()
-        settings.data_path.mkdir(parents=True, exist_ok=True)
+        settings = settings.ensure_secret_key()  # SettingsError for a weak key
+        files.secure_data_dir(settings.data_path)
         engine = db.make_engine(settings.effective_database_url)
         if migrate:
             db.prepare(engine)
         embedded = EmbeddedRedis(settings.data_path) if settings.embedded_redis else None
-        return cls(settings, engine, embedded)
+        runtime = cls(settings, engine, embedded)
+        if migrate:
+            rewrap_sqlite_once(engine, runtime.vault)
+        return runtime
 
     @property
     def redis_url(self) -> str:

@@ -8,14 +8,47 @@ secrets out of shell history and lets systemd units use the same file as ``Envir
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import math
 import os
+import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from channels.twilio.ids import ACCOUNT_SID
+
+log = logging.getLogger(__name__)
+
 PREFIX = "GATEWAY_"
+
+# How to make a good key, in every refusal.
+MAKE_A_KEY = 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
+MIN_KEY_LENGTH = 32
+# Keys published as examples (config/gateway.env.example, the README, other projects' docs)
+# and the words placeholders are made of: a key anyone can read is no key.
+PUBLISHED_KEYS = frozenset({"change-me-long-random-string"})
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "replaceme",
+    "yoursecret",
+    "example",
+    "placeholder",
+    "secretkeyhere",
+)
+# A key drawn at random has at least this much entropy by the character-frequency estimate
+# (32 random hex digits, the smallest good key, score about 90 bits; 128 at best).
+MIN_KEY_BITS = 80
+MIN_KEY_DISTINCT = 8
+SECURITY_CHOICES = {"imap": ("tls", "starttls", "none"), "smtp": ("starttls", "tls", "none")}
+
+
+class SettingsError(ValueError):
+    """A setting the gateway refuses to run with; the message says which and what to do."""
 
 
 def _default_campaigns_dir() -> str:
@@ -34,7 +67,9 @@ class Settings:
     database_url: str = ""  # empty: SQLite at DATA_DIR/gateway.sqlite3
     redis_url: str = ""  # empty: the embedded Redis server under DATA_DIR
     public_url: str = "http://127.0.0.1:8080"
-    secret_key: str = ""  # empty: generated once and kept in DATA_DIR/secret_key
+    secret_key: str = ""  # empty: read from SECRET_KEY_FILE (generated there once)
+    # Empty: ``secrets/<DATA_DIR's name>.key`` beside DATA_DIR (see ``secret_key_path``).
+    secret_key_file: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     campaigns_dir: str = ""
@@ -88,10 +123,54 @@ class Settings:
     max_recording_bytes: int = 50 * 1024 * 1024
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Checked whenever settings are made (loaded, or changed with with_overrides), so a
+        # process never starts with them; the secret key is checked once it is known
+        # (ensure_secret_key), since an empty one is generated.
+        for name in ("imap", "smtp"):
+            host = getattr(self, f"{name}_host")
+            security = getattr(self, f"{name}_security")
+            choices = SECURITY_CHOICES[name]
+            if security not in choices:
+                raise SettingsError(
+                    f"GATEWAY_{name.upper()}_SECURITY must be one of {', '.join(choices)}, "
+                    f"not {security!r}"
+                )
+            # In clear, the mailbox password and residents' mail cross the network readable
+            # by anyone on the path: only to this machine (a local relay, a test server).
+            if security == "none" and host and not is_loopback(host):
+                raise SettingsError(
+                    f"GATEWAY_{name.upper()}_SECURITY=none sends the password and residents' "
+                    f"mail in clear: allowed only to a loopback host (127.0.0.1, ::1, "
+                    f"localhost), not {host!r}; use {choices[0]} or starttls"
+                )
+        # The account SID goes into the REST API's URLs (recordings fetched and deleted).
+        if self.twilio_account_sid and not ACCOUNT_SID.fullmatch(self.twilio_account_sid):
+            raise SettingsError(
+                "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
+                "digits, as in Twilio's console)"
+            )
+
     # -- derived values -------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the key is read from (and generated on first start): SECRET_KEY_FILE, else
+        ``secrets/<name>.key`` beside DATA_DIR. Outside DATA_DIR so that a backup or a copy of
+        the data folder does not carry the key that decrypts it; named after the data folder so
+        that two data folders side by side (tests, a staging copy) never share a key."""
+        if self.secret_key_file:
+            return Path(self.secret_key_file).expanduser().resolve()
+        data = self.data_path
+        return data.parent / "secrets" / f"{data.name or 'data'}.key"
+
+    @property
+    def legacy_secret_key_path(self) -> Path:
+        """Where earlier versions generated the key: inside DATA_DIR (still read, warned)."""
+        return self.data_path / "secret_key"
 
     @property
     def effective_database_url(self) -> str:
@@ -148,20 +227,142 @@ class Settings:
         return cls(**kwargs)
 
     def ensure_secret_key(self) -> Settings:
-        """Return settings with a secret key, creating ``DATA_DIR/secret_key`` on first use.
+        """Return settings with a checked secret key: ``SECRET_KEY``, else the key file
+        (``secret_key_path``), created on first use; SettingsError for a weak key.
 
-        The key encrypts residents' addresses: losing it makes them unreadable, so it is
-        written once with owner-only permissions and never regenerated.
+        The key encrypts residents' addresses: losing it makes them unreadable, so the file is
+        written once with owner-only permissions (in an owner-only folder) and never
+        regenerated. A key left by an older version in ``DATA_DIR/secret_key`` is still used,
+        with a warning telling how to move it.
         """
         if self.secret_key:
+            check_secret_key(self.secret_key, "GATEWAY_SECRET_KEY")
             return self
-        self.data_path.mkdir(parents=True, exist_ok=True)
-        path = self.data_path / "secret_key"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-        return replace(self, secret_key=path.read_text().strip())
+        path, legacy = self.secret_key_path, self.legacy_secret_key_path
+        if path.exists():
+            key = _read_key(path)
+            if legacy.exists() and legacy != path:
+                if _read_key(legacy) != key:
+                    raise SettingsError(
+                        f"two different secret keys, {path} and {legacy}: keep the one the "
+                        f"data was encrypted with and delete the other"
+                    )
+                _warn_once(f"{legacy} is a copy of {path}: delete it (it sits in DATA_DIR)")
+            source = str(path)
+        elif legacy.exists():
+            if self.secret_key_file:
+                # Never a new key beside an old one: the data would become unreadable.
+                raise SettingsError(
+                    f"GATEWAY_SECRET_KEY_FILE {path} does not exist but {legacy} does: "
+                    f"move the key there with `gateway secrets move-key`"
+                )
+            key = _read_key(legacy)
+            _warn_once(
+                f"the secret key is in {legacy}, inside DATA_DIR, so every backup of the data "
+                f"carries it: move it with `gateway secrets move-key` (to {path})"
+            )
+            source = str(legacy)
+        else:
+            key = secrets.token_urlsafe(48)
+            _write_key(path, key)
+            log.warning("generated a new secret key in %s: back it up apart from DATA_DIR", path)
+            source = str(path)
+        check_secret_key(key, source)
+        if path.exists() and is_inside(path, self.data_path):
+            _warn_once(f"SECRET_KEY_FILE {path} is inside DATA_DIR: backups of the data carry it")
+        return replace(self, secret_key=key)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # Settings are checked by every process part that opens them (serve, then its web app,
+    # then its runtime): one warning is enough.
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read the secret key file {path}: {exc.strerror}") from exc
+
+
+def _write_key(path: Path, key: str) -> None:
+    from gateway.files import private_dir
+
+    try:
+        private_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot create the secret key file {path} ({exc.strerror}): set "
+            f"GATEWAY_SECRET_KEY_FILE to a writable path outside DATA_DIR, or GATEWAY_SECRET_KEY"
+        ) from exc
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or the name localhost; other names are not resolved (DNS can lie)."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why a key is too weak to protect residents' addresses, or None.
+
+    With the key, the look-up hash lets anyone recover every phone number by trying them all
+    (there are only about 10**9 French mobiles): the key must be long, random and unpublished.
+    The checks are heuristics that every random key of 32 characters or more passes (hex,
+    base64, ``secrets.token_urlsafe``); they catch what people type instead.
+    """
+    if len(key) < MIN_KEY_LENGTH:
+        return f"shorter than {MIN_KEY_LENGTH} characters"
+    folded = re.sub(r"[^a-z0-9]", "", key.lower())
+    if key in PUBLISHED_KEYS or any(word in folded for word in PLACEHOLDER_WORDS):
+        return "a published example or a placeholder"
+    counts = Counter(key)
+    if len(counts) < MIN_KEY_DISTINCT:
+        return f"fewer than {MIN_KEY_DISTINCT} different characters"
+    if _repeats(key):
+        return "a repeated pattern"
+    bits = -sum(n * math.log2(n / len(key)) for n in counts.values())
+    if bits < MIN_KEY_BITS:
+        return "too little variety"
+    return None
+
+
+def _repeats(key: str) -> bool:
+    # The whole key one short unit repeated ("abcabc..."), or any 4 characters in it 3 times
+    # ("passwordpasswordpassword1234"): neither happens by chance in a random key.
+    for period in range(1, len(key) // 2 + 1):
+        if all(key[i] == key[i % period] for i in range(len(key))):
+            return True
+    grams = Counter(key[i : i + 4] for i in range(len(key) - 3))
+    return any(n >= 3 for n in grams.values())
+
+
+def check_secret_key(key: str, source: str) -> None:
+    """SettingsError, in one line saying how to make a good key, when ``key`` is weak."""
+    weakness = secret_key_weakness(key)
+    if weakness is not None:
+        raise SettingsError(
+            f"the secret key from {source} is too weak ({weakness}); it protects residents' "
+            f"addresses. Make one with: {MAKE_A_KEY}"
+        )
 
 
 def read_settings_file(path: Path) -> dict[str, str]:

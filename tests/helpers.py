@@ -13,6 +13,7 @@ from twilio.request_validator import RequestValidator
 from channels.base import IncomingMessage
 from gateway import ingest
 from gateway.models import Contribution, InboundMessage, OutboundMessage
+from gateway.privacy import Binding, inbound_raw, inbound_sender
 from gateway.runtime import Runtime
 from workers import context
 
@@ -137,3 +138,13 @@ def count(runtime: Runtime, model: Any) -> int:
 def inbound(runtime: Runtime) -> list[InboundMessage]:
     with runtime.sessions() as session:
         return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+
+
+def sender_binding(message: InboundMessage) -> Binding:
+    """The binding a stored message's sender address is encrypted with (gateway.privacy)."""
+    return inbound_sender(message.channel, message.provider_message_id)
+
+
+def raw_binding(message: InboundMessage) -> Binding:
+    """The binding a stored message's raw payload is encrypted with (gateway.privacy)."""
+    return inbound_raw(message.channel, message.provider_message_id)

@@ -17,6 +17,7 @@ import pytest
 
 from channels.base import IncomingMessage
 from channels.twilio import sms as twilio_sms
+from gateway.privacy import inbound_sender
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
 from tests.helpers import inbound, sign
@@ -77,4 +78,5 @@ async def test_signed_webhook_stores_the_payload_exactly(aiohttp_client, setting
     assert message.text == expected["text"]
     assert message.recipient == expected["recipient"]
     assert message.attachments == expected["attachments"]
-    assert runtime.vault.decrypt(message.sender_encrypted or b"") == expected["sender"]
+    binding = inbound_sender(message.channel, message.provider_message_id)
+    assert runtime.vault.decrypt(message.sender_encrypted or b"", binding) == expected["sender"]

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from gateway import ingest, pipeline
 from gateway.exports import contribution_dict
 from gateway.models import Base, Contribution, Contributor, InboundMessage, OutboundMessage
+from gateway.privacy import outbound_recipient
 from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import (
@@ -313,7 +314,7 @@ def test_sweeper_marks_interrupted_sends_failed_without_resending(
             status="sending",
             attempts=1,
             claimed_at=pipeline.now_utc() - timedelta(hours=1),
-            recipient_encrypted=runtime.vault.encrypt(RESIDENT),
+            recipient_encrypted=runtime.vault.encrypt(RESIDENT, outbound_recipient("manual-1")),
         )
         session.add(row)
     assert sweep(runtime).interrupted == 1

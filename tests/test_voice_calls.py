@@ -18,11 +18,12 @@ from channels.twilio import voice
 from gateway.i18n import translate
 from gateway.ingest import single_job
 from gateway.models import Campaign, Contribution, VoiceCall
+from gateway.privacy import voice_caller
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME, SETTINGS
-from tests.helpers import count, inbound, sign
+from tests.helpers import count, inbound, raw_binding, sender_binding, sign
 
 FIXTURES = Path(__file__).resolve().parent / "voice_fixtures"
 CALLER = "+33612345678"
@@ -181,7 +182,7 @@ async def test_call_to_a_campaign_number_hears_its_question_and_is_recorded(
     assert call.caller_hash == runtime.vault.lookup_hash("voice", CALLER)
     assert call.caller_encrypted is not None
     assert CALLER.encode() not in call.caller_encrypted
-    assert runtime.vault.decrypt(call.caller_encrypted) == CALLER
+    assert runtime.vault.decrypt(call.caller_encrypted, voice_caller(call.call_sid)) == CALLER
     assert call.broadcast_consent is None
     assert inbound(runtime) == []  # nothing to process until a recording exists
 
@@ -386,7 +387,7 @@ async def test_recording_is_stored_once_as_an_inbound_voice_message(client):
     assert message.recipient == PARC_NUMBER
     assert message.sender_encrypted is not None
     assert CALLER.encode() not in message.sender_encrypted
-    assert runtime.vault.decrypt(message.sender_encrypted) == CALLER
+    assert runtime.vault.decrypt(message.sender_encrypted, sender_binding(message)) == CALLER
     assert message.sender_hash == runtime.vault.lookup_hash("voice", CALLER)
     assert message.attachments == [
         {
@@ -399,7 +400,9 @@ async def test_recording_is_stored_once_as_an_inbound_voice_message(client):
             "error_code": None,
         }
     ]
-    raw = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted or b""))
+    raw = json.loads(
+        runtime.vault.decrypt_bytes(message.raw_encrypted or b"", raw_binding(message))
+    )
     assert raw == completed
     # Enqueued once, on the queue ingest gives recordings (not the SMS conversations' one).
     queue_name, _, job_id = single_job("voice", message.id)
@@ -426,7 +429,7 @@ async def test_recording_of_an_unknown_call_is_stored_without_a_caller(client):
         await post_signed(client, voice.RECORDING_PATH, fixture("recording_status_completed"))
     )
     (message,) = inbound(runtime)
-    assert runtime.vault.decrypt(message.sender_encrypted or b"") == ""
+    assert runtime.vault.decrypt(message.sender_encrypted or b"", sender_binding(message)) == ""
     assert message.recipient is None
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from channels.base import IncomingMessage
 from gateway import ingest
 from gateway.models import Campaign, Contribution, InboundMessage, VoiceCall
+from gateway.privacy import voice_caller
 from gateway.runtime import Runtime
 from gateway.transcripts import transcribe_contribution
 from tests.conftest import require_tool, unavailable
@@ -70,7 +71,7 @@ def start_call(runtime: Runtime, call_sid: str, *, consent: bool | None = None) 
             VoiceCall(
                 call_sid=call_sid,
                 caller_hash=runtime.vault.lookup_hash("voice", CALLER),
-                caller_encrypted=runtime.vault.encrypt(CALLER),
+                caller_encrypted=runtime.vault.encrypt(CALLER, voice_caller(call_sid)),
                 called=PARC_NUMBER,
                 campaign_id=campaign.id,
                 broadcast_consent=consent,

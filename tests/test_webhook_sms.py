@@ -16,7 +16,7 @@ from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
 from tests.conftest import RedisServer
-from tests.helpers import drain, inbound, sign, sms_form
+from tests.helpers import drain, inbound, raw_binding, sender_binding, sign, sms_form
 
 PATH = "/webhooks/twilio/sms"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -150,7 +150,9 @@ async def test_bodies_are_stored_exactly_as_sent(client, settings, body):
     (message,) = inbound(runtime)
     # PostgreSQL text cannot hold NUL: it becomes U+FFFD in the text, exact in the raw payload.
     assert message.text == body.replace("\x00", "\ufffd")
-    raw = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted or b""))
+    raw = json.loads(
+        runtime.vault.decrypt_bytes(message.raw_encrypted or b"", raw_binding(message))
+    )
     assert raw["Body"] == body
 
 
@@ -161,7 +163,7 @@ async def test_sender_that_is_not_e164_is_stored_as_given(client, settings, send
     runtime = client.app[RUNTIME]
     (message,) = inbound(runtime)
     assert message.sender_encrypted is not None
-    assert runtime.vault.decrypt(message.sender_encrypted) == sender
+    assert runtime.vault.decrypt(message.sender_encrypted, sender_binding(message)) == sender
     drain(runtime)  # and processing it does not crash either
     assert inbound(runtime)[0].state == "processed"
 
@@ -209,7 +211,7 @@ async def test_raw_payload_and_sender_are_encrypted_at_rest(client, settings):
     (message,) = inbound(runtime)
     assert b"33698765432" not in (message.raw_encrypted or b"")
     assert b"33698765432" not in (message.sender_encrypted or b"")
-    raw = runtime.vault.decrypt_bytes(message.raw_encrypted or b"")
+    raw = runtime.vault.decrypt_bytes(message.raw_encrypted or b"", raw_binding(message))
     assert b"+33698765432" in raw
 
 

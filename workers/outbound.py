@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from channels.base import OutgoingText, SendError
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
+from gateway.privacy import inbound_raw, outbound_recipient
 from gateway.queues import OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
 
@@ -54,9 +55,16 @@ def send(runtime: Runtime, outbound_id: int) -> str:
         if row.recipient_encrypted is None:
             row.status, row.error = "failed", "no recipient address (erased)"
             return "failed"
+        recipient = runtime.vault.decrypt_or_none(
+            row.recipient_encrypted, outbound_recipient(row.decision_key)
+        )
+        if recipient is None:  # copied from another row, or written under another key
+            row.status, row.recipient_encrypted = "failed", None
+            row.error = "recipient address does not decrypt for this message: not sent"
+            return "failed"
         message = OutgoingText(
             channel=row.channel,
-            recipient=runtime.vault.decrypt(row.recipient_encrypted),
+            recipient=recipient,
             sender=row.sender,
             text=row.text,
             buttons=row.buttons or None,
@@ -94,7 +102,8 @@ def _thread(runtime: Runtime, session: Session, row: OutboundMessage) -> dict[st
     if message is None or message.raw_encrypted is None or message.channel != "email":
         return None
     try:
-        meta = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted))
+        binding = inbound_raw(message.channel, message.provider_message_id)
+        meta = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted, binding))
     except (ValueError, TypeError):
         return None
     return {

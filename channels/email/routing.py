@@ -26,14 +26,18 @@ from sqlalchemy.orm import Session
 from channels.email.inbound import split_address
 from gateway.conversation import CampaignInfo
 from gateway.models import InboundMessage, OutboundMessage
+from gateway.privacy import inbound_raw
 from gateway.textnorm import clean, fold, split_first_word, token
 
 
-def meta(vault: Any, raw_encrypted: bytes | None) -> dict[str, Any]:
-    if raw_encrypted is None:
+def meta(vault: Any, message: InboundMessage) -> dict[str, Any]:
+    """What ingest kept of a stored email (subject, ids, verdict), from its encrypted raw
+    payload; {} once erased or when it does not decrypt for this row (privacy.Unreadable)."""
+    if message.raw_encrypted is None:
         return {}
+    binding = inbound_raw(message.channel, message.provider_message_id)
     try:
-        data = json.loads(vault.decrypt_bytes(raw_encrypted))
+        data = json.loads(vault.decrypt_bytes(message.raw_encrypted, binding))
     except (ValueError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}

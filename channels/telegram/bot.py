@@ -35,12 +35,18 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from channels.base import OutgoingText, SendError
+from channels.telegram.updates import FILE_ID
+from gateway import files
 from gateway.privacy import redact
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.telegram.org"
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9_\-./]{1,512}$")
+# The file_path getFile returns goes into the download URL: relative segments of safe
+# characters ("voice/file_12.oga"), none empty or starting with a dot, so neither "..", an
+# absolute path, a query nor another host can be smuggled in.
+FILE_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
+MAX_FILE_PATH = 512
 
 
 def make_bot(token: str, api_base: str = DEFAULT_API_BASE, timeout: float = 15) -> Bot:
@@ -178,7 +184,10 @@ class MediaFetcher:
         self._client = _Loop(token, api_base, 30)
 
     def fetch(self, file_id: str, destination: Path) -> int:
-        """Download one file to ``destination``; returns its size. MediaError otherwise."""
+        """Download one file to ``destination`` (owner-only, like everything in DATA_DIR);
+        returns its size. MediaError otherwise."""
+        if not FILE_ID.fullmatch(file_id):
+            raise MediaError("not a Telegram file_id", permanent=True)
         try:
             info = self._client.run(raw_call(self._client.bot, "getFile", {"file_id": file_id}))
         except BadRequest as exc:  # invalid file_id, file too big for a bot
@@ -187,13 +196,13 @@ class MediaFetcher:
             raise MediaError(redact(f"getFile failed: {exc}"), permanent=False) from exc
         path = info.get("file_path") if isinstance(info, dict) else None
         size = info.get("file_size") if isinstance(info, dict) else None
-        if not isinstance(path, str) or not _SAFE_PATH.match(path) or ".." in path:
+        if not isinstance(path, str) or len(path) > MAX_FILE_PATH or not FILE_PATH.fullmatch(path):
             # A path (or a full URL) that would lead the download elsewhere than the file host.
             raise MediaError("getFile returned no usable file_path", permanent=True)
         if isinstance(size, int) and size > self._max:
             raise MediaError(f"file of {size} bytes over the {self._max}-byte cap", permanent=True)
         url = f"{self._base}/file/bot{self._token}/{path}"
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(destination.parent)
         partial = destination.with_suffix(destination.suffix + ".part")
         written = 0
         try:
@@ -202,7 +211,7 @@ class MediaFetcher:
                     raise MediaError(f"file host answered {response.status_code}", permanent=True)
                 if response.status_code != 200:
                     raise MediaError(f"file host answered {response.status_code}", permanent=False)
-                with partial.open("wb") as out:
+                with files.open_private(partial) as out:
                     for chunk in response.iter_content(64 * 1024):
                         written += len(chunk)
                         if written > self._max:

@@ -37,6 +37,9 @@ ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 # What our answer buttons carry (channels.telegram.commands): anything else is not ours.
 BUTTON_DATA = re.compile(r"^(?:k:[a-z0-9][a-z0-9_-]{0,61}|[mq]:\d{1,2})$")
+# A file_id is URL-safe base64 (https://core.telegram.org/bots/api#file). Only ids of that
+# shape are stored for the worker to fetch (channels.telegram.bot checks again).
+FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class InvalidUpdate(ValueError):
@@ -112,7 +115,10 @@ def _message(
     media, unsupported = _media(message)
     for item in media:
         size = item.get("size")
-        if isinstance(size, int) and size > cap:
+        if not FILE_ID.fullmatch(str(item.get("file_id") or "")):
+            answer = _reply(chat.id, "unsupported", language)
+            notes.append(f"{item['kind']} with a malformed file_id not kept")
+        elif isinstance(size, int) and size > cap:
             answer = _reply(chat.id, "too_big", language)
             notes.append(f"{item['kind']} of {size} bytes over the cap")
         else:

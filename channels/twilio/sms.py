@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from channels.base import IncomingMessage, OutgoingText, SendError
+from channels.twilio import ids
 
 CHANNEL = "sms"
 MAX_MEDIA = 10  # Twilio's own limit per message
@@ -63,8 +64,10 @@ def parse(form: Mapping[str, str], received_at: datetime) -> IncomingMessage:
     sender = form.get("From")
     if not sid or sender is None:
         raise InvalidPayload("MessageSid and From are required")
-    if len(sid) > 128:
-        raise InvalidPayload("MessageSid too long")
+    try:
+        sid = ids.message_sid(sid)
+    except ids.InvalidSid as exc:
+        raise InvalidPayload(str(exc)) from exc
     attachments: list[dict[str, Any]] = []
     try:
         num_media = int(form.get("NumMedia") or 0)

@@ -39,11 +39,11 @@ from twilio.twiml import TwiML
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import IncomingMessage
-from channels.twilio import sms
+from channels.twilio import ids, sms
 from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
 from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.models import Campaign, Contribution, VoiceCall
-from gateway.privacy import AddressVault, log_id, normalise_address
+from gateway.privacy import AddressVault, log_id, normalise_address, voice_caller
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -225,7 +225,7 @@ def _upsert_call(
         call = VoiceCall(call_sid=call_sid)
         session.add(call)
     call.caller_hash = vault.lookup_hash(CHANNEL, caller)
-    call.caller_encrypted = vault.encrypt(caller)
+    call.caller_encrypted = vault.encrypt(caller, voice_caller(call_sid))
     call.called = called
     if campaign_id is not None or call.campaign_id is None:
         call.campaign_id = campaign_id
@@ -310,19 +310,20 @@ def caller_of(runtime: Runtime, call_sid: str) -> tuple[str, str | None]:
         call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
         if call is None:
             return "", None
-        caller = runtime.vault.decrypt(call.caller_encrypted) if call.caller_encrypted else ""
+        # Unreadable (copied from another call): an unknown caller, not another caller.
+        caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))
+        caller = caller or ""
         return caller, call.called
 
 
 def recording_ids(form: Mapping[str, str]) -> tuple[str, str]:
-    """The callback's RecordingSid and CallSid; InvalidPayload when either is missing."""
-    recording_sid = form.get("RecordingSid") or ""
-    call_sid = form.get("CallSid") or ""
-    if not recording_sid or not call_sid:
-        raise sms.InvalidPayload("RecordingSid and CallSid are required")
-    if len(recording_sid) > 128 or len(call_sid) > 64:
-        raise sms.InvalidPayload("RecordingSid or CallSid too long")
-    return recording_sid, call_sid
+    """The callback's RecordingSid and CallSid; InvalidPayload when either is missing or not of
+    its shape (the RecordingSid becomes a file name and part of a REST URL: channels.twilio.ids).
+    """
+    try:
+        return ids.recording_sid(form.get("RecordingSid")), ids.call_sid(form.get("CallSid"))
+    except ids.InvalidSid as exc:
+        raise sms.InvalidPayload(str(exc)) from exc
 
 
 def recording_message(
@@ -366,10 +367,11 @@ def _twiml(body: str) -> web.Response:
 
 
 def _call_sid(form: Mapping[str, str]) -> str:
-    call_sid = form.get("CallSid") or ""
-    if not call_sid or len(call_sid) > 64:
-        raise web.HTTPBadRequest(text="CallSid is required")
-    return call_sid
+    try:
+        return ids.call_sid(form.get("CallSid"))
+    except ids.InvalidSid as exc:
+        log.warning("twilio voice webhook refused: %s", exc)
+        raise web.HTTPBadRequest(text=str(exc)) from exc
 
 
 async def incoming_call(request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ from gateway.models import (
 from gateway.moderation import grouping, redaction
 from gateway.moderation.accounts import Actor
 from gateway.pipeline import now_utc, outbound_row
+from gateway.privacy import contributor_address
 from gateway.recordings import can_receive_sms
 from gateway.runtime import Runtime
 
@@ -240,6 +241,7 @@ def _notify(
         return "no_channel"
     text = translate(key, contributor.language, reference=contribution.reference, **params)
     row: OutboundMessage = outbound_row(
+        vault=runtime.vault,
         decision_key=decision_key,
         channel=channel,
         contributor=contributor,
@@ -267,7 +269,13 @@ def _reply_route(
         recipient = message.recipient if message else None
     if contribution.channel == "voice":
         assert contributor.address_encrypted is not None
-        if not can_receive_sms(runtime.vault.decrypt(contributor.address_encrypted)):
+        number = runtime.vault.decrypt_or_none(
+            contributor.address_encrypted,
+            contributor_address(contributor.channel, contributor.address_hash),
+        )
+        # Unreadable (None): the notice's own copy is None too, and the outbound job records
+        # it as failed without sending.
+        if number is not None and not can_receive_sms(number):
             return None, None
         return "sms", runtime.settings.twilio_from_number or None
     if contribution.channel == "sms":

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from gateway.models import Campaign, Contribution, Contributor, ModerationEvent, OutboundMessage
 from gateway.moderation import grouping
 from gateway.pipeline import next_reference
+from gateway.privacy import contributor_address
 from gateway.runtime import Runtime
 
 
@@ -36,7 +37,9 @@ def contributor(rt: Runtime, number: str, channel: str = "sms", opted_out: bool 
             public_id="c-" + secrets.token_hex(6),
             channel=channel,
             address_hash=rt.vault.lookup_hash(channel, number),
-            address_encrypted=rt.vault.encrypt(number),
+            address_encrypted=rt.vault.encrypt(
+                number, contributor_address(channel, rt.vault.lookup_hash(channel, number))
+            ),
             opted_out=opted_out,
         )
         session.add(person)

@@ -11,7 +11,7 @@ from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError
 from gateway.pipeline import next_reference, now_utc
-from gateway.privacy import new_contributor_id
+from gateway.privacy import contributor_address, new_contributor_id
 from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import contributions, drain, send_sms
@@ -34,7 +34,9 @@ def file_voice(runtime: Runtime, number: str, transcript: str = "il faut des ban
             public_id=new_contributor_id(),
             channel="voice",
             address_hash=runtime.vault.lookup_hash("voice", number),
-            address_encrypted=runtime.vault.encrypt(number),
+            address_encrypted=runtime.vault.encrypt(
+                number, contributor_address("voice", runtime.vault.lookup_hash("voice", number))
+            ),
         )
         session.add(contributor)
         session.flush()

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.webkeys import RUNTIME
 from tests.fakes import telegram_updates as tg
-from tests.helpers import inbound
+from tests.helpers import inbound, sender_binding
 from tests.telegram.conftest import CHAT, SECRET, post_update
 
 
@@ -26,7 +26,7 @@ async def test_text_update_is_stored_encrypted_and_enqueued_then_answered_200(cl
     assert message.text == "Il faut plus de bancs au parc"
     # The chat id is personal data: only its keyed hash and its ciphertext are stored.
     assert str(CHAT).encode() not in (message.sender_encrypted or b"")
-    assert runtime.vault.decrypt(message.sender_encrypted) == str(CHAT)
+    assert runtime.vault.decrypt(message.sender_encrypted, sender_binding(message)) == str(CHAT)
     assert message.sender_hash == runtime.vault.lookup_hash("telegram", str(CHAT))
     assert runtime.queue("inbound").job_ids == [f"inbound-{message.id}"]
 
