@@ -24,6 +24,7 @@ from typing import Any
 
 from channels.base import IncomingMessage
 from channels.email.message import Attachment, ParsedEmail, parse
+from gateway import files
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,9 @@ def _save(data_path: Path, item: Attachment) -> dict[str, Any]:
     relative = f"{folder}/email/{digest}{ext}"
     target = data_path / relative
     if not target.exists():  # the same content twice (a duplicate delivery): one file
-        target.parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(target.parent)  # owner-only, like all of DATA_DIR (gateway.files)
         partial = target.with_suffix(target.suffix + ".part")
-        partial.write_bytes(item.data)
+        files.write_private(partial, item.data)
         partial.replace(target)
     return {
         "kind": _KINDS.get(item.kind, "file"),
