@@ -131,6 +131,38 @@ async def test_signed_form_without_message_sid_is_400(client, settings):
 
 
 @pytest.mark.parametrize(
+    "sid",
+    [
+        "SM1",
+        "SM" + "0" * 31,
+        "SM" + "0" * 33,
+        "SM" + "z" * 32,
+        "XX" + "0" * 32,
+        "SM" + "0" * 32 + "\n",
+        "../../" + "0" * 32,
+    ],
+    ids=["short", "31", "33", "not hex", "other type", "newline", "traversal"],
+)
+async def test_signed_form_with_a_malformed_message_sid_is_400_logged_and_not_stored(
+    client, settings, caplog, sid
+):
+    # Signed, so from Twilio's account or whoever holds the token: a MessageSid of any other
+    # shape than SM/MM and 32 hex digits is refused before it is stored anywhere.
+    form = sms_form("PARC bonjour", sid=sid)
+    with caplog.at_level(logging.WARNING):
+        response = await post_signed(client, settings, form)
+    assert response.status == 400
+    assert "MessageSid" in caplog.text
+    assert inbound(client.app[RUNTIME]) == []
+
+
+async def test_a_message_with_media_has_an_mm_sid(client, settings):
+    response = await post_signed(client, settings, sms_form("PARC photo", sid="MM" + "ab" * 16))
+    assert response.status == 200
+    assert inbound(client.app[RUNTIME])[0].provider_message_id == "MM" + "ab" * 16
+
+
+@pytest.mark.parametrize(
     "body",
     [
         "",
