@@ -493,6 +493,7 @@ def _open(redis: bool = True) -> Runtime:
 def _register_account_commands() -> None:
     from gateway.cli_accounts import moderators_group, tokens_group
     from gateway.cli_email import email_group
+    from gateway.cli_residents import quarantine_group, residents_group
     from gateway.cli_secrets import secrets_group
     from gateway.cli_telegram import telegram_group
 
@@ -500,6 +501,8 @@ def _register_account_commands() -> None:
     main.add_command(tokens_group)
     main.add_command(telegram_group)
     main.add_command(email_group)
+    main.add_command(residents_group)
+    main.add_command(quarantine_group)
     main.add_command(secrets_group)
 
 

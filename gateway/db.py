@@ -27,10 +27,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
             _private_database_file(Path(path))
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
+        )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # hide_parameters: a database error's text (logged, stored as a message's error, kept by
+    # RQ in Redis) never carries the values bound to the statement, residents' words among them.
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def _private_database_file(path: Path) -> None:
@@ -57,6 +61,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Deleted rows are overwritten, not left in free pages: an erased resident's data is
+        # gone from the file, not only from the tables (gateway.residents).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     # SQLite's own wait for its write lock sleeps in growing steps (up to 100 ms), so two

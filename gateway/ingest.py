@@ -13,6 +13,7 @@ what lets one process accept a thousand webhooks a second on SQLite.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -24,11 +25,11 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from channels.base import IncomingMessage
-from gateway.models import InboundMessage
-from gateway.privacy import inbound_raw, inbound_sender, log_id
+from gateway.models import InboundMessage, QuarantinedMessage
+from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
 from gateway.queues import DEFAULT, INBOUND, inbound_batch_job_id, inbound_job_id
 from gateway.runtime import Runtime
 
@@ -41,9 +42,10 @@ BUSY_RATE = 100.0
 
 @dataclass(frozen=True)
 class Stored:
-    message_id: int | None  # None for a duplicate delivery
+    message_id: int | None  # None for a duplicate delivery or a quarantined one
     duplicate: bool
     enqueued: bool
+    quarantined: bool = False  # kept aside with its reason (``quarantine``): answer it as stored
 
 
 def _text(value: str) -> str:
@@ -97,51 +99,167 @@ def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) ->
 
 def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]:
     """Store messages and enqueue the new ones. Raises SQLAlchemyError if the database is down
-    (the caller answers the provider with a 5xx so that it retries); never raises for Redis."""
+    (the caller answers the provider with a 5xx so that it retries); never raises for Redis.
+
+    A message the database refuses for what it holds (a field longer than its column, a value
+    it cannot take) is quarantined with its reason (``quarantine``) and answered like a stored
+    one: the provider retrying it would change nothing, and it must never hold up the messages
+    behind it (an IMAP pass, a batch of webhooks)."""
     if not messages:
         return []
-    rows = [_row(runtime, m) for m in messages]
+    results: list[Stored | None] = [None] * len(messages)
+    rows: dict[int, dict[str, Any]] = {}
+    for index, message in enumerate(messages):
+        problem = _refused(message)
+        if problem is None:
+            try:
+                rows[index] = _row(runtime, message)
+            except (ValueError, TypeError, UnicodeError) as exc:
+                problem = f"unreadable: {type(exc).__name__}"
+        if problem is not None:
+            quarantine(runtime, message, problem)
+            results[index] = Stored(None, False, False, quarantined=True)
     job_id = (
         inbound_batch_job_id([f"{m.channel}:{m.provider_message_id}" for m in messages])
-        if len(messages) > 1
+        if len(rows) > 1
         else None
     )
-    for row in rows:
+    for row in rows.values():
         row["job_id"] = job_id
+    new_ids: dict[str, int] = {}
     try:
-        new_ids = _insert_ignoring_duplicates(runtime, rows)
-    except SQLAlchemyError:
-        if len(rows) == 1:
+        new_ids = _insert_ignoring_duplicates(runtime, list(rows.values())) if rows else {}
+    except SQLAlchemyError as exc:
+        if is_outage(exc):
             raise
-        # One bad row must not cost the others their place: store them one by one.
-        log.exception("batch insert failed; storing %d messages one by one", len(rows))
-        new_ids = {}
-        for row in rows:
+        # One bad row must not cost the others their place: store them one by one, and
+        # quarantine the one the database refuses.
+        log.warning(
+            "batch insert of %d message(s) refused (%s); storing them one by one",
+            len(rows),
+            type(exc).__name__,
+        )
+        for index, row in rows.items():
             try:
                 new_ids.update(_insert_ignoring_duplicates(runtime, [row]))
-            except SQLAlchemyError:
-                log.exception("could not store a %s message", row["channel"])
-    results: list[Stored] = []
+            except SQLAlchemyError as one:
+                if is_outage(one):
+                    raise
+                quarantine(runtime, messages[index], f"refused by the database: {_why(one)}")
+                results[index] = Stored(None, False, False, quarantined=True)
     to_enqueue: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for message, row in zip(messages, rows, strict=True):
-        key = f"{message.channel}\x00{message.provider_message_id}"
+    for index, row in rows.items():
+        if results[index] is not None:
+            continue
+        key = f"{row['channel']}\x00{row['provider_message_id']}"
         message_id = new_ids.get(key)
         if message_id is None or key in seen:
             log.info(
                 "duplicate %s delivery absorbed (sender %s)",
-                message.channel,
+                row["channel"],
                 log_id(row["sender_hash"]),
             )
-            results.append(Stored(None, True, False))
+            results[index] = Stored(None, True, False)
             continue
         seen.add(key)
-        to_enqueue.append((message_id, message.channel))
-        results.append(Stored(message_id, False, True))
-    enqueued = enqueue_inbound(runtime, to_enqueue, job_id)
-    if not enqueued:
-        results = [Stored(r.message_id, r.duplicate, False) for r in results]
-    return results
+        to_enqueue.append((message_id, row["channel"]))
+        results[index] = Stored(message_id, False, True)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(messages)
+    if not enqueue_inbound(runtime, to_enqueue, job_id):
+        done = [
+            Stored(r.message_id, r.duplicate, False, quarantined=r.quarantined) for r in done
+        ]
+    return done
+
+
+# The columns a provider's values go into, and their sizes (gateway.models.InboundMessage).
+_LIMITS = {"provider_message_id": 128, "recipient": 128, "provider_ref": 64, "kind": 16}
+
+
+def _refused(message: IncomingMessage) -> str | None:
+    """Why a message cannot be stored as it is (checked before the database would say it)."""
+    if len(message.channel) > 16:
+        return "channel name too long"
+    if not message.provider_message_id:
+        return "no provider message id"
+    for name, limit in _LIMITS.items():
+        value = getattr(message, name)
+        if value is not None and len(value) > limit:
+            return f"{name} longer than {limit} characters"
+    return None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error says the database cannot take any message right now (down,
+    locked, a schema behind its code: the provider must retry later), rather than that it
+    refuses this message's data (too long a value, a constraint): that one is quarantined."""
+    from sqlalchemy.exc import DataError, IntegrityError, StatementError
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return not isinstance(exc, (DataError, IntegrityError))
+    # A value our own column types refused before it reached the database: the data.
+    return not isinstance(exc, StatementError)
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The database's reason without the statement or its values (which hold the message)."""
+    original = getattr(exc, "orig", None)
+    name = type(original).__name__ if original is not None else type(exc).__name__
+    diag = getattr(original, "diag", None)
+    column = getattr(diag, "column_name", None) if diag is not None else None
+    return f"{name}" + (f" ({column})" if column else "")
+
+
+def quarantine(runtime: Runtime, message: IncomingMessage, reason: str) -> None:
+    """Keep a message that cannot be stored as one: encrypted, with its reason, out of the way
+    of those behind it. Raises SQLAlchemyError only when the database is down."""
+    vault = runtime.vault
+    provider_key = hashlib.sha256(
+        f"{message.channel}\x00{message.provider_message_id}".encode("utf-8", "replace")
+    ).hexdigest()
+    payload = json.dumps(
+        {
+            "channel": message.channel,
+            "provider_message_id": message.provider_message_id,
+            "sender": message.sender,
+            "recipient": message.recipient,
+            "text": message.text,
+            "attachments": message.attachments,
+            "raw": message.raw,
+            "provider_ref": message.provider_ref,
+            "kind": message.kind,
+        },
+        ensure_ascii=False,
+        default=str,
+    ).encode("utf-8", "replace")
+    sender_hash = None
+    try:
+        sender_hash = vault.lookup_hash(message.channel, message.sender)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    with runtime.sessions.begin() as session:
+        session.add(
+            QuarantinedMessage(
+                channel=message.channel[:16],
+                provider_key=provider_key,
+                sender_hash=sender_hash,
+                reason=reason[:500],
+                payload_encrypted=vault.encrypt_bytes(
+                    payload, quarantine_payload(message.channel[:16], provider_key)
+                ),
+                received_at=message.received_at,
+            )
+        )
+    log.warning(
+        "a %s message was quarantined (sender %s): %s",
+        message.channel[:16],
+        log_id(sender_hash),
+        reason,
+    )
 
 
 def single_job(channel: str, message_id: int) -> tuple[str, str, str]:

@@ -1,6 +1,7 @@
 """Logging set-up. Addresses never reach a log: code logs sender tags (gateway.privacy.log_id),
-and this filter masks anything shaped like a phone number or an email that slipped through
-(an exception message quoting a payload, a third-party library)."""
+and what slipped through (an exception message quoting a payload, a third-party library, a
+traceback) is masked on the way out: anything shaped like a phone number, an email address or
+a bot token, in the message and in the traceback alike."""
 
 from __future__ import annotations
 
@@ -10,17 +11,34 @@ from gateway.privacy import redact
 
 
 class RedactingFilter(logging.Filter):
+    """Redacts a record's message, traceback and stack in place, so that every handler it then
+    reaches (a test's capture, a second handler an operator adds) sees only the redacted text.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """The last line of defence: the whole formatted output, redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -31,3 +49,16 @@ def configure(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # python-telegram-bot logs its API URL (with the token) at DEBUG.
     logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))
+
+
+def describe(exc: BaseException, *known: str | None, limit: int = 500) -> str:
+    """An exception as it may be stored (a message's or a reply's ``error``, shown to
+    moderators and operators): its type and its text, redacted, without the SQL statement and
+    parameters a database error carries (they hold the message)."""
+    from sqlalchemy.exc import StatementError
+
+    if isinstance(exc, StatementError):
+        original = exc.orig
+        text = type(original).__name__ if original is not None else ""
+        return f"{type(exc).__name__}: {text}"[:limit]
+    return redact(f"{type(exc).__name__}: {exc}", *known)[:limit]

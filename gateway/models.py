@@ -83,7 +83,11 @@ class Contributor(Base):
     """A resident, known only by a pseudonymous id; the address is encrypted (gateway.privacy)."""
 
     __tablename__ = "contributors"
-    __table_args__ = (UniqueConstraint("channel", "address_hash"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "address_hash"),
+        # The person on every channel of their address (gateway.residents).
+        Index("ix_contributors_address_hash", "address_hash"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -139,13 +143,36 @@ class InboundMessage(Base):
     # The provider's payload, encrypted: it holds the sender's address.
     raw_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # received -> processed | ignored | failed
+    # received -> processed | ignored | failed | quarantined (processing it failed in a way a
+    # retry cannot fix; it no longer holds up the sender's later messages)
     state: Mapped[str] = mapped_column(String(16), default="received")
     # The RQ job that carries this message (ingest enqueues one job per group commit).
     job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
+
+
+class QuarantinedMessage(Base):
+    """A delivery that could not be stored as a message (a field too long for its column, a
+    payload the database refuses): kept whole and encrypted with the reason, so that it never
+    blocks the messages behind it and an operator can look at it (``gateway quarantine``).
+    Messages that were stored but fail when processed stay in ``inbound_messages`` with the
+    state ``quarantined`` instead."""
+
+    __tablename__ = "quarantined_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    # A digest of the provider's id (the id itself may be what was too long).
+    provider_key: Mapped[str] = mapped_column(String(64), index=True)
+    # The sender's look-up hash, so that erasure finds what they sent (gateway.residents).
+    sender_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    # The normalised message as JSON (sender, recipient, text, attachments, raw payload).
+    payload_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    quarantined_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Contribution(Base):
@@ -209,6 +236,10 @@ class Contribution(Base):
     # of the group's first contribution (gateway.moderation.grouping).
     fingerprint: Mapped[str | None] = mapped_column(String(32), index=True)
     group_id: Mapped[int | None]
+    # Email: whether the sender passed DMARC alignment (channels/email/authentication.py).
+    # False: filed for moderators, flagged; nothing is ever sent to that address about it.
+    # None: not applicable (SMS, voice, Telegram) or filed before the check existed.
+    sender_verified: Mapped[bool | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Indexed: the live board follows changes by this column.
@@ -226,7 +257,7 @@ class VoiceCall(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
-    caller_hash: Mapped[str | None] = mapped_column(String(64))
+    caller_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     caller_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     called: Mapped[str | None] = mapped_column(String(64))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
@@ -352,7 +383,10 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="moderator")
+    # What the token may do: read (public data only), moderate, admin (gateway.api.scopes).
+    scope: Mapped[str] = mapped_column(String(16), default="read")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Every token expires (migration 0006 gave the older ones an expiry).
+    expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

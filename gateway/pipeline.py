@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from redis.exceptions import LockError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
-from gateway import media
+from gateway import locks, media, residents
 from gateway.i18n import translate_for
+from gateway.logs import describe
 from gateway.models import (
     Campaign,
     Contribution,
@@ -33,13 +33,7 @@ from gateway.models import (
     ReferenceCounter,
 )
 from gateway.moderation import grouping
-from gateway.privacy import (
-    AddressVault,
-    contributor_address,
-    log_id,
-    new_contributor_id,
-    outbound_recipient,
-)
+from gateway.privacy import AddressVault, contributor_address, log_id, outbound_recipient
 from gateway.runtime import Runtime
 from gateway.sms_segments import encoding, segments
 from gateway.textnorm import clean
@@ -51,7 +45,13 @@ UNASSIGNED_PREFIX = "AGORA"
 
 
 class SenderBusy(RuntimeError):
-    """Another worker holds this sender's lock for too long; the job is retried."""
+    """Another live worker held this sender's lock for the whole wait; the job is retried."""
+
+
+# How long a job waits for its sender's lock: longer than a lock lives without renewal
+# (gateway.locks.LOCK_TTL), so that a lock left by a holder that died on another machine
+# expires while we wait; a dead holder on this machine is cleared at start-up.
+SENDER_LOCK_WAIT = 45
 
 
 def now_utc() -> datetime:
@@ -60,18 +60,13 @@ def now_utc() -> datetime:
 
 @contextmanager
 def sender_lock(runtime: Runtime, channel: str, sender_hash: str) -> Iterator[None]:
-    lock = runtime.redis.lock(
-        f"gateway:lock:sender:{channel}:{sender_hash}", timeout=300, blocking_timeout=120
-    )
-    if not lock.acquire():
-        raise SenderBusy(f"sender {log_id(sender_hash)} is busy")
+    """One worker at a time per sender (messages in arrival order). The lock names its holder
+    and is short-lived with renewal (gateway.locks): a crashed holder never holds it for long."""
     try:
-        yield
-    finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("sender lock for %s expired while held", log_id(sender_hash))
+        with locks.hold(runtime.redis, f"sender:{channel}:{sender_hash}", wait=SENDER_LOCK_WAIT):
+            yield
+    except locks.Busy:
+        raise SenderBusy(f"sender {log_id(sender_hash)} is busy") from None
 
 
 def process_inbound(runtime: Runtime, message_id: int) -> list[int]:
@@ -113,25 +108,62 @@ def _process_one(runtime: Runtime, message_id: int) -> list[int]:
             select(InboundMessage.attempts).where(InboundMessage.id == message_id)
         )
     try:
+        # A file that cannot be had yet (the network) is a passing failure: retried.
         media.fetch_pending(runtime, message_id, last_attempt=(attempts or 0) >= MAX_ATTEMPTS)
-        to_transcribe: list[int] = []
+    except Exception as exc:
+        _note_failure(runtime, message_id, exc, quarantine=False)
+        raise
+    to_transcribe: list[int] = []
+    try:
         with runtime.sessions.begin() as session:
             outbound = _handle(runtime, session, message_id, to_transcribe)
-        enqueue_transcriptions(runtime, to_transcribe)
-        return outbound
     except Exception as exc:
-        with runtime.sessions.begin() as session:
-            message = session.get(InboundMessage, message_id)
-            if message is not None:
-                message.error = f"{type(exc).__name__}: {exc}"[:2000]
-                if message.attempts >= MAX_ATTEMPTS:
-                    message.state = "failed"
-                    log.error(
-                        "message %d failed %d times; left for an operator",
-                        message_id,
-                        message.attempts,
-                    )
-        raise
+        if is_passing(exc):
+            _note_failure(runtime, message_id, exc, quarantine=False)
+            raise
+        # The same message would fail the same way again: set it aside, and let the sender's
+        # later messages through (they were waiting behind it, in order).
+        _note_failure(runtime, message_id, exc, quarantine=True)
+        return []
+    enqueue_transcriptions(runtime, to_transcribe)
+    return outbound
+
+
+def is_passing(exc: BaseException) -> bool:
+    """Whether a failure may pass by itself (the database or Redis unreachable or locked, the
+    network, another worker holding the sender): the job is retried. Anything else (a message
+    that breaks the code) would fail again identically."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.ingest import is_outage
+
+    if isinstance(exc, SQLAlchemyError):
+        return is_outage(exc)
+    return isinstance(exc, (RedisError, OSError, SenderBusy))
+
+
+def _note_failure(runtime: Runtime, message_id: int, exc: Exception, *, quarantine: bool) -> None:
+    with runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None:
+            return
+        message.error = describe(exc)
+        if quarantine:
+            message.state = "quarantined"
+            log.error(
+                "message %d quarantined: %s (the sender's next messages go on; "
+                "`gateway quarantine retry %d` once fixed)",
+                message_id,
+                message.error,
+                message_id,
+                exc_info=exc,
+            )
+        elif message.attempts >= MAX_ATTEMPTS:
+            message.state = "failed"
+            log.error(
+                "message %d failed %d times; left for an operator", message_id, message.attempts
+            )
 
 
 def enqueue_transcriptions(runtime: Runtime, contribution_ids: list[int]) -> None:
@@ -191,6 +223,7 @@ def _handle(
         inbound_id=message.id,
         now=now,
         to_transcribe=to_transcribe,
+        sender_verified=incoming.verified if incoming is not None else None,
     )
     message.state = "processed"
     message.processed_at = now
@@ -205,7 +238,7 @@ def _handle(
         len(outcome.replies),
     )
     if outcome.forget:
-        _forget(session, contributor, message)
+        _forget(runtime, session, contributor, message)
     return outbound
 
 
@@ -220,6 +253,7 @@ def _incoming(
     instead) when the message is for the channel alone (a stale button, an edit)."""
     refs, lost = media.kept(message)
     text, start = message.text, None
+    verified: bool | None = None  # only email doubts its sender (channels/email/authentication)
     if message.channel == "telegram":
         from channels.telegram import commands
 
@@ -244,6 +278,9 @@ def _incoming(
         text = routing.text_for(
             text, meta.get("subject") or "", message.recipient, campaign_infos(session)
         )
+        verified = routing.sender_verified(meta)
+        if not verified:
+            log.info("email %d: sender not verified: filed for moderators, unanswered", message.id)
     incoming = engine.Incoming(
         text=text,
         received_at=message.received_at,
@@ -251,6 +288,7 @@ def _incoming(
         attachments=lost,
         media=tuple(refs),
         start=start,
+        verified=verified,
     )
     return incoming, None
 
@@ -353,24 +391,9 @@ def expire_conversation(runtime: Runtime, conversation_id: int) -> list[int]:
 def _contributor_for(
     runtime: Runtime, session: Session, message: InboundMessage, now: datetime
 ) -> Contributor:
-    contributor = session.scalar(
-        select(Contributor).where(
-            Contributor.channel == message.channel,
-            Contributor.address_hash == message.sender_hash,
-        )
-    )
-    if contributor is None:
-        contributor = Contributor(
-            public_id=new_contributor_id(),
-            channel=message.channel,
-            address_hash=message.sender_hash,
-            # Encrypted again for its own row (privacy.Binding), not a copy of the message's.
-            address_encrypted=runtime.vault.sender_for_contributor(message),
-            created_at=now,
-        )
-        session.add(contributor)
-        session.flush()
-    return contributor
+    assert message.sender_hash is not None
+    address = runtime.vault.sender_for_contributor(message)  # encrypted for its own row
+    return residents.contributor_for(session, message.channel, message.sender_hash, address, now)
 
 
 def campaign_infos(session: Session) -> tuple[engine.CampaignInfo, ...]:
@@ -440,13 +463,19 @@ def _apply(
     inbound_id: int | None,
     now: datetime,
     to_transcribe: list[int],
+    sender_verified: bool | None = None,
 ) -> list[int]:
     if outcome.language:
         contributor.language = outcome.language
+    # STOP and START are about the person: every channel of their address (gateway.residents).
     if outcome.opt_out:
         contributor.opted_out, contributor.opted_out_at = True, now
+        if contributor.address_hash:
+            residents.opt_out(session, contributor.address_hash, now)
     if outcome.opt_in:
         contributor.opted_out, contributor.opted_out_at = False, None
+        if contributor.address_hash:
+            residents.opt_in(session, contributor.address_hash)
     if outcome.notice_sent:
         contributor.notice_sent_at = now
 
@@ -467,6 +496,7 @@ def _apply(
             neighbourhood=new.neighbourhood,
             language=contributor.language,
             filed_on_expiry=new.expired,
+            sender_verified=sender_verified,
             received_at=new.received_at,
         )
         session.add(contribution)
@@ -569,14 +599,20 @@ def outbound_row(
     )
 
 
-def replies_last_hour(session: Session, contributor_id: int, now: datetime) -> int:
-    """Replies decided for one resident in the last hour, withheld ones aside."""
+def replies_last_hour(session: Session, contributor: Contributor, now: datetime) -> int:
+    """Replies decided for one resident in the last hour, withheld ones aside: the person's,
+    on every channel of their address (a caller's SMS receipts count with their texts)."""
+    person = (
+        select(Contributor.id).where(Contributor.address_hash == contributor.address_hash)
+        if contributor.address_hash
+        else select(Contributor.id).where(Contributor.id == contributor.id)
+    )
     return (
         session.scalar(
             select(func.count())
             .select_from(OutboundMessage)
             .where(
-                OutboundMessage.contributor_id == contributor_id,
+                OutboundMessage.contributor_id.in_(person.scalar_subquery()),
                 OutboundMessage.created_at >= now - timedelta(hours=1),
                 OutboundMessage.status != "withheld",
             )
@@ -600,7 +636,7 @@ def _withhold_over_limit(
     replies are kept as ``withheld`` and not sent. Contributions are still filed, and the
     confirmations of STOP and OUBLIER always go out."""
     limit = runtime.settings.replies_per_hour
-    recent = replies_last_hour(session, contributor.id, now)
+    recent = replies_last_hour(session, contributor, now)
     for row in rows:
         if row.message_key in ALWAYS_SENT:
             continue
@@ -644,30 +680,20 @@ def _default_sender(runtime: Runtime, channel: str) -> str | None:
     return None
 
 
-def _forget(session: Session, contributor: Contributor, message: InboundMessage) -> None:
-    """OUBLIER: erase the resident's address everywhere; their contributions stay, detached.
-
-    Replies already decided keep their own encrypted copy of the address until they are sent
-    (the confirmation of this erasure is one of them), then it is wiped like every other.
-    """
+def _forget(
+    runtime: Runtime, session: Session, contributor: Contributor, message: InboundMessage
+) -> None:
+    """OUBLIER: erase the person (every channel of their address, gateway.residents.forget);
+    their contributions stay, detached. The confirmation of this erasure, decided in the same
+    transaction, keeps its own encrypted copy of the address until it is sent, then it is
+    wiped like every other."""
     sender_hash = contributor.address_hash
-    session.execute(
-        update(Contribution)
-        .where(Contribution.contributor_id == contributor.id)
-        .values(contributor_id=None)
+    if sender_hash is None:
+        return
+    residents.forget(
+        session,
+        runtime.settings.data_path,
+        sender_hash,
+        up_to=message.received_at,
+        trigger=message,
     )
-    if sender_hash:
-        session.execute(
-            update(InboundMessage)
-            .where(
-                InboundMessage.channel == contributor.channel,
-                InboundMessage.sender_hash == sender_hash,
-                InboundMessage.state != "received",
-            )
-            .values(sender_hash=None, sender_encrypted=None, raw_encrypted=None)
-        )
-    message.sender_hash = message.sender_encrypted = message.raw_encrypted = None
-    session.execute(delete(Conversation).where(Conversation.contributor_id == contributor.id))
-    session.flush()
-    session.delete(contributor)
-    log.info("a %s contributor was forgotten at their request", contributor.channel)

@@ -89,6 +89,10 @@ def voice_caller(call_sid: str) -> Binding:
     return Binding("voice_calls.caller_encrypted", (call_sid,))
 
 
+def quarantine_payload(channel: str, provider_key: str) -> Binding:
+    return Binding("quarantined_messages.payload_encrypted", (channel, provider_key))
+
+
 class StoredMessage(Protocol):
     """What the vault reads of a stored message (gateway.models.InboundMessage)."""
 
@@ -248,16 +252,31 @@ def log_id(lookup_hash: str | None) -> str:
     return (lookup_hash or "-")[:10]
 
 
-# Not inside a longer token: a worker's name ("gateway-1234-9f8e7d6c") is not a phone number.
-_PHONE_RE = re.compile(r"(?<![\w-])\+?\d[\d .\-]{7,}\d(?![\w-])")
-_EMAIL_RE = re.compile(r"[\w.+\-]+@[\w\-]+\.[\w.\-]+")
+# Phone numbers as people write them: international (+33 6 12 34 56 78, 0033 6...) or French
+# national (06 12 34 56 78, 06.12.34.56.78, 0612345678). Not inside a longer token (a worker's
+# name "gateway-1234-9f8e7d6c"), and deliberately not any long run of digits: ids (a message's,
+# a Telegram update's), IP addresses ("127.0.0.1:38915"), ports and timestamps stay readable,
+# which an operator following a problem needs. The code itself never logs a chat id or an
+# address (it logs ``log_id``); this is the net under it. Every pattern here runs in linear
+# time: each repetition consumes a digit or a fixed separator, and a match can only start
+# where a token starts.
+_PHONE_RE = re.compile(
+    r"(?<![\w+.\-])"
+    r"(?:\+[1-9](?:[ .\-]?\d){7,14}|00[1-9](?:[ .\-]?\d){6,13}|0[1-9](?:[ .\-]?\d\d){4})"
+    r"(?![\w])"
+)
+_EMAIL_RE = re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 # A Telegram bot token ("123456789:AAE..."), which every Bot API URL carries: an HTTP
 # library's error or debug line must not leak it.
 _BOT_TOKEN_RE = re.compile(r"\d{5,15}:[A-Za-z0-9_-]{30,}")
 
 
-def redact(text: str) -> str:
-    """Belt and braces for log lines: mask anything shaped like a bot token, a phone number or
-    an email."""
+def redact(text: str, *known: str | None) -> str:
+    """Belt and braces for log lines, stored errors and tracebacks: mask anything shaped like
+    a bot token, an email address or a phone number, and every ``known`` value (the address a
+    message was for, whatever its shape: a Telegram chat id looks like any number)."""
+    for value in known:
+        if value and len(value) >= 3:
+            text = text.replace(value, "<address>")
     text = _BOT_TOKEN_RE.sub("<bot-token>", text)
-    return _EMAIL_RE.sub("<email>", _PHONE_RE.sub("<phone>", text))
+    return _PHONE_RE.sub("<phone>", _EMAIL_RE.sub("<email>", text))

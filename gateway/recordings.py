@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.twilio import ids as twilio_ids
-from gateway import files
+from gateway import files, residents
 from gateway.i18n import translate
 from gateway.models import (
     Campaign,
@@ -40,8 +40,9 @@ from gateway.pipeline import (
     replies_last_hour,
     sender_lock,
 )
-from gateway.privacy import contributor_address, log_id, new_contributor_id
+from gateway.privacy import contributor_address, log_id
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,18 @@ class RecordingUnavailable(RuntimeError):
 
 def can_receive_sms(number: str) -> bool:
     return bool(_E164.match(number)) and not _FRENCH_LANDLINE.match(number)
+
+
+def sms_sender(settings: Settings, called: str | None, campaign: Campaign | None) -> str | None:
+    """The number a caller's SMS (receipt, notices) comes from: the number they called when it
+    can send SMS, else the campaign's first number that can, else TWILIO_FROM_NUMBER. None
+    when there is none (with a Messaging Service, Twilio then picks the sender)."""
+    numbers = [str(n) for n in campaign.phone_numbers or []] if campaign is not None else []
+    candidates = [called, *numbers]
+    for number in candidates:
+        if number and can_receive_sms(number):
+            return number
+    return settings.twilio_from_number or None
 
 
 def audio_dir(runtime: Runtime) -> Path:
@@ -166,6 +179,10 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
         message.attempts += 1
         attempts = message.attempts
         details = dict((message.attachments or [{}])[0])
+        kind = message.kind
+    if kind in PRIVACY_REQUESTS:
+        _privacy_request(runtime, message_id)
+        return [], None
     status = str(details.get("status") or "")
     if status != "completed":
         _finish(runtime, message_id, "ignored", f"no audio: recording status {status!r}")
@@ -234,6 +251,11 @@ def _file(
         )
         campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
         contributor = _contributor(runtime, session, message)
+        if call is not None:
+            # The call's record needs the caller no more: the contributor row keeps the
+            # address (for the receipt and notices); the call keeps its campaign and consent
+            # until the sweeper deletes it (gateway.residents.purge_calls).
+            call.caller_hash = call.caller_encrypted = None
         prefix = campaign.reference_prefix if campaign else "AGORA"
         contribution = Contribution(
             reference=next_reference(session, prefix),
@@ -272,22 +294,8 @@ def _contributor(
 ) -> Contributor | None:
     if not message.sender_hash or message.sender_encrypted is None:
         return None
-    contributor = session.scalar(
-        select(Contributor).where(
-            Contributor.channel == "voice", Contributor.address_hash == message.sender_hash
-        )
-    )
-    if contributor is None:
-        contributor = Contributor(
-            public_id=new_contributor_id(),
-            channel="voice",
-            address_hash=message.sender_hash,
-            # Encrypted again for its own row (privacy.Binding), not a copy of the message's.
-            address_encrypted=runtime.vault.sender_for_contributor(message),
-        )
-        session.add(contributor)
-        session.flush()
-    return contributor
+    address = runtime.vault.sender_for_contributor(message)  # encrypted for its own row
+    return residents.contributor_for(session, "voice", message.sender_hash, address, now_utc())
 
 
 def _receipt(
@@ -309,7 +317,7 @@ def _receipt(
     )
     if number is None or not can_receive_sms(number):
         return []
-    recent = replies_last_hour(session, contributor.id, now_utc())
+    recent = replies_last_hour(session, contributor, now_utc())
     if recent >= runtime.settings.replies_per_hour:  # the same cap as for SMS conversations
         return []
     row = outbound_row(
@@ -319,7 +327,7 @@ def _receipt(
         contributor=contributor,
         inbound_id=message.id,
         contribution_id=contribution.id,
-        sender=runtime.settings.twilio_from_number or message.recipient,
+        sender=sms_sender(runtime.settings, message.recipient, campaign),
         key="receipt.default",
         text=translate("receipt.default", contributor.language, reference=contribution.reference),
         now=now_utc(),
@@ -327,6 +335,40 @@ def _receipt(
     session.add(row)
     session.flush()
     return [row.id]
+
+
+# What a caller can ask on the answering machine's keypad (channels.twilio.voice): the same as
+# STOP and OUBLIER by SMS, for the person behind the number (gateway.residents).
+PRIVACY_REQUESTS = frozenset({"stop", "forget"})
+
+
+def _privacy_request(runtime: Runtime, message_id: int) -> None:
+    """A caller's keypad request, in order with their other messages (the sender's lock)."""
+    with runtime.sessions() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.sender_hash is None:
+            return
+        sender_hash = message.sender_hash
+    with sender_lock(runtime, "voice", sender_hash), runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.state != "received" or message.sender_hash is None:
+            return
+        now = now_utc()
+        message.state, message.processed_at, message.error = "processed", now, None
+        if message.kind == "stop":
+            # A row for the person, so that contributions they make later inherit the opt-out.
+            address = runtime.vault.sender_for_contributor(message)
+            residents.contributor_for(session, "voice", sender_hash, address, now)
+            residents.opt_out(session, sender_hash, now)
+            log.info("%s opted out by keypad", log_id(sender_hash))
+            return
+        residents.forget(
+            session,
+            runtime.settings.data_path,
+            sender_hash,
+            up_to=message.received_at,
+            trigger=message,
+        )
 
 
 def _finish(runtime: Runtime, message_id: int, state: str, reason: str) -> None:

@@ -166,8 +166,13 @@ async def test_call_to_a_campaign_number_hears_its_question_and_is_recorded(
     client = await make_client(voice_max_recording_seconds=120)
     response = await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER))
     root = await twiml(response)
-    assert verbs(root) == ["Say", "Record", "Say", "Hangup"]
-    greeting = root[0]
+    assert verbs(root) == ["Gather", "Record", "Say", "Hangup"]
+    # The greeting is said while a key may be pressed: 9 for the caller's own data.
+    gather = root[0]
+    assert gather.attrib["action"] == f"{voice.PRIVACY_PATH}?step=greeting"
+    assert gather.attrib["numDigits"] == "1"
+    greeting, hint = list(gather)
+    assert hint.text == translate("voice.privacy_hint")
     assert greeting.attrib["language"] == "fr-FR"
     assert "Rénovation du quartier du Parc" in (greeting.text or "")
     assert "Que souhaitez-vous pour le futur parc ?" in (greeting.text or "")
@@ -189,8 +194,9 @@ async def test_call_to_a_campaign_number_hears_its_question_and_is_recorded(
 
 async def test_audio_greeting_is_played(client, settings):
     root = await twiml(await post_signed(client, voice.VOICE_PATH, call_form(RADIO_NUMBER)))
-    assert verbs(root) == ["Play", "Record", "Say", "Hangup"]
-    assert root[0].text == "https://media.example.org/agora/accueil-radio.mp3"
+    assert verbs(root) == ["Gather", "Record", "Say", "Hangup"]
+    assert root[0][0].tag == "Play"
+    assert root[0][0].text == "https://media.example.org/agora/accueil-radio.mp3"
     assert_record_step(root, settings, max_length=settings.voice_max_recording_seconds)
 
 
@@ -208,7 +214,7 @@ async def test_repeated_first_webhook_keeps_one_call(client):
 async def test_unlisted_number_with_one_open_campaign_goes_to_it(make_client):
     client = await make_client({"parc-voix": CAMPAIGNS["parc-voix"], "ferme": CAMPAIGNS["ferme"]})
     root = await twiml(await post_signed(client, voice.VOICE_PATH, call_form(UNLISTED_NUMBER)))
-    assert verbs(root) == ["Say", "Record", "Say", "Hangup"]
+    assert verbs(root) == ["Gather", "Record", "Say", "Hangup"]
     assert "Rénovation du quartier du Parc" in said(root)[0]
     runtime = client.app[RUNTIME]
     assert calls(runtime)[0].campaign_id == campaign_id(runtime, "parc-voix")
@@ -223,6 +229,7 @@ async def test_unlisted_number_with_several_open_campaigns_gets_a_menu_of_all(cl
         "Pour Rénovation du quartier du Parc, tapez 2.",
         "Pour Les quais de Seine, tapez 3.",
         "Pour Place du Vieux-Pont, tapez 4.",
+        translate("voice.privacy_hint"),
     ]
 
 
@@ -240,8 +247,10 @@ async def test_english_campaign_is_read_in_english(make_client):
     english = dict(CAMPAIGNS["parc-voix"], language="en")
     client = await make_client({"parc-voix": english})
     root = await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER)))
-    assert root[0].attrib["language"] == "en-GB"
-    assert (root[0].text or "").startswith("Hello")
+    greeting, hint = list(root[0])
+    assert greeting.attrib["language"] == "en-GB" and hint.attrib["language"] == "en-GB"
+    assert (greeting.text or "").startswith("Hello")
+    assert hint.text == translate("voice.privacy_hint", "en")
 
 
 # -- the keypad menu ------------------------------------------------------------------------------
@@ -260,6 +269,7 @@ async def test_shared_number_gets_a_menu_and_2_picks_the_second_campaign(client,
         translate("voice.menu_intro"),
         "Pour Les quais de Seine, tapez 1.",
         "Pour Place du Vieux-Pont, tapez 2.",
+        translate("voice.privacy_hint"),
     ]
     assert all(say.attrib["language"] == "fr-FR" for say in gather.iter("Say"))
     assert redirect.text == f"{voice.CHOOSE_PATH}?attempt=1"
@@ -268,7 +278,7 @@ async def test_shared_number_gets_a_menu_and_2_picks_the_second_campaign(client,
 
     form = fixture("gather_digits", To=SHARED_NUMBER, Called=SHARED_NUMBER, CallSid="CA" + "1" * 32)
     root = await twiml(await post_signed(client, f"{voice.CHOOSE_PATH}?attempt=1", form))
-    assert verbs(root) == ["Say", "Record", "Say", "Hangup"]
+    assert verbs(root) == ["Gather", "Record", "Say", "Hangup"]
     assert "Place du Vieux-Pont" in said(root)[0]
     assert_record_step(root, settings, max_length=settings.voice_max_recording_seconds)
     assert calls(runtime)[0].campaign_id == campaign_id(runtime, "vieux-pont")
@@ -281,7 +291,7 @@ async def test_menu_choice_of_a_campaign_with_its_own_greeting(client):
     assert said(root)[0] == "Bienvenue sur la ligne des quais. Parlez après le bip."
 
 
-@pytest.mark.parametrize("digits", ["9", "0", "*", "#", "12", None], ids=repr)
+@pytest.mark.parametrize("digits", ["8", "0", "*", "#", "12", None], ids=repr)
 async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
     await twiml(await post_signed(client, voice.VOICE_PATH, call_form(SHARED_NUMBER)))
     form = fixture("gather_digits", To=SHARED_NUMBER, CallSid="CA" + "1" * 32)
@@ -298,6 +308,7 @@ async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
     assert said(gather)[1:] == [
         "Pour Les quais de Seine, tapez 1.",
         "Pour Place du Vieux-Pont, tapez 2.",
+        translate("voice.privacy_hint"),
     ]
 
     root = await twiml(await post_signed(client, f"{voice.CHOOSE_PATH}?attempt=2", form))

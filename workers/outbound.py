@@ -19,9 +19,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from channels.base import OutgoingText, SendError
+from gateway import residents
+from gateway.logs import describe
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
-from gateway.privacy import inbound_raw, outbound_recipient
+from gateway.privacy import inbound_raw, outbound_recipient, redact
 from gateway.queues import OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
 
@@ -76,15 +78,29 @@ def send(runtime: Runtime, outbound_id: int) -> str:
     try:
         provider_id = sender.send(message)
     except SendError as exc:
-        return _failed(runtime, outbound_id, attempts, exc, sender.name)
+        return _failed(runtime, outbound_id, attempts, exc, sender.name, message.recipient)
     except Exception as exc:  # a bug in an adapter: never leave the row in "sending"
-        log.exception("outbound %d: unexpected error", outbound_id)
+        log.error(
+            "outbound %d: unexpected error: %s",
+            outbound_id,
+            describe(exc, message.recipient),
+            exc_info=exc,
+        )
         return _failed(
-            runtime, outbound_id, attempts, SendError(str(exc), retryable=False), sender.name
+            runtime,
+            outbound_id,
+            attempts,
+            SendError(describe(exc, message.recipient), retryable=False),
+            sender.name,
+            message.recipient,
         )
     with runtime.sessions.begin() as session:
         row = session.get(OutboundMessage, outbound_id)
-        assert row is not None
+        if row is None:  # erased while it was being sent (the resident asked to be forgotten)
+            log.info(
+                "outbound %d sent via %s; its row was erased meanwhile", outbound_id, sender.name
+            )
+            return "sent"
         row.status, row.provider, row.provider_message_id = "sent", sender.name, provider_id
         row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
     log.info("outbound %d sent via %s (%s segment(s))", outbound_id, sender.name, row.segments)
@@ -114,19 +130,30 @@ def _thread(runtime: Runtime, session: Session, row: OutboundMessage) -> dict[st
 
 
 def _failed(
-    runtime: Runtime, outbound_id: int, attempts: int, exc: SendError, provider: str
+    runtime: Runtime,
+    outbound_id: int,
+    attempts: int,
+    exc: SendError,
+    provider: str,
+    recipient: str,
 ) -> str:
+    # A provider's error quotes the address it refused ("The 'To' number +336... is not
+    # valid", an SMTP server's refusal): stored and logged without it.
+    reason = redact(str(exc), recipient)[:2000]
     with runtime.sessions.begin() as session:
         row = session.get(OutboundMessage, outbound_id)
-        assert row is not None
-        row.error, row.provider = str(exc)[:2000], provider
+        if row is None:  # erased meanwhile
+            return "failed"
+        row.error, row.provider = reason, provider
         if exc.recipient_opted_out and row.contributor_id is not None:
             contributor = session.get(Contributor, row.contributor_id)
-            if contributor is not None and not contributor.opted_out:
-                contributor.opted_out, contributor.opted_out_at = True, now_utc()
-                log.info(
-                    "outbound %d: recipient unsubscribed at the provider; opted out", outbound_id
-                )
+            # The person unsubscribed (or blocked the bot): every channel of their address.
+            if contributor is not None and contributor.address_hash:
+                if residents.opt_out(session, contributor.address_hash, now_utc()):
+                    log.info(
+                        "outbound %d: recipient unsubscribed at the provider; opted out",
+                        outbound_id,
+                    )
         if exc.retryable and attempts < runtime.settings.outbound_max_attempts:
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else backoff(attempts)
             row.status, row.next_attempt_at = "queued", now_utc() + delay
@@ -134,12 +161,14 @@ def _failed(
                 "outbound %d: attempt %d failed (%s); retry in %s",
                 outbound_id,
                 attempts,
-                exc,
+                reason,
                 delay,
             )
             return "queued"
         row.status, row.recipient_encrypted = "failed", None
-        log.error("outbound %d failed for good after %d attempt(s): %s", outbound_id, attempts, exc)
+        log.error(
+            "outbound %d failed for good after %d attempt(s): %s", outbound_id, attempts, reason
+        )
         return "failed"
 
 

@@ -57,10 +57,17 @@ CHOOSE_PATH = "/webhooks/twilio/voice/choose"
 RECORDED_PATH = "/webhooks/twilio/voice/recorded"
 CONSENT_PATH = "/webhooks/twilio/voice/consent"
 RECORDING_PATH = "/webhooks/twilio/recording"
+PRIVACY_PATH = "/webhooks/twilio/voice/privacy"
 
-# One keypad digit per campaign: a menu longer than nine would need two digits and would be
-# too long to listen to anyway.
-MAX_MENU = 9
+# One keypad digit per campaign: a menu longer than eight would need two digits and would be
+# too long to listen to anyway. 9 is the caller's own data (opt out, erasure) on every call.
+MAX_MENU = 8
+PRIVACY_KEY = "9"
+PRIVACY_STOP, PRIVACY_FORGET, PRIVACY_BACK = "1", "2", "0"
+PRIVACY_TIMEOUT = 6
+# After the greeting, how long a key press is waited for before the beep: short, since most
+# callers just want to speak.
+GREETING_KEY_TIMEOUT = 1
 MENU_ATTEMPTS = 2  # the menu is said at most twice, then the caller is told goodbye
 MENU_TIMEOUT = 6  # seconds Twilio waits for a key once the menu has been said
 CONSENT_TIMEOUT = 6
@@ -133,16 +140,42 @@ def _say_text(parent: TwiML, text: str, language: str) -> None:
 
 
 def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> str:
+    """The greeting, then the recording. The greeting is said inside a keypad wait, so that a
+    caller can press 9 for their own data (opt out, erasure) instead of leaving a message;
+    with no key pressed Twilio goes on to the recording."""
     response = VoiceResponse()
     language = campaign.language
+    gather = response.gather(
+        action=f"{PRIVACY_PATH}?step=greeting",
+        method="POST",
+        num_digits=1,
+        timeout=GREETING_KEY_TIMEOUT,
+        input="dtmf",
+        action_on_empty_result=False,
+    )
     if campaign.greeting_audio:
-        response.play(campaign.greeting_audio)
+        gather.play(campaign.greeting_audio)
     elif campaign.greeting:
-        _say_text(response, campaign.greeting, language)
+        _say_text(gather, campaign.greeting, language)
     elif campaign.question:
-        _say(response, "voice.greeting", language, title=campaign.title, question=campaign.question)
+        _say(gather, "voice.greeting", language, title=campaign.title, question=campaign.question)
     else:
-        _say(response, "voice.greeting_no_question", language, title=campaign.title)
+        _say(gather, "voice.greeting_no_question", language, title=campaign.title)
+    _say(gather, "voice.privacy_hint", language)
+    _record(response, campaign, settings)
+    return str(response)
+
+
+def twiml_record(campaign: CampaignChoice, settings: Settings) -> str:
+    """The beep and the recording, without the greeting (the caller pressed a key during it)."""
+    response = VoiceResponse()
+    _say(response, "voice.after_beep", campaign.language)
+    _record(response, campaign, settings)
+    return str(response)
+
+
+def _record(response: VoiceResponse, campaign: CampaignChoice, settings: Settings) -> None:
+    language = campaign.language
     response.record(
         action=RECORDED_PATH,
         method="POST",
@@ -162,7 +195,6 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
     # recording and carries on with the next verb.
     _say(response, "voice.nothing_recorded", language)
     response.hangup()
-    return str(response)
 
 
 def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
@@ -177,6 +209,31 @@ def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
     _say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
     for number, choice in enumerate(choices, start=1):
         _say(gather, "voice.menu_line", language, title=choice.title, number=number)
+    _say(gather, "voice.privacy_hint", language)
+    response.redirect(action, method="POST")
+    return str(response)
+
+
+def twiml_privacy_menu(language: str, attempt: int) -> str:
+    """The caller's own data: stop the SMS, or erase everything; 0 goes back to the message."""
+    response = VoiceResponse()
+    action = f"{PRIVACY_PATH}?step=choice&attempt={attempt}"
+    gather = response.gather(
+        action=action, method="POST", num_digits=1, timeout=PRIVACY_TIMEOUT, input="dtmf"
+    )
+    _say(gather, "voice.privacy_menu", language)
+    response.redirect(action, method="POST")
+    return str(response)
+
+
+def twiml_privacy_confirm(language: str) -> str:
+    """Erasure cannot be undone: the same key once more confirms it; anything else does not."""
+    response = VoiceResponse()
+    action = f"{PRIVACY_PATH}?step=confirm"
+    gather = response.gather(
+        action=action, method="POST", num_digits=1, timeout=PRIVACY_TIMEOUT, input="dtmf"
+    )
+    _say(gather, "voice.privacy_confirm", language)
     response.redirect(action, method="POST")
     return str(response)
 
@@ -275,6 +332,35 @@ def choose_campaign(
             return chosen, choices
 
     return _retrying_once(attempt)
+
+
+def call_campaign(runtime: Runtime, call_sid: str) -> CampaignChoice | None:
+    """The campaign the call was put through to, once chosen (by number or keypad)."""
+    with runtime.sessions() as session:
+        campaign = session.scalar(
+            select(Campaign)
+            .join(VoiceCall, VoiceCall.campaign_id == Campaign.id)
+            .where(VoiceCall.call_sid == call_sid)
+        )
+        return _choice(campaign) if campaign is not None else None
+
+
+def privacy_message(
+    form: Mapping[str, str], call_sid: str, kind: str, received_at: datetime
+) -> IncomingMessage:
+    """A caller's keypad request (``stop`` or ``forget``) as an inbound message of the caller:
+    stored before the caller is told it is noted, then carried out by a worker in order with
+    the caller's other messages (gateway.recordings), as STOP and OUBLIER by SMS are."""
+    return IncomingMessage(
+        channel=CHANNEL,
+        provider_message_id=f"{call_sid}:{kind}",
+        sender=form.get("From") or "",
+        recipient=form.get("To") or None,
+        text="",
+        received_at=received_at,
+        raw=dict(form),
+        kind=kind,
+    )
 
 
 def call_language(runtime: Runtime, call_sid: str) -> str:
@@ -408,6 +494,8 @@ async def menu_choice(request: web.Request) -> web.Response:
     except ValueError:
         attempt = MENU_ATTEMPTS
     digits = form.get("Digits") or ""
+    if digits == PRIVACY_KEY:
+        return _twiml(twiml_privacy_menu(DEFAULT_LANGUAGE, attempt=1))
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
         chosen, choices = await _in_thread(
@@ -423,6 +511,85 @@ async def menu_choice(request: web.Request) -> web.Response:
     if attempt >= MENU_ATTEMPTS:
         return _twiml(twiml_goodbye("voice.menu_goodbye"))
     return _twiml(twiml_menu(choices, attempt=attempt + 1))
+
+
+async def privacy(request: web.Request) -> web.Response:
+    """The caller's own data, by keypad (9 during the greeting or the menu): 1 stops the SMS,
+    2 then 2 again erases everything (a landline caller has no other way to ask), 0 goes back
+    to leaving a message. Without a valid caller number nothing can be asked for."""
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime, settings = request.app[RUNTIME], request.app[SETTINGS]
+    step = request.query.get("step", "")
+    digits = (form.get("Digits") or "").strip()
+    try:
+        attempt = max(1, int(request.query.get("attempt", "1")))
+    except ValueError:
+        attempt = MENU_ATTEMPTS
+    try:
+        campaign = await _in_thread(lambda: call_campaign(runtime, call_sid))
+    except SQLAlchemyError as exc:
+        log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    language = campaign.language if campaign else DEFAULT_LANGUAGE
+
+    async def back_to_the_message() -> web.Response:
+        if campaign is not None:
+            return _twiml(twiml_record(campaign, settings))
+        # No campaign chosen yet (9 was pressed in the campaign menu): the menu again.
+        caller, called = form.get("From") or "", form.get("To") or ""
+        choices = await _in_thread(lambda: start_call(runtime, call_sid, caller, called))
+        if not choices:
+            return _twiml(twiml_goodbye("voice.no_campaign"))
+        if len(choices) == 1:
+            return _twiml(twiml_greeting_and_record(choices[0], settings))
+        return _twiml(twiml_menu(choices, attempt=1))
+
+    if step == "greeting":
+        if digits == PRIVACY_KEY:
+            return _twiml(twiml_privacy_menu(language, attempt=1))
+        return await back_to_the_message()
+    if step == "choice":
+        if digits == PRIVACY_STOP:
+            await _store_privacy_request(request, form, call_sid, "stop")
+            return _twiml(twiml_goodbye("voice.privacy_stopped", language))
+        if digits == PRIVACY_FORGET:
+            return _twiml(twiml_privacy_confirm(language))
+        if digits == PRIVACY_BACK:
+            return await back_to_the_message()
+        if attempt >= MENU_ATTEMPTS:
+            return _twiml(twiml_goodbye("voice.privacy_goodbye", language))
+        return _twiml(twiml_privacy_menu(language, attempt=attempt + 1))
+    if step == "confirm":
+        if digits == PRIVACY_FORGET:
+            await _store_privacy_request(request, form, call_sid, "forget")
+            return _twiml(twiml_goodbye("voice.privacy_forgotten", language))
+        return _twiml(twiml_goodbye("voice.privacy_cancelled", language))
+    raise web.HTTPBadRequest(text="unknown step")
+
+
+async def _store_privacy_request(
+    request: web.Request, form: Mapping[str, str], call_sid: str, kind: str
+) -> None:
+    if not form.get("From"):
+        # Twilio always sends From; a call with a withheld number has "anonymous" or similar,
+        # which names nobody: nothing to stop or erase, and the caller is told it is noted
+        # like everyone (what matters is that no one else's data is touched).
+        log.warning("voice privacy request without a caller number: nothing stored")
+        return
+    message = privacy_message(form, call_sid, kind, datetime.now(UTC))
+    try:
+        await request.app[INGEST].accept(message)
+    except SQLAlchemyError as exc:
+        # Not stored: the caller must not be told it is done. Twilio's fallback URL (or its
+        # error message) takes over, and the caller can call again.
+        log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    log.info(
+        "call %s: the caller asked to %s",
+        call_sid[:10],
+        "stop the SMS" if kind == "stop" else "be forgotten",
+    )
 
 
 async def recorded(request: web.Request) -> web.Response:

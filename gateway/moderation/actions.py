@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import residents
 from gateway.i18n import translate
 from gateway.models import (
     Campaign,
@@ -39,9 +40,9 @@ from gateway.models import (
 )
 from gateway.moderation import grouping, redaction
 from gateway.moderation.accounts import Actor
-from gateway.pipeline import now_utc, outbound_row
+from gateway.pipeline import now_utc, outbound_row, replies_last_hour
 from gateway.privacy import contributor_address
-from gateway.recordings import can_receive_sms
+from gateway.recordings import can_receive_sms, sms_sender
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,10 @@ def _notify(
     **params: str,
 ) -> str:
     """Queue a notice to the contribution's author; returns what happened, for the log:
-    queued, opted_out, forgotten or no_channel."""
+    queued; withheld (over the per-resident reply cap, kept visible); no_sender or landline
+    (recorded as a failed notice, visible to moderators: never silently dropped); or, with no
+    row, opted_out, forgotten, unverified (an email whose sender could not be verified is
+    never answered: the address may be forged)."""
     contributor = (
         session.get(Contributor, contribution.contributor_id)
         if contribution.contributor_id
@@ -234,12 +238,14 @@ def _notify(
     )
     if contributor is None or contributor.address_encrypted is None:
         return "forgotten"
-    if contributor.opted_out:
+    # Opting out is about the person, whichever channel they said STOP on.
+    if contributor.opted_out or residents.is_opted_out(session, contributor.address_hash):
         return "opted_out"
-    channel, sender = _reply_route(runtime, session, contribution, contributor)
-    if channel is None:
-        return "no_channel"
+    if getattr(contribution, "sender_verified", None) is False:
+        return "unverified"
+    channel, sender, problem = _reply_route(runtime, session, contribution, contributor)
     text = translate(key, contributor.language, reference=contribution.reference, **params)
+    now = now_utc()
     row: OutboundMessage = outbound_row(
         vault=runtime.vault,
         decision_key=decision_key,
@@ -250,23 +256,44 @@ def _notify(
         sender=sender,
         key=key,
         text=text,
-        now=now_utc(),
+        now=now,
     )
+    result = "queued"
+    if problem is not None:
+        row.status, row.recipient_encrypted, row.error = "failed", None, NOTICE_PROBLEMS[problem]
+        result = problem
+        log.warning("contribution %s: notice not sendable (%s)", contribution.reference, problem)
+    elif replies_last_hour(session, contributor, now) >= runtime.settings.replies_per_hour:
+        # The same cap as the conversation's replies: a bulk decision or a hurried moderator
+        # must not flood one resident either.
+        row.status, row.recipient_encrypted = "withheld", None
+        row.error = f"reply limit reached ({runtime.settings.replies_per_hour} an hour)"
+        result = "withheld"
     session.add(row)
     session.flush()
-    done.outbound.append(row.id)
-    return "queued"
+    if result == "queued":
+        done.outbound.append(row.id)
+    return result
+
+
+# Why a notice could not be sent, as stored on its row (no address: see gateway.logs).
+NOTICE_PROBLEMS = {
+    "no_sender": "no number to send from: set the campaign's phone_numbers or TWILIO_FROM_NUMBER",
+    "landline": "the caller's number cannot receive SMS",
+}
 
 
 def _reply_route(
     runtime: Runtime, session: Session, contribution: Contribution, contributor: Contributor
-) -> tuple[str | None, str | None]:
-    """The channel and sender to reach the author of a contribution by: the one they used;
-    a caller is answered by SMS when their number can receive one."""
+) -> tuple[str, str | None, str | None]:
+    """(channel, sender, problem) to reach the author of a contribution: the channel they
+    used; a caller is answered by SMS from the number they called when it can send one, else
+    the campaign's number, else TWILIO_FROM_NUMBER, as their receipt was."""
     recipient = None
     if contribution.inbound_message_id:
         message = session.get(InboundMessage, contribution.inbound_message_id)
         recipient = message.recipient if message else None
+    campaign = session.get(Campaign, contribution.campaign_id) if contribution.campaign_id else None
     if contribution.channel == "voice":
         assert contributor.address_encrypted is not None
         number = runtime.vault.decrypt_or_none(
@@ -276,11 +303,17 @@ def _reply_route(
         # Unreadable (None): the notice's own copy is None too, and the outbound job records
         # it as failed without sending.
         if number is not None and not can_receive_sms(number):
-            return None, None
-        return "sms", runtime.settings.twilio_from_number or None
+            return "sms", None, "landline"
+        sender = sms_sender(runtime.settings, recipient, campaign)
+        return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
     if contribution.channel == "sms":
-        return "sms", recipient or runtime.settings.twilio_from_number or None
-    return contribution.channel, recipient
+        sender = recipient or sms_sender(runtime.settings, None, campaign)
+        return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
+    return contribution.channel, recipient, None
+
+
+def _has_messaging_service(runtime: Runtime) -> bool:
+    return bool(runtime.settings.twilio_messaging_service_sid)
 
 
 def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
@@ -297,8 +330,12 @@ def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Do
         )
         event.after = {"text": text, "notice": result}
         if result != "queued":
+            # Nothing is kept: the moderator is told at once, and can try again later (a
+            # resident over the hourly cap) or knows the resident cannot be answered.
             raise ActionError(
-                f"console.notice.{result}", f"the resident cannot be reached: {result}", 409
+                f"console.notice.{result}",
+                f"the resident cannot be reached: {result}",
+                429 if result == "withheld" else 409,
             )
 
     return _run(runtime, work)

@@ -32,7 +32,9 @@ def test_english_has_every_french_key_with_the_same_placeholders():
 def test_every_refusal_the_actions_can_give_has_a_message():
     sources = Path(actions.__file__).read_text() + Path(accounts.__file__).read_text()
     used = set(re.findall(r'"(console\.[a-z_.]+)"', sources))
-    used |= {f"console.notice.{r}" for r in ("forgotten", "opted_out", "no_channel")}
+    results = ("forgotten", "opted_out", "no_channel", "landline", "no_sender", "withheld")
+    used |= {f"console.notice.{r}" for r in (*results, "unverified")}
+    used |= {f"console.notice_results.{r}" for r in (*results, "unverified")}
     assert used  # the pattern still finds them
     fr, en = keys("fr"), keys("en")
     assert used <= set(fr) and used <= set(en), used - set(fr)

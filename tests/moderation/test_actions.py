@@ -14,7 +14,7 @@ from gateway.pipeline import next_reference, now_utc
 from gateway.privacy import contributor_address, new_contributor_id
 from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import contributions, drain, send_sms
+from tests.helpers import contributions, drain, runtime_with, send_sms
 
 PARC = "+33100000001"
 ALICE = Actor(name="alice", role="moderator")
@@ -176,11 +176,34 @@ def test_callers_are_told_by_sms_from_a_mobile_and_not_from_a_landline(
     actions.decide(runtime, ALICE, [mobile, landline], "publish")
     (notice,) = notices(runtime, mobile)
     assert notice.channel == "sms"
-    assert notices(runtime, landline) == []
+    # A landline cannot be texted: the notice is kept as failed, for moderators to see.
+    (unsent,) = notices(runtime, landline)
+    assert unsent.status == "failed" and unsent.recipient_encrypted is None
+    assert unsent.error == actions.NOTICE_PROBLEMS["landline"]
     (event,) = events(runtime, landline)
-    assert event.after is not None and event.after["notice"] == "no_channel"
+    assert event.after is not None and event.after["notice"] == "landline"
     drain(runtime)
     assert fake_twilio.messages[-1]["To"] == "+33622222222"
+
+
+def test_notices_and_answers_are_under_the_per_resident_cap(runtime: Runtime):
+    """A bulk decision or a moderator's answers count with the conversation's replies: past
+    REPLIES_PER_HOUR, notices are withheld (visible) and a free answer is refused (429)."""
+    rt = runtime_with(runtime.settings, replies_per_hour=4)
+    try:
+        for i in range(2):  # receipt and first-contact notice, then a receipt: 3 this hour
+            send_sms(rt, f"BUDGET Idée {i}", "+33611111120", "+33100000002")
+        filed = contributions(rt)
+        done = actions.decide(rt, ALICE, [c.id for c in filed], "publish")
+        assert len(done.outbound) == 1  # the fourth message of the hour; the fifth is held
+        held = notices(rt, filed[1].id)
+        assert [n.status for n in held] == ["withheld"]
+        with pytest.raises(ActionError) as refused:
+            actions.reply(rt, ALICE, filed[0].id, "Merci pour votre idée !")
+        assert refused.value.status == 429 and refused.value.key == "console.notice.withheld"
+        assert [e.action for e in events(rt, filed[0].id)] == ["publish"]  # nothing kept
+    finally:
+        rt.close()
 
 
 def test_bulk_decision_logs_and_notifies_each_contribution(runtime: Runtime):

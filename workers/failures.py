@@ -1,0 +1,37 @@
+"""What a failed job leaves in Redis: its traceback, with nothing personal in it.
+
+RQ stores a failed job's whole traceback in Redis (the job's hash and its results stream, kept
+``failure_ttl``: seven days here, and in the embedded server's append-only file on disk). An
+exception's text can quote what it was working on: an address an SMTP server refused, a Bot API
+URL with the bot's token, a number Twilio found invalid. Every worker of the gateway stores the
+traceback redacted (gateway.privacy.redact), as the logs show it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import SimpleWorker, Worker
+from rq.job import Job
+from rq.queue import Queue
+
+from gateway.privacy import redact
+
+
+class RedactedFailures:
+    """Mixed into an RQ worker class: failures are stored redacted."""
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        super().handle_job_failure(  # type: ignore[misc]
+            job, queue, started_job_registry=started_job_registry, exc_string=redact(exc_string)
+        )
+
+
+class GatewayWorker(RedactedFailures, Worker):
+    """``gateway worker``'s worker: a work horse (child process) per job."""
+
+
+class GatewaySimpleWorker(RedactedFailures, SimpleWorker):
+    """Jobs in the worker's own process (``gateway serve``'s thread, tests, burst runs)."""
