@@ -106,14 +106,14 @@ def moderators_password(name: str) -> None:
 @moderators_group.command("disable")
 @click.argument("name")
 def moderators_disable(name: str) -> None:
-    """Disable an account (its sessions stop working at once)."""
+    """Disable an account (its sessions are deleted: open pages and live boards stop)."""
     from gateway.models import Moderator
 
     def work(session: Session) -> None:
         moderator = session.scalar(select(Moderator).where(Moderator.name == name))
         if moderator is None:
             raise click.ClickException(f"no moderator named {name!r}")
-        moderator.active = False
+        accounts.set_active(session, moderator, False)
 
     _in_session(work)
     click.echo(f"moderator {name} disabled")
@@ -126,26 +126,64 @@ def tokens_group() -> None:
 
 @tokens_group.command("create")
 @click.argument("name")
-@click.option("--admin", is_flag=True, help="Also allowed the admin actions (campaign status).")
-def tokens_create(name: str, admin: bool) -> None:
+@click.option(
+    "--scope",
+    type=click.Choice(accounts.SCOPES),
+    default=None,
+    help="read: published contributions and their public text only (open data; the "
+    "default); moderate: the console's moderator rights; admin: also campaign status.",
+)
+@click.option("--admin", is_flag=True, help="The same as --scope admin.")
+@click.option(
+    "--expires-in",
+    "days",
+    type=click.IntRange(1, accounts.MAX_TOKEN_DAYS),
+    default=None,
+    metavar="DAYS",
+    help=f"Days until the token stops working (default: "
+    f"{accounts.DEFAULT_TOKEN_DAYS[accounts.READ]} for read, "
+    f"{accounts.DEFAULT_TOKEN_DAYS[accounts.MODERATE]} for moderate and admin).",
+)
+def tokens_create(name: str, scope: str | None, admin: bool, days: int | None) -> None:
     """Create a token and print it once (only its hash is kept)."""
-    role = "admin" if admin else "moderator"
-    token = _in_session(lambda s: accounts.create_token(s, name, role=role))
+    from gateway.pipeline import now_utc
+
+    if admin and scope not in (None, accounts.ADMIN):
+        raise click.UsageError("--admin is --scope admin: give one or the other")
+    # The least a token may do unless asked: a script given a read token and needing more is
+    # refused with 403 and says so; a moderate token given to an open-data script is a leak.
+    chosen = accounts.ADMIN if admin else (scope or accounts.READ)
+    token = _in_session(
+        lambda s: accounts.create_token(s, name, scope=chosen, now=now_utc(), expires_in_days=days)
+    )
     click.echo(token)
-    click.echo(f"token {name} created ({role}); it is shown only now", err=True)
+    click.echo(
+        f"token {name} created (scope {chosen}, expires in "
+        f"{days or accounts.DEFAULT_TOKEN_DAYS[chosen]} days); it is shown only now",
+        err=True,
+    )
 
 
 @tokens_group.command("list")
 def tokens_list() -> None:
-    """List tokens: name, role, created, last used, revoked."""
+    """List tokens: name, scope, state, expiry, last used."""
     from gateway.models import ApiToken
+    from gateway.pipeline import now_utc
+
+    now = now_utc()
 
     def rows(session: Session) -> list[str]:
         out = []
         for t in session.scalars(select(ApiToken).order_by(ApiToken.name)):
             used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "-"
-            state = "revoked" if t.revoked_at else "active"
-            out.append(f"{t.name:<24} {t.role:<10} {state:<8} last used {used}")
+            if t.revoked_at:
+                state = "revoked"
+            elif t.expires_at <= now:
+                state = "expired"
+            else:
+                state = "active"
+            expires = t.expires_at.date().isoformat()
+            out.append(f"{t.name:<24} {t.scope:<9} {state:<8} expires {expires}  last used {used}")
         return out
 
     for line in _in_session(rows):

@@ -3,6 +3,10 @@
 Each handler reads and checks the request on the event loop, then does its database work in
 one function run on the default executor (SQLAlchemy is synchronous). Actions go through
 gateway.moderation.actions, so the console and the API decide, log and notify the same way.
+
+The scope each route needs is in gateway.api.scopes and checked by the middleware before a
+handler runs; the two reads open to ``read`` tokens (contributions, campaigns) answer those
+with public data only (``shapes.public_item``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.api import bodies, shapes
-from gateway.api.auth import ACTOR, require_admin
+from gateway.api import bodies, scopes, shapes
+from gateway.api.auth import ACTOR
 from gateway.api.errors import ApiError
 from gateway.api.openapi import openapi_document
 from gateway.models import Campaign, Contribution
 from gateway.moderation import actions, queries
-from gateway.moderation.accounts import Actor
+from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
 from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
@@ -105,10 +109,64 @@ def _decision(body: dict[str, Any]) -> tuple[str, str | None]:
     return action, bodies.optional_string(body, "reason")
 
 
+def _public_only(request: web.Request) -> bool:
+    """A token that may read public data only (scope ``read``)."""
+    return not request[ACTOR].allows(MODERATE)
+
+
+# Queue filters a read token may use: those over what is public. Not ``q`` (it searches the
+# resident's own words and the transcript: an oracle for what the public version hides), not
+# the groups (made from the original texts), the recording or the broadcast answer.
+PUBLIC_FILTERS = frozenset(
+    {"status", "campaign", "channel", "category", "neighbourhood", "from", "to", "sort"}
+    | {"page", "per_page"}
+)
+
+
+def _public_filter(request: web.Request) -> queries.QueueFilter:
+    for name in request.query:
+        if name not in PUBLIC_FILTERS:
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"the {name!r} filter needs a token of scope 'moderate'",
+                field=name,
+            )
+    if request.query.get("status", "published") != "published":
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            "a read token lists published contributions only (status=published)",
+            field="status",
+        )
+    return queries.QueueFilter.from_params({**request.query, "status": "published", "grouped": "0"})
+
+
+async def _list_public(request: web.Request) -> web.Response:
+    f = _public_filter(request)
+    runtime = _runtime(request)
+    tz = ZoneInfo(runtime.settings.timezone)
+
+    def work() -> dict[str, Any]:
+        with runtime.sessions() as session:
+            page = queries.queue(session, f, tz)
+            return {
+                "items": [shapes.public_item(row.contribution) for row in page.rows],
+                "page": f.page,
+                "per_page": f.per_page,
+                "pages": page.pages,
+                "total": page.total,
+            }
+
+    return web.json_response(await _db(work))
+
+
 # -- contributions --------------------------------------------------------------------------
 
 
 async def list_contributions(request: web.Request) -> web.Response:
+    if _public_only(request):
+        return await _list_public(request)
     params = dict(request.query)
     # One item per contribution unless the client asks for one row per group.
     params.setdefault("grouped", "0")
@@ -140,10 +198,17 @@ async def list_contributions(request: web.Request) -> web.Response:
 async def get_contribution(request: web.Request) -> web.Response:
     contribution_id = bodies.path_id(request, "id", "contribution")
     runtime = _runtime(request)
+    public_only = _public_only(request)
 
     def work() -> dict[str, Any]:
         with runtime.sessions() as session:
-            return shapes.contribution_detail(session, _contribution(session, contribution_id))
+            found = _contribution(session, contribution_id)
+            if public_only:
+                # Not published: as if it did not exist (a 403 would confirm that it does).
+                if found.status != "published":
+                    raise _not_found("contribution")
+                return shapes.public_item(found)
+            return shapes.contribution_detail(session, found)
 
     return web.json_response(await _db(work))
 
@@ -325,17 +390,21 @@ async def list_events(request: web.Request) -> web.Response:
 
 async def list_campaigns(request: web.Request) -> web.Response:
     runtime = _runtime(request)
+    public_only = _public_only(request)
 
     def work() -> dict[str, Any]:
         with runtime.sessions() as session:
-            return {"items": [shapes.campaign_dict(c) for c in queries.campaigns(session)]}
+            found = queries.campaigns(session)
+            if public_only:
+                # A draft is not announced yet.
+                found = [c for c in found if c.status != "draft"]
+            return {"items": [shapes.campaign_dict(c) for c in found]}
 
     return web.json_response(await _db(work))
 
 
 async def set_campaign_status(request: web.Request) -> web.Response:
     actor = request[ACTOR]
-    require_admin(actor)  # before reading the body: a moderator learns nothing more
     slug = request.match_info["slug"]
     status = bodies.string(await bodies.json_object(request, ("status",)), "status")
     runtime = _runtime(request)
@@ -364,17 +433,28 @@ async def campaign_stats(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi_document, name="api_openapi")
-    r.add_get(f"{PREFIX}/contributions", list_contributions, name="api_contributions")
-    r.add_get(f"{PREFIX}/contributions/{ID}", get_contribution, name="api_contribution")
-    r.add_post(f"{PREFIX}/contributions/{ID}/decision", decide_contribution)
-    r.add_post(f"{PREFIX}/contributions/{ID}/classification", classify_contribution)
-    r.add_put(f"{PREFIX}/contributions/{ID}/transcript", correct_transcript)
-    r.add_put(f"{PREFIX}/contributions/{ID}/public-text", set_public_text)
-    r.add_post(f"{PREFIX}/contributions/{ID}/replies", reply_to_contributor)
-    r.add_post(f"{PREFIX}/decisions", decide_many)
-    r.add_get(f"{PREFIX}/groups/{GROUP_ID}", get_group, name="api_group")
-    r.add_post(f"{PREFIX}/groups/{GROUP_ID}/decision", decide_group)
-    r.add_get(f"{PREFIX}/events", list_events, name="api_events")
-    r.add_get(f"{PREFIX}/campaigns", list_campaigns, name="api_campaigns")
-    r.add_put(f"{PREFIX}/campaigns/{SLUG}/status", set_campaign_status)
-    r.add_get(f"{PREFIX}/campaigns/{SLUG}/stats", campaign_stats)
+    routes: list[tuple[str, str, Any, str | None]] = [
+        ("GET", "/contributions", list_contributions, "api_contributions"),
+        ("GET", f"/contributions/{ID}", get_contribution, "api_contribution"),
+        ("POST", f"/contributions/{ID}/decision", decide_contribution, None),
+        ("POST", f"/contributions/{ID}/classification", classify_contribution, None),
+        ("PUT", f"/contributions/{ID}/transcript", correct_transcript, None),
+        ("PUT", f"/contributions/{ID}/public-text", set_public_text, None),
+        ("POST", f"/contributions/{ID}/replies", reply_to_contributor, None),
+        ("POST", "/decisions", decide_many, None),
+        ("GET", f"/groups/{GROUP_ID}", get_group, "api_group"),
+        ("POST", f"/groups/{GROUP_ID}/decision", decide_group, None),
+        ("GET", "/events", list_events, "api_events"),
+        ("GET", "/campaigns", list_campaigns, "api_campaigns"),
+        ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),
+        ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
+    ]
+    for method, path, handler, name in routes:
+        if method == "GET":  # with HEAD, as add_get does
+            route = r.add_get(PREFIX + path, handler, name=name)
+        else:
+            route = r.add_route(method, PREFIX + path, handler, name=name)
+        canonical = route.resource.canonical if route.resource else path
+        # Every route says which scope it needs: one without is a mistake, caught at start-up.
+        if (method, canonical.removeprefix(PREFIX)) not in scopes.NEEDED:
+            raise RuntimeError(f"{method} {canonical}: no scope in gateway.api.scopes.NEEDED")

@@ -1,8 +1,9 @@
 """The API's OpenAPI 3.1 description, as Python data, served at GET /api/v1/openapi.json.
 
 Enumerations come from gateway.moderation so that the description cannot drift from what the
-actions accept; tests check that every route is described and that real responses match the
-schemas.
+actions accept, and each operation's ``security`` names the scope it needs from
+gateway.api.scopes (OpenAPI 3.1 lets a non-OAuth scheme list role names there); tests check
+that every route is described and that real responses match the schemas.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api import scopes
+from gateway.moderation.accounts import DEFAULT_TOKEN_DAYS
 from gateway.moderation.actions import (
     CATEGORIES,
     CHANNELS,
@@ -102,6 +105,27 @@ CONTRIBUTION: dict[str, Schema] = {
 }
 CONTRIBUTION_REQUIRED = list(CONTRIBUTION)
 
+# What a read (open-data) token sees of a published contribution (gateway.api.shapes).
+PUBLIC_CONTRIBUTION: dict[str, Schema] = {
+    "id": ID,
+    "reference": {"type": "string", "examples": ["PARC-0042"]},
+    "campaign": nullable("string", description="The campaign's slug."),
+    "channel": {"type": "string", "examples": list(CHANNELS)},
+    "status": {"type": "string", "enum": ["published"]},
+    "text": {
+        "type": "string",
+        "description": "The public version a moderator approved (anonymised), never what "
+        "the resident wrote or said in their own words.",
+    },
+    "kind": {"type": "string", "enum": list(KINDS)},
+    "neighbourhood": nullable("string"),
+    "category": {"type": ["string", "null"], "enum": [*CATEGORIES, None]},
+    "themes": array({"type": "string"}),
+    "tags": array({"type": "string"}),
+    "received_at": TIMESTAMP,
+    "moderated_at": nullable("string", format="date-time", description="When published."),
+}
+
 WORD = obj(
     {
         "word": {"type": "string"},
@@ -139,6 +163,23 @@ SCHEMAS: dict[str, Schema] = {
     "Contribution": obj(CONTRIBUTION, CONTRIBUTION_REQUIRED),
     "ContributionDetail": obj(DETAIL, list(DETAIL)),
     "Word": WORD,
+    "PublicContribution": obj(
+        PUBLIC_CONTRIBUTION,
+        list(PUBLIC_CONTRIBUTION),
+        description="A published contribution as a read token sees it: no transcript, no "
+        "original text, no contributor, recording or conversation.",
+    ),
+    "PublicContributionList": obj(
+        {
+            "items": array(ref("PublicContribution")),
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+            "pages": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        },
+        ["items", "page", "per_page", "pages", "total"],
+        description="What a read token lists: published contributions only.",
+    ),
     "Notice": obj(
         {
             "id": ID,
@@ -322,10 +363,14 @@ SCHEMAS: dict[str, Schema] = {
                         "description": "A refused moderation action's catalogue key "
                         "(console.errors.reason_required) or the API's own code: "
                         "invalid_json, invalid_body, invalid_parameter, unauthorized, "
-                        "not_found, method_not_allowed, payload_too_large.",
+                        "insufficient_scope, not_found, method_not_allowed, "
+                        "payload_too_large.",
                     },
                     "message": {"type": "string", "description": "For developers, in English."},
-                    "field": {"type": "string", "description": "The body field at fault."},
+                    "field": {
+                        "type": "string",
+                        "description": "The body field or query parameter at fault.",
+                    },
                     "params": {"type": "object"},
                 },
                 ["code", "message"],
@@ -387,10 +432,17 @@ RESPONSES: dict[str, Any] = {
         "Malformed JSON, a field of the wrong type or unknown, or a refused value."
     ),
     "Unauthorized": {
-        **_error_response("No token, or an unknown or revoked one."),
+        **_error_response("No token, or an unknown, revoked or expired one."),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
-    "Forbidden": _error_response("Admin tokens only."),
+    "Forbidden": {
+        **_error_response(
+            "The token's scope is below what this request needs (read < moderate < admin): "
+            "code insufficient_scope, or console.errors.admin_only for admin requests. A read "
+            "token is also refused the queue filters over non-public data."
+        ),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
     "NotFound": _error_response("No such contribution, group or campaign."),
     "Conflict": _error_response(
         "The action does not apply (not a voice contribution, nothing pending in the group, "
@@ -456,9 +508,11 @@ COMMON_ERRORS = {"401": error("Unauthorized")}
 ACTION_ERRORS = {
     "400": error("BadRequest"),
     "401": error("Unauthorized"),
+    "403": error("Forbidden"),
     "404": error("NotFound"),
     "413": error("PayloadTooLarge"),
 }
+FORBIDDEN = {"403": error("Forbidden")}
 
 
 def _body(name: str) -> dict[str, Any]:
@@ -482,7 +536,7 @@ def _action(
 def _read(
     summary: str,
     description: str,
-    schema: str,
+    schema: str | Schema,
     *,
     parameters: list[Schema] | None = None,
     errors: dict[str, Any] | None = None,
@@ -491,7 +545,7 @@ def _read(
     if parameters:
         operation["parameters"] = parameters
     operation["responses"] = {
-        "200": ok(description, ref(schema)),
+        "200": ok(description, ref(schema) if isinstance(schema, str) else schema),
         **COMMON_ERRORS,
         **(errors or {}),
     }
@@ -511,18 +565,22 @@ PATHS: dict[str, Any] = {
     "/api/v1/contributions": {
         "get": _read(
             "The moderation queue, filtered as in the console; one item per contribution "
-            "unless grouped=1.",
-            "A page of contributions.",
-            "ContributionList",
+            "unless grouped=1. A read token gets published contributions only, in their "
+            "public shape, and may filter by status (published only), campaign, channel, "
+            "category, neighbourhood, dates, sort and page; any other filter is refused (403).",
+            "A page of contributions (PublicContributionList for a read token).",
+            {"oneOf": [ref("ContributionList"), ref("PublicContributionList")]},
             parameters=QUEUE_PARAMETERS,
+            errors=FORBIDDEN,
         )
     },
     "/api/v1/contributions/{id}": {
         "parameters": [_pref("ContributionId")],
         "get": _read(
-            "One contribution with its transcript details, notices and log.",
-            "The contribution.",
-            "ContributionDetail",
+            "One contribution with its transcript details, notices and log. A read token "
+            "gets a published contribution's public shape, and 404 for any other.",
+            "The contribution (PublicContribution for a read token).",
+            {"oneOf": [ref("ContributionDetail"), ref("PublicContribution")]},
             errors=NOT_FOUND,
         ),
     },
@@ -574,7 +632,7 @@ PATHS: dict[str, Any] = {
             "The contributions of a group of identical or near-identical texts.",
             "The group.",
             "Group",
-            errors=NOT_FOUND,
+            errors={**NOT_FOUND, **FORBIDDEN},
         ),
     },
     "/api/v1/groups/{group_id}/decision": {
@@ -601,16 +659,19 @@ PATHS: dict[str, Any] = {
                     {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 50},
                 ),
             ],
-            errors={"400": error("BadRequest")},
+            errors={"400": error("BadRequest"), **FORBIDDEN},
         )
     },
-    "/api/v1/campaigns": {"get": _read("Every campaign.", "The campaigns.", "CampaignList")},
+    "/api/v1/campaigns": {
+        "get": _read(
+            "Every campaign (a read token: not the drafts).", "The campaigns.", "CampaignList"
+        )
+    },
     "/api/v1/campaigns/{slug}/status": {
         "parameters": [_pref("Slug")],
         "put": _action(
             "Open, close or set a campaign back to draft (admin tokens only).",
             "CampaignStatusRequest",
-            errors={"403": error("Forbidden")},
         ),
     },
     "/api/v1/campaigns/{slug}/stats": {
@@ -626,10 +687,23 @@ PATHS: dict[str, Any] = {
                     "How many days `per_day` covers.",
                 )
             ],
-            errors={"400": error("BadRequest"), **NOT_FOUND},
+            errors={"400": error("BadRequest"), **NOT_FOUND, **FORBIDDEN},
         ),
     },
 }
+
+
+def _declare_scopes(paths: dict[str, Any]) -> None:
+    """Each operation's ``security``: the bearer scheme with the scope the route needs."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters" or operation.get("security") == []:
+                continue
+            needed = scopes.needed(method.upper(), path)
+            operation["security"] = [{"bearer": [needed]}]
+
+
+_declare_scopes(PATHS)
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -638,7 +712,9 @@ DOCUMENT: dict[str, Any] = {
         "version": "1.0.0",
         "description": "The moderation console's reads and actions, for the city's other "
         "tools. Never an address: contributors are pseudonymous ids. Errors are "
-        '{"error": {"code", "message"}}.',
+        '{"error": {"code", "message"}}. Each operation names the token scope it needs '
+        "(read: published contributions and public text only; moderate: the console's "
+        "moderator rights; admin: also campaign status).",
     },
     "security": [{"bearer": []}],
     "paths": PATHS,
@@ -647,7 +723,12 @@ DOCUMENT: dict[str, Any] = {
             "bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "A token from `gateway tokens create NAME`.",
+                "description": "A token from `gateway tokens create NAME --scope "
+                "read|moderate|admin [--expires-in DAYS]`. Scopes: read (public data only), "
+                "moderate, admin; each includes the ones before it. Every token expires "
+                f"(by default after {DEFAULT_TOKEN_DAYS['read']} days for read, "
+                f"{DEFAULT_TOKEN_DAYS['moderate']} for moderate and admin) and can be "
+                "revoked at once (`gateway tokens revoke NAME`).",
             }
         },
         "schemas": SCHEMAS,

@@ -4,6 +4,10 @@ A contribution starts from the contract (gateway.exports.contribution_dict) and 
 moderators work with. Never an address: no phone number, chat id, email or recipient; the
 contributor is the pseudonymous id only, and a notice shows its key and delivery status,
 never to whom it went.
+
+A token of scope ``read`` (open data) sees the public shape instead (``public_item``): only
+published contributions, their anonymised public version as ``text``, and nothing a
+resident wrote or said in their own words.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from gateway.exports import contribution_dict, timestamp
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
-from gateway.moderation import queries
+from gateway.moderation import queries, redaction
 
 # A contribution's own log in its detail; a longer history is on /api/v1/events.
 DETAIL_EVENTS = 200
@@ -49,6 +53,32 @@ def contribution_item(c: Contribution, sizes: dict[int, int]) -> dict[str, Any]:
 def contribution_items(session: Session, found: Sequence[Contribution]) -> list[dict[str, Any]]:
     sizes = group_sizes(session, found)
     return [contribution_item(c, sizes) for c in found]
+
+
+def public_item(c: Contribution) -> dict[str, Any]:
+    """A published contribution as open data may show it. ``text`` is the public version a
+    moderator approved; there is no ``transcript``, no ``public_text`` beside an original,
+    no ``contributor`` (a pseudonym still links one person's contributions together), no
+    collective's self-description, recording or broadcast answer."""
+    text = c.public_text
+    if text is None:
+        # Published before public versions were kept: the same redactions publishing applies.
+        text = redaction.apply(c.text or "", language=c.language or "fr")
+    return {
+        "id": c.id,
+        "reference": c.reference,
+        "campaign": c.campaign.slug if c.campaign else None,
+        "channel": c.channel,
+        "status": c.status,
+        "text": text,
+        "kind": c.kind,
+        "neighbourhood": c.neighbourhood,
+        "category": c.category,
+        "themes": list(c.themes or []),
+        "tags": list(c.tags or []),
+        "received_at": timestamp(c.received_at),
+        "moderated_at": timestamp(c.moderated_at),
+    }
 
 
 def notice_dict(notice: OutboundMessage) -> dict[str, Any]:

@@ -5,15 +5,31 @@ One middleware guards everything under /moderation/: it loads the session from i
 without one to the login page (or answers 401 for files and writes), checks the CSRF token of
 every POST before any handler runs (so a refused POST changes nothing), keeps admin pages to
 admins and puts the security headers on every answer, errors included.
+
+A session ends after ``SESSION_IDLE_MINUTES`` without a request (its last use is recorded at
+most once a minute), after 12 hours in any case, at logout, and when its account is
+deactivated or its password changed.
+
+Logins are throttled per (name, client) and per client (gateway.moderation.accounts). The
+client is the connecting address, or, when that address is one of ``TRUSTED_PROXIES``, the
+right-most address of X-Forwarded-For that is not itself a trusted proxy: the left part of
+that header is written by the client and proves nothing. Passwords are checked on a small
+pool of threads of their own, with no database transaction open: a burst of logins then
+waits for itself, and neither holds SQLite's write lock nor fills the threads that every
+other request's database work runs on (Argon2 also takes 64 MiB per check: the pool bounds
+that too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -23,7 +39,7 @@ from gateway.console import flash
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import LANGUAGES, error_page, render, see_other, translator
 from gateway.console.viewer import Viewer
-from gateway.console.work import read, write
+from gateway.console.work import write
 from gateway.models import Moderator
 from gateway.moderation import accounts
 from gateway.webkeys import SETTINGS
@@ -39,6 +55,12 @@ LOGIN_CSRF_COOKIE = "agora_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Argon2 checks at once, per process (each takes a core for a quarter second and 64 MiB).
+PASSWORD_CHECKS_AT_ONCE = 2
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+TRUSTED_PROXIES = web.AppKey("console_trusted_proxies", tuple)
+PASSWORD_CHECKS = web.AppKey("console_password_checks", ThreadPoolExecutor)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -51,6 +73,84 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def idle_timeout(app: web.Application) -> timedelta:
+    return timedelta(minutes=app[SETTINGS].session_idle_minutes)
+
+
+# -- the client's address --------------------------------------------------------------------
+
+
+def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
+    """``TRUSTED_PROXIES``: IP addresses or CIDR networks, comma- or space-separated."""
+    networks = []
+    for part in value.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(
+                f"TRUSTED_PROXIES: {part!r} is not an IP address or a network (e.g. 10.0.0.0/8)"
+            ) from exc
+    return tuple(networks)
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    value = value.strip()
+    if value.startswith("[") and "]" in value:  # [2001:db8::1]:443
+        value = value[1 : value.index("]")]
+    elif value.count(":") == 1:  # 192.0.2.1:443
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, trusted: tuple[Network, ...]
+) -> bool:
+    return address is not None and any(address in network for network in trusted)
+
+
+_warned_untrusted_proxy = False
+
+
+def client_address(request: web.Request) -> str:
+    """The address login throttling counts against (see the module's docstring)."""
+    remote = request.remote or "unknown"
+    trusted: tuple[Network, ...] = request.app[TRUSTED_PROXIES]
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    if not _trusted(_ip(remote), trusted):
+        if forwarded and not trusted:
+            _warn_untrusted_proxy(remote)
+        return remote
+    client = remote
+    for hop in reversed([h for h in forwarded.split(",") if h.strip()]):
+        address = _ip(hop)
+        if address is None:
+            # Garbage right of every untrusted address: count it as the last proxy we trust,
+            # never as a fresh client (a made-up value would get a throttle of its own).
+            return client
+        client = str(address)
+        if not _trusted(address, trusted):
+            return client
+    return client  # every hop is a trusted proxy: the left-most one
+
+
+def _warn_untrusted_proxy(remote: str) -> None:
+    global _warned_untrusted_proxy
+    if not _warned_untrusted_proxy:
+        _warned_untrusted_proxy = True
+        log.warning(
+            "console: a login came with X-Forwarded-For from %s, but TRUSTED_PROXIES is "
+            "empty: if the gateway is behind a reverse proxy, every login counts as that "
+            "proxy's and one guesser slows everyone down (docs/console.md)",
+            remote,
+        )
 
 
 def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -146,8 +246,10 @@ async def load_viewer(request: web.Request) -> Viewer | None:
     if not token:
         return None
 
+    idle = idle_timeout(request.app)
+
     def find(session: Session) -> Viewer | None:
-        found = accounts.find_session(session, token, now_utc())
+        found = accounts.find_session(session, token, now_utc(), idle=idle, touch=True)
         if found is None:
             return None
         moderator = found.moderator
@@ -160,7 +262,8 @@ async def load_viewer(request: web.Request) -> Viewer | None:
             session_token=token,
         )
 
-    return await read(request, find)
+    # A transaction: this use of the session is recorded (at most once a minute).
+    return await write(request, find)
 
 
 # -- login and logout ----------------------------------------------------------------------
@@ -222,29 +325,40 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await _login_page(
             request, status=403, error="console.login.expired", name=name, next_path=next_path
         )
-    client = request.remote or "unknown"
-
-    def check(session: Session) -> str | None:
-        moderator = accounts.authenticate(session, name, password, client=client, now=now_utc())
-        if moderator is None:
-            return None
-        token, _csrf = accounts.open_session(session, moderator, now_utc())
-        return token
-
+    client = client_address(request)
+    idle = idle_timeout(request.app)
     try:
-        token = await write(request, check)
+        attempt = await write(
+            request,
+            lambda session: accounts.begin_login(session, name, client=client, now=now_utc()),
+        )
     except accounts.Throttled as throttled:
-        minutes = max(1, -(-throttled.retry_after // 60))
+        wait = throttled.retry_after
+        # The delay grows from seconds to a quarter of an hour: say it in the unit that fits.
         response = await _login_page(
             request,
             status=429,
-            error="console.login.throttled",
+            error="console.login.throttled" if wait > 60 else "console.login.throttled_seconds",
             name=name,
             next_path=next_path,
-            minutes=minutes,
+            minutes=-(-wait // 60),
+            seconds=wait,
         )
         response.headers["Retry-After"] = str(throttled.retry_after)
         return response
+    # No session is open here: the check holds no database lock (see the module docstring).
+    check = await asyncio.get_running_loop().run_in_executor(
+        request.app[PASSWORD_CHECKS], accounts.verify_password, attempt.password_hash, password
+    )
+
+    def finish(session: Session) -> str | None:
+        moderator = accounts.finish_login(session, attempt, check, now_utc())
+        if moderator is None:
+            return None
+        token, _csrf = accounts.open_session(session, moderator, now_utc(), idle=idle)
+        return token
+
+    token = await write(request, finish)
     if token is None:
         return await _login_page(
             request, status=401, error="console.login.failed", name=name, next_path=next_path
@@ -302,6 +416,17 @@ async def set_language(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    # Read at start-up: a mistyped TRUSTED_PROXIES stops `gateway serve` with its reason.
+    app[TRUSTED_PROXIES] = parse_trusted_proxies(app[SETTINGS].trusted_proxies)
+    if app[SETTINGS].session_idle_minutes < 1:
+        raise ValueError("SESSION_IDLE_MINUTES must be at least 1")
+    pool = ThreadPoolExecutor(PASSWORD_CHECKS_AT_ONCE, thread_name_prefix="password-check")
+    app[PASSWORD_CHECKS] = pool
+
+    async def stop_pool(_app: web.Application) -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(stop_pool)
     app.router.add_get(LOGIN, login_form)
     app.router.add_post(LOGIN, login)
     app.router.add_post(PREFIX + "logout", logout)

@@ -7,6 +7,12 @@ so a hundred open boards cost one query, not a hundred. Each stream first catche
 its ``Last-Event-ID`` (or ``since``), so a reconnecting board misses nothing. On shutdown the
 streams are told to end, so ``gateway serve`` stops at once instead of waiting for them.
 
+A stream lives no longer than the session that opened it: every ``recheck`` seconds the same
+task asks, in one query, which of its streams' sessions are still open (not logged out, not
+idle or expired, the account still active; gateway.moderation.accounts.live_sessions) and
+ends the others. The stream itself does not count as activity: a board left alone ends with
+its session's idle timeout, like any other page.
+
 The poller looks a few seconds back on each round: a transaction stamps ``updated_at`` before
 it commits, so a row can become visible with a stamp older than the newest one seen. Rows
 already sent (same id and stamp) are not sent again.
@@ -25,11 +31,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from gateway.console.auth import secure_headers
+from gateway.console.auth import idle_timeout, secure_headers
+from gateway.console.keys import VIEWER
 from gateway.console.rendering import Formatter, Translator, render, timezone, translator
 from gateway.console.work import offload, read
 from gateway.models import Contribution
-from gateway.moderation import queries, redaction
+from gateway.moderation import accounts, queries, redaction
 from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
@@ -105,13 +112,28 @@ def fetch(runtime: Runtime, since: datetime) -> list[Snapshot]:
     return found
 
 
-class LiveHub:
-    """The one poller of an app and the queues of the streams it feeds."""
+def open_sessions(runtime: Runtime, token_hashes: set[str], idle: timedelta) -> set[str]:
+    """Which of these sessions are still open (blocking)."""
+    with runtime.sessions() as session:
+        return accounts.live_sessions(session, token_hashes, now_utc(), idle=idle)
 
-    def __init__(self, interval: float = 0.5, heartbeat: float = 15.0) -> None:
+
+class LiveHub:
+    """The one poller of an app and the queues of the streams it feeds, each with the hash of
+    the session token that opened it."""
+
+    def __init__(
+        self,
+        interval: float = 0.5,
+        heartbeat: float = 15.0,
+        recheck: float = 3.0,
+        idle: timedelta = accounts.SESSION_IDLE,
+    ) -> None:
         self.interval = interval
         self.heartbeat = heartbeat
-        self._subscribers: set[asyncio.Queue[list[Snapshot] | None]] = set()
+        self.recheck = recheck
+        self.idle = idle
+        self._subscribers: dict[asyncio.Queue[list[Snapshot] | None], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -119,22 +141,43 @@ class LiveHub:
     def closed(self) -> bool:
         return self._closed
 
-    def subscribe(self, runtime: Runtime) -> asyncio.Queue[list[Snapshot] | None]:
+    def subscribe(
+        self, runtime: Runtime, session_token_hash: str
+    ) -> asyncio.Queue[list[Snapshot] | None]:
         queue: asyncio.Queue[list[Snapshot] | None] = asyncio.Queue()
-        self._subscribers.add(queue)
+        self._subscribers[queue] = session_token_hash
         if self._task is None or self._task.done():
             # Started on the first viewer: the runtime exists only once the app has started.
             self._task = asyncio.create_task(self._poll(runtime), name="console-live-poller")
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[list[Snapshot] | None]) -> None:
-        self._subscribers.discard(queue)
+        self._subscribers.pop(queue, None)
+
+    async def _end_closed_sessions(self, runtime: Runtime) -> None:
+        """End every stream whose session was closed, timed out or deactivated."""
+        hashes = set(self._subscribers.values())
+        try:
+            alive = await offload(functools.partial(open_sessions, runtime, hashes, self.idle))
+        except Exception:
+            # Not a reason to end anyone's board: asked again at the next round.
+            log.exception("live board: checking the sessions failed")
+            return
+        for queue, token_hash in list(self._subscribers.items()):
+            if token_hash not in alive:
+                self._subscribers.pop(queue, None)
+                queue.put_nowait(None)
 
     async def _poll(self, runtime: Runtime) -> None:
+        loop = asyncio.get_running_loop()
         cursor = now_utc()
         sent: dict[int, str] = {}
+        next_check = loop.time() + self.recheck
         while not self._closed and self._subscribers:
             await asyncio.sleep(self.interval)
+            if loop.time() >= next_check:
+                next_check = loop.time() + self.recheck
+                await self._end_closed_sessions(runtime)
             try:
                 rows = await offload(functools.partial(fetch, runtime, cursor - LOOK_BACK))
             except Exception:
@@ -204,6 +247,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if hub.closed:
         raise web.HTTPServiceUnavailable()
     runtime = request.app[RUNTIME]
+    session_token_hash = accounts.token_hash(request[VIEWER].session_token)
     _ = translator(request)
     fmt = Formatter(_, timezone(request))
     campaign = request.query.get("campaign") or None
@@ -213,7 +257,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     secure_headers(request, response)
     await response.prepare(request)
-    queue = hub.subscribe(runtime)
+    queue = hub.subscribe(runtime, session_token_hash)
 
     async def send(rows: list[Snapshot]) -> None:
         for row in rows:
@@ -268,7 +312,7 @@ async def live_page(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    hub = LiveHub()
+    hub = LiveHub(idle=idle_timeout(app))
     app[LIVE] = hub
     app.on_shutdown.append(hub.close)
     app.router.add_get(PATH, live_page)

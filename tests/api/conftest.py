@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.moderation.accounts import create_token
+from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
@@ -22,17 +23,25 @@ async def client(
     return await aiohttp_client(create_app(settings))
 
 
-def make_token(runtime: Runtime, name: str, role: str = "moderator") -> str:
+def make_token(
+    runtime: Runtime, name: str, scope: str = "moderate", days: int | None = None
+) -> str:
     with runtime.sessions.begin() as session:
-        return create_token(session, name, role=role)
+        return create_token(session, name, scope=scope, now=now_utc(), expires_in_days=days)
 
 
 @pytest.fixture
 def api(client: TestClient[Any, Any], runtime: Runtime) -> Api:
-    """A moderator's token, as a city dashboard would hold."""
+    """A moderation token, as the city's own moderation tool would hold."""
     return Api(client, make_token(runtime, "dashboard"))
 
 
 @pytest.fixture
 def admin_api(client: TestClient[Any, Any], runtime: Runtime) -> Api:
-    return Api(client, make_token(runtime, "ops", role="admin"))
+    return Api(client, make_token(runtime, "ops", scope="admin"))
+
+
+@pytest.fixture
+def read_api(client: TestClient[Any, Any], runtime: Runtime) -> Api:
+    """The open-data token the docs create: scope read."""
+    return Api(client, make_token(runtime, "opendata", scope="read"))

@@ -84,13 +84,21 @@ class Browser:
         ) as response:
             return await self._page(response)
 
-    async def login(self, name: str, password: str = PASSWORD, next_path: str = "") -> Page:
-        form = await self.get("/moderation/login")
+    async def login(
+        self,
+        name: str,
+        password: str = PASSWORD,
+        next_path: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> Page:
+        """The login form, filled and sent (``headers`` on both requests, e.g. a proxy's)."""
+        form = await self.get("/moderation/login", headers=headers)
         token = form.dom.one("form#login-form input[name=csrf_token]").get("value")
         page = await self.post(
             "/moderation/login",
             {"name": name, "password": password, "next": next_path},
             csrf=token or "",
+            headers=headers,
         )
         if page.status == 303:
             await self.get("/moderation/queue")  # picks up the session's CSRF token

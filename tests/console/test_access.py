@@ -158,13 +158,13 @@ async def test_wrong_password_is_refused_with_a_message_and_no_session(rt, anony
     assert (await anonymous.get("/moderation/queue")).status == 302
 
 
-async def test_login_is_throttled_after_five_failures(rt, anonymous: Browser):
+async def test_repeated_failures_delay_the_next_login_from_that_client(rt, anonymous: Browser):
     add_account(rt, "camille")
-    for _ in range(5):
+    for _ in range(3):
         assert (await anonymous.login("camille", "wrong password")).status == 401
-    page = await anonymous.login("camille", PASSWORD)  # even the right password now
+    page = await anonymous.login("camille", PASSWORD)  # even the right password, for now
     assert page.status == 429
-    assert 0 < int(page.headers["Retry-After"]) <= 15 * 60 + 1
+    assert 0 < int(page.headers["Retry-After"]) <= 2
     (message,) = page.flashes(error=True)
     assert message.startswith("Trop de tentatives de connexion")
     assert (await anonymous.get("/moderation/queue")).status == 302

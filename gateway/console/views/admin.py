@@ -95,7 +95,9 @@ async def set_active(request: web.Request) -> web.StreamResponse:
         moderator = session.get(Moderator, moderator_id)
         if moderator is None:
             return None
-        moderator.active = active
+        # Deactivating also deletes the account's sessions, so that its open pages and live
+        # board stop at once and reactivating it later revives no old cookie.
+        accounts.set_active(session, moderator, active)
         return moderator.name
 
     name = await write(request, change)

@@ -1,0 +1,44 @@
+"""The scope each API endpoint needs: one table, read by the routes (gateway.api.handlers
+refuses to register a route missing from it), by the bearer-token middleware (which checks it
+before any handler runs) and by the OpenAPI description (each operation's ``security``).
+
+- ``read``: public data only. Published contributions in their public shape (the anonymised
+  public version as ``text``; never the resident's own words, transcript, contributor,
+  conversation, attachments or recording), campaigns that are not drafts. Nothing else, and
+  no writes. What an open-data script needs, and all it can leak.
+- ``moderate``: what a moderator does in the console (read everything, decide, classify,
+  anonymise, answer residents, read the log and the statistics).
+- ``admin``: also what only admins do (campaign status).
+
+A scope includes the ones before it (gateway.moderation.accounts.scope_allows).
+"""
+
+from __future__ import annotations
+
+from gateway.moderation.accounts import ADMIN, MODERATE, READ
+
+PREFIX = "/api/v1"
+
+NEEDED: dict[tuple[str, str], str] = {
+    ("GET", "/contributions"): READ,
+    ("GET", "/contributions/{id}"): READ,
+    ("POST", "/contributions/{id}/decision"): MODERATE,
+    ("POST", "/contributions/{id}/classification"): MODERATE,
+    ("PUT", "/contributions/{id}/transcript"): MODERATE,
+    ("PUT", "/contributions/{id}/public-text"): MODERATE,
+    ("POST", "/contributions/{id}/replies"): MODERATE,
+    ("POST", "/decisions"): MODERATE,
+    ("GET", "/groups/{group_id}"): MODERATE,
+    ("POST", "/groups/{group_id}/decision"): MODERATE,
+    ("GET", "/events"): MODERATE,
+    ("GET", "/campaigns"): READ,
+    ("PUT", "/campaigns/{slug}/status"): ADMIN,
+    ("GET", "/campaigns/{slug}/stats"): MODERATE,
+}
+
+
+def needed(method: str, path: str) -> str:
+    """The scope a request needs, by method and the route's canonical path (``{id}`` form).
+    A route missing from the table needs the most: forgetting to declare one opens nothing."""
+    method = "GET" if method == "HEAD" else method
+    return NEEDED.get((method, path.removeprefix(PREFIX)), ADMIN)
