@@ -86,6 +86,13 @@ class Settings:
     sweep_grace_seconds: int = 10
     outbound_max_attempts: int = 6
     max_webhook_bytes: int = 64 * 1024
+    # Console access (docs/console.md). A console session left unused this long ends (the
+    # cookie's absolute lifetime stays 12 hours).
+    session_idle_minutes: int = 30
+    # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma- or
+    # space-separated). Empty: the client is the connecting address, as it must be when the
+    # gateway faces the Internet directly (anyone can write that header).
+    trusted_proxies: str = ""
     embedded_worker: bool = True  # gateway serve runs a worker thread when Redis is embedded
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
