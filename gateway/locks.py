@@ -1,0 +1,228 @@
+"""Redis locks that name their holder, live briefly, and are given up by a dead process at once.
+
+A lock that a crashed process left behind must not hold its sender's messages up: each lock is
+set for ``LOCK_TTL`` seconds and renewed every ``RENEW_EVERY`` seconds by a keeper thread of
+the holding process for as long as it is held, so that a holder that died (SIGKILL, power
+loss, on any machine) lets go within ``LOCK_TTL`` without anyone waiting for a long timeout.
+The lock's value names the holder (host, process id, the process's start time), so that at
+start-up a process deletes at once the locks held by a process of its own host that no longer
+exists (``release_dead``): a restarted gateway does not wait even ``LOCK_TTL``.
+
+A host is known by its name (as RQ knows its workers): machines or containers that share a
+Redis server must have distinct host names, which is their default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+from redis import Redis
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+log = logging.getLogger(__name__)
+
+PREFIX = "gateway:lock:"
+# Seconds a lock lives without renewal: how long a dead holder on another machine can hold its
+# sender up. The keeper renews at a third of it, so that two missed renewals are survivable.
+LOCK_TTL = 30
+RENEW_EVERY = 10
+# A process's start time as psutil reads it may differ by rounding between two readers.
+_START_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One process on one machine: the pair (pid, start time) never names two processes."""
+
+    host: str
+    pid: int
+    started: float
+
+    def token(self) -> str:
+        # The random part keeps two locks of one process apart (redis-py compares tokens).
+        return f"{self.host}|{self.pid}|{self.started:.2f}|{uuid.uuid4().hex}"
+
+    @classmethod
+    def parse(cls, token: bytes | str) -> Holder | None:
+        text = token.decode(errors="replace") if isinstance(token, bytes) else token
+        parts = text.split("|")
+        if len(parts) != 4:
+            return None
+        try:
+            return cls(parts[0], int(parts[1]), float(parts[2]))
+        except ValueError:
+            return None
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+_me: Holder | None = None
+
+
+def this_process() -> Holder:
+    global _me
+    if _me is None or _me.pid != os.getpid():  # a forked child is another process
+        _me = Holder(host_name(), os.getpid(), process_started(os.getpid()) or 0.0)
+    return _me
+
+
+def process_started(pid: int) -> float | None:
+    """When a running process started (seconds since the epoch); None if there is none (a
+    zombie has exited: it only waits for its parent to read its status)."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(process.create_time())
+    except psutil.NoSuchProcess:  # ZombieProcess is one
+        return None
+
+
+def is_dead(
+    host: str | None,
+    pid: int | None,
+    *,
+    started: float | None = None,
+    alive_since: float | None = None,
+) -> bool:
+    """Whether a process of this machine is known to be gone. False when it may be alive,
+    which includes every process of another machine (we cannot look there).
+
+    ``started``: the process's start time as recorded (a lock's holder): another start time
+    under the same pid is another process (pid reused, say after a container restart).
+    ``alive_since``: a moment the process was known to be running (an RQ worker's birth): a
+    process with that pid that started later is another one.
+    """
+    if not host or host != host_name() or not pid:
+        return False
+    try:
+        actual = process_started(pid)
+    except psutil.AccessDenied:  # exists, but not ours to inspect: assume it is the one
+        return False
+    if actual is None:
+        return True
+    if started is not None and abs(actual - started) > _START_SLACK:
+        return True
+    return alive_since is not None and actual > alive_since + _START_SLACK
+
+
+class _Keeper:
+    """Renews this process's held locks; one daemon thread per process, started on first use
+    (a forked child starts its own: threads do not survive fork)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Lock] = {}
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, lock: Lock) -> None:
+        with self._guard:
+            if self._pid != os.getpid():
+                self._held, self._thread, self._pid = {}, None, os.getpid()
+            self._held[id(lock)] = lock
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
+                self._thread.start()
+
+    def remove(self, lock: Lock) -> None:
+        with self._guard:
+            self._held.pop(id(lock), None)
+
+    def held(self) -> list[Lock]:
+        with self._guard:
+            return list(self._held.values()) if self._pid == os.getpid() else []
+
+    def _run(self) -> None:
+        pause = threading.Event()  # never set: a sleep
+        while True:
+            pause.wait(RENEW_EVERY)
+            for lock in self.held():
+                try:
+                    lock.extend(LOCK_TTL, replace_ttl=True)
+                except LockError:
+                    # Expired (Redis was unreachable longer than LOCK_TTL) or restarted empty:
+                    # the holder finishes its short transaction; the release will say so.
+                    log.warning("lock %s was lost while held", _name(lock))
+                    self.remove(lock)
+                except (RedisError, OSError) as exc:
+                    log.warning("could not renew lock %s: %s", _name(lock), exc)
+
+
+_keeper = _Keeper()
+
+
+def _name(lock: Lock) -> str:
+    name = lock.name.decode() if isinstance(lock.name, bytes) else str(lock.name)
+    # The sender part of a lock's name is a keyed hash: a short tag is enough for a log.
+    return name[:40]
+
+
+class Busy(RuntimeError):
+    """The lock stayed held by a live process for the whole wait."""
+
+
+@contextmanager
+def hold(redis: Redis, name: str, *, wait: float) -> Iterator[None]:
+    """Hold the lock ``PREFIX + name`` for the duration of the block, waiting up to ``wait``
+    seconds for it; raises Busy if it stays held."""
+    # thread_local=False: the keeper renews it from its own thread, which must see the token.
+    lock = redis.lock(
+        PREFIX + name, timeout=LOCK_TTL, blocking_timeout=wait, sleep=0.05, thread_local=False
+    )
+    if not lock.acquire(token=this_process().token()):
+        raise Busy(name)
+    _keeper.add(lock)
+    try:
+        yield
+    finally:
+        _keeper.remove(lock)
+        try:
+            lock.release()
+        except LockError:
+            log.warning("lock %s expired while held", _name(lock))
+
+
+def release_dead(redis: Redis) -> int:
+    """Delete the locks whose holder is a process of this machine that no longer exists; returns
+    how many. Safe to run at any time: a lock is deleted only if it still has the value read."""
+    released = 0
+    for key in redis.scan_iter(match=PREFIX + "*", count=1000):
+        token = redis.get(key)
+        holder = Holder.parse(token) if token is not None else None
+        if holder is None or not is_dead(holder.host, holder.pid, started=holder.started):
+            continue
+        lock = redis.lock(key.decode() if isinstance(key, bytes) else key, thread_local=False)
+        try:
+            lock.do_release(token)  # compare-and-delete: never a lock taken since
+        except LockError:
+            continue
+        released += 1
+    if released:
+        log.warning("released %d lock(s) left by a process that no longer exists", released)
+    return released
+
+
+def release_own() -> int:
+    """Give up every lock this process holds (a process about to exit with a job abandoned in
+    a thread: the next holder must not wait for the lock to expire)."""
+    released = 0
+    for lock in _keeper.held():
+        _keeper.remove(lock)
+        try:
+            lock.release()
+            released += 1
+        except (LockError, RedisError, OSError):
+            pass
+    return released
