@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,14 +49,29 @@ class Stored:
     quarantined: bool = False  # kept aside with its reason (``quarantine``): answer it as stored
 
 
+# Half of a UTF-16 surrogate pair on its own: JSON lets a payload carry one ("\\ud83d" from a
+# phone that cut an emoji in two), and no database column can store it as text.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; the exact bytes stay in the encrypted raw payload.
-    return value.replace("\x00", "\ufffd")
+    # PostgreSQL text cannot hold NUL, and no UTF-8 column a lone surrogate: both become the
+    # replacement character; the exact value stays in the encrypted raw payload.
+    return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+
+
+def _raw_bytes(raw: Any) -> bytes:
+    """The provider's payload as stored: UTF-8 JSON, or ASCII JSON (every character escaped,
+    losslessly) when it holds what UTF-8 cannot encode."""
+    try:
+        return json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(raw, ensure_ascii=True, sort_keys=True).encode("ascii")
 
 
 def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
     vault = runtime.vault
-    raw = json.dumps(message.raw, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    raw = _raw_bytes(message.raw)
     provider_id = _text(message.provider_message_id)  # as stored: the row's key in the bindings
     return {
         "channel": message.channel,

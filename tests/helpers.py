@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from rq import SimpleWorker
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -16,6 +15,7 @@ from gateway.models import Contribution, InboundMessage, OutboundMessage
 from gateway.privacy import Binding, inbound_raw, inbound_sender
 from gateway.runtime import Runtime
 from workers import context
+from workers.failures import GatewaySimpleWorker
 
 _counter = iter(range(1, 10**9))
 
@@ -96,7 +96,7 @@ def incoming_sms(
 def drain(runtime: Runtime) -> None:
     """Run every queued job in this process, as `gateway worker --burst` would."""
     context.set_runtime(runtime)
-    worker = SimpleWorker(
+    worker = GatewaySimpleWorker(
         [runtime.queue(q) for q in ("inbound", "outbound", "default")],
         connection=runtime.redis,
     )

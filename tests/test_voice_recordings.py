@@ -128,11 +128,11 @@ def recording_callback(
 
 
 def drain_all(runtime: Runtime) -> None:
-    from rq import SimpleWorker
+    from workers.failures import GatewaySimpleWorker
 
     drain(runtime)
     context.set_runtime(runtime)
-    SimpleWorker(
+    GatewaySimpleWorker(
         [runtime.queue("transcription"), runtime.queue("outbound")], connection=runtime.redis
     ).work(burst=True, logging_level="WARNING")
 

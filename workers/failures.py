@@ -1,4 +1,5 @@
-"""What a failed job leaves in Redis: its traceback, with nothing personal in it.
+"""The gateway's RQ worker classes: what a failed job leaves in Redis (its traceback, with
+nothing personal in it), and a worker that stops promptly.
 
 RQ stores a failed job's whole traceback in Redis (the job's hash and its results stream, kept
 ``failure_ttl``: seven days here, and in the embedded server's append-only file on disk). An
@@ -29,9 +30,28 @@ class RedactedFailures:
         )
 
 
-class GatewayWorker(RedactedFailures, Worker):
+class PromptPubSub:
+    """RQ listens for commands (stop a job, shut down) on a pub/sub channel in a thread that
+    wakes every 60 seconds; since redis-py 8, stopping that thread waits for it to wake, so a
+    worker took up to a minute to stop after its last job (a burst run, a SIGTERM). The
+    thread here wakes every half second."""
+
+    pubsub_wake_seconds = 0.5
+
+    def subscribe(self) -> None:
+        worker: Any = self
+        worker.pubsub = worker.connection.pubsub()
+        worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
+        worker.pubsub_thread = worker.pubsub.run_in_thread(
+            sleep_time=self.pubsub_wake_seconds,
+            daemon=True,
+            exception_handler=worker._pubsub_exception_handler,
+        )
+
+
+class GatewayWorker(RedactedFailures, PromptPubSub, Worker):
     """``gateway worker``'s worker: a work horse (child process) per job."""
 
 
-class GatewaySimpleWorker(RedactedFailures, SimpleWorker):
+class GatewaySimpleWorker(RedactedFailures, PromptPubSub, SimpleWorker):
     """Jobs in the worker's own process (``gateway serve``'s thread, tests, burst runs)."""

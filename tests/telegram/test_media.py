@@ -19,7 +19,6 @@ import aiohttp
 import av
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import select
 
@@ -38,6 +37,7 @@ from tests.helpers import contributions, inbound, replies_to, runtime_with
 from tests.telegram.conftest import CHAT, post_update
 from tests.transcription.conftest import encode
 from workers import context
+from workers.failures import GatewaySimpleWorker
 from workers.sweeper import sweep
 
 OVER_20_MB = 20 * 1024 * 1024 + 1
@@ -152,7 +152,7 @@ def files_under(runtime: Runtime, folder: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-class BurstWorker(SimpleWorker):
+class BurstWorker(GatewaySimpleWorker):
     """tests.helpers.drain's worker, for a thread: no signal handlers, timeouts by timer."""
 
     death_penalty_class = TimerDeathPenalty

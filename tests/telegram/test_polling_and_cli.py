@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import select
 
@@ -31,13 +30,14 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import contributions, inbound
 from tests.telegram.conftest import CHAT, SECRET, post_update
 from workers import context
+from workers.failures import GatewaySimpleWorker
 
 PUBLIC_URL = "https://gateway.example.org"
 WEBHOOK_URL = f"{PUBLIC_URL}/webhooks/telegram"
 GROUP = -4_001
 
 
-class BurstWorker(SimpleWorker):
+class BurstWorker(GatewaySimpleWorker):
     """tests.helpers.drain's worker, for a thread: no signal handlers, timeouts by timer."""
 
     death_penalty_class = TimerDeathPenalty
