@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -351,13 +352,29 @@ def channels_sharing(channel: str) -> tuple[str, ...]:
     return (channel,)
 
 
+_FRENCH_NATIONAL = re.compile(r"0[1-9]\d{8}")
+
+
+def typed_address(channel: str, typed: str) -> str:
+    """An address as a person types it for someone else (an admin at the town hall), in the
+    form providers deliver it: a French number written nationally (06 12 34 56 78) becomes
+    E.164 (+33612345678), as Twilio gives it; spaces, dots and dashes go."""
+    value = " ".join(typed.split())
+    if channel in channels_sharing("sms"):
+        digits = re.sub(r"[\s.\-()]", "", value)
+        if _FRENCH_NATIONAL.fullmatch(digits):
+            return "+33" + digits[1:]
+        return digits
+    return value
+
+
 def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> Erasure:
     """Erase a person named by their address (an admin's action, for a resident who asks at
     the town hall, or by post): the same erasure as their own ``OUBLIER``, without a reply.
     Returns what was erased (all zero when the gateway never knew the address)."""
     from gateway.pipeline import sender_lock
 
-    address_hash = runtime.vault.lookup_hash(channel, address)
+    address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
     with contextlib.ExitStack() as locks:
         for each in channels_sharing(channel):
             locks.enter_context(sender_lock(runtime, each, address_hash))
@@ -370,7 +387,7 @@ def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> E
 def opt_out_address(runtime: Any, channel: str, address: str, *, actor: str) -> int:
     """Opt a person out by their address (an admin's action): nothing more is sent to them on
     any channel of that address, now or when they write again. Returns the rows changed."""
-    address_hash = runtime.vault.lookup_hash(channel, address)
+    address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
     now = datetime.now(UTC)
     with runtime.sessions.begin() as session:
         if not rows_of(session, address_hash):

@@ -355,3 +355,53 @@ def test_a_calls_record_forgets_the_caller_once_filed_and_goes_after_two_days(
     with runtime.sessions.begin() as session:
         assert residents.purge_calls(session, now) == 1
     assert [c.call_sid for c in rows(runtime, VoiceCall)] == ["CA" + "d" * 32]
+
+
+def test_an_operator_erases_a_resident_from_the_command_line(runtime: Runtime, settings: Settings):
+    from click.testing import CliRunner
+
+    from gateway.cli import main as cli
+    from tests.helpers import send_sms
+
+    send_sms(runtime, "PARC Des fleurs", CALLER, PARC_NUMBER)
+    env = {
+        "GATEWAY_DATA_DIR": settings.data_dir,
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_REDIS_URL": settings.redis_url,
+        "GATEWAY_SECRET_KEY": settings.secret_key,
+        "GATEWAY_CAMPAIGNS_DIR": settings.campaigns_dir,
+    }
+    # The address from standard input: never in the shell's history, never printed.
+    result = CliRunner().invoke(
+        cli,
+        ["residents", "forget", "--channel", "voice", "--yes", "-"],
+        input="06 12 34 56 78\n",
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 contribution(s) detached" in result.output
+    assert "06 12 34 56 78" not in result.output and CALLER not in result.output
+    assert rows(runtime, Contributor) == []
+    again = CliRunner().invoke(
+        cli, ["residents", "forget", "--channel", "sms", "--yes", CALLER], env=env
+    )
+    assert again.exit_code == 0 and "nothing known" in again.output
+
+
+@pytest.mark.parametrize(
+    ("channel", "typed", "expected"),
+    [
+        ("sms", "06 12 34 56 78", "+33612345678"),
+        ("voice", "01.47.00.00.01", "+33147000001"),
+        ("sms", "+33 6 12 34 56 78", "+33612345678"),
+        ("sms", "+44 20 7946 0958", "+442079460958"),
+        ("email", " Marie@Example.org ", "Marie@Example.org"),
+        ("telegram", "424242", "424242"),
+    ],
+)
+def test_addresses_typed_by_an_admin_are_read_as_providers_send_them(
+    channel: str, typed: str, expected: str
+):
+    from gateway.residents import typed_address
+
+    assert typed_address(channel, typed) == expected
