@@ -207,6 +207,10 @@ class Incoming:
     attachments: int = 0  # media the channel cannot keep (an MMS's photos)
     media: tuple[str, ...] = ()  # media the channel keeps, as references (see module doc)
     start: str | None = None  # a start command's payload ("" when bare); None otherwise
+    # Whether the sender is who the address says (email: DMARC alignment, see
+    # channels/email/authentication.py); None where the channel has no such doubt. False: see
+    # ``_unverified``.
+    verified: bool | None = None
 
 
 def _parse_datetime(value: Any) -> datetime | None:
@@ -455,6 +459,8 @@ def handle(state: State, message: Incoming, context: Context) -> Outcome:
     """Work through one message from a resident."""
     # never mutate the caller's state
     state = replace(state, options=list(state.options), media=list(state.media))
+    if message.verified is False:
+        return _unverified(state, message, context)
     sender = context.sender
     turn = _Turn(context, silent=sender.opted_out)
     turn.media = list(message.media)
@@ -485,6 +491,33 @@ def handle(state: State, message: Incoming, context: Context) -> Outcome:
 
 
 # --- steps ----------------------------------------------------------------------------
+
+
+def _unverified(state: State, message: Incoming, context: Context) -> Outcome:
+    """A message whose sender could not be verified: anyone may have written it in the name
+    of the address's owner. Its words are filed for moderators (in the campaign its keyword
+    or address names, else the one open campaign, else unsorted) and that is all: no reply,
+    no receipt, no notice (the address may be a victim's), no command (STOP, OUBLIER, START,
+    SUIVI, GROUPE, AIDE, a language), and the owner's conversation is left as it was."""
+    text = clean(message.text)
+    if not text and not message.media:
+        return Outcome(state=state)
+    word, rest = split_first_word(text)
+    campaign = _campaign_for_keyword(context.campaigns, word, open_only=True)
+    if campaign is None:
+        candidates = _default_candidates(context.campaigns, message.recipient)
+        campaign = candidates[0] if len(candidates) == 1 else None
+    elif rest:
+        text = rest
+    turn = _Turn(context, silent=True)
+    kept = State(
+        campaign=campaign.slug if campaign else None,
+        text=text,
+        received_at=message.received_at,
+        media=list(message.media),
+    )
+    turn.file(kept, None, receipt=None)
+    return Outcome(state=state, contributions=tuple(turn.contributions))
 
 
 def _file_expired(turn: _Turn, state: State) -> None:

@@ -124,6 +124,15 @@ class Settings:
     smtp_ca_file: str = ""  # a CA bundle to trust besides the system's (a private CA)
     smtp_receiver_host: str = "127.0.0.1"
     smtp_receiver_port: int = 0  # > 0: `gateway serve` also receives mail by SMTP here
+    # Whose sender is believed (channels/email/authentication.py): the authserv-id of the
+    # city's receiving mail server, whose Authentication-Results headers are read; without
+    # it, mail read by IMAP is never verified (filed for moderators, never answered).
+    email_authserv_id: str = ""
+    # Addresses or networks (comma-separated) of the mail servers that relay to the SMTP
+    # receiver and write Authentication-Results as EMAIL_AUTHSERV_ID; from anyone else those
+    # headers are ignored and the receiver checks DKIM, SPF and DMARC itself.
+    smtp_receiver_trusted_relays: str = ""
+    dns_nameserver: str = ""  # host[:port] for DKIM, SPF and DMARC look-ups; empty: the system's
     vosk_model: str = ""
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
     voice_delete_recordings: bool = True  # delete from Twilio once stored here

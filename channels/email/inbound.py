@@ -4,11 +4,14 @@ share.
 ``accept`` parses the message (channels.email.message), stays silent on what must never be
 answered (auto-replies, bounces, mailing lists, no-reply senders: stored nothing, logged), keeps
 the attachments the gateway takes (audio for transcription, images and PDFs for moderators)
-under ``DATA_DIR``, and stores the message through ``gateway.ingest.store``: unique on
-(channel, Message-ID, or a hash of the raw message when it has none), so a message delivered
-twice, or read again from the mailbox, is stored once. The raw message is kept, encrypted with
-the other personal data (``raw_encrypted``). The caller acknowledges (SMTP 250, IMAP flag) only
-once ``accept`` has returned: a database failure raises, and the mail is offered again.
+under ``DATA_DIR``, decides whether its sender is who the ``From:`` says
+(channels.email.authentication: the verdict is stored with the message, and an unverified
+sender is never answered nor obeyed), and stores the message through
+``gateway.ingest.store``: unique on (channel, Message-ID, or a hash of the raw message when it
+has none), so a message delivered twice, or read again from the mailbox, is stored once. The
+raw message is kept, encrypted with the other personal data (``raw_encrypted``). The caller
+acknowledges (SMTP 250, IMAP flag) only once ``accept`` has returned: a database failure
+raises, and the mail is offered again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from channels.base import IncomingMessage
+from channels.email.authentication import SmtpPeer, Verdict, verify
 from channels.email.message import Attachment, ParsedEmail, parse
 from gateway import files
 
@@ -94,6 +98,7 @@ def to_incoming(
     own_address: str,
     envelope_to: tuple[str, ...] = (),
     too_large: bool = False,
+    verdict: Verdict | None = None,
 ) -> IncomingMessage:
     attachments = [_save(data_path, item) for item in parsed.attachments]
     attachments += [{"kind": "refused", "name": label} for label in parsed.refused]
@@ -106,6 +111,8 @@ def to_incoming(
         "in_reply_to": parsed.in_reply_to,
         "references": list(parsed.references),
         "eml": base64.b64encode(raw).decode("ascii"),
+        # Read by channels.email.routing.sender_verified; absent: not verified.
+        "authentication": verdict.to_meta() if verdict else None,
     }
     return IncomingMessage(
         channel=CHANNEL,
@@ -120,10 +127,18 @@ def to_incoming(
 
 
 def accept(
-    runtime: Any, raw: bytes, *, envelope_to: tuple[str, ...] = (), too_large: bool = False
+    runtime: Any,
+    raw: bytes,
+    *,
+    envelope_to: tuple[str, ...] = (),
+    too_large: bool = False,
+    peer: SmtpPeer | None = None,
 ) -> Accepted:
     """Parse and store one email (see the module doc). Raises SQLAlchemyError when the
-    database is down, so that the caller does not acknowledge the mail."""
+    database is down, so that the caller does not acknowledge the mail.
+
+    ``peer``: the SMTP connection the mail came by (the gateway's receiver); None when the
+    city's mail server delivered it (IMAP, a pipe), whose Authentication-Results count."""
     from gateway import ingest
     from gateway.privacy import log_id
 
@@ -135,6 +150,7 @@ def accept(
     if not parsed.sender or "@" not in parsed.sender:
         log.info("email %s ignored: no sender address", _short(parsed.message_id))
         return Accepted("ignored", "no sender")
+    verdict = verify(settings, raw, parsed.sender, peer)
     incoming = to_incoming(
         parsed,
         raw,
@@ -142,17 +158,21 @@ def accept(
         own_address=settings.email_address,
         envelope_to=envelope_to,
         too_large=too_large,
+        verdict=verdict,
     )
     (stored,) = ingest.store(runtime, [incoming])
     sender = log_id(runtime.vault.lookup_hash(CHANNEL, parsed.sender))
     if stored.duplicate:
         return Accepted("duplicate", message_id=None)
     log.info(
-        "email %s from %s stored (%d attachment(s) kept, %d refused)",
+        "email %s from %s stored (%d attachment(s) kept, %d refused); sender %s (%s: %s)",
         _short(parsed.message_id),
         sender,
         len(parsed.attachments),
         len(parsed.refused),
+        "verified" if verdict.verified else "NOT verified",
+        verdict.method,
+        verdict.detail,
     )
     return Accepted("stored", message_id=stored.message_id)
 

@@ -8,6 +8,10 @@ Routing, first match wins (then the conversation engine does as for SMS):
    channels.email.message).
 A message with an empty body counts its subject as its text ("BUDGET une ludothèque").
 
+Unverified senders (channels.email.authentication): ``sender_verified`` reads the verdict
+stored at ingest. The conversation engine files such a message's words for moderators and
+neither answers it nor takes it as a command (``Incoming.verified``).
+
 Loops: auto-replies, bounces, lists and no-reply senders are never stored
 (channels.email.message says which). What headers do not reveal, a robot answering every
 message, shows as the same text sent again in reply to the gateway's own reply: that one is not
@@ -41,6 +45,13 @@ def meta(vault: Any, message: InboundMessage) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def sender_verified(data: dict[str, Any]) -> bool:
+    """Whether ingest found the sender to be who the From says. A message stored without a
+    verdict (before verification existed) is not verified: nothing proves its sender."""
+    verdict = data.get("authentication")
+    return isinstance(verdict, dict) and verdict.get("verified") is True
 
 
 def _keyword_of(campaigns: Sequence[CampaignInfo], name: str) -> str | None:

@@ -8,6 +8,12 @@ stored; if the database is down it answers 451 so that the sending server tries 
 Run it with ``gateway email smtpd``, or inside ``gateway serve`` with ``SMTP_RECEIVER_PORT``.
 It speaks plain SMTP: put it on loopback or behind the city's mail server, which does TLS,
 spam filtering and authentication of the outside world.
+
+Whether the sender is who the ``From:`` says is decided here, where the connection is known
+(channels.email.authentication): the Authentication-Results of a trusted relay
+(``SMTP_RECEIVER_TRUSTED_RELAYS`` and ``EMAIL_AUTHSERV_ID``), else the receiver's own DKIM,
+SPF (the peer's address, MAIL FROM and HELO) and DMARC check. Unverified mail is still
+accepted and stored: moderators see it, flagged, and nothing is sent back.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
+from channels.email.authentication import SmtpPeer
 from channels.email.inbound import accept, ours
 
 log = logging.getLogger(__name__)
@@ -46,10 +53,19 @@ class Handler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        peer = SmtpPeer(
+            ip=str(session.peer[0]) if isinstance(session.peer, tuple) else "",
+            helo=session.host_name or "",
+            mail_from=envelope.mail_from or "",
+        )
         loop = asyncio.get_running_loop()
         try:
+            # In a thread: DNS look-ups and DKIM hashing would otherwise hold the event loop.
             result = await loop.run_in_executor(
-                None, lambda: accept(self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos))
+                None,
+                lambda: accept(
+                    self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos), peer=peer
+                ),
             )
         except SQLAlchemyError as exc:
             log.error("smtp receiver: database unavailable (%s)", type(exc).__name__)

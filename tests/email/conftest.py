@@ -1,5 +1,12 @@
 """Email tests: a private Dovecot (Debian's dovecot-imapd) on loopback, the gateway's own SMTP
-receiver, and an SMTP sink for the replies (tests/email/servers.py)."""
+receiver, an SMTP sink for the replies and a name server for DKIM, SPF and DMARC records
+(tests/email/servers.py).
+
+The gateway is set up as the city's would be behind its mail server ``mx.participez.ville.
+example``: that server's Authentication-Results are believed (``EMAIL_AUTHSERV_ID``), also when
+it relays to the SMTP receiver from loopback (``SMTP_RECEIVER_TRUSTED_RELAYS``); test mail
+carries such a header (``authenticated``) as mail that server accepted would. DNS goes to the
+test's own name server only."""
 
 from __future__ import annotations
 
@@ -10,11 +17,33 @@ import pytest
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.email.servers import DovecotServer, SmtpSink
+from tests.email.servers import DnsServer, DovecotServer, SmtpSink
 from tests.helpers import runtime_with
 
 GATEWAY_ADDRESS = "participez@participez.ville.example"
 CORPUS = Path(__file__).parent / "corpus"
+AUTHSERV_ID = "mx.participez.ville.example"  # the city's receiving mail server
+
+
+def authenticated(domain: str, result: str = "pass", authserv_id: str = AUTHSERV_ID) -> str:
+    """The Authentication-Results value the city's server writes for mail from ``domain``."""
+    return (
+        f"{authserv_id}; dkim={result} header.d={domain} header.s=mail; "
+        f"spf={result} smtp.mailfrom={domain}; dmarc={result} (p=none) header.from={domain}"
+    )
+
+
+@pytest.fixture(scope="session")
+def dns_session() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dns(dns_session: DnsServer) -> DnsServer:
+    """The test name server, with no records yet."""
+    dns_session.reset()
+    return dns_session
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +74,14 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def mail_settings(settings: Settings, mailbox: DovecotServer, sink: SmtpSink) -> Settings:
+def mail_settings(
+    settings: Settings, mailbox: DovecotServer, sink: SmtpSink, dns: DnsServer
+) -> Settings:
     return settings.with_overrides(
         email_address=GATEWAY_ADDRESS,
+        email_authserv_id=AUTHSERV_ID,
+        smtp_receiver_trusted_relays="127.0.0.1",
+        dns_nameserver=dns.nameserver,
         **mailbox.settings_overrides(),
         **sink.settings_overrides(),
     )

@@ -5,7 +5,10 @@ a temporary directory (``dovecot -F -c <file>``): it never reads /etc/dovecot, n
 system's service, and listens on a free loopback port (IMAP only, no TLS, PLAIN/LOGIN
 authentication for one passwd-file user, maildir storage so keywords such as ``$AgoraStored``
 stick). ``SmtpSink`` is an aiosmtpd server on loopback that records what the gateway sends,
-optionally with AUTH, STARTTLS, and a scripted failure for the next DATA.
+optionally with AUTH, STARTTLS, and a scripted failure for the next DATA. ``DnsServer`` is a
+dnslib name server on loopback (UDP and TCP) serving the TXT and A records a test sets (DKIM
+keys, SPF and DMARC records), NXDOMAIN for everything else: sender authentication is tested
+with real DNS, offline.
 
 Pytest fixtures live in the conftest files; this module only holds the servers.
 """
@@ -714,3 +717,79 @@ def self_signed_context(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context, str(ca_file)
+
+
+class DnsServer:
+    """A name server on 127.0.0.1 (dnslib, UDP and TCP on one port) for the records a test
+    sets with ``txt``/``a``; every other name is NXDOMAIN, at once."""
+
+    def __init__(self) -> None:
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.queries: list[tuple[str, str]] = []
+        self._servers: list[Any] = []
+
+    @property
+    def nameserver(self) -> str:
+        """The ``DNS_NAMESERVER`` setting that points the gateway here."""
+        return f"{self.host}:{self.port}"
+
+    def txt(self, name: str, text: str) -> None:
+        self.records.setdefault((name.lower().rstrip("."), "TXT"), []).append(text)
+
+    def a(self, name: str, address: str) -> None:
+        self.records.setdefault((name.lower().rstrip("."), "A"), []).append(address)
+
+    def reset(self) -> None:
+        self.records.clear()
+        self.queries.clear()
+
+    def start(self) -> None:
+        from dnslib import QTYPE, RCODE, RR, TXT, A
+        from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+        zone = self
+
+        class Resolver(BaseResolver):  # type: ignore[misc]
+            def resolve(self, request: Any, handler: Any) -> Any:
+                reply = request.reply()
+                name = str(request.q.qname).lower().rstrip(".")
+                qtype = QTYPE[request.q.qtype]
+                zone.queries.append((name, qtype))
+                if not any(key[0] == name for key in zone.records):
+                    reply.header.rcode = RCODE.NXDOMAIN
+                    return reply
+                for value in zone.records.get((name, qtype), []):
+                    if qtype == "TXT":
+                        data = value.encode()
+                        chunks = [data[i : i + 255] for i in range(0, len(data), 255)]
+                        rdata: Any = TXT(chunks)
+                    else:
+                        rdata = A(value)
+                    reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=rdata, ttl=60))
+                return reply
+
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", logf=str)
+        self.port = conftest.free_port()
+        for tcp in (False, True):
+            server = DNSServer(Resolver(), address=self.host, port=self.port, tcp=tcp, logger=quiet)
+            server.start_thread()
+            self._servers.append(server)
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.email.conftest import GATEWAY_ADDRESS
-from tests.email.servers import DovecotServer, SmtpSink
+from tests.email.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
+from tests.email.servers import DnsServer, DovecotServer, SmtpSink
 from tests.email.test_paths import mail
 from tests.fakes.twilio_api import FakeTwilio
 from tests.test_e2e_serve import Gateway, base_env
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served(tmp_path: Path, mailbox: DovecotServer, sink: SmtpSink) -> Iterator[Gateway]:
+def served(
+    tmp_path: Path, mailbox: DovecotServer, sink: SmtpSink, dns: DnsServer
+) -> Iterator[Gateway]:
     with FakeTwilio() as twilio:
         env = base_env(tmp_path, twilio)
         env.update(
@@ -34,6 +36,11 @@ def served(tmp_path: Path, mailbox: DovecotServer, sink: SmtpSink) -> Iterator[G
                 "GATEWAY_EMAIL_ADDRESS": GATEWAY_ADDRESS,
                 "GATEWAY_SMTP_RECEIVER_PORT": str(free_port()),
                 "GATEWAY_IMAP_IDLE_SECONDS": "5",
+                # Behind the city's mail server, whose Authentication-Results the test mail
+                # carries (tests/email/conftest.py).
+                "GATEWAY_EMAIL_AUTHSERV_ID": AUTHSERV_ID,
+                "GATEWAY_SMTP_RECEIVER_TRUSTED_RELAYS": "127.0.0.1",
+                "GATEWAY_DNS_NAMESERVER": dns.nameserver,
             }
         )
         gateway = Gateway(env, tmp_path)

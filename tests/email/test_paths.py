@@ -19,7 +19,7 @@ from sqlalchemy import select
 from channels.email import imap
 from gateway.models import Contribution, InboundMessage
 from gateway.runtime import Runtime
-from tests.email.conftest import GATEWAY_ADDRESS
+from tests.email.conftest import GATEWAY_ADDRESS, authenticated
 from tests.email.servers import DovecotServer, SmtpSink
 from tests.helpers import contributions, drain, inbound
 
@@ -36,8 +36,15 @@ def mail(
     message_id: str | None = "auto",
     headers: dict[str, str] | None = None,
     attachment: tuple[bytes, str, str] | None = None,
+    authentication: str | None = "pass",
 ) -> bytes:
+    """A resident's mail as the city's server delivers it: with its Authentication-Results
+    (``authentication``: the result for the sender's domain; None for no such header)."""
     message = EmailMessage()
+    if authentication is not None:
+        message["Authentication-Results"] = authenticated(
+            sender.rpartition("@")[2], authentication
+        )
     message["From"] = f"Marie Dupont <{sender}>"
     message["To"] = to
     message["Subject"] = subject
