@@ -6,8 +6,9 @@ a bot token, in the message and in the traceback alike."""
 from __future__ import annotations
 
 import logging
+import sys
 
-from gateway.privacy import redact
+from gateway.privacy import private_values, redact
 
 
 class RedactingFilter(logging.Filter):
@@ -16,14 +17,18 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A record about an exception being handled, with or without its traceback attached
+        # (RQ logs a failed job's traceback as text, from inside the except block).
+        handled = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        known = private_values(handled)
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = redact(message, *known)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text, *known)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
@@ -61,4 +66,4 @@ def describe(exc: BaseException, *known: str | None, limit: int = 500) -> str:
         original = exc.orig
         text = type(original).__name__ if original is not None else ""
         return f"{type(exc).__name__}: {text}"[:limit]
-    return redact(f"{type(exc).__name__}: {exc}", *known)[:limit]
+    return redact(f"{type(exc).__name__}: {exc}", *known, *private_values(exc))[:limit]

@@ -33,7 +33,14 @@ from gateway.models import (
     ReferenceCounter,
 )
 from gateway.moderation import grouping
-from gateway.privacy import AddressVault, contributor_address, log_id, outbound_recipient
+from gateway.privacy import (
+    AddressVault,
+    contributor_address,
+    inbound_sender,
+    log_id,
+    mark_private,
+    outbound_recipient,
+)
 from gateway.runtime import Runtime
 from gateway.sms_segments import encoding, segments
 from gateway.textnorm import clean
@@ -111,6 +118,7 @@ def _process_one(runtime: Runtime, message_id: int) -> list[int]:
         # A file that cannot be had yet (the network) is a passing failure: retried.
         media.fetch_pending(runtime, message_id, last_attempt=(attempts or 0) >= MAX_ATTEMPTS)
     except Exception as exc:
+        _mark_private(runtime, message_id, exc)
         _note_failure(runtime, message_id, exc, quarantine=False)
         raise
     to_transcribe: list[int] = []
@@ -118,6 +126,7 @@ def _process_one(runtime: Runtime, message_id: int) -> list[int]:
         with runtime.sessions.begin() as session:
             outbound = _handle(runtime, session, message_id, to_transcribe)
     except Exception as exc:
+        _mark_private(runtime, message_id, exc)
         if is_passing(exc):
             _note_failure(runtime, message_id, exc, quarantine=False)
             raise
@@ -141,6 +150,24 @@ def is_passing(exc: BaseException) -> bool:
     if isinstance(exc, SQLAlchemyError):
         return is_outage(exc)
     return isinstance(exc, (RedisError, OSError, SenderBusy))
+
+
+def _mark_private(runtime: Runtime, message_id: int, exc: BaseException) -> None:
+    """The message's words and its sender's address travel with the exception, so that
+    whoever records the failure (the log, the message's error, RQ in Redis) masks them even
+    where an exception quoted them (gateway.privacy.mark_private)."""
+    try:
+        with runtime.sessions() as session:
+            message = session.get(InboundMessage, message_id)
+            if message is None:
+                return
+            sender = runtime.vault.decrypt_or_none(
+                message.sender_encrypted,
+                inbound_sender(message.channel, message.provider_message_id),
+            )
+            mark_private(exc, message.text, sender)
+    except Exception as error:  # the database is what failed: the regular shapes still apply
+        log.debug("message %d: private values not loaded (%s)", message_id, type(error).__name__)
 
 
 def _note_failure(runtime: Runtime, message_id: int, exc: Exception, *, quarantine: bool) -> None:

@@ -271,12 +271,53 @@ _EMAIL_RE = re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _BOT_TOKEN_RE = re.compile(r"\d{5,15}:[A-Za-z0-9_-]{30,}")
 
 
+# Shorter known values are not masked: replacing "oui" everywhere would mangle a traceback.
+_MIN_KNOWN = 5
+_PRIVATE = "_gateway_private_values"
+
+
 def redact(text: str, *known: str | None) -> str:
     """Belt and braces for log lines, stored errors and tracebacks: mask anything shaped like
-    a bot token, an email address or a phone number, and every ``known`` value (the address a
-    message was for, whatever its shape: a Telegram chat id looks like any number)."""
-    for value in known:
-        if value and len(value) >= 3:
-            text = text.replace(value, "<address>")
+    a bot token, an email address or a phone number, and every ``known`` value (an address
+    whatever its shape, since a Telegram chat id looks like any number; the words of the
+    message a failure was about, whole and line by line)."""
+    for value in sorted({v for v in _pieces(known)}, key=len, reverse=True):
+        text = text.replace(value, "<private>")
     text = _BOT_TOKEN_RE.sub("<bot-token>", text)
     return _PHONE_RE.sub("<phone>", _EMAIL_RE.sub("<email>", text))
+
+
+def _pieces(known: tuple[str | None, ...]) -> list[str]:
+    pieces = []
+    for value in known:
+        if not value:
+            continue
+        pieces.append(value)
+        pieces += [line.strip() for line in value.splitlines()]
+        # A repr() of the value escapes its quotes and newlines: mask that spelling too.
+        pieces.append(repr(value)[1:-1])
+    return [p for p in pieces if len(p) >= _MIN_KNOWN]
+
+
+def mark_private(exc: BaseException, *values: str | None) -> BaseException:
+    """Attach what must not be shown of a failure to the exception itself: the message it
+    was processing, the address it was for. Whatever records the failure later (the log, a
+    stored error, RQ's copy of the traceback in Redis) masks them (``private_values``)."""
+    known = tuple(getattr(exc, _PRIVATE, ()))
+    try:
+        setattr(exc, _PRIVATE, known + tuple(v for v in values if v))
+    except AttributeError:  # an exception type that takes no attributes: nothing to attach to
+        pass
+    return exc
+
+
+def private_values(exc: BaseException | None) -> tuple[str, ...]:
+    """The values marked private on an exception and on those it was raised from."""
+    found: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found += getattr(exc, _PRIVATE, ())
+        exc = exc.__cause__ or exc.__context__
+    return tuple(found)
+

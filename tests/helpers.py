@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -93,10 +94,20 @@ def incoming_sms(
     )
 
 
+class DrainWorker(GatewaySimpleWorker):
+    """The gateway's worker, in the test's process: from any thread (no signal handlers,
+    timeouts by timer), so an async test can drain with ``asyncio.to_thread(drain, rt)``."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+
 def drain(runtime: Runtime) -> None:
     """Run every queued job in this process, as `gateway worker --burst` would."""
     context.set_runtime(runtime)
-    worker = GatewaySimpleWorker(
+    worker = DrainWorker(
         [runtime.queue(q) for q in ("inbound", "outbound", "default")],
         connection=runtime.redis,
     )

@@ -3,12 +3,14 @@
 Used by the erasure and log tests: every column of every table (text, JSON, and each binary
 value the gateway can decrypt, raw payloads included), every file under a folder (the data
 folder, the SQLite database and its journal), and Redis (keys, strings, hashes, lists, sets,
-sorted sets, streams are not used). A finding names where, never what (the tests print them).
+sorted sets, streams). A finding names where, never what (the tests print them).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,22 @@ def in_redis(redis: Redis, needles: Iterable[str]) -> list[str]:
             values += list(redis.smembers(key))
         elif kind == b"zset":
             values += [m for m, _ in redis.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"stream":  # RQ 2 keeps a job's results, failures' tracebacks included
+            for _id, fields in redis.xrange(key):
+                for k, v in fields.items():
+                    values += [k, v]
+        values += [d for v in values if (d := _unpacked(v)) is not None]
         if any(n in v for v in values for n in needles_b):
             found.append(key.decode("utf-8", "replace"))
     return found
+
+
+def _unpacked(value: bytes) -> bytes | None:
+    """RQ stores a failure's traceback zlib-compressed (and base64-encoded in its results
+    stream): what a reader of Redis gets back with two calls."""
+    for attempt in (lambda v: zlib.decompress(base64.b64decode(v, validate=True)), zlib.decompress):
+        try:
+            return bytes(attempt(value))
+        except (ValueError, zlib.error):
+            continue
+    return None

@@ -10,13 +10,14 @@ traceback redacted (gateway.privacy.redact), as the logs show it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.queue import Queue
 
-from gateway.privacy import redact
+from gateway.privacy import private_values, redact
 
 
 class RedactedFailures:
@@ -25,8 +26,14 @@ class RedactedFailures:
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
     ) -> None:
+        # Called while the job's exception is being handled: what the job marked private on
+        # it (gateway.privacy.mark_private) is masked along with the usual shapes.
+        known = private_values(sys.exc_info()[1])
         super().handle_job_failure(  # type: ignore[misc]
-            job, queue, started_job_registry=started_job_registry, exc_string=redact(exc_string)
+            job,
+            queue,
+            started_job_registry=started_job_registry,
+            exc_string=redact(exc_string, *known),
         )
 
 
