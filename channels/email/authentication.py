@@ -116,8 +116,12 @@ def verify(settings: Any, raw: bytes, sender: str, peer: SmtpPeer | None = None)
         if found.verified or peer is None:
             return found
     assert peer is not None
-    with _nameserver(settings.dns_nameserver):
-        checked = check(raw, domain, peer)
+    try:
+        with _nameserver(settings.dns_nameserver):
+            checked = check(raw, domain, peer)
+    except Exception as exc:  # a bad DNS_NAMESERVER, a library's surprise: never a lost mail
+        log.warning("email: sender check failed (%s); the mail is unverified", type(exc).__name__)
+        checked = Verdict(False, "checked", f"check failed: {type(exc).__name__}")
     if found is not None and not checked.verified:
         return Verdict(False, "checked", f"{found.detail}; {checked.detail}")
     return checked

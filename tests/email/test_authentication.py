@@ -319,6 +319,33 @@ def test_the_receiver_trusts_a_relays_results_only_from_that_relay(
         runtime.close()
 
 
+def test_moderators_decisions_on_unverified_mail_notify_nobody(
+    mail_runtime: Runtime, mailbox: DovecotServer, sink: SmtpSink
+):
+    from gateway.moderation.accounts import Actor
+    from gateway.moderation.actions import ActionError, decide, reply
+
+    mailbox.append(mail("BUDGET un jardin", sender=RESIDENT))
+    mailbox.append(mail("BUDGET des arbres rue Hoche", sender=RESIDENT, authentication="fail"))
+    imap.run(mail_runtime, once=True)
+    drain(mail_runtime)
+    verified, unverified = contributions(mail_runtime)
+    assert unverified.sender_verified is False
+    sent = len(sink.wait_for(2))  # the receipt and the notice, for her own mail only
+
+    camille = Actor(name="camille", role="moderator")
+    decide(mail_runtime, camille, [unverified.id], "publish")
+    with pytest.raises(ActionError) as refused:
+        reply(mail_runtime, camille, unverified.id, "Merci, pouvez-vous préciser ?")
+    assert refused.value.key == "console.notice.unverified"
+    drain(mail_runtime)
+    assert len(sink.messages) == sent and outbound_for_unverified(mail_runtime) == []
+
+    decide(mail_runtime, camille, [verified.id], "publish")  # her own: she is told
+    drain(mail_runtime)
+    assert len(sink.wait_for(sent + 1)) == sent + 1
+
+
 # --- moderators see the flag ----------------------------------------------------------------
 
 
