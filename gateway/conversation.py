@@ -71,6 +71,9 @@ Decisions worth knowing (also in the tests):
   question; otherwise the resident is welcomed with the open campaigns (one open
   campaign: its question at once). Whatever the conversation kept is filed first,
   as a keyword would. While opted out it means START.
+* ``Incoming.verified`` False (an email whose sender failed DMARC alignment: anyone may have
+  written it in the address's name): the words are filed for moderators, nothing is answered,
+  no command obeyed, and the conversation is left as it was (``_unverified``).
 """
 
 from __future__ import annotations
