@@ -169,7 +169,16 @@ MAX_NEIGHBOURHOOD_MISSES = 2  # the question is asked again once, then the conve
 FOLLOW_UP_LIST_SIZE = 3
 ECHO_LENGTH = 40  # a resident's words quoted back in a reply are cut to this (SMS cost)
 
-_REFERENCE = re.compile(r"([a-z]+)?[\s\-_#/.]*0*(\d+)")
+# Possessive quantifiers: letters, separators and digits never overlap, so giving any back
+# cannot help a match. The old pattern ("0*(\d+)") backtracked over every split of a digit run:
+# quadratic time, under the interpreter lock, on "SUIVI 000…0a".
+_REFERENCE = re.compile(r"([a-z]++)?[\s\-_#/.]*+(\d++)")
+# A reference is a campaign prefix (at most 12 letters), a dash and a few digits; a resident
+# may add spaces ("PARC - 0042"). Anything longer is words, not a reference.
+MAX_REFERENCE_LENGTH = 40
+# No menu lists 10,000 options: a longer number is out of range, whatever it says (and int()
+# refuses numbers of more than 4,300 digits).
+MAX_MENU_DIGITS = 4
 _NON_WORD = re.compile(r"[\W_]+")
 
 
@@ -685,8 +694,8 @@ def _answer_campaign_menu(
     campaigns = turn.context.campaigns
     state.media = [*state.media, *turn.take_media()]  # a caption's media go with the kept text
     chosen: str | None = None
-    if word.isdigit():
-        number = int(word)
+    number = _menu_number(word)
+    if number is not None:
         if 1 <= number <= len(state.options) and _only_polite(rest):
             chosen = state.options[number - 1]
     # The title first: "Budget participatif" names a campaign, it does not add "participatif".
@@ -709,7 +718,7 @@ def _answer_campaign_menu(
         return _campaign_chosen(turn, state)
 
     state.retries += 1
-    if not (word.isdigit() and _only_polite(rest)):  # a wrong menu number is not content
+    if not (number is not None and _only_polite(rest)):  # a wrong menu number is not content
         state.text = f"{state.text}\n{text}"
     if state.retries > MAX_MENU_RESENDS:
         turn.file(state, None, RECEIPT_UNSORTED)
@@ -727,8 +736,8 @@ def _answer_neighbourhood(
         turn.updates.append(ContributionUpdate(state.reference, media=tuple(media)))
     elif media:
         state.media = [*state.media, *media]  # an old state: kept with its text until filed
-    if word.isdigit() and _only_polite(rest):
-        number = int(word)
+    number = _menu_number(word)
+    if number is not None and _only_polite(rest):
         if number == 0:
             return _skip_neighbourhood(turn, state)
         if number <= len(state.options):
@@ -962,6 +971,9 @@ def _status(turn: _Turn, contribution: OwnContribution) -> str:
 
 
 def _parse_reference(text: str) -> tuple[str | None, int] | None:
+    text = text.strip()
+    if len(text) > MAX_REFERENCE_LENGTH:
+        return None
     match = _REFERENCE.fullmatch(fold(text).strip())
     if match is None:
         return None
@@ -969,7 +981,9 @@ def _parse_reference(text: str) -> tuple[str | None, int] | None:
 
 
 def _looks_like_reference(text: str) -> bool:
-    """One word, or a keyword and a number ("PARC 42"): worth looking up."""
+    """One short word, or a keyword and a number ("PARC 42"): worth looking up."""
+    if len(text.strip()) > MAX_REFERENCE_LENGTH:
+        return False
     return len(text.split()) == 1 or _parse_reference(text) is not None
 
 
@@ -991,6 +1005,19 @@ def _is_command(word: str, rest: str) -> bool:
     if word in GROUP_WORDS or (word in STANDALONE_WORDS and _only_polite(rest)):
         return True
     return word in FOLLOW_UP_WORDS and (not rest or _looks_like_reference(rest))
+
+
+def _menu_number(word: str) -> int | None:
+    """The number a word is, for a menu's answer ("2", "02", "２"); None if it is not one.
+
+    ``isdecimal``, not ``isdigit``: "²" is a digit to ``isdigit`` but ``int`` refuses it.
+    """
+    if not word.isdecimal():
+        return None
+    significant = word.lstrip("0")
+    if len(significant) > MAX_MENU_DIGITS:
+        return 10**MAX_MENU_DIGITS  # beyond any menu
+    return int(significant or "0")
 
 
 def _only_polite(rest: str) -> bool:

@@ -83,7 +83,15 @@ takes minutes), so header values are cut before parsing (2,000 characters throug
 policy, 8,000 for the subject; longer address lists go through ``email.utils.getaddresses``),
 and HTML goes through a linear pre-pass that escapes every "<" not starting a well-formed tag
 before ``html.parser`` sees it. MIME nesting (16), parts read (300) and nested forwards (3)
-are capped.
+are capped. The MIME structure is parsed under ``compat32`` (the modern policy re-parses a
+Content-Type for every part: 4 s for a megabyte of tiny parts), the parts read under the
+modern one. ``html.parser`` and the quote cutter cost a few microseconds a tag or a line: HTML
+is converted tag by tag up to 200,000 characters and the rest has its tags stripped (the words
+are kept, not the layout); quotes and signatures are looked for in the first 200,000
+characters of the text, and what follows is kept as it is. Nested blockquotes count for 20
+quote levels at most, hidden elements (script, style...) for 100 nesting levels. Nothing is
+lost: the gateway keeps ``MAX_TEXT_CHARS`` of a message's text and the whole of it beside
+(gateway/textcap.py).
 """
 
 from __future__ import annotations
@@ -94,6 +102,8 @@ import contextlib
 import email
 import functools
 import hashlib
+import html as htmllib
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -101,6 +111,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
+from email.policy import compat32
 from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
@@ -162,13 +173,20 @@ class _BoundedRegistry(HeaderRegistry):
 
 _POLICY = default_policy.clone(header_factory=_BoundedRegistry())
 _REGISTRY = HeaderRegistry()  # for values this module has already cut to a safe length
+# The structure is parsed under compat32, whose headers are plain strings: under the modern
+# policy the parser re-parses the parent's Content-Type (a full RFC 2045 parse, some 100 us) for
+# every part it meets, and each part's own, so a megabyte of tiny parts took 4 s. The parts
+# this module reads are switched to the modern policy afterwards (``_modern``); both store
+# header values the same way, so the switch only changes how a header is read.
+_STRUCTURE_POLICY = compat32.clone(linesep="\n")
 
 
 def parse(raw: bytes, *, max_attachment_bytes: int = 10 * 1024 * 1024) -> ParsedEmail:
     data = _as_bytes(raw)
     raw_id = "sha256:" + hashlib.sha256(data).hexdigest()
     try:
-        message = email.message_from_bytes(data, policy=_POLICY)
+        message = email.message_from_bytes(data, policy=_STRUCTURE_POLICY)
+        _modern(message)
         headers = _headers(message)
     except Exception:  # a parser bug on garbage (deep nesting...): nothing readable
         return ParsedEmail(
@@ -208,6 +226,13 @@ def parse(raw: bytes, *, max_attachment_bytes: int = 10 * 1024 * 1024) -> Parsed
         date=_guard(lambda: _date(headers.get("date", [])), None),
         extra=_guard(lambda: _extra(headers, sender), {}),
     )
+
+
+def _modern(message: Message) -> None:
+    """The parts that can be read (the first ``_MAX_PARTS``, twice over for the alternatives
+    ``_choose`` looks at) under the modern policy, as if parsed with it."""
+    for part in itertools.islice(message.walk(), 2 * _MAX_PARTS + 1):
+        part.policy = _POLICY
 
 
 def _guard(read: Callable[[], _T], default: _T) -> _T:
@@ -571,6 +596,10 @@ _BLOCKS = frozenset(
     | {"main", "form", "fieldset", "legend", "caption", "figcaption", "center", "hr", "option"}
 )
 _HTML_SPACE = re.compile(r"[ \t\n\r\f\v]+")
+_MAX_HTML_CHARS = 200_000  # converted tag by tag; beyond, the tags are stripped (see above)
+_MAX_HIDDEN_DEPTH = 100  # nested hidden elements tracked
+_MAX_QUOTE_DEPTH = 20  # nested blockquotes shown as ">" (a quote level each)
+_LINE_SPACE = re.compile(r"[ \t\f\v\xa0]+")
 
 
 def _safe_html(html: str) -> str:
@@ -642,7 +671,10 @@ class _HTMLText(HTMLParser):
         if tag == "body":  # "<head>" left open: the body is still text
             self._hidden = [t for t in self._hidden if t != "head"]
         if tag in _HIDDEN:
-            self._hidden.append(tag)
+            # Tracked to a depth: each end tag looks through the stack, and "<svg>" a hundred
+            # thousand times would make that quadratic. Deeper ones end with their ancestors.
+            if len(self._hidden) < _MAX_HIDDEN_DEPTH:
+                self._hidden.append(tag)
             return
         if self._hidden:
             return
@@ -697,6 +729,7 @@ class _HTMLText(HTMLParser):
         self._break()
         out: list[str] = []
         for depth, content, pre in self.lines:
+            depth = min(depth, _MAX_QUOTE_DEPTH)  # "<blockquote>" nested 10,000 times
             content = content.replace("\xa0", " ")
             content = content.rstrip() if pre else " ".join(content.split())
             line = (">" * depth + " " + content).rstrip() if depth else content
@@ -710,11 +743,33 @@ _INVISIBLE = dict.fromkeys([0x200B, 0x00AD, 0x2060, 0xFEFF])  # zero-width space
 
 
 def _html_to_text(html: str) -> str:
+    head, tail = _split_html(html)
     parser = _HTMLText()
     with contextlib.suppress(Exception):  # html.parser is tolerant; this is a last resort
-        parser.feed(_safe_html(html))
+        parser.feed(_safe_html(head))
         parser.close()
-    return parser.text().translate(_INVISIBLE)
+    text = parser.text()
+    if tail:
+        text = f"{text}\n{_strip_tags(tail)}"
+    return text.translate(_INVISIBLE)
+
+
+def _split_html(html: str) -> tuple[str, str]:
+    """At most ``_MAX_HTML_CHARS`` to convert tag by tag, ending before a tag, and the rest."""
+    if len(html) <= _MAX_HTML_CHARS:
+        return html, ""
+    cut = html.rfind("<", 0, _MAX_HTML_CHARS)
+    if cut < 0:  # no tag to split
+        cut = _MAX_HTML_CHARS
+    return html[:cut], html[cut:]
+
+
+def _strip_tags(html: str) -> str:
+    """The words of HTML without its layout, in linear time: tags become spaces, entities are
+    decoded, runs of blanks become one space, lines are kept."""
+    text = htmllib.unescape(_TAG.sub(" ", _safe_html(html)))
+    lines = (_LINE_SPACE.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 # --- Cutting quotes, signatures and footers -------------------------------------------------
@@ -779,6 +834,7 @@ _LONG_LINE = 400  # longer lines are not attributions nor header lines worth mat
 
 _QUOTE_PREFIX = re.compile(r"[ \t]*+(?:>[ \t]*+)*+")
 _MAX_UNQUOTE = 20  # quote levels a forwarded message can sit in
+_MAX_CUT_CHARS = 200_000  # quotes and signatures are looked for this far (see the module doc)
 
 
 def _quote_depth(line: str) -> int:
@@ -866,9 +922,22 @@ class _Cutter:
         state = "text"  # "text", "headers" (of a forwarded message) or "skip" (a signature)
         header_seen = False
         index = 0
+        examined = 0
         while index < len(self.lines):
             line = _unquote(self.lines[index], self.unquote)
+            examined += len(line) + 1
+            if examined > _MAX_CUT_CHARS:
+                # Each line costs a few microseconds: beyond this, the rest is kept as it is
+                # (a resident's words come first; a text this long is kept whole beside).
+                self.segments[-1].extend(self.lines[index:])
+                break
             stripped = line.strip()
+            if not stripped and state != "headers":
+                # A blank line is neither a marker nor an attribution (one test, not ten).
+                if state == "text":
+                    self.segments[-1].append(line)
+                index += 1
+                continue
             depth = _quote_depth(line)
             if len(stripped) <= _LONG_LINE and _FORWARD.match(_unquote(stripped, depth).strip()):
                 self.segments.append([])

@@ -9,10 +9,17 @@ These are suggestions for a human, tuned French first: a missed span is worse th
 many, but hiding ordinary words ("je suis contre", "en 2024", "ligne 12") would make
 moderators stop trusting them. Offsets are Python string indices (code points), so an emoji
 counts as one character.
+
+Linear time on any text: the console runs ``suggest`` on every contribution page and the live
+board on every change, so a contribution of 200 KB of "12 rue " must not hold the interpreter
+for seconds. Quantifiers that could give back what the next part of a pattern also matches
+are possessive, and overlapping detections are resolved by one sorted sweep per kind.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,9 +54,9 @@ class Redaction:
 
 # --- e-mail addresses and phone numbers -------------------------------------------------
 
-_EMAIL = re.compile(
-    r"(?<![\w.+\-])[\w.+\-]+@[^\W_](?:[\w\-]*[^\W_])?(?:\.[^\W_](?:[\w\-]*[^\W_])?)+",
-)
+# A domain label: letters or digits, with "-" or "_" only between them.
+_LABEL = r"[^\W_]++(?:[_\-]++[^\W_]++)*+"
+_EMAIL = re.compile(rf"(?<![\w.+\-])[\w.+\-]++@{_LABEL}(?:\.{_LABEL})++")
 # French numbers written the usual ways (06 12 34 56 78, 06.12.34.56.78, 0612345678,
 # +33 6 12 34 56 78, 0033 6...), then any international number; _phone_digits then keeps
 # only spans with 8 to 15 digits, so years and amounts are never taken for numbers.
@@ -82,7 +89,7 @@ _STREET_TYPES = (
     r"|route|quai|cours|square|r[ée]sidence"
 )
 _FRENCH_ADDRESS = re.compile(
-    rf"(?<!\w)\d{{1,4}}(?:[ \t]?(?:bis|ter|quater)|[a-d])?(?!\w)[ \t]*,?[ \t]*"
+    rf"(?<!\w)\d{{1,4}}(?:[ \t]?(?:bis|ter|quater)|[a-d])?(?!\w)[ \t]*+,?+[ \t]*+"
     rf"(?P<type>{_STREET_TYPES})(?!\w)",
     re.IGNORECASE,
 )
@@ -90,11 +97,15 @@ _FRENCH_ADDRESS = re.compile(
 # address when the name after them is capitalised ("cours Mirabeau", "place de la Mairie").
 _AMBIGUOUS_TYPES = frozenset({"cours", "place", "route", "square"})
 _ENGLISH_ADDRESS = re.compile(
-    r"(?<!\w)\d{1,5}[a-dA-D]?(?:[ \t]+[A-Z][\w'’\-]*){1,4}[ \t]+"
+    r"(?<!\w)\d{1,5}[a-dA-D]?(?:[ \t]++[A-Z][\w'’\-]*+){1,4}[ \t]++"
     r"(?:Street|St\.?|Road|Rd\.?|Avenue|Ave\.?|Lane|Drive|Way|Close|Court|Crescent|Terrace)"
     r"(?![\w])"
 )
-_STREET_WORD = re.compile(r"[ \t]+((?:[ldLD]['’])?[^\W\d_]+(?:-[^\W\d_]+)*|\d{1,4})(?![\w'’])")
+# Letter runs are atomic (a shorter run is followed by a letter, which the look-ahead refuses);
+# the hyphenated parts may still be given back ("Jean-Pierre1": "Jean" is a word).
+_STREET_WORD = re.compile(
+    r"[ \t]++((?:[ldLD]['’])?[^\W\d_]++(?:-[^\W\d_]++)*|\d{1,4})(?![\w'’])"
+)
 _STREET_CONNECTORS = frozenset({"de", "du", "des", "la", "le", "les", "l", "d", "aux", "au"})
 # Words that end a street name: the sentence goes on after the address.
 _AFTER_STREET = frozenset(
@@ -120,15 +131,15 @@ def _street_end(text: str, start: int, street_type: str) -> int | None:
         if match is None:
             break
         word = match.group(1)
-        core = re.sub(r"^[ldLD]['’]", "", word)
+        elided = len(word) >= 2 and word[0] in "ldLD" and word[1] in "'’"
         folded = fold(word)
         if folded in _STREET_CONNECTORS or word.isdigit():
             # Kept only if a name follows: "rue du 8 Mai", not "12 rue de".
             position = match.end()
             continue
-        if fold(core) in _AFTER_STREET:
+        if (folded[2:] if elided else folded) in _AFTER_STREET:
             break
-        capitalised = core[0].isupper()
+        capitalised = word[2 if elided else 0].isupper()
         if first_capitalised is None:
             if not capitalised and street_type in _AMBIGUOUS_TYPES:
                 return None
@@ -141,30 +152,57 @@ def _street_end(text: str, start: int, street_type: str) -> int | None:
     return end
 
 
-def _addresses(text: str) -> list[tuple[int, int]]:
-    spans = []
-    for match in _FRENCH_ADDRESS.finditer(text):
-        street_type = fold(match.group("type")).rstrip(".")
-        end = _street_end(text, match.end(), street_type)
-        if end is not None:
-            spans.append((match.start(), end))
-    spans.extend((m.start(), m.end()) for m in _ENGLISH_ADDRESS.finditer(text))
-    return spans
+def _addresses(text: str, kept: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """The address spans to hide: sorted, overlapping neither ``kept`` nor each other.
+
+    The same choice as sorting every detected address and sweeping (``_add_without_overlap``),
+    without reading the street name of an address that starts inside one already taken: it
+    would be dropped whatever its end, and in a list ("12 rue 12 rue 12 rue…") reading them
+    all made most of the work.
+    """
+    french = ((m.start(), m) for m in _FRENCH_ADDRESS.finditer(text))
+    english = ((m.start(), m) for m in _ENGLISH_ADDRESS.finditer(text))
+    taken: list[tuple[int, int]] = []
+    last_end = -1
+    index = 0  # the first kept span that ends after the current start
+    for start, same_start in itertools.groupby(
+        heapq.merge(french, english, key=lambda item: item[0]), key=lambda item: item[0]
+    ):
+        if start < last_end:
+            continue  # inside an address taken: dropped whatever its end
+        ends: list[int] = []
+        for _, match in same_start:
+            if match.re is _ENGLISH_ADDRESS:
+                ends.append(match.end())
+                continue
+            street_type = fold(match.group("type")).rstrip(".")
+            end = _street_end(text, match.end(), street_type)
+            if end is not None:
+                ends.append(end)
+        while index < len(kept) and kept[index][1] <= start:
+            index += 1
+        for end in sorted(ends):
+            if start < last_end or (index < len(kept) and kept[index][0] < end):
+                continue
+            taken.append((start, end))
+            last_end = end
+    return taken
 
 
 # --- names after an introduction --------------------------------------------------------
 
 _STRONG_INTRODUCTIONS = re.compile(
-    r"\b(?:je\s+m['’]\s*appelle|je\s+me\s+nomme|mon\s+nom\s+(?:est|c['’]est)"
-    r"|moi\s*,?\s+c['’]est|sign[ée]e?|my\s+name\s+is)\b",
+    r"\b(?:je\s++m['’]\s*+appelle|je\s++me\s++nomme|mon\s++nom\s++(?:est|c['’]est)"
+    # "moi c'est", "moi, c'est", "moi , c'est" (not "moi\s*,?\s+", quadratic on spaces)
+    r"|moi(?:\s++|\s*+,\s++)c['’]est|sign[ée]e?|my\s++name\s++is)\b",
     re.IGNORECASE,
 )
 # "Je suis" and "I am" introduce far more opinions than names: see _weak_introductions.
-_WEAK_INTRODUCTIONS = re.compile(r"\b(?:je\s+suis|i\s+am|i['’]m)\b", re.IGNORECASE)
-_BEFORE_NAME = re.compile(r"[ \t]*[:\-–—]?[ \t]*\n?[ \t]*")
-_NAME_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_WEAK_INTRODUCTIONS = re.compile(r"\b(?:je\s++suis|i\s++am|i['’]m)\b", re.IGNORECASE)
+_BEFORE_NAME = re.compile(r"[ \t]*+[:\-–—]?+[ \t]*+\n?+[ \t]*+")
+_NAME_WORD = re.compile(r"[^\W\d_]++(?:-[^\W\d_]++)*+")
 _ELIDED_PARTICLE = re.compile(r"[dD]['’](?=[^\W\d_])")
-_BETWEEN_NAME_WORDS = re.compile(r"[ \t]+")
+_BETWEEN_NAME_WORDS = re.compile(r"[ \t]++")
 _PARTICLES = frozenset({"de", "du", "des", "le", "la", "van", "von", "da", "di", "del"})
 # Capitalised words that follow an introduction without being a name, mostly from messages
 # typed in capitals ("JE SUIS CONTRE", "MOI C'EST NON").
@@ -226,23 +264,41 @@ def suggest(text: str) -> list[Redaction]:
 
     Where two detections overlap, the more certain kind wins: e-mail, then phone, address, name.
     """
-    found: dict[str, list[tuple[int, int]]] = {
-        "email": [(m.start(), m.end()) for m in _EMAIL.finditer(text)],
-        "phone": [
-            (m.start(), m.end())
-            for m in _PHONE.finditer(text)
-            if _MIN_PHONE_DIGITS <= _phone_digits(m.group(0)) <= _MAX_PHONE_DIGITS
-        ],
-        "address": _addresses(text),
-        "name": _names(text),
-    }
-    kept: list[Redaction] = []
-    for kind in KINDS:
-        for start, end in sorted(found[kind]):
-            if any(start < other.end and other.start < end for other in kept):
-                continue
-            kept.append(Redaction(start, end, kind, text[start:end]))
-    return sorted(kept, key=lambda r: r.start)
+    emails = [(m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    phones = [
+        (m.start(), m.end())
+        for m in _PHONE.finditer(text)
+        if _MIN_PHONE_DIGITS <= _phone_digits(m.group(0)) <= _MAX_PHONE_DIGITS
+    ]
+    kept: list[tuple[int, int, str]] = []  # sorted by start, never overlapping
+    kept = _add_without_overlap(kept, emails, "email")
+    kept = _add_without_overlap(kept, sorted(phones), "phone")
+    kept = _add_without_overlap(kept, _addresses(text, kept), "address")
+    kept = _add_without_overlap(kept, sorted(_names(text)), "name")
+    return [Redaction(start, end, kind, text[start:end]) for start, end, kind in kept]
+
+
+def _add_without_overlap(
+    kept: list[tuple[int, int, str]], spans: list[tuple[int, int]], kind: str
+) -> list[tuple[int, int, str]]:
+    """``kept`` plus each of ``spans`` (sorted) that overlaps neither ``kept`` nor a span of
+    ``spans`` taken before it; sorted by start.
+
+    One sweep, not a comparison of every span with every kept one (quadratic: 30,000
+    addresses took seconds). ``kept`` never overlaps itself, so its ends rise with its starts,
+    and the only kept span a new one can overlap is the first that ends after it starts.
+    """
+    added: list[tuple[int, int, str]] = []
+    index = 0
+    last_end = -1  # the end of the last span of this kind taken
+    for start, end in spans:
+        while index < len(kept) and kept[index][1] <= start:
+            index += 1
+        if start < last_end or (index < len(kept) and kept[index][0] < end):
+            continue
+        added.append((start, end, kind))
+        last_end = end
+    return list(heapq.merge(kept, added))
 
 
 def apply(text: str, redactions: Sequence[Redaction] | None = None, language: str = "fr") -> str:
