@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, or_, select, update
+from sqlalchemy import Engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import (
@@ -424,7 +424,7 @@ def _after_erasure(session: Session) -> None:
     if not session.info.pop("erased", False):
         return
     bind = session.get_bind()
-    engine = bind.engine if hasattr(bind, "engine") else bind
+    engine = bind if isinstance(bind, Engine) else bind.engine
     if engine.dialect.name != "sqlite":
         return
     try:
