@@ -80,6 +80,8 @@ def poll_once(runtime: Any, conn: imaplib.IMAP4) -> int:
         if raw is None:
             continue
         try:
+            # A message that cannot be stored as one is quarantined by accept and flagged like
+            # the others: only the database being down stops the pass.
             result = accept(runtime, raw, too_large=too_large)
         except SQLAlchemyError as exc:
             # Not stored: leave it unflagged for the next pass.

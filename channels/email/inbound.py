@@ -39,7 +39,9 @@ _KINDS = {"audio": "audio", "image": "image", "pdf": "file"}
 
 @dataclass(frozen=True)
 class Accepted:
-    outcome: str  # stored | duplicate | ignored
+    # stored | duplicate | ignored | quarantined (kept aside with its reason: acknowledge it,
+    # it must not hold up the mail behind it)
+    outcome: str
     reason: str = ""
     message_id: int | None = None
 
@@ -135,10 +137,64 @@ def accept(
     peer: SmtpPeer | None = None,
 ) -> Accepted:
     """Parse and store one email (see the module doc). Raises SQLAlchemyError when the
-    database is down, so that the caller does not acknowledge the mail.
+    database is down, so that the caller does not acknowledge the mail. A message that cannot
+    be read or stored as one (a crafted header, a field too long for its column) is
+    quarantined whole with its reason (gateway.ingest.quarantine): acknowledged, never offered
+    again, never blocking the mail behind it.
 
     ``peer``: the SMTP connection the mail came by (the gateway's receiver); None when the
     city's mail server delivered it (IMAP, a pipe), whose Authentication-Results count."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway import ingest
+
+    try:
+        return _accept(runtime, raw, envelope_to=envelope_to, too_large=too_large, peer=peer)
+    except SQLAlchemyError as exc:
+        if ingest.is_outage(exc):
+            raise
+        problem = f"refused by the database: {type(exc).__name__}"
+    except Exception as exc:  # a message this code cannot read: set aside, not retried forever
+        problem = f"could not be read: {type(exc).__name__}"
+        log.error("email could not be read; quarantined", exc_info=exc)
+    digest = hashlib.sha256(raw).hexdigest()
+    ingest.quarantine(
+        runtime,
+        IncomingMessage(
+            channel=CHANNEL,
+            provider_message_id=f"sha256:{digest}",
+            sender=_sender_or_empty(raw),
+            recipient=None,
+            text="",
+            received_at=datetime.now(UTC),
+            raw={"eml": base64.b64encode(raw).decode("ascii")},
+        ),
+        problem,
+    )
+    return Accepted("quarantined", problem)
+
+
+def _sender_or_empty(raw: bytes) -> str:
+    """The From address of a message that could not be read otherwise (so that an erasure
+    finds it in quarantine), or "" when even that cannot be had."""
+    from email.parser import BytesHeaderParser
+    from email.utils import parseaddr
+
+    try:
+        header = BytesHeaderParser().parsebytes(raw[:65536]).get("From") or ""
+        return parseaddr(str(header))[1].strip().lower()
+    except Exception:
+        return ""
+
+
+def _accept(
+    runtime: Any,
+    raw: bytes,
+    *,
+    envelope_to: tuple[str, ...],
+    too_large: bool,
+    peer: SmtpPeer | None,
+) -> Accepted:
     from gateway import ingest
     from gateway.privacy import log_id
 
@@ -164,6 +220,8 @@ def accept(
     sender = log_id(runtime.vault.lookup_hash(CHANNEL, parsed.sender))
     if stored.duplicate:
         return Accepted("duplicate", message_id=None)
+    if stored.quarantined:
+        return Accepted("quarantined", "refused as a message (see gateway quarantine list)")
     log.info(
         "email %s from %s stored (%d attachment(s) kept, %d refused); sender %s (%s: %s)",
         _short(parsed.message_id),
