@@ -11,6 +11,7 @@ does the work in arrival order; the others find nothing left.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,9 +69,16 @@ def now_utc() -> datetime:
 @contextmanager
 def sender_lock(runtime: Runtime, channel: str, sender_hash: str) -> Iterator[None]:
     """One worker at a time per sender (messages in arrival order). The lock names its holder
-    and is short-lived with renewal (gateway.locks): a crashed holder never holds it for long."""
+    and is short-lived with renewal (gateway.locks): a crashed holder never holds it for long.
+
+    The lock is the person's, whatever the channel: the look-up hash is one for a number that
+    texts and calls (gateway.residents), so an OUBLIER by SMS and a voice message being filed
+    never interleave. Its name is a digest of the hash, not the hash: Redis (and the embedded
+    server's append-only file) never holds the value that finds a person's rows."""
+    del channel  # the hash already says which address space it belongs to
+    digest = hashlib.sha256(sender_hash.encode()).hexdigest()[:32]
     try:
-        with locks.hold(runtime.redis, f"sender:{channel}:{sender_hash}", wait=SENDER_LOCK_WAIT):
+        with locks.hold(runtime.redis, f"person:{digest}", wait=SENDER_LOCK_WAIT):
             yield
     except locks.Busy:
         raise SenderBusy(f"sender {log_id(sender_hash)} is busy") from None

@@ -21,7 +21,6 @@ that an erasure that fails half-way is retried and completes (a missing file is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterable
@@ -375,9 +374,9 @@ def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> E
     from gateway.pipeline import sender_lock
 
     address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
-    with contextlib.ExitStack() as locks:
-        for each in channels_sharing(channel):
-            locks.enter_context(sender_lock(runtime, each, address_hash))
+    # The person's lock (one for every channel of the address): no message of theirs is being
+    # filed while they are erased.
+    with sender_lock(runtime, channel, address_hash):
         with runtime.sessions.begin() as session:
             erased = forget(session, runtime.settings.data_path, address_hash)
             _record(session, actor, "forget_resident", erased.summary())

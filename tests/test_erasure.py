@@ -405,3 +405,22 @@ def test_addresses_typed_by_an_admin_are_read_as_providers_send_them(
     from gateway.residents import typed_address
 
     assert typed_address(channel, typed) == expected
+
+
+def test_one_lock_per_person_whatever_the_channel(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    """A voice message being filed and an OUBLIER by SMS from the same number never run at
+    once; another resident is not held up; the lock's name does not carry the look-up hash."""
+    from gateway import pipeline
+
+    monkeypatch.setattr(pipeline, "SENDER_LOCK_WAIT", 0.3)
+    person = runtime.vault.lookup_hash("voice", CALLER)
+    assert person == runtime.vault.lookup_hash("sms", CALLER)
+    with pipeline.sender_lock(runtime, "voice", person):
+        with pytest.raises(pipeline.SenderBusy):
+            with pipeline.sender_lock(runtime, "sms", person):
+                pass
+        with pipeline.sender_lock(runtime, "sms", runtime.vault.lookup_hash("sms", "+33699")):
+            pass
+        assert in_redis(runtime.redis, [person]) == []
