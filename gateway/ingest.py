@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from channels.base import IncomingMessage
+from gateway import textcap
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
 from gateway.queues import DEFAULT, INBOUND, inbound_batch_job_id, inbound_job_id
@@ -71,6 +72,11 @@ def _raw_bytes(raw: Any) -> bytes:
 
 def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
     vault = runtime.vault
+    settings = runtime.settings
+    # The one place every channel's text passes: cut to MAX_TEXT_CHARS, kept whole beside.
+    message = textcap.capped(
+        message, settings.data_path, settings.max_text_chars, settings.language
+    )
     raw = _raw_bytes(message.raw)
     provider_id = _text(message.provider_message_id)  # as stored: the row's key in the bindings
     return {

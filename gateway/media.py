@@ -14,7 +14,9 @@ Telegram messages stay on the ``inbound`` queue even with media: a bot's files a
 the slow part, transcription, has its own queue.
 
 On the contribution, the first audio (a voice note, an audio file) becomes the recording that
-is transcribed, as a phone message is; everything else is listed in ``attachments``.
+is transcribed, as a phone message is; everything else is listed in ``attachments``. That
+includes, on every channel, the whole text of a message cut at ``MAX_TEXT_CHARS`` (kind
+``text``, written at ingest by gateway.textcap): a kept file like a photo.
 """
 
 from __future__ import annotations

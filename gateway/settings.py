@@ -86,6 +86,9 @@ class Settings:
     sweep_grace_seconds: int = 10
     outbound_max_attempts: int = 6
     max_webhook_bytes: int = 64 * 1024
+    # Characters of a message's text the gateway takes, on every channel; a longer text is cut
+    # at a word with a marker and kept whole as an attachment (gateway/textcap.py). 0: no cap.
+    max_text_chars: int = 10_000
     # Console access (docs/console.md). A console session left unused this long ends (the
     # cookie's absolute lifetime stays 12 hours).
     session_idle_minutes: int = 30

@@ -87,8 +87,8 @@ are capped. The MIME structure is parsed under ``compat32`` (the modern policy r
 Content-Type for every part: 4 s for a megabyte of tiny parts), the parts read under the
 modern one. ``html.parser`` and the quote cutter cost a few microseconds a tag or a line: HTML
 is converted tag by tag up to 200,000 characters and the rest has its tags stripped (the words
-are kept, not the layout); quotes and signatures are looked for in the first 200,000
-characters of the text, and what follows is kept as it is. Nested blockquotes count for 20
+are kept, not the layout); quotes, signatures and forwards are looked for in the first 200,000
+characters of the text, and beyond only quoted lines are dropped. Nested blockquotes count for 20
 quote levels at most, hidden elements (script, style...) for 100 nesting levels. Nothing is
 lost: the gateway keeps ``MAX_TEXT_CHARS`` of a message's text and the whole of it beside
 (gateway/textcap.py).
@@ -835,6 +835,7 @@ _LONG_LINE = 400  # longer lines are not attributions nor header lines worth mat
 _QUOTE_PREFIX = re.compile(r"[ \t]*+(?:>[ \t]*+)*+")
 _MAX_UNQUOTE = 20  # quote levels a forwarded message can sit in
 _MAX_CUT_CHARS = 200_000  # quotes and signatures are looked for this far (see the module doc)
+_QUOTED = re.compile(r"[ \t]*+>")
 
 
 def _quote_depth(line: str) -> int:
@@ -927,9 +928,9 @@ class _Cutter:
             line = _unquote(self.lines[index], self.unquote)
             examined += len(line) + 1
             if examined > _MAX_CUT_CHARS:
-                # Each line costs a few microseconds: beyond this, the rest is kept as it is
-                # (a resident's words come first; a text this long is kept whole beside).
-                self.segments[-1].extend(self.lines[index:])
+                # Each line costs a few microseconds here: beyond this point only quoted lines
+                # are dropped (one test a line), everything else is kept as it is.
+                self._keep_unquoted(index)
                 break
             stripped = line.strip()
             if not stripped and state != "headers":
@@ -994,6 +995,12 @@ class _Cutter:
             self.segments[-1].append(line)
             index += 1
         return self._join()
+
+    def _keep_unquoted(self, index: int) -> None:
+        for raw in itertools.islice(self.lines, index, None):
+            line = _unquote(raw, self.unquote)
+            if not _QUOTED.match(line):
+                self.segments[-1].append(line)
 
     def _join(self) -> str:
         kept: list[str] = []

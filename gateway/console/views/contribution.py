@@ -55,6 +55,11 @@ class ContributionData:
     following: Neighbour | None
     group_size: int
     reachable: str  # ok | forgotten | opted_out
+    # Computed with the rest, in the worker thread: redaction reads the whole text, and the
+    # event loop serving every other request must not (gateway.moderation.redaction).
+    suggestions: list[redaction.Redaction]
+    segments: list[present.Segment]
+    redacted: str  # the text with the suggestions applied: the public version's first draft
 
 
 def _neighbour(session: Session, contribution_id: int | None) -> Neighbour | None:
@@ -80,6 +85,8 @@ async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionD
         if c is None:
             return None
         previous, following = queries.neighbours(session, c, f, tz)
+        text = c.text or ""
+        suggestions = redaction.suggest(text)
         return ContributionData(
             contribution=c,
             campaign=c.campaign,
@@ -90,6 +97,9 @@ async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionD
             following=_neighbour(session, following),
             group_size=queries.group_size(session, c),
             reachable=_reachable(c),
+            suggestions=suggestions,
+            segments=present.segments(text, suggestions),
+            redacted=redaction.apply(text, suggestions, language="fr"),
         )
 
     return await read(request, load)
@@ -109,8 +119,6 @@ async def _page(
         return await error_page(request, 404, "console.errors.not_found")
     c = data.contribution
     drafts = drafts or {}
-    text = c.text or ""
-    suggestions = redaction.suggest(text)
     neighbourhood_options = list(data.campaign.neighbourhoods or []) if data.campaign else []
     if c.neighbourhood and c.neighbourhood not in neighbourhood_options:
         neighbourhood_options.append(c.neighbourhood)
@@ -125,11 +133,9 @@ async def _page(
             "qs": qs,
             "queue_url": with_query(QUEUE, query_string(f)),
             "words": present.words(c.transcript_detail),
-            "suggestions": suggestions,
-            "segments": present.segments(text, suggestions),
-            "public_text": drafts.get("public_text")
-            or c.public_text
-            or redaction.apply(text, suggestions, language="fr"),
+            "suggestions": data.suggestions,
+            "segments": data.segments,
+            "public_text": drafts.get("public_text") or c.public_text or data.redacted,
             "drafts": drafts,
             "neighbourhood_options": neighbourhood_options,
             "themes": list(data.campaign.themes or []) if data.campaign else [],
@@ -296,6 +302,9 @@ async def audio(request: web.Request) -> web.StreamResponse:
 # Shown in the page as they are; anything else (SVG can carry scripts, HTML, PDF...) is only
 # offered as a download, never rendered by the browser from the console's origin.
 INLINE_IMAGES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+# The whole text of a message cut at MAX_TEXT_CHARS (gateway.textcap): plain text, which the
+# browser shows as text (the console's nosniff and content security policy apply).
+TEXT_KIND = "text"
 
 
 async def attachment(request: web.Request) -> web.StreamResponse:
@@ -322,6 +331,9 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     if content_type in INLINE_IMAGES:
         headers["Content-Type"] = content_type
+    elif item.get("kind") == TEXT_KIND and content_type.startswith("text/plain"):
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        headers["Content-Disposition"] = f'inline; filename="message-{cid}-{index}.txt"'
     else:
         headers["Content-Type"] = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="attachment-{cid}-{index}"'
