@@ -49,9 +49,13 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INGEST] = ingest
     background = None
     if runtime.embedded and settings.embedded_worker:
-        from workers.runner import Ticker, start_thread_worker
+        from workers.recovery import recover
+        from workers.runner import Ticker, start_thread_worker, stop_thread_worker
         from workers.sweeper import sweep
 
+        # What a previous run left when it died (its jobs, its senders' locks) is taken back
+        # before anything else, so that nothing waits for a timeout (workers.recovery).
+        await loop.run_in_executor(None, recover, runtime)
         await loop.run_in_executor(None, sweep, runtime)
         # The worker thread shares the GIL with the event loop: hand the GIL over every
         # millisecond instead of every five, so that webhooks are answered promptly while it
@@ -69,9 +73,9 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         if background:
             worker, ticker = background
             ticker.stop()
-            worker.stop()
-            await loop.run_in_executor(None, worker.join, 10)
-            await loop.run_in_executor(None, ticker.join, 5)
+            # A job still running after the grace period is handed back to the queue.
+            await loop.run_in_executor(None, stop_thread_worker, worker)
+            await loop.run_in_executor(None, ticker.join, 2)
         await ingest.stop()
         await loop.run_in_executor(None, runtime.close)
 

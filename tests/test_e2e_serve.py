@@ -94,15 +94,23 @@ class Gateway:
         raise AssertionError(f"{len(found)} of {n} contributions:\n" + self.logs())
 
     def stop(self) -> None:
+        """SIGTERM to every process, as systemd sends it. A worker must be gone within 10 s
+        whatever it was doing (workers.runner); a web server may first finish open requests
+        (aiohttp's shutdown_timeout, 10 s), then stops its own worker within the same 10 s."""
+        signalled = time.monotonic()
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
+            within = 10.0 if "worker" in process.args else 25.0
             try:
-                process.wait(30)
+                process.wait(max(0.1, signalled + within - time.monotonic()))
             except subprocess.TimeoutExpired as exc:
                 process.kill()
-                raise AssertionError("a gateway process ignored SIGTERM:\n" + self.logs()) from exc
+                raise AssertionError(
+                    f"a gateway process was still running {within:.0f} s after SIGTERM "
+                    f"({' '.join(map(str, process.args[3:]))}):\n" + self.logs()
+                ) from exc
 
 
 def base_env(tmp_path: Path, fake: FakeTwilio) -> dict[str, str]:

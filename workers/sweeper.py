@@ -8,6 +8,9 @@ lock keeps them from doing it at the same moment. It enqueues:
 - outbound messages ``queued`` and due (retries after backoff, or never enqueued);
 - expired conversations, so that what they kept is filed.
 And it marks as failed the sends interrupted mid-way (see workers.outbound).
+
+What a dead process left behind (its started jobs, its locks) is taken back before the sweep by
+workers.recovery, at start-up and with every full sweep, without waiting for any timeout.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
-from rq.utils import utcparse
 from sqlalchemy import or_, select
 
 from gateway import db
@@ -29,14 +31,16 @@ from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
+from workers.recovery import INTERRUPTED, live_workers
 
 log = logging.getLogger(__name__)
 
 PENDING = {b"queued", b"started", b"deferred", b"scheduled"}
 BATCH = 1000
 STUCK_SENDING = timedelta(minutes=10)
+# A safety net only: a message whose job Redis has called pending this long is enqueued again
+# whatever Redis says. Jobs of dead processes are taken back at once (workers.recovery).
 STALE_PENDING = timedelta(minutes=15)
-ORPHANED_AFTER = timedelta(seconds=90)
 
 
 @dataclass
@@ -55,26 +59,25 @@ def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
 
     Not pending, although Redis says otherwise: a "queued" job that is in no queue (a worker
     popped it and died, or Redis restarted from its append-only file in between), and a
-    "started" job whose worker stopped beating (killed with Redis, say)."""
+    "started" job whose worker is dead (workers.recovery.live_workers: gone from this machine,
+    or its registration expired), which recovery puts back in its queue anyway."""
     with runtime.redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hmget(Job.key_for(job_id), ["status", "last_heartbeat", "origin"])
+            pipe.hmget(Job.key_for(job_id), ["status", "worker_name", "origin"])
         rows = pipe.execute()
-    now = now_utc()
+    alive: set[str] | None = None
     pending = set()
     queued: list[tuple[str, bytes]] = []
-    for job_id, (status, heartbeat, origin) in zip(job_ids, rows, strict=True):
+    for job_id, (status, worker, origin) in zip(job_ids, rows, strict=True):
         if status not in PENDING:
             continue
         if status == b"queued" and origin:
             queued.append((job_id, origin))
             continue
-        if status == b"started" and heartbeat:
-            try:
-                beat = utcparse(heartbeat.decode())
-            except ValueError:
-                beat = None
-            if beat is not None and now - beat.replace(tzinfo=UTC) > ORPHANED_AFTER:
+        if status == b"started" and worker:
+            if alive is None:
+                alive = live_workers(runtime.redis)[0]
+            if worker.decode() not in alive:
                 continue
         pending.add(job_id)
     if queued:
@@ -221,7 +224,7 @@ def _fail_interrupted(runtime: Runtime, now: object) -> int:
             .values(
                 status="failed",
                 recipient_encrypted=None,
-                error="interrupted while sending: delivery unknown, not retried",
+                error=INTERRUPTED,
             )
         ).rowcount  # type: ignore[attr-defined]
     if count:

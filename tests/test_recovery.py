@@ -1,0 +1,220 @@
+"""What a dead process leaves in Redis is recognised as dead at once, not after a timeout:
+its per-sender locks (gateway.locks) and the jobs it had started (workers.recovery), with the
+sends it had begun marked failed rather than sent twice. Real Redis, real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from sqlalchemy import select, update
+
+from gateway import ingest, locks, pipeline
+from gateway.models import Contribution, InboundMessage, OutboundMessage
+from gateway.queues import INBOUND, OUTBOUND
+from gateway.runtime import Runtime
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import drain, incoming_sms
+from workers import jobs
+from workers.recovery import INTERRUPTED, recover
+from workers.sweeper import sweep
+
+RESIDENT = "+33612345678"
+PARC_NUMBER = "+33100000001"
+
+HOLDER = """
+import sys, time
+from redis import Redis
+from gateway import locks
+redis = Redis.from_url(sys.argv[1])
+with locks.hold(redis, sys.argv[2], wait=1):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def holding(url: str, name: str) -> subprocess.Popen[str]:
+    """Another process, holding a lock until killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, name], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_lock_left_by_a_killed_process_is_released_at_once(runtime: Runtime):
+    redis = runtime.redis
+    name = f"sender:sms:{uuid.uuid4().hex}"
+    holder = holding(runtime.redis_url, name)
+    holder.kill()
+    holder.wait()
+    assert redis.exists(locks.PREFIX + name)  # a crash leaves it
+    assert locks.release_dead(redis) == 1
+    assert not redis.exists(locks.PREFIX + name)
+    started = time.monotonic()
+    with locks.hold(redis, name, wait=1):
+        pass
+    assert time.monotonic() - started < 1
+
+
+def test_a_lock_of_a_live_process_is_kept_and_waited_for(runtime: Runtime):
+    redis = runtime.redis
+    name = f"sender:sms:{uuid.uuid4().hex}"
+    holder = holding(runtime.redis_url, name)
+    try:
+        assert locks.release_dead(redis) == 0
+        with pytest.raises(locks.Busy), locks.hold(redis, name, wait=0.5):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_reused_pid_is_not_the_holder(runtime: Runtime):
+    """After a container restart, the new gateway may have the pid the dead one had."""
+    redis = runtime.redis
+    me = locks.this_process()
+    older = locks.Holder(me.host, me.pid, me.started - 100)
+    redis.set(locks.PREFIX + "sender:sms:reused", older.token(), ex=30)
+    redis.set(locks.PREFIX + "sender:sms:mine", me.token(), ex=30)
+    redis.set(locks.PREFIX + "sender:sms:elsewhere", "other-host|1|1.00|x", ex=30)
+    assert locks.release_dead(redis) == 1
+    assert not redis.exists(locks.PREFIX + "sender:sms:reused")
+    assert redis.exists(locks.PREFIX + "sender:sms:mine")
+    assert redis.exists(locks.PREFIX + "sender:sms:elsewhere")  # expires by itself
+
+
+def test_a_held_lock_is_renewed_and_an_abandoned_one_expires(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(locks, "LOCK_TTL", 2)
+    monkeypatch.setattr(locks, "RENEW_EVERY", 0.5)
+    redis = runtime.redis
+    with locks.hold(redis, "sender:sms:long", wait=1):
+        time.sleep(3)  # longer than the lock lives unrenewed
+        assert redis.pttl(locks.PREFIX + "sender:sms:long") > 0
+    assert not redis.exists(locks.PREFIX + "sender:sms:long")
+    redis.set(locks.PREFIX + "sender:sms:abandoned", "other-host|1|1.00|x", ex=locks.LOCK_TTL)
+    with locks.hold(redis, "sender:sms:abandoned", wait=4):  # waits out a foreign dead holder
+        pass
+
+
+def started_by(runtime: Runtime, job: Job, queue: Queue, pid: int, birth_ago: float = 0) -> str:
+    """Make ``job`` started by a worker of process ``pid`` on this machine, as RQ records it."""
+    worker = SimpleWorker([queue], connection=runtime.redis, name=f"w-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    assert queue.pop_job_id() == job.id
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    runtime.redis.hset(worker.key, "pid", pid)
+    if birth_ago:
+        birth = worker.birth_date.timestamp() - birth_ago  # type: ignore[union-attr]
+        from datetime import UTC, datetime
+
+        from rq.utils import utcformat
+
+        runtime.redis.hset(worker.key, "birth", utcformat(datetime.fromtimestamp(birth, UTC)))
+    assert job.get_status(refresh=True) == "started"
+    assert queue.started_job_registry.count == 1
+    return worker.key
+
+
+def stored_sms(runtime: Runtime, text: str = "PARC Des bancs") -> int:
+    (stored,) = ingest.store(runtime, [incoming_sms(text, RESIDENT, PARC_NUMBER)])
+    assert stored.message_id is not None
+    return stored.message_id
+
+
+def test_a_job_started_by_a_dead_process_is_queued_again_at_once(runtime: Runtime):
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    key = started_by(runtime, job, queue, dead_pid())
+    # Nothing is pending for the sweeper's eyes either: the job's worker is dead.
+    report = recover(runtime)
+    assert report.jobs == 1 and report.workers == 1
+    assert job.get_status(refresh=True) == "queued"
+    assert queue.job_ids == [job.id]
+    assert queue.started_job_registry.count == 0
+    assert not runtime.redis.sismember("rq:workers", key)
+    drain(runtime)
+    with runtime.sessions() as session:
+        assert session.scalar(select(InboundMessage.state)) == "processed"
+        assert len(session.scalars(select(Contribution)).all()) == 1
+
+
+def test_a_job_of_a_live_worker_is_left_alone(runtime: Runtime):
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    started_by(runtime, job, queue, os.getpid())
+    assert not recover(runtime)
+    assert job.get_status(refresh=True) == "started"
+    assert sweep(runtime).inbound == 0  # still pending: its worker is alive
+
+
+def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(runtime: Runtime):
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    # Registered long before this process started: another process under the same pid.
+    started = locks.process_started(os.getpid()) or time.time()
+    started_by(runtime, job, queue, os.getpid(), birth_ago=time.time() - started + 60)
+    assert recover(runtime).jobs == 1
+    assert job.get_status(refresh=True) == "queued"
+
+
+def test_a_send_interrupted_by_a_dead_process_is_marked_failed_not_sent_twice(
+    runtime: Runtime, fake_twilio: FakeTwilio
+):
+    message_id = stored_sms(runtime)
+    outbound_ids = pipeline.process_inbound(runtime, message_id)
+    assert outbound_ids
+    with runtime.sessions.begin() as session:  # the dead process had claimed the first one
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_ids[0])
+            .values(status="sending", attempts=1, claimed_at=pipeline.now_utc())
+        )
+    queue = runtime.queue(OUTBOUND)
+    job = queue.enqueue(jobs.send_outbound_batch, outbound_ids, job_id="outbound-x")
+    started_by(runtime, job, queue, dead_pid())
+    report = recover(runtime)
+    assert report.jobs == 1 and report.interrupted == 1
+    drain(runtime)  # the rest of the batch goes out
+    with runtime.sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(OutboundMessage))}
+    assert rows[outbound_ids[0]].status == "failed"
+    assert INTERRUPTED in (rows[outbound_ids[0]].error or "")
+    assert all(rows[i].status == "sent" for i in outbound_ids[1:])
+    assert len(fake_twilio.messages) == len(outbound_ids) - 1
+
+
+def test_a_worker_of_another_machine_is_dead_only_once_its_registration_expired(
+    runtime: Runtime,
+):
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    key = started_by(runtime, job, queue, dead_pid())
+    redis: Redis = runtime.redis
+    assert socket.gethostname() != "elsewhere"
+    redis.hset(key, "hostname", "elsewhere")  # its pid means nothing here
+    assert recover(runtime).jobs == 0
+    redis.delete(key)  # it stopped beating: RQ's registration expired
+    assert recover(runtime).jobs == 1

@@ -1,0 +1,175 @@
+"""Taking back at once what a dead process left behind: its locks, its jobs, its sends.
+
+A process that dies without warning (SIGKILL, out of memory, power loss) leaves in Redis its
+worker registration, the jobs it had started (RQ's StartedJobRegistry, status ``started``) and
+the per-sender locks it held. Left alone, RQ gives such a job up only when its registry entry
+expires (the job's timeout plus a minute), and then marks it failed. Here a process of this
+machine that no longer exists is recognised as dead at once (its pid is gone, or belongs to a
+process started later: gateway.locks.is_dead), and a worker of any machine is dead when its
+registration expired (it beats every few seconds while alive). ``recover`` runs at the
+start-up of ``gateway serve`` (embedded worker) and ``gateway worker``, before the first sweep,
+and then with every full sweep:
+
+- locks held by dead processes of this machine are deleted (a lock of a dead process of
+  another machine expires by itself within gateway.locks.LOCK_TTL);
+- jobs started by dead workers are put back at the front of their queue: every job is
+  idempotent, so running one again is safe;
+- outbound messages that such a job had claimed (``sending``) are marked failed, delivery
+  unknown, and not retried: the process may have died after the provider accepted the message,
+  and a resident who gets a receipt twice is worse off than an operator who sees one marked
+  failed (workers.outbound). The sweeper would conclude the same after STUCK_SENDING; knowing
+  the process is dead, there is nothing to wait for;
+- the dead workers' registrations are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.utils import as_text, utcparse
+from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
+from sqlalchemy import update
+
+from gateway import locks
+from gateway.models import OutboundMessage
+from gateway.queues import QUEUES
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+WORKER_PREFIX = "rq:worker:"
+_SENDS = {"workers.jobs.send_outbound", "workers.jobs.send_outbound_batch"}
+INTERRUPTED = "interrupted while sending: delivery unknown, not retried"
+
+
+@dataclass
+class RecoveryReport:
+    locks: int = 0
+    workers: int = 0
+    jobs: int = 0
+    interrupted: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.locks or self.workers or self.jobs or self.interrupted)
+
+
+def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
+    """(names of the registered workers that may be alive, keys of those known dead)."""
+    keys = sorted(as_text(k) for k in connection.smembers(REDIS_WORKER_KEYS))
+    with connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, ["hostname", "pid", "birth", "death"])
+        rows = pipe.execute()
+    alive: set[str] = set()
+    dead: set[str] = set()
+    for key, (host, pid, birth, death) in zip(keys, rows, strict=True):
+        if host is None and pid is None:  # expired: it stopped beating
+            dead.add(key)
+            continue
+        if death is not None:
+            dead.add(key)
+            continue
+        try:
+            since = utcparse(birth.decode()).timestamp() if birth else None
+            number = int(pid) if pid else None
+        except ValueError:
+            since, number = None, None
+        if locks.is_dead(host.decode() if host else None, number, alive_since=since):
+            dead.add(key)
+        else:
+            alive.add(key[len(WORKER_PREFIX) :])
+    return alive, dead
+
+
+def requeue(
+    connection: Redis, job: Job, queue: Queue, execution_id: str | None = None
+) -> None:
+    """Put a started job back at the front of its queue, as if it had never been taken."""
+    with connection.pipeline() as pipe:
+        pipe.multi()  # one transaction; RQ's enqueue_job expects it begun
+        if execution_id:
+            Execution(execution_id, job.id, connection).delete(job=job, pipeline=pipe)
+        job.started_at = None
+        job.ended_at = None
+        queue.enqueue_job(job, pipeline=pipe, at_front=True)
+        pipe.execute()
+
+
+def recover(runtime: Runtime) -> RecoveryReport:
+    """See the module's docstring. Never raises for Redis: an unreachable Redis has nothing to
+    recover yet, and the caller tries again later."""
+    report = RecoveryReport()
+    redis = runtime.redis
+    try:
+        report.locks = locks.release_dead(redis)
+        alive, dead = live_workers(redis)
+        sends: list[int] = []
+        queue_names = set(QUEUES) | {
+            as_text(k).removeprefix(Queue.redis_queue_namespace_prefix)
+            for k in redis.smembers(Queue.redis_queues_keys)
+        }
+        for name in sorted(queue_names):
+            queue = Queue(name, connection=redis)
+            registry = StartedJobRegistry(name, connection=redis)
+            for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+                try:
+                    job = Job.fetch(job_id, connection=redis)
+                except NoSuchJobError:
+                    continue
+                if job.worker_name in alive:
+                    continue
+                if job.func_name in _SENDS:
+                    sends.extend(_outbound_ids(job))
+                requeue(redis, job, queue, execution_id)
+                report.jobs += 1
+                log.warning(
+                    "job %s was running in a process that no longer exists; queued again",
+                    job.id,
+                )
+        if dead:
+            with redis.pipeline(transaction=False) as pipe:
+                for key in dead:
+                    pipe.srem(REDIS_WORKER_KEYS, key)
+                    for name in queue_names:
+                        pipe.srem(WORKERS_BY_QUEUE_KEY % name, key)
+                    pipe.delete(key)
+                pipe.execute()
+            report.workers = len(dead)
+    except (RedisError, OSError) as exc:
+        log.warning("recovery: Redis unavailable, will try again: %s", exc)
+        return report
+    if sends:
+        report.interrupted = fail_interrupted(runtime, sends)
+    if report:
+        log.info("recovery: %s", report)
+    return report
+
+
+def _outbound_ids(job: Job) -> list[int]:
+    try:
+        (arg,) = job.args
+    except (ValueError, TypeError):
+        return []
+    ids = arg if isinstance(arg, list) else [arg]
+    return [i for i in ids if isinstance(i, int)]
+
+
+def fail_interrupted(runtime: Runtime, outbound_ids: list[int]) -> int:
+    """Mark failed the given sends that were claimed (``sending``) by a process now dead."""
+    with runtime.sessions.begin() as session:
+        count = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id.in_(outbound_ids), OutboundMessage.status == "sending")
+            .values(status="failed", recipient_encrypted=None, error=INTERRUPTED)
+        ).rowcount  # type: ignore[attr-defined]
+    if count:
+        log.error("recovery: %d send(s) interrupted mid-way marked failed", count)
+    return int(count or 0)
