@@ -171,8 +171,10 @@ def test_a_worker_waiting_for_redis_stops_at_once(gateway: Gateway, redis_server
 def test_a_worker_stops_at_once_after_redis_came_back(
     gateway: Gateway, redis_server: RedisServer
 ):
-    """The case of the end-to-end test that failed on a fresh clone: Redis restarted (empty),
-    then a stop; RQ's command thread used to hold the process for a minute."""
+    """The case of the end-to-end test that failed on a fresh clone: Redis restarted without
+    its data, then a stop. The worker must be known to Redis again (or its running job would
+    be taken for abandoned), and stop at once: RQ's command thread, whose connection the
+    restart broke, used to hold the process up to a minute (rq/rq#1613)."""
     redis = redis_of(redis_server)
     worker = start_worker(gateway, redis)
     for _ in range(3):
