@@ -82,6 +82,9 @@ def words(text: str) -> list[str]:
     return [w for w in _NON_WORD.split(unglued) if w and w not in _FILLERS]
 
 
+MAX_ANSWER_CHARS = 200  # an answer naming a menu's option ("Budget participatif, merci")
+
+
 def best_match(answer: str, options: Sequence[str], *, max_words: int = 5) -> int | None:
     """Index of the option a short free answer most plausibly names, or None.
 
@@ -89,8 +92,12 @@ def best_match(answer: str, options: Sequence[str], *, max_words: int = 5) -> in
     other's ("centre ville" names "Centre"); every word a beginning of the
     option's words ("univ"); then a close spelling (difflib).
     An answer that could name two options names none: a wrong guess would
-    misfile a contribution. Long answers are content, not a choice.
+    misfile a contribution. Long answers are content, not a choice: more than
+    ``max_words`` words, or more than ``MAX_ANSWER_CHARS`` characters (difflib's
+    cost grows with the length, a megabyte took a second).
     """
+    if len(answer) > MAX_ANSWER_CHARS:
+        return None
     answer_words = words(answer)
     if not answer_words or len(answer_words) > max_words:
         return None
