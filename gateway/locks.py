@@ -4,9 +4,10 @@ A lock that a crashed process left behind must not hold its sender's messages up
 set for ``LOCK_TTL`` seconds and renewed every ``RENEW_EVERY`` seconds by a keeper thread of
 the holding process for as long as it is held, so that a holder that died (SIGKILL, power
 loss, on any machine) lets go within ``LOCK_TTL`` without anyone waiting for a long timeout.
-The lock's value names the holder (host, process id, the process's start time), so that at
-start-up a process deletes at once the locks held by a process of its own host that no longer
-exists (``release_dead``): a restarted gateway does not wait even ``LOCK_TTL``.
+The lock's value names the holder (host, process id, and what tells that process from a later
+one under the same id), so that at start-up a process deletes at once the locks held by a
+process of its own host that no longer exists (``release_dead``): a restarted gateway does not
+wait even ``LOCK_TTL``.
 
 A host is known by its name (as RQ knows its workers): machines or containers that share a
 Redis server must have distinct host names, which is their default.
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from redis import Redis
@@ -36,21 +38,24 @@ PREFIX = "gateway:lock:"
 # sender up. The keeper renews at a third of it, so that two missed renewals are survivable.
 LOCK_TTL = 30
 RENEW_EVERY = 10
-# A process's start time as psutil reads it may differ by rounding between two readers.
-_START_SLACK = 1.0
+# A process whose only known trace is a start time in wall-clock terms (an RQ worker of another
+# kind: its birth) is taken for another process under the same pid only if it started this
+# much later; wall-clock times move when the clock is set.
+_PID_REUSE_SLACK = 60.0
 
 
 @dataclass(frozen=True)
 class Holder:
-    """One process on one machine: the pair (pid, start time) never names two processes."""
+    """One process on one machine: ``since`` tells it from any other process that has, had or
+    will have the same pid (process_since)."""
 
     host: str
     pid: int
-    started: float
+    since: str
 
     def token(self) -> str:
         # The random part keeps two locks of one process apart (redis-py compares tokens).
-        return f"{self.host}|{self.pid}|{self.started:.2f}|{uuid.uuid4().hex}"
+        return f"{self.host}|{self.pid}|{self.since}|{uuid.uuid4().hex}"
 
     @classmethod
     def parse(cls, token: bytes | str) -> Holder | None:
@@ -59,7 +64,7 @@ class Holder:
         if len(parts) != 4:
             return None
         try:
-            return cls(parts[0], int(parts[1]), float(parts[2]))
+            return cls(parts[0], int(parts[1]), parts[2])
         except ValueError:
             return None
 
@@ -74,18 +79,43 @@ _me: Holder | None = None
 def this_process() -> Holder:
     global _me
     if _me is None or _me.pid != os.getpid():  # a forked child is another process
-        _me = Holder(host_name(), os.getpid(), process_started(os.getpid()) or 0.0)
+        _me = Holder(host_name(), os.getpid(), process_since(os.getpid()) or "?")
     return _me
 
 
-def process_started(pid: int) -> float | None:
-    """When a running process started (seconds since the epoch); None if there is none (a
-    zombie has exited: it only waits for its parent to read its status)."""
+_boot: str | None = None
+
+
+def _boot_id() -> str:
+    global _boot
+    if _boot is None:
+        try:
+            _boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        except OSError:
+            _boot = "-"
+    return _boot
+
+
+def process_since(pid: int) -> str | None:
+    """What tells the process now running under ``pid`` from any other that ever had it: on
+    Linux the boot and the process's start in clock ticks since boot, which setting the clock
+    does not move; elsewhere its start time. None when there is no such process (a zombie has
+    exited: it only waits for its parent to read its status). Raises psutil.AccessDenied for a
+    process we may not inspect."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        # fields[0] is field 3 of proc(5), the state; fields[19] is field 22, starttime.
+        return None if fields[0] in ("Z", "X") else f"{_boot_id()}-{fields[19]}"
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError):
+        pass
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return float(process.create_time())
+        return f"{process.create_time():.2f}"
     except psutil.NoSuchProcess:  # ZombieProcess is one
         return None
 
@@ -94,28 +124,32 @@ def is_dead(
     host: str | None,
     pid: int | None,
     *,
-    started: float | None = None,
+    since: str | None = None,
     alive_since: float | None = None,
 ) -> bool:
     """Whether a process of this machine is known to be gone. False when it may be alive,
     which includes every process of another machine (we cannot look there).
 
-    ``started``: the process's start time as recorded (a lock's holder): another start time
-    under the same pid is another process (pid reused, say after a container restart).
-    ``alive_since``: a moment the process was known to be running (an RQ worker's birth): a
-    process with that pid that started later is another one.
+    ``since``: the process's process_since as recorded (a lock's holder, a gateway worker):
+    anything else under that pid is another process (the pid reused, say after a container
+    restart). ``alive_since``: for a process known only by a wall-clock moment it was running
+    (an RQ worker's birth): a process under that pid that started well after is another one.
     """
     if not host or host != host_name() or not pid:
         return False
     try:
-        actual = process_started(pid)
+        current = process_since(pid)
+        if current is None:
+            return True
+        if since is not None:
+            return current != since
+        if alive_since is not None:
+            return float(psutil.Process(pid).create_time()) > alive_since + _PID_REUSE_SLACK
+    except psutil.NoSuchProcess:
+        return True
     except psutil.AccessDenied:  # exists, but not ours to inspect: assume it is the one
         return False
-    if actual is None:
-        return True
-    if started is not None and abs(actual - started) > _START_SLACK:
-        return True
-    return alive_since is not None and actual > alive_since + _START_SLACK
+    return False
 
 
 class _Keeper:
@@ -211,7 +245,7 @@ def release_dead(redis: Redis) -> int:
     for key in redis.scan_iter(match=PREFIX + "*", count=1000):
         token = redis.get(key)
         holder = Holder.parse(token) if token is not None else None
-        if holder is None or not is_dead(holder.host, holder.pid, started=holder.started):
+        if holder is None or not is_dead(holder.host, holder.pid, since=holder.since):
             continue
         lock = redis.lock(key.decode() if isinstance(key, bytes) else key, thread_local=False)
         try:

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 
+import psutil
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -24,7 +25,7 @@ from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain, incoming_sms
 from workers import jobs
-from workers.recovery import INTERRUPTED, recover
+from workers.recovery import INTERRUPTED, PROCESS_FIELD, recover
 from workers.sweeper import sweep
 
 RESIDENT = "+33612345678"
@@ -89,7 +90,7 @@ def test_a_reused_pid_is_not_the_holder(runtime: Runtime):
     """After a container restart, the new gateway may have the pid the dead one had."""
     redis = runtime.redis
     me = locks.this_process()
-    older = locks.Holder(me.host, me.pid, me.started - 100)
+    older = locks.Holder(me.host, me.pid, "another-process")
     redis.set(locks.PREFIX + "sender:sms:reused", older.token(), ex=30)
     redis.set(locks.PREFIX + "sender:sms:mine", me.token(), ex=30)
     redis.set(locks.PREFIX + "sender:sms:elsewhere", "other-host|1|1.00|x", ex=30)
@@ -162,19 +163,28 @@ def test_a_job_of_a_live_worker_is_left_alone(runtime: Runtime):
     message_id = stored_sms(runtime)
     queue = runtime.queue(INBOUND)
     job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
-    started_by(runtime, job, queue, os.getpid())
+    key = started_by(runtime, job, queue, os.getpid())
+    assert not recover(runtime)
+    runtime.redis.hset(key, PROCESS_FIELD, locks.this_process().since)  # as ours write it
     assert not recover(runtime)
     assert job.get_status(refresh=True) == "started"
     assert sweep(runtime).inbound == 0  # still pending: its worker is alive
 
 
-def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(runtime: Runtime):
+@pytest.mark.parametrize("recorded", ["process", "birth only"])
+def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(
+    runtime: Runtime, recorded: str
+):
+    """After a container restart, the pid of a dead worker may be this very process's."""
     message_id = stored_sms(runtime)
     queue = runtime.queue(INBOUND)
     job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
-    # Registered long before this process started: another process under the same pid.
-    started = locks.process_started(os.getpid()) or time.time()
-    started_by(runtime, job, queue, os.getpid(), birth_ago=time.time() - started + 60)
+    if recorded == "process":  # a gateway worker says which process it was
+        key = started_by(runtime, job, queue, os.getpid())
+        runtime.redis.hset(key, PROCESS_FIELD, "an-earlier-process")
+    else:  # another RQ worker: registered an hour before this process started
+        started = psutil.Process().create_time()
+        started_by(runtime, job, queue, os.getpid(), birth_ago=time.time() - started + 3600)
     assert recover(runtime).jobs == 1
     assert job.get_status(refresh=True) == "queued"
 

@@ -46,6 +46,8 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 WORKER_PREFIX = "rq:worker:"
+# Written by our workers beside RQ's fields: gateway.locks.process_since of the worker's process.
+PROCESS_FIELD = "gateway_process"
 _SENDS = {"workers.jobs.send_outbound", "workers.jobs.send_outbound_batch"}
 INTERRUPTED = "interrupted while sending: delivery unknown, not retried"
 
@@ -66,23 +68,25 @@ def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
     keys = sorted(as_text(k) for k in connection.smembers(REDIS_WORKER_KEYS))
     with connection.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.hmget(key, ["hostname", "pid", "birth", "death"])
+            pipe.hmget(key, ["hostname", "pid", "birth", "death", PROCESS_FIELD])
         rows = pipe.execute()
     alive: set[str] = set()
     dead: set[str] = set()
-    for key, (host, pid, birth, death) in zip(keys, rows, strict=True):
-        if host is None and pid is None:  # expired: it stopped beating
-            dead.add(key)
-            continue
-        if death is not None:
+    for key, (host, pid, birth, death, since) in zip(keys, rows, strict=True):
+        if (host is None and pid is None) or death is not None:  # expired, or stopped
             dead.add(key)
             continue
         try:
-            since = utcparse(birth.decode()).timestamp() if birth else None
             number = int(pid) if pid else None
+            born = utcparse(as_text(birth)).timestamp() if birth else None
         except ValueError:
-            since, number = None, None
-        if locks.is_dead(host.decode() if host else None, number, alive_since=since):
+            number, born = None, None
+        if locks.is_dead(
+            as_text(host) if host else None,
+            number,
+            since=as_text(since) if since else None,
+            alive_since=born,
+        ):
             dead.add(key)
         else:
             alive.add(key[len(WORKER_PREFIX) :])
@@ -110,30 +114,38 @@ def recover(runtime: Runtime) -> RecoveryReport:
     redis = runtime.redis
     try:
         report.locks = locks.release_dead(redis)
-        alive, dead = live_workers(redis)
-        sends: list[int] = []
         queue_names = set(QUEUES) | {
             as_text(k).removeprefix(Queue.redis_queue_namespace_prefix)
             for k in redis.smembers(Queue.redis_queues_keys)
         }
-        for name in sorted(queue_names):
-            queue = Queue(name, connection=redis)
-            registry = StartedJobRegistry(name, connection=redis)
-            for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-                try:
-                    job = Job.fetch(job_id, connection=redis)
-                except NoSuchJobError:
-                    continue
-                if job.worker_name in alive:
-                    continue
-                if job.func_name in _SENDS:
-                    sends.extend(_outbound_ids(job))
-                requeue(redis, job, queue, execution_id)
-                report.jobs += 1
-                log.warning(
-                    "job %s was running in a process that no longer exists; queued again",
-                    job.id,
-                )
+        # The started jobs first, then the workers: a worker registers before it takes a job,
+        # so a job seen started has a worker that the later look finds, unless it is dead.
+        started = [
+            (name, job_id, execution_id)
+            for name in sorted(queue_names)
+            for job_id, execution_id in StartedJobRegistry(
+                name, connection=redis
+            ).get_job_and_execution_ids(cleanup=False)
+        ]
+        alive, dead = live_workers(redis)
+        sends: list[int] = []
+        for name, job_id, execution_id in started:
+            try:
+                job = Job.fetch(job_id, connection=redis)
+            except NoSuchJobError:
+                continue
+            if job.worker_name in alive:
+                continue
+            entry = f"{job_id}:{execution_id}"
+            if redis.zscore(StartedJobRegistry(name, connection=redis).key, entry) is None:
+                continue  # taken back meanwhile (another process's recovery)
+            if job.func_name in _SENDS:
+                sends.extend(_outbound_ids(job))
+            requeue(redis, job, Queue(name, connection=redis), execution_id)
+            report.jobs += 1
+            log.warning(
+                "job %s was running in a process that no longer exists; queued again", job.id
+            )
         if dead:
             with redis.pipeline(transaction=False) as pipe:
                 for key in dead:

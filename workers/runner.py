@@ -46,7 +46,7 @@ from gateway import locks
 from gateway.queues import QUEUES, process_tag
 from gateway.runtime import Runtime
 from workers import context
-from workers.recovery import recover, requeue
+from workers.recovery import PROCESS_FIELD, recover, requeue
 from workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,12 @@ class StoppableWorker(BaseWorker):
         self.shutdown = shutdown or Shutdown()  # before RQ's __init__ sets _stop_requested
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(*args, **kwargs)
+        # Which process this is, beyond its pid (workers.recovery): taken in the worker's own
+        # process, before any fork.
+        self.process_since = locks.this_process().since
+
+    def serialize(self) -> dict[Any, Any]:
+        return {**super().serialize(), PROCESS_FIELD: self.process_since}
 
     # RQ's loops look at _stop_requested (between jobs, and while suspended by `rq suspend`).
     @property
