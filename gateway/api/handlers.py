@@ -20,6 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import residents
 from gateway.api import bodies, scopes, shapes
 from gateway.api.auth import ACTOR
 from gateway.api.errors import ApiError
@@ -415,6 +416,56 @@ async def set_campaign_status(request: web.Request) -> web.Response:
     )
 
 
+# -- residents (admins: a request made in person) --------------------------------------------
+
+RESIDENT_CHANNELS = ("sms", "voice", "telegram", "email")
+MAX_ADDRESS = 320  # the longest email address RFC 5321 allows
+
+
+def _resident(body: dict[str, Any]) -> tuple[str, str]:
+    channel = bodies.string(body, "channel")
+    if channel not in RESIDENT_CHANNELS:
+        raise bodies.invalid("channel", f"'channel' must be one of {list(RESIDENT_CHANNELS)}")
+    address = " ".join(bodies.string(body, "address").split())
+    if not address or len(address) > MAX_ADDRESS:
+        # The address is never repeated back (nor logged): an error names the field only.
+        raise bodies.invalid("address", f"'address' must be 1 to {MAX_ADDRESS} characters")
+    return channel, address
+
+
+async def forget_resident(request: web.Request) -> web.Response:
+    """Erase a resident named by their address, on every channel of it (gateway.residents):
+    for a resident who asks at the town hall or by post. Counts only in the answer."""
+    channel, address = _resident(await bodies.json_object(request, ("channel", "address")))
+    runtime, actor = _runtime(request), request[ACTOR]
+
+    def work() -> dict[str, Any]:
+        erased = residents.forget_address(runtime, channel, address, actor=actor.name)
+        return {
+            "erased": {
+                "contributors": erased.contributors,
+                "contributions_detached": erased.contributions,
+                "messages": erased.messages,
+                "replies": erased.replies,
+                "calls": erased.calls,
+                "files": erased.files,
+            },
+            "known": bool(erased.contributors or erased.messages or erased.calls),
+        }
+
+    return web.json_response(await _db(work))
+
+
+async def opt_out_resident(request: web.Request) -> web.Response:
+    """Send nothing more to a resident named by their address, on every channel of it."""
+    channel, address = _resident(await bodies.json_object(request, ("channel", "address")))
+    runtime, actor = _runtime(request), request[ACTOR]
+    changed = await _db(
+        lambda: residents.opt_out_address(runtime, channel, address, actor=actor.name)
+    )
+    return web.json_response({"opted_out": True, "rows_changed": changed})
+
+
 async def campaign_stats(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     days = bodies.query_int(request, "days", DASHBOARD_DAYS, 1, MAX_DASHBOARD_DAYS)
@@ -448,6 +499,8 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/campaigns", list_campaigns, "api_campaigns"),
         ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),
         ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
+        ("POST", "/residents/forget", forget_resident, None),
+        ("POST", "/residents/opt-out", opt_out_resident, None),
     ]
     for method, path, handler, name in routes:
         if method == "GET":  # with HEAD, as add_get does

@@ -420,6 +420,58 @@ SCHEMAS: dict[str, Schema] = {
     "CampaignStatusRequest": closed(
         {"status": {"type": "string", "enum": ["draft", "open", "closed"]}}, ["status"]
     ),
+    "ResidentRequest": closed(
+        {
+            "channel": {
+                "type": "string",
+                "enum": ["sms", "voice", "telegram", "email"],
+                "description": "The address space: a number covers SMS and calls alike.",
+            },
+            "address": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 320,
+                "description": "A phone number (E.164, or French national: 06 12 34 56 78), "
+                "a Telegram chat id or an email address. Used to find the person, never stored "
+                "nor shown back.",
+            },
+        },
+        ["channel", "address"],
+    ),
+    "Erasure": obj(
+        {
+            "erased": obj(
+                {
+                    name: {"type": "integer", "minimum": 0}
+                    for name in (
+                        "contributors",
+                        "contributions_detached",
+                        "messages",
+                        "replies",
+                        "calls",
+                        "files",
+                    )
+                },
+                [
+                    "contributors",
+                    "contributions_detached",
+                    "messages",
+                    "replies",
+                    "calls",
+                    "files",
+                ],
+            ),
+            "known": {
+                "type": "boolean",
+                "description": "False when nothing of this address was known.",
+            },
+        },
+        ["erased", "known"],
+    ),
+    "OptOut": obj(
+        {"opted_out": {"type": "boolean"}, "rows_changed": {"type": "integer", "minimum": 0}},
+        ["opted_out", "rows_changed"],
+    ),
 }
 
 
@@ -673,6 +725,26 @@ PATHS: dict[str, Any] = {
             "Open, close or set a campaign back to draft (admin tokens only).",
             "CampaignStatusRequest",
         ),
+    },
+    "/api/v1/residents/forget": {
+        "post": {
+            "summary": "Erase a resident who asks in person, on every channel of their address, "
+            "as their own OUBLIER would (admin tokens only). Their contributions stay, "
+            "detached and without audio.",
+            "requestBody": _body("ResidentRequest"),
+            "responses": {
+                "200": ok("What was erased (counts).", ref("Erasure")),
+                **ACTION_ERRORS,
+            },
+        }
+    },
+    "/api/v1/residents/opt-out": {
+        "post": {
+            "summary": "Send nothing more to a resident, on every channel of their address "
+            "(admin tokens only); kept for their next message too.",
+            "requestBody": _body("ResidentRequest"),
+            "responses": {"200": ok("Done.", ref("OptOut")), **ACTION_ERRORS},
+        }
     },
     "/api/v1/campaigns/{slug}/stats": {
         "parameters": [_pref("Slug")],

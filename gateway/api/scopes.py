@@ -8,7 +8,7 @@ before any handler runs) and by the OpenAPI description (each operation's ``secu
   no writes. What an open-data script needs, and all it can leak.
 - ``moderate``: what a moderator does in the console (read everything, decide, classify,
   anonymise, answer residents, read the log and the statistics).
-- ``admin``: also what only admins do (campaign status).
+- ``admin``: also what only admins do (campaign status, a resident's erasure or opt-out).
 
 A scope includes the ones before it (gateway.moderation.accounts.scope_allows).
 """
@@ -34,6 +34,9 @@ NEEDED: dict[tuple[str, str], str] = {
     ("GET", "/campaigns"): READ,
     ("PUT", "/campaigns/{slug}/status"): ADMIN,
     ("GET", "/campaigns/{slug}/stats"): MODERATE,
+    # A resident's request made in person (gateway.residents): admins, as in the console.
+    ("POST", "/residents/forget"): ADMIN,
+    ("POST", "/residents/opt-out"): ADMIN,
 }
 
 

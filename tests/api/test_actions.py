@@ -370,3 +370,32 @@ async def test_campaign_status_changes_are_checked(admin_api: Api, runtime: Runt
     same = await admin_api.put("/campaigns/parc/status", {"status": "open"})
     assert (same.status, same.body["events"]) == (200, [])
     assert events(runtime) == []
+
+
+async def test_an_admin_token_erases_a_resident_by_their_address(client, runtime: Runtime):
+    """For a resident who asks by post: the same erasure as their OUBLIER, on SMS and calls;
+    the answer gives counts, never the address."""
+    from sqlalchemy import select
+
+    from gateway.models import Contributor
+    from tests.api.conftest import make_token
+
+    headers = {"Authorization": f"Bearer {make_token(runtime, 'mairie', scope='admin')}"}
+    sms(runtime, "Des bancs", "+33612121212")
+    sms(runtime, "Des arbres", "+33613131313")
+    body = {"channel": "voice", "address": "+33 6 12 12 12 12"}
+    response = await client.post("/api/v1/residents/forget", json=body, headers=headers)
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert answer["known"] is True and answer["erased"]["contributions_detached"] == 1
+    assert "612" not in await response.text()
+    with runtime.sessions() as session:
+        left = list(session.scalars(select(Contributor)))
+        detached = [c.contributor_id for c in session.scalars(select(Contribution))]
+    assert len(left) == 1 and detached.count(None) == 1
+    bad = await client.post(
+        "/api/v1/residents/forget", json={"channel": "fax", "address": "x"}, headers=headers
+    )
+    assert bad.status == 400
+    unknown = await client.post("/api/v1/residents/forget", json=body, headers=headers)
+    assert (await unknown.json())["known"] is False

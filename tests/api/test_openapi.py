@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 15
+    assert len(routes) == 17
     assert routes == described
 
 
@@ -191,6 +191,8 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("GET", "/campaigns")
     await call("GET", "/campaigns/{slug}/stats", slug="parc")
     await admin("PUT", "/campaigns/{slug}/status", {"status": "closed"}, slug="velo")
+    await admin("POST", "/residents/opt-out", {"channel": "sms", "address": "+33611111111"})
+    await admin("POST", "/residents/forget", {"channel": "sms", "address": "+33622222222"})
 
     # Refusals are described too.
     await call("POST", "/contributions/{id}/decision", {"action": "reject"}, 400, id=cid)

@@ -15,7 +15,14 @@ from sqlalchemy import func, select, update
 
 from gateway.api import scopes
 from gateway.api.openapi import DOCUMENT, ref
-from gateway.models import ApiToken, Campaign, Contribution, ModerationEvent, OutboundMessage
+from gateway.models import (
+    ApiToken,
+    Campaign,
+    Contribution,
+    Contributor,
+    ModerationEvent,
+    OutboundMessage,
+)
 from gateway.moderation import accounts
 from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
@@ -58,6 +65,10 @@ def state(runtime: Runtime) -> dict[str, Any]:
             "outbound": session.scalar(select(func.count()).select_from(OutboundMessage)),
             "campaigns": [
                 (c.slug, c.status) for c in session.scalars(select(Campaign).order_by(Campaign.id))
+            ],
+            "contributors": [
+                (c.id, c.opted_out)
+                for c in session.scalars(select(Contributor).order_by(Contributor.id))
             ],
         }
 
@@ -154,6 +165,14 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         ("GET", "/campaigns"): ("/campaigns", None),
         ("PUT", "/campaigns/{slug}/status"): ("/campaigns/parc/status", {"status": "closed"}),
         ("GET", "/campaigns/{slug}/stats"): ("/campaigns/parc/stats", None),
+        ("POST", "/residents/opt-out"): (
+            "/residents/opt-out",
+            {"channel": "sms", "address": "+33622222222"},
+        ),
+        ("POST", "/residents/forget"): (
+            "/residents/forget",
+            {"channel": "sms", "address": "06 11 11 11 11"},
+        ),
     }
     assert set(calls) == api_routes(client.app)  # a new route must be added to this table
     for (method, template), (path, body) in calls.items():
