@@ -1,0 +1,153 @@
+"""Hostile-input benchmark: every parser of residents' words on the 1 MB inputs of
+tests/test_pathological_inputs.py, against the same parser on 1 MB of ordinary French.
+
+    python bench/pathological.py [--rounds 5] [--only SUBSTRING]
+    python bench/pathological.py --before REV [--timeout 30] [--only SUBSTRING]
+
+For each case of the test's table (parser x hostile input), runs the parser on the hostile
+input and, alternating with it, the same parser on the baseline: 1 MB of ordinary French text
+(for the email parser, a plain email of 1 MB of it). Reports the median time of each over the
+rounds and their ratio: a linear parser reads hostile text about as fast as prose (a ratio of a
+few units), a quadratic one shows ratios in the hundreds or never ends.
+
+``--before REV`` runs each case once with the parsing modules as they were at git revision REV
+(gateway/textnorm.py, gateway/conversation.py, gateway/moderation/redaction.py,
+gateway/moderation/similarity.py, channels/email/message.py, read with ``git show``), each in a
+process of its own stopped after ``--timeout`` seconds, to show what the table measured before.
+Nothing else of the working tree changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Replaced by --before, in this order (each may import the ones before it).
+PARSING_MODULES = (
+    ("gateway.textnorm", "gateway/textnorm.py"),
+    ("gateway.conversation", "gateway/conversation.py"),
+    ("gateway.moderation.redaction", "gateway/moderation/redaction.py"),
+    ("gateway.moderation.similarity", "gateway/moderation/similarity.py"),
+    ("channels.email.message", "channels/email/message.py"),
+)
+
+
+def install_modules_from(revision: str) -> None:
+    """Put the parsing modules of ``revision`` in sys.modules under their own names, before
+    anything imports them."""
+    import channels.email  # noqa: F401
+    import gateway.moderation  # noqa: F401  (the packages themselves stay current)
+
+    for name, path in PARSING_MODULES:
+        source = subprocess.run(
+            ["git", "show", f"{revision}:{path}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        spec = importlib.util.spec_from_loader(name, loader=None, origin=str(ROOT / path))
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        module.__file__ = str(ROOT / path)
+        sys.modules[name] = module
+        exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)  # noqa: S102
+        package, _, attribute = name.rpartition(".")
+        setattr(sys.modules[package], attribute, module)
+
+
+def table() -> tuple[list[Any], Any]:
+    from tests import test_pathological_inputs as t
+
+    return t.CASES, t
+
+
+def given(t: types.ModuleType, case: Any) -> Any:
+    return t.raw_email(case.input) if case.email else t.text(case.input)
+
+
+def baseline(t: types.ModuleType, case: Any) -> Any:
+    return t.raw_email("plain_french") if case.email else t.text("french")
+
+
+def timed(run: Any, value: Any) -> float:
+    started = time.perf_counter()
+    run(value)
+    return time.perf_counter() - started
+
+
+def measure(rounds: int, only: str) -> None:
+    cases, t = table()
+    print(f"{'case':52} {'median s':>9} {'french s':>9} {'ratio':>7}")
+    for case in cases:
+        if only not in case.id:
+            continue
+        hostile, ordinary = given(t, case), baseline(t, case)
+        ours, prose = [], []
+        for _ in range(rounds):  # alternating: a noisy neighbour hits both alike
+            prose.append(timed(case.run, ordinary))
+            ours.append(timed(case.run, hostile))
+        a, b = statistics.median(ours), statistics.median(prose)
+        print(f"{case.id:52} {a:9.3f} {b:9.3f} {a / max(b, 1e-6):7.1f}", flush=True)
+
+
+def one_case(case_id: str, revision: str) -> None:
+    install_modules_from(revision)
+    cases, t = table()
+    (case,) = [c for c in cases if c.id == case_id]
+    print(f"{timed(case.run, given(t, case)):.3f}", flush=True)
+
+
+def before(revision: str, timeout: float, only: str) -> None:
+    cases, _ = table()
+    print(f"parsing modules of {revision}, each case in its own process, {timeout:.0f} s at most")
+    print(f"{'case':52} {'seconds':>9}")
+    for case in cases:
+        if only not in case.id:
+            continue
+        command = [sys.executable, __file__, "--case", case.id, "--before", revision]
+        try:
+            done = subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30
+            )
+        except subprocess.TimeoutExpired:
+            print(f"{case.id:52} {'> ' + str(int(timeout)):>9}", flush=True)
+            continue
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            error = (done.stderr.strip().splitlines() or ["?"])[-1][:60]
+            print(f"{case.id:52} {'error':>9}  {error}", flush=True)
+            continue
+        seconds = float(lines[-1])
+        shown = f"{seconds:.3f}" if seconds <= timeout else f"> {int(timeout)}"
+        print(f"{case.id:52} {shown:>9}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", default="", help="cases whose id contains this")
+    parser.add_argument("--before", metavar="REV", help="time the parsers of this revision")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in a child process
+    args = parser.parse_args()
+    if args.case:
+        one_case(args.case, args.before)
+    elif args.before:
+        before(args.before, args.timeout, args.only)
+    else:
+        measure(args.rounds, args.only)
+
+
+if __name__ == "__main__":
+    main()
