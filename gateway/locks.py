@@ -160,14 +160,33 @@ class _Keeper:
 
     def __init__(self) -> None:
         self._held: dict[int, tuple[Lock, float]] = {}
+        # The tokens of the locks this process holds or is acquiring.
+        self._claimed: set[str] = set()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
+    def _this_process(self) -> None:
+        if self._pid != os.getpid():  # called with the guard held
+            self._held, self._claimed, self._thread = {}, set(), None
+            self._pid = os.getpid()
+
+    def claim(self, token: str, *, now: bool) -> None:
+        with self._guard:
+            self._this_process()
+            if now:
+                self._claimed.add(token)
+            else:
+                self._claimed.discard(token)
+
+    def claimed(self) -> set[str]:
+        with self._guard:
+            self._this_process()
+            return set(self._claimed)
+
     def add(self, lock: Lock) -> None:
         with self._guard:
-            if self._pid != os.getpid():
-                self._held, self._thread, self._pid = {}, None, os.getpid()
+            self._this_process()
             self._held[id(lock)] = (lock, time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
@@ -225,27 +244,44 @@ def hold(redis: Redis, name: str, *, wait: float) -> Iterator[None]:
     lock = redis.lock(
         PREFIX + name, timeout=LOCK_TTL, blocking_timeout=wait, sleep=0.05, thread_local=False
     )
-    if not lock.acquire(token=this_process().token()):
-        raise Busy(name)
-    _keeper.add(lock)
+    token = this_process().token()
+    # Claimed before it is taken: release_dead, in another thread of this process, must never
+    # take a lock being acquired here for one this process left behind.
+    _keeper.claim(token, now=True)
     try:
-        yield
-    finally:
-        _keeper.remove(lock)
+        if not lock.acquire(token=token):
+            raise Busy(name)
+        _keeper.add(lock)
         try:
-            lock.release()
-        except LockError:
-            log.warning("lock %s expired while held", _name(lock))
+            yield
+        finally:
+            _keeper.remove(lock)
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock %s expired while held", _name(lock))
+    finally:
+        _keeper.claim(token, now=False)
 
 
 def release_dead(redis: Redis) -> int:
-    """Delete the locks whose holder is a process of this machine that no longer exists; returns
-    how many. Safe to run at any time: a lock is deleted only if it still has the value read."""
+    """Delete the locks whose holder is a process of this machine that no longer exists, or this
+    process when it no longer holds them; returns how many. Safe to run at any time: a lock is
+    deleted only if it still has the value read."""
     released = 0
+    me, mine = this_process(), _keeper.claimed()
     for key in redis.scan_iter(match=PREFIX + "*", count=1000):
         token = redis.get(key)
         holder = Holder.parse(token) if token is not None else None
-        if holder is None or not is_dead(holder.host, holder.pid, since=holder.since):
+        if holder is None:
+            continue
+        if holder == me:
+            # This very process, which no longer holds it: a thread of it died holding it
+            # (Redis failed in the middle; a Redis restored from its append-only file kept it).
+            value = token.decode(errors="replace") if isinstance(token, bytes) else token
+            if value in mine:
+                continue
+        elif not is_dead(holder.host, holder.pid, since=holder.since):
             continue
         lock = redis.lock(key.decode() if isinstance(key, bytes) else key, thread_local=False)
         try:

@@ -69,10 +69,12 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if background:  # told first, so that the worker winds down while the mail stops
+            background[0].stop()
+            background[1].stop()
         await _stop_mail(mail)
         if background:
             worker, ticker = background
-            ticker.stop()
             # A job still running after the grace period is handed back to the queue.
             await loop.run_in_executor(None, stop_thread_worker, worker)
             await loop.run_in_executor(None, ticker.join, 2)

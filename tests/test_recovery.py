@@ -25,7 +25,7 @@ from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain, incoming_sms
 from workers import jobs
-from workers.recovery import INTERRUPTED, PROCESS_FIELD, recover
+from workers.recovery import INTERRUPTED, PROCESS_FIELD, recover, running
 from workers.sweeper import sweep
 
 RESIDENT = "+33612345678"
@@ -92,12 +92,21 @@ def test_a_reused_pid_is_not_the_holder(runtime: Runtime):
     me = locks.this_process()
     older = locks.Holder(me.host, me.pid, "another-process")
     redis.set(locks.PREFIX + "sender:sms:reused", older.token(), ex=30)
-    redis.set(locks.PREFIX + "sender:sms:mine", me.token(), ex=30)
     redis.set(locks.PREFIX + "sender:sms:elsewhere", "other-host|1|1.00|x", ex=30)
-    assert locks.release_dead(redis) == 1
+    with locks.hold(redis, "sender:sms:mine", wait=1):
+        assert locks.release_dead(redis) == 1
+        assert redis.exists(locks.PREFIX + "sender:sms:mine")
     assert not redis.exists(locks.PREFIX + "sender:sms:reused")
-    assert redis.exists(locks.PREFIX + "sender:sms:mine")
     assert redis.exists(locks.PREFIX + "sender:sms:elsewhere")  # expires by itself
+
+
+def test_a_lock_this_process_no_longer_holds_is_released(runtime: Runtime):
+    """A thread died holding it (Redis failed mid-way and came back from its append-only
+    file): no other process can be its holder, and this one no longer is."""
+    redis = runtime.redis
+    redis.set(locks.PREFIX + "sender:sms:left", locks.this_process().token(), ex=30)
+    assert locks.release_dead(redis) == 1
+    assert not redis.exists(locks.PREFIX + "sender:sms:left")
 
 
 def test_a_held_lock_is_renewed_and_an_abandoned_one_expires(
@@ -163,12 +172,28 @@ def test_a_job_of_a_live_worker_is_left_alone(runtime: Runtime):
     message_id = stored_sms(runtime)
     queue = runtime.queue(INBOUND)
     job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
-    key = started_by(runtime, job, queue, os.getpid())
-    assert not recover(runtime)
-    runtime.redis.hset(key, PROCESS_FIELD, locks.this_process().since)  # as ours write it
+    started_by(runtime, job, queue, os.getpid())
     assert not recover(runtime)
     assert job.get_status(refresh=True) == "started"
     assert sweep(runtime).inbound == 0  # still pending: its worker is alive
+
+
+def test_a_worker_this_process_no_longer_runs_is_dead(runtime: Runtime):
+    """Redis failed while a worker of this process worked: the worker could not unregister,
+    and Redis, restored from its append-only file, still lists it beside its successor."""
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    key = started_by(runtime, job, queue, os.getpid())
+    runtime.redis.hset(key, PROCESS_FIELD, locks.this_process().since)  # as ours write it
+    name = key.removeprefix("rq:worker:")
+    running(name, now=True)
+    try:
+        assert not recover(runtime)  # while this process runs it
+    finally:
+        running(name, now=False)
+    assert recover(runtime).jobs == 1
+    assert job.get_status(refresh=True) == "queued"
 
 
 @pytest.mark.parametrize("recorded", ["process", "birth only"])

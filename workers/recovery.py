@@ -25,6 +25,7 @@ and then with every full sweep:
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from redis import Redis
@@ -63,6 +64,22 @@ class RecoveryReport:
         return bool(self.locks or self.workers or self.jobs or self.interrupted)
 
 
+# The workers this process runs now. A registration that names this very process but none of
+# them is a worker this process ran before (Redis failed while it worked: it could not
+# unregister, and a Redis restored from its append-only file brings it back): dead.
+_own: set[str] = set()
+_own_guard = threading.Lock()
+
+
+def running(name: str, *, now: bool) -> None:
+    """Note that this process runs (or no longer runs) the worker ``name``."""
+    with _own_guard:
+        if now:
+            _own.add(name)
+        else:
+            _own.discard(name)
+
+
 def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
     """(names of the registered workers that may be alive, keys of those known dead)."""
     keys = sorted(as_text(k) for k in connection.smembers(REDIS_WORKER_KEYS))
@@ -81,15 +98,26 @@ def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
             born = utcparse(as_text(birth)).timestamp() if birth else None
         except ValueError:
             number, born = None, None
-        if locks.is_dead(
-            as_text(host) if host else None,
-            number,
-            since=as_text(since) if since else None,
-            alive_since=born,
+        name = key[len(WORKER_PREFIX) :]
+        me = locks.this_process()
+        if since is not None and (as_text(host), number, as_text(since)) == (
+            me.host,
+            me.pid,
+            me.since,
         ):
+            with _own_guard:
+                gone = name not in _own
+        else:
+            gone = locks.is_dead(
+                as_text(host) if host else None,
+                number,
+                since=as_text(since) if since else None,
+                alive_since=born,
+            )
+        if gone:
             dead.add(key)
         else:
-            alive.add(key[len(WORKER_PREFIX) :])
+            alive.add(name)
     return alive, dead
 
 

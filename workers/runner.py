@@ -46,7 +46,7 @@ from gateway import locks
 from gateway.queues import QUEUES, process_tag
 from gateway.runtime import Runtime
 from workers import context
-from workers.recovery import PROCESS_FIELD, recover, requeue
+from workers.recovery import PROCESS_FIELD, recover, requeue, running
 from workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class StoppableWorker(BaseWorker):
     def serialize(self) -> dict[Any, Any]:
         return {**super().serialize(), PROCESS_FIELD: self.process_since}
 
+    def register_birth(self) -> None:
+        super().register_birth()
+        running(self.name, now=True)
+
     # RQ's loops look at _stop_requested (between jobs, and while suspended by `rq suspend`).
     @property
     def _stop_requested(self) -> bool:
@@ -149,11 +153,16 @@ class StoppableWorker(BaseWorker):
         ``timeout`` None (burst): one look, and None when the queues are empty."""
         pause = RECONNECT_FIRST
         idle_marked = False
+        paused_beat = 0.0
         while True:
             if self.shutdown.requested:
                 self.log.info("Worker %s: stopping on request", self.name)
                 raise StopRequested()
             if self.should_pause is not None and self.should_pause():
+                if time.monotonic() - paused_beat > POLL:  # paused is alive, not dead
+                    with contextlib.suppress(RedisError, OSError):
+                        self.heartbeat()
+                    paused_beat = time.monotonic()
                 time.sleep(0.1)
                 continue
             try:
@@ -241,6 +250,7 @@ class StoppableWorker(BaseWorker):
         # by itself), and the command thread must stop whatever happened to Redis.
         if self.is_horse:
             return
+        running(self.name, now=False)
         try:
             self.register_death()
         except (RedisError, OSError) as exc:
@@ -398,7 +408,8 @@ class InProcessWorker(threading.Thread):
             pause = min(pause * 2, RECONNECT_MAX)
 
     def stop(self) -> None:
-        self.shutdown.request()
+        if not self.shutdown.requested:  # a second request would not hurry a thread
+            self.shutdown.request()
 
     def abandon(self) -> None:
         """The process exits while a job still runs in this thread: put the job back at the
@@ -420,6 +431,7 @@ class InProcessWorker(threading.Thread):
                 )
                 log.warning("job %s did not finish in time; queued again", job_id)
             locks.release_own()
+            running(worker.name, now=False)
             worker.register_death()
         except Exception as exc:  # exiting anyway: the next start's recovery takes it back
             log.warning("could not hand the running job back (%s)", exc)
@@ -437,9 +449,11 @@ def start_thread_worker(
 
 
 def stop_thread_worker(worker: InProcessWorker) -> None:
-    """Ask the worker thread to stop; a job still running after STOP_GRACE is handed back."""
+    """Ask the worker thread to stop (if not asked yet) and wait for it; a job still running
+    STOP_GRACE seconds after the request is handed back to its queue."""
     worker.stop()
-    worker.join(STOP_GRACE)
+    asked = worker.shutdown.requested_at or time.monotonic()
+    worker.join(max(0.0, asked + STOP_GRACE - time.monotonic()))
     if worker.is_alive():
         worker.abandon()
 
