@@ -1010,7 +1010,8 @@ def _is_command(word: str, rest: str) -> bool:
 def _menu_number(word: str) -> int | None:
     """The number a word is, for a menu's answer ("2", "02", "２"); None if it is not one.
 
-    ``isdecimal``, not ``isdigit``: "²" is a digit to ``isdigit`` but ``int`` refuses it.
+    ``isdecimal``, not ``isdigit``: the Ethiopic "፩" is a digit to ``isdigit`` (folding
+    leaves it as it is) but ``int`` refuses it.
     """
     if not word.isdecimal():
         return None

@@ -504,9 +504,10 @@ def test_the_table_covers_every_parser() -> None:
 # --- small inputs that used to break the engine -------------------------------------------
 
 
-@pytest.mark.parametrize("answer", ["²", "1" * 5000, "0" * 5000 + "2", "２"])
+@pytest.mark.parametrize("answer", ["፩", "፩ merci", "1" * 5000, "0" * 5000 + "2", "２", "²"])
 def test_a_menu_answer_that_looks_like_a_number_never_breaks_the_engine(answer: str) -> None:
-    """A "²" is a digit to str.isdigit() but int() refuses it, and 4,301 digits too."""
+    """The Ethiopic "፩" is a digit to str.isdigit() but int() refuses it, and 4,301 digits
+    too: each stopped the message's job."""
     for state in (MENU, NEIGHBOURHOOD):
         outcome = handle(answer, state)
         assert outcome.replies or outcome.contributions or outcome.updates
@@ -639,7 +640,9 @@ async def test_the_console_shows_the_cut_text_and_opens_the_whole_text(
 # --- CPU-heavy work off the event loop ------------------------------------------------------
 
 
-async def test_the_contribution_page_suggests_redactions_off_the_event_loop(
+@pytest.mark.parametrize("page", ["contribution", "live board"])
+async def test_console_pages_suggest_redactions_off_the_event_loop(
+    page: str,
     rt: Runtime,  # noqa: F811
     moderator: Browser,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -665,8 +668,13 @@ async def test_the_contribution_page_suggests_redactions_off_the_event_loop(
     await asyncio.to_thread(drain, rt)
     (contribution,) = await asyncio.to_thread(contributions, rt)
     threads.clear()
-    page = await moderator.get(f"/moderation/contributions/{contribution.id}")
-    assert page.status == 200 and "[téléphone]" in page.text
+    path = (
+        f"/moderation/contributions/{contribution.id}"
+        if page == "contribution"
+        else "/moderation/live"
+    )
+    shown = await moderator.get(path)
+    assert shown.status == 200 and "[téléphone]" in shown.text
     assert threads and all(t is not loop_thread for t in threads)
 
 
