@@ -191,7 +191,14 @@ def forget(
     # Stored messages: their sender, raw payload (an email's whole source), attachments.
     query = select(InboundMessage).where(InboundMessage.sender_hash == address_hash)
     if up_to is not None:
-        query = query.where(InboundMessage.received_at <= up_to)
+        # Everything already handled came before the request, whatever its timestamp says
+        # (providers' clocks: Telegram dates messages to the second, button presses are
+        # dated here); of what waits, what arrived before it (by arrival order here, or by
+        # time for another channel's queue, a recording still being fetched).
+        earlier = [InboundMessage.state != "received", InboundMessage.received_at <= up_to]
+        if trigger is not None and trigger.id is not None:
+            earlier.append(InboundMessage.id <= trigger.id)
+        query = query.where(or_(*earlier))
     messages = list(session.scalars(query))
     if trigger is not None and trigger not in messages:
         messages.append(trigger)
