@@ -4,9 +4,10 @@ A process that dies without warning (SIGKILL, out of memory, power loss) leaves 
 worker registration, the jobs it had started (RQ's StartedJobRegistry, status ``started``) and
 the per-sender locks it held. Left alone, RQ gives such a job up only when its registry entry
 expires (the job's timeout plus a minute), and then marks it failed. Here a process of this
-machine that no longer exists is recognised as dead at once (its pid is gone, or belongs to a
-process started later: gateway.locks.is_dead), and a worker of any machine is dead when its
-registration expired (it beats every few seconds while alive). ``recover`` runs at the
+machine that no longer exists is recognised as dead at once (its pid is gone, or belongs to
+another process: gateway.locks.is_dead; or it is this very process, which no longer runs that
+worker or holds that lock), and a worker of any machine is dead when its registration expired
+(it beats every second while alive). ``recover`` runs at the
 start-up of ``gateway serve`` (embedded worker) and ``gateway worker``, before the first sweep,
 and then with every full sweep:
 
