@@ -468,12 +468,11 @@ def _worker_running(runtime: Runtime) -> bool:
 
 def _drain(runtime: Runtime) -> None:
     """No worker is running: process the queues here, the way a worker would."""
-    from rq import SimpleWorker
-
     from workers import context
+    from workers.runner import ThreadWorker
 
     context.set_runtime(runtime)
-    worker = SimpleWorker(
+    worker = ThreadWorker(
         [runtime.queue("inbound"), runtime.queue("outbound")], connection=runtime.redis
     )
     for _ in range(3):  # inbound jobs enqueue outbound jobs

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
@@ -16,7 +15,7 @@ from gateway.models import Contribution, InboundMessage, OutboundMessage
 from gateway.privacy import Binding, inbound_raw, inbound_sender
 from gateway.runtime import Runtime
 from workers import context
-from workers.failures import GatewaySimpleWorker
+from workers.runner import ThreadWorker
 
 _counter = iter(range(1, 10**9))
 
@@ -94,14 +93,10 @@ def incoming_sms(
     )
 
 
-class DrainWorker(GatewaySimpleWorker):
-    """The gateway's worker, in the test's process: from any thread (no signal handlers,
-    timeouts by timer), so an async test can drain with ``asyncio.to_thread(drain, rt)``."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        pass
+class DrainWorker(ThreadWorker):
+    """The gateway's own in-process worker (``gateway serve``'s), in the test's process: from
+    any thread (no signal handlers, timeouts by timer), so an async test can drain with
+    ``asyncio.to_thread(drain, rt)``; failures stored redacted, as in production."""
 
 
 def drain(runtime: Runtime) -> None:

@@ -128,11 +128,11 @@ def recording_callback(
 
 
 def drain_all(runtime: Runtime) -> None:
-    from workers.failures import GatewaySimpleWorker
+    from tests.helpers import DrainWorker
 
     drain(runtime)
     context.set_runtime(runtime)
-    GatewaySimpleWorker(
+    DrainWorker(
         [runtime.queue("transcription"), runtime.queue("outbound")], connection=runtime.redis
     ).work(burst=True, logging_level="WARNING")
 

@@ -46,6 +46,7 @@ from gateway import locks
 from gateway.queues import QUEUES, process_tag
 from gateway.runtime import Runtime
 from workers import context
+from workers.failures import RedactedFailures
 from workers.recovery import PROCESS_FIELD, recover, requeue, running
 from workers.sweeper import sweep
 
@@ -258,7 +259,7 @@ class StoppableWorker(BaseWorker):
         self.unsubscribe()
 
 
-class ThreadWorker(StoppableWorker, SimpleWorker):
+class ThreadWorker(StoppableWorker, RedactedFailures, SimpleWorker):
     """An RQ worker that runs inside another process's thread (``gateway serve``).
 
     RQ installs signal handlers and times jobs out with SIGALRM, both of which only work in
@@ -274,7 +275,7 @@ class ThreadWorker(StoppableWorker, SimpleWorker):
         self.shutdown.request()
 
 
-class ForkWorker(StoppableWorker, Worker):
+class ForkWorker(StoppableWorker, RedactedFailures, Worker):
     """``gateway worker``: RQ's forking worker, each job in a child process ("work horse"),
     with a bounded warm shutdown: a job still running STOP_GRACE seconds after the stop
     request is stopped and queued again."""

@@ -25,7 +25,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import or_, select
 
-from gateway import db
+from gateway import db, residents
 from gateway.ingest import enqueue_inbound, single_job
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.pipeline import now_utc
@@ -49,9 +49,12 @@ class SweepReport:
     outbound: int = 0
     expired: int = 0
     interrupted: int = 0
+    calls_purged: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.inbound or self.outbound or self.expired or self.interrupted)
+        return bool(
+            self.inbound or self.outbound or self.expired or self.interrupted or self.calls_purged
+        )
 
 
 def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
@@ -151,6 +154,9 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             ]
     if not only_due_outbound:
         report.interrupted = _fail_interrupted(runtime, now)
+        with runtime.sessions.begin() as session:
+            # A call's record is kept while its call needs it, then goes (gateway.residents).
+            report.calls_purged = residents.purge_calls(session, now)
     if not (due or inbound_ids or expired):
         return report
     from workers import jobs

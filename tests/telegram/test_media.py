@@ -19,7 +19,6 @@ import aiohttp
 import av
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import select
 
 from gateway.i18n import translate, translate_for
@@ -33,11 +32,10 @@ from tests.conftest import require_tool, unavailable
 from tests.console.conftest import Browser, add_account
 from tests.fakes import telegram_updates as tu
 from tests.fakes.telegram_api import FakeTelegram
-from tests.helpers import contributions, inbound, replies_to, runtime_with
+from tests.helpers import DrainWorker, contributions, inbound, replies_to, runtime_with
 from tests.telegram.conftest import CHAT, post_update
 from tests.transcription.conftest import encode
 from workers import context
-from workers.failures import GatewaySimpleWorker
 from workers.sweeper import sweep
 
 OVER_20_MB = 20 * 1024 * 1024 + 1
@@ -152,13 +150,7 @@ def files_under(runtime: Runtime, folder: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-class BurstWorker(GatewaySimpleWorker):
-    """tests.helpers.drain's worker, for a thread: no signal handlers, timeouts by timer."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        pass
+BurstWorker = DrainWorker  # tests.helpers.drain's worker, which runs in any thread
 
 
 def _work(runtime: Runtime, queues: tuple[str, ...]) -> None:

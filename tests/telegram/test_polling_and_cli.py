@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import select
 
 from channels.telegram import commands, updates
@@ -27,23 +26,16 @@ from gateway.settings import Settings
 from tests.conftest import TEST_CAMPAIGNS
 from tests.fakes import telegram_updates as tu
 from tests.fakes.telegram_api import FakeTelegram
-from tests.helpers import contributions, inbound
+from tests.helpers import DrainWorker, contributions, inbound
 from tests.telegram.conftest import CHAT, SECRET, post_update
 from workers import context
-from workers.failures import GatewaySimpleWorker
 
 PUBLIC_URL = "https://gateway.example.org"
 WEBHOOK_URL = f"{PUBLIC_URL}/webhooks/telegram"
 GROUP = -4_001
 
 
-class BurstWorker(GatewaySimpleWorker):
-    """tests.helpers.drain's worker, for a thread: no signal handlers, timeouts by timer."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        pass
+BurstWorker = DrainWorker  # tests.helpers.drain's worker, which runs in any thread
 
 
 def _work(runtime: Runtime) -> None:
