@@ -241,7 +241,7 @@ def _notify(
     # Opting out is about the person, whichever channel they said STOP on.
     if contributor.opted_out or residents.is_opted_out(session, contributor.address_hash):
         return "opted_out"
-    if getattr(contribution, "sender_verified", None) is False:
+    if contribution.sender_verified is False:
         return "unverified"
     channel, sender, problem = _reply_route(runtime, session, contribution, contributor)
     text = translate(key, contributor.language, reference=contribution.reference, **params)
