@@ -722,13 +722,4 @@ def _forget(
     their contributions stay, detached. The confirmation of this erasure, decided in the same
     transaction, keeps its own encrypted copy of the address until it is sent, then it is
     wiped like every other."""
-    sender_hash = contributor.address_hash
-    if sender_hash is None:
-        return
-    residents.forget(
-        session,
-        runtime.settings.data_path,
-        sender_hash,
-        up_to=message.received_at,
-        trigger=message,
-    )
+    residents.forget_at_request(session, runtime.settings.data_path, message)

@@ -362,13 +362,7 @@ def _privacy_request(runtime: Runtime, message_id: int) -> None:
             residents.opt_out(session, sender_hash, now)
             log.info("%s opted out by keypad", log_id(sender_hash))
             return
-        residents.forget(
-            session,
-            runtime.settings.data_path,
-            sender_hash,
-            up_to=message.received_at,
-            trigger=message,
-        )
+        residents.forget_at_request(session, runtime.settings.data_path, message)
 
 
 def _finish(runtime: Runtime, message_id: int, state: str, reason: str) -> None:

@@ -275,6 +275,16 @@ def forget(
     return erased
 
 
+def forget_at_request(session: Session, data_path: Path, message: InboundMessage) -> Erasure:
+    """The erasure a resident's own message asks for (OUBLIER, /oublier, the keypad): what
+    they sent until then, on every channel of their address; the request kept bare."""
+    if message.sender_hash is None:
+        return Erasure()
+    return forget(
+        session, data_path, message.sender_hash, up_to=message.received_at, trigger=message
+    )
+
+
 def _paths(items: Iterable[Any] | None) -> set[str]:
     return {
         str(item["path"])

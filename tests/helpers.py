@@ -154,3 +154,15 @@ def sender_binding(message: InboundMessage) -> Binding:
 def raw_binding(message: InboundMessage) -> Binding:
     """The binding a stored message's raw payload is encrypted with (gateway.privacy)."""
     return inbound_raw(message.channel, message.provider_message_id)
+
+
+def cli_env(settings: Any) -> dict[str, str]:
+    """The environment a `gateway` command needs to work on a test's database and Redis."""
+    return {
+        "GATEWAY_DATA_DIR": settings.data_dir,
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_REDIS_URL": settings.redis_url,
+        "GATEWAY_SECRET_KEY": settings.secret_key,
+        "GATEWAY_CAMPAIGNS_DIR": settings.campaigns_dir,
+    }
+

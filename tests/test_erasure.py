@@ -33,7 +33,7 @@ from gateway.web import create_app
 from gateway.webkeys import RUNTIME, SETTINGS
 from tests import test_voice_recordings
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import contributions, drain, sign, sms_form
+from tests.helpers import cli_env, contributions, drain, sign, sms_form
 from tests.privacy_scan import in_database, in_files, in_redis, phone_forms
 
 CALLER = "+33612345678"
@@ -367,13 +367,7 @@ def test_an_operator_erases_a_resident_from_the_command_line(runtime: Runtime, s
     from tests.helpers import send_sms
 
     send_sms(runtime, "PARC Des fleurs", CALLER, PARC_NUMBER)
-    env = {
-        "GATEWAY_DATA_DIR": settings.data_dir,
-        "GATEWAY_DATABASE_URL": settings.database_url,
-        "GATEWAY_REDIS_URL": settings.redis_url,
-        "GATEWAY_SECRET_KEY": settings.secret_key,
-        "GATEWAY_CAMPAIGNS_DIR": settings.campaigns_dir,
-    }
+    env = cli_env(settings)
     # The address from standard input: never in the shell's history, never printed.
     result = CliRunner().invoke(
         cli,

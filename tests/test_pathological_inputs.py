@@ -6,8 +6,8 @@ Each case of the table runs one parser on about 1 MB built to make a backtrackin
 copying loop go quadratic (long digit runs, "- " repeated, "12 rue " repeated, runs of blanks,
 punctuation, emoji and combining accents, nested quotes and HTML, thousands of MIME parts...),
 checks the answer where it can be checked, and fails when it takes more than ``CEILING``
-seconds of CPU. The ceiling is generous (a loaded CI machine); bench/pathological.py measures the real
-figures, and docs/benchmarks.md records them (all well under a second). Before this work
+seconds of CPU. The ceiling is generous (a loaded CI machine); bench/pathological.py measures
+the real figures, and docs/benchmarks.md records them (all well under a second). Before this work
 several of these took minutes or never ended.
 """
 

@@ -24,7 +24,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
-from tests.helpers import contributions, drain, inbound, incoming_sms, sign, sms_form
+from tests.helpers import cli_env, contributions, drain, inbound, incoming_sms, sign, sms_form
 
 
 @pytest.fixture
@@ -156,13 +156,7 @@ def test_a_message_that_fails_for_good_is_set_aside_and_the_next_one_goes_throug
 
     # Once the cause is fixed, an operator sends it through again.
     monkeypatch.setattr(conversation, "handle", real)
-    env = {
-        "GATEWAY_DATA_DIR": settings.data_dir,
-        "GATEWAY_DATABASE_URL": settings.database_url,
-        "GATEWAY_REDIS_URL": settings.redis_url,
-        "GATEWAY_SECRET_KEY": settings.secret_key,
-        "GATEWAY_CAMPAIGNS_DIR": settings.campaigns_dir,
-    }
+    env = cli_env(settings)
     listed = CliRunner().invoke(cli, ["quarantine", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     assert f"m{first.id}" in listed.output and "KeyError" in listed.output
