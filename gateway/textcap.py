@@ -26,7 +26,7 @@ from typing import Any
 
 from channels.base import IncomingMessage
 from gateway.files import private_dir, write_private
-from gateway.i18n import translate
+from gateway.i18n import languages, translate
 
 FOLDER = "media/text"
 KIND = "text"
@@ -54,6 +54,17 @@ def cut(text: str, limit: int) -> str | None:
 
 def marker(language: str) -> str:
     return translate(MARKER_KEY, language)
+
+
+def without_marker(text: str) -> str:
+    """``text`` without the cut's marker at its end, in whichever language it was written: the
+    public version a moderator publishes by default, or reads on air, must not carry a note
+    meant for moderators."""
+    for language in languages():
+        note = marker(language)
+        if text.rstrip().endswith(note):
+            return text.rstrip()[: -len(note)].rstrip()
+    return text
 
 
 def capped(message: IncomingMessage, data_path: Path, limit: int, language: str) -> IncomingMessage:

@@ -578,6 +578,15 @@ def test_a_text_over_the_cap_is_filed_cut_with_the_whole_text_attached(runtime: 
     assert contribution.text.endswith(marker) and len(contribution.text) < limit + len(marker) + 2
     assert [a["path"] for a in contribution.attachments] == [item["path"]]
 
+    # Published without a public version written by hand: the moderators' note is not in it.
+    from gateway.moderation import actions
+    from gateway.moderation.accounts import Actor
+
+    actions.decide(runtime, Actor(name="alice", role="moderator"), [contribution.id], "publish")
+    (published,) = contributions(runtime)
+    assert published.public_text is not None and marker not in published.public_text
+    assert published.public_text.endswith(kept[-20:].rstrip())
+
 
 def test_a_text_within_the_cap_is_untouched(runtime: Runtime) -> None:
     words = _long_text(runtime.settings.max_text_chars - 100)

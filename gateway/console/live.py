@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from gateway import textcap
 from gateway.console.auth import idle_timeout, secure_headers
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import Formatter, Translator, render, timezone, translator
@@ -71,7 +72,7 @@ def on_air(c: Contribution) -> tuple[str, str | None, bool]:
         # Once a moderator has written it, the public version is all the board shows.
         return c.public_text, (c.public_text if transcript else transcript), False
     language = c.language or "fr"
-    shown_text = redaction.apply(text, language=language)
+    shown_text = textcap.without_marker(redaction.apply(text, language=language))
     shown_transcript = redaction.apply(transcript, language=language) if transcript else transcript
     return shown_text, shown_transcript, (shown_text, shown_transcript) != (text, transcript)
 

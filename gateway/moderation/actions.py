@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import residents
+from gateway import residents, textcap
 from gateway.i18n import translate
 from gateway.models import (
     Campaign,
@@ -202,7 +202,9 @@ def _decide_one(
     contribution.decision_reason = reason if decision == "reject" else None
     contribution.moderated_by, contribution.moderated_at = actor.name, now_utc()
     if decision == "publish" and contribution.public_text is None:
-        contribution.public_text = redaction.apply(contribution.text or "", language="fr")
+        contribution.public_text = textcap.without_marker(
+            redaction.apply(contribution.text or "", language="fr")
+        )
     after: dict[str, Any] = {"status": status, "public_text": contribution.public_text}
     event = _event(session, done, contribution, actor, decision, before, after, reason)
     key = NOTICES.get(decision)

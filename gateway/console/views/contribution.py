@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from gateway import textcap
 from gateway.console import flash, present
 from gateway.console.rendering import error_page, render, see_other, timezone, translator
 from gateway.console.views.common import (
@@ -99,7 +100,7 @@ async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionD
             reachable=_reachable(c),
             suggestions=suggestions,
             segments=present.segments(text, suggestions),
-            redacted=redaction.apply(text, suggestions, language="fr"),
+            redacted=textcap.without_marker(redaction.apply(text, suggestions, language="fr")),
         )
 
     return await read(request, load)
