@@ -470,12 +470,17 @@ CASES: list[Case] = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_every_parser_reads_a_megabyte_of_hostile_text_in_linear_time(case: Case) -> None:
     given: Any = raw_email(case.input) if case.email else text(case.input)
-    # This thread's own CPU time, not the wall clock: on a shared machine (CI, other processes
-    # building or testing) the wall clock measured a 0.16 s case at 3.3 s once. A quadratic
-    # parser still spends its minutes of CPU here and fails.
-    started = time.thread_time()
-    result = case.run(given)
-    elapsed = time.thread_time() - started
+    # This thread's own CPU time, not the wall clock, and the best of up to three runs: in
+    # full test runs on a shared machine, cases that take 0.2 to 0.3 s alone were measured
+    # once at over 3 s, by the wall clock and by CPU time alike (a virtual machine's stolen
+    # time counts as the thread's). A quadratic parser is slow on every run, and fails.
+    elapsed = float("inf")
+    for _attempt in range(3):
+        started = time.thread_time()
+        result = case.run(given)
+        elapsed = min(elapsed, time.thread_time() - started)
+        if elapsed < CEILING:
+            break
     assert elapsed < CEILING, f"{case.id}: {elapsed:.2f} s of CPU on {len(given):,} characters"
     if case.check is not None:
         assert case.check(given, result), f"{case.id}: wrong answer"
