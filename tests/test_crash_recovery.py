@@ -235,3 +235,9 @@ def test_after_a_crash_every_acknowledged_message_is_filed_within_a_minute(
         print(f"receipts sent: {sum(sent.values())}; interrupted by the crash: {len(interrupted)}")
     finally:
         gateway.stop()
+        # The restarted serve shuts the embedded Redis down as the last one out; should a
+        # connection of the killed process still be counted (seen once in a full run), the
+        # server must not outlive the test on a CI machine. (test_e2e_serve checks the
+        # last-one-out rule itself.)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((data / "redis" / "redis.pid").read_text()), signal.SIGKILL)
