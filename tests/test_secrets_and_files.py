@@ -149,6 +149,14 @@ def test_every_random_key_passes(make: Any):
     assert weak == []
 
 
+def test_a_random_key_with_a_run_of_one_digit_passes():
+    """Six identical digits in a row happen in one random hex key in 40,000: not a pattern
+    (the check counted a 4-gram's overlapping occurrences, and refused such keys)."""
+    key = "3f9c" + "aaaaaa" + "07e1b2d48c5f6a9e3d7b0c12"
+    assert secret_key_weakness(key) is None
+    assert secret_key_weakness("passwordpasswordpassword12345678") == "a repeated pattern"
+
+
 def test_a_weak_key_in_a_key_file_is_refused_naming_the_file(tmp_path: Path):
     key_file = tmp_path / "key"
     key_file.write_text("change-me-long-random-string\n")
