@@ -38,6 +38,8 @@ class CampaignSpec:
     voice_greeting: str | None = None
     voice_greeting_audio: str | None = None
     voice_sms_receipt: bool = True
+    public_rejected_text: bool = True
+    decidim_component: int | None = None
     source: str | None = None
 
 
@@ -79,7 +81,23 @@ def parse(data: Any, source: str) -> CampaignSpec:
     audio = str(voice.get("audio") or "").strip() or None
     if audio and not audio.startswith(("https://", "http://")):
         raise fail("voice.audio must be an http(s) URL that Twilio can fetch")
+    publication = data.get("publication") or {}
+    if not isinstance(publication, dict):
+        raise fail("publication must be a mapping (rejected_text: shown | hidden)")
+    rejected_text = str(publication.get("rejected_text", "shown"))
+    if rejected_text not in ("shown", "hidden"):
+        raise fail(f"publication.rejected_text {rejected_text!r} must be shown or hidden")
+    decidim = data.get("decidim") or {}
+    if not isinstance(decidim, dict):
+        raise fail("decidim must be a mapping (component: ID)")
+    component = decidim.get("component")
+    if component is not None and (
+        isinstance(component, bool) or not str(component).isdigit() or int(component) <= 0
+    ):
+        raise fail(f"decidim.component {component!r} must be a proposals component's number")
     return CampaignSpec(
+        public_rejected_text=rejected_text == "shown",
+        decidim_component=int(component) if component is not None else None,
         voice_greeting=str(voice.get("greeting") or "").strip() or None,
         voice_greeting_audio=audio,
         voice_sms_receipt=bool(voice.get("sms_receipt", True)),
@@ -133,6 +151,8 @@ def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]
             "voice_greeting": spec.voice_greeting,
             "voice_greeting_audio": spec.voice_greeting_audio,
             "voice_sms_receipt": spec.voice_sms_receipt,
+            "public_rejected_text": spec.public_rejected_text,
+            "decidim_component": spec.decidim_component,
             "source": spec.source,
         }
         campaign = existing.get(spec.slug)

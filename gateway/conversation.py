@@ -126,6 +126,9 @@ OPT_IN_WORDS = frozenset({"start", "reprendre", "unstop"})
 OPT_IN_WORDS_WHEN_OPTED_OUT = OPT_IN_WORDS | {"yes"}
 HELP_WORDS = frozenset({"aide", "help", "info", "infos"})
 FOLLOW_UP_WORDS = frozenset({"suivi", "status", "statut"})
+# SUIVI quotes the city's answer up to this length: about two SMS (the whole answer is on the
+# campaign's public page).
+ANSWER_EXCERPT = 280
 FORGET_WORDS = frozenset({"oublier", "forget"})
 GROUP_WORDS = frozenset({"groupe", "group"})
 LANGUAGE_WORDS = {
@@ -201,6 +204,10 @@ class OwnContribution:
     status: str  # "pending" | "published" | "rejected" | "spam"
     campaign_title: str
     reason: str | None = None  # why it was rejected, told to its author
+    # The city's answer (gateway.moderation.answers): its state and text, French and English.
+    answer_state: str | None = None
+    answer_text: str | None = None
+    answer_text_en: str | None = None
 
 
 @dataclass(frozen=True)
@@ -956,10 +963,28 @@ def _follow_up(turn: _Turn, argument: str) -> bool:
             campaign=contribution.campaign_title,
             status=_status(turn, contribution),
         )
+        if contribution.status == "published" and contribution.answer_state:
+            text = contribution.answer_text or ""
+            if turn.language == "en" and contribution.answer_text_en:
+                text = contribution.answer_text_en
+            state = turn.render(f"answer.state.{contribution.answer_state}")
+            if text:
+                turn.say("followup.answer", state=state, text=_clip(text, ANSWER_EXCERPT))
     return True
 
 
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def _status(turn: _Turn, contribution: OwnContribution) -> str:
+    if contribution.status == "published" and contribution.answer_state:
+        return turn.render(
+            "followup.answer_state",
+            state=turn.render(f"answer.state.{contribution.answer_state}"),
+        )
     if contribution.status == "published":
         return turn.render("status.published")
     if contribution.status == "rejected" and contribution.reason:

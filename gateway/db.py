@@ -27,9 +27,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
             _private_database_file(Path(path))
-        engine = create_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
-        )
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
         _configure_sqlite(engine)
         return engine
     # hide_parameters: a database error's text (logged, stored as a message's error, kept by

@@ -39,6 +39,11 @@ def contribution_dict(c: Contribution) -> dict[str, Any]:
         "themes": list(c.themes or []),
         "decision_reason": c.decision_reason,
         "moderated_at": timestamp(c.moderated_at),
+        # The city's answer (gateway.moderation.answers).
+        "answer_state": c.answer_state,
+        "answer_text": c.answer_text,
+        "answer_text_en": c.answer_text_en,
+        "answered_at": timestamp(c.answered_at),
     }
 
 

@@ -99,8 +99,7 @@ def secure_data_dir(data_path: Path) -> None:
     changed += _tighten(data_path)
     if changed:
         log.warning(
-            "the data folder %s was readable by other users: %d file(s) and folder(s) made "
-            "private",
+            "the data folder %s was readable by other users: %d file(s) and folder(s) made private",
             data_path,
             changed,
         )

@@ -3,7 +3,9 @@
 Catalogues are YAML files in ``gateway/locales/``, one per language, nested
 mappings whose leaf paths are the dotted keys ("receipt.default"). What moderators
 read lives beside them in ``gateway/locales/console/<language>.yaml`` (keys under
-``console.``), merged into the same catalogue. French is the
+``console.``), and what the public reads (public pages, open data, the podcast, the
+report) in ``gateway/locales/public/<language>.yaml`` (keys under ``public.``), merged into
+the same catalogue. French is the
 reference: a language or a key missing elsewhere falls back to it, so a
 half-translated catalogue never leaves a resident without an answer.
 """
@@ -36,7 +38,11 @@ def catalogue(language: str) -> Mapping[str, str]:
     """All messages of one language, by dotted key (read from disk once)."""
     root = resources.files("gateway") / "locales"
     merged: dict[str, str] = {}
-    for source in (root / f"{language}.yaml", root / "console" / f"{language}.yaml"):
+    for source in (
+        root / f"{language}.yaml",
+        root / "console" / f"{language}.yaml",
+        root / "public" / f"{language}.yaml",
+    ):
         if source.is_file():
             merged.update(_flatten(yaml.safe_load(source.read_text(encoding="utf-8")) or {}))
     return merged

@@ -190,9 +190,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     done = [r for r in results if r is not None]
     assert len(done) == len(messages)
     if not enqueue_inbound(runtime, to_enqueue, job_id):
-        done = [
-            Stored(r.message_id, r.duplicate, False, quarantined=r.quarantined) for r in done
-        ]
+        done = [Stored(r.message_id, r.duplicate, False, quarantined=r.quarantined) for r in done]
     return done
 
 

@@ -75,6 +75,11 @@ class Campaign(Base):
     # The themes moderators classify this campaign's contributions under (campaign file).
     themes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     source: Mapped[str | None] = mapped_column(String(500))
+    # Publication (gateway.publication): whether a rejected contribution's public text is shown
+    # next to the reason on the public page and in open data (the reason always is), and the
+    # Decidim proposals component its contributions are published to (campaign file).
+    public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
+    decidim_component: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -240,6 +245,18 @@ class Contribution(Base):
     # False: filed for moderators, flagged; nothing is ever sent to that address about it.
     # None: not applicable (SMS, voice, Telegram) or filed before the check existed.
     sender_verified: Mapped[bool | None]
+    # The city's answer, a second stage after publication (gateway.moderation.answers): a state
+    # (ANSWER_STATES there) and a reasoned text, public, in French and optionally English.
+    answer_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    answer_text: Mapped[str | None] = mapped_column(Text)
+    answer_text_en: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[str | None] = mapped_column(String(100))
+    answered_at: Mapped[datetime | None]
+    # Decidim (gateway.publication.decidim_api): the proposal's id once created there (never
+    # published twice), when, and the last refusal, kept for the console.
+    decidim_id: Mapped[str | None] = mapped_column(String(32))
+    decidim_published_at: Mapped[datetime | None]
+    decidim_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Indexed: the live board follows changes by this column.

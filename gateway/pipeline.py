@@ -450,7 +450,15 @@ def _context(
     runtime: Runtime, session: Session, contributor: Contributor, now: datetime
 ) -> engine.Context:
     own = session.execute(
-        select(Contribution.reference, Contribution.status, Campaign.title)
+        select(
+            Contribution.reference,
+            Contribution.status,
+            Campaign.title,
+            Contribution.decision_reason,
+            Contribution.answer_state,
+            Contribution.answer_text,
+            Contribution.answer_text_en,
+        )
         .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
         .join(Contributor, Contribution.contributor_id == Contributor.id)
         # The same number by SMS and by voice is one resident (gateway.privacy.lookup_hash).
@@ -463,7 +471,16 @@ def _context(
         opted_out=contributor.opted_out,
         language=contributor.language,
         contributions=tuple(
-            engine.OwnContribution(reference=r, status=s, campaign_title=t or "") for r, s, t in own
+            engine.OwnContribution(
+                reference=r,
+                status=s,
+                campaign_title=t or "",
+                reason=reason,
+                answer_state=answer_state,
+                answer_text=answer_text,
+                answer_text_en=answer_text_en,
+            )
+            for r, s, t, reason, answer_state, answer_text, answer_text_en in own
         ),
     )
     return engine.Context(

@@ -289,9 +289,7 @@ def _file(
         return outbound, (None if decode_error else contribution.id)
 
 
-def _contributor(
-    runtime: Runtime, session: Session, message: InboundMessage
-) -> Contributor | None:
+def _contributor(runtime: Runtime, session: Session, message: InboundMessage) -> Contributor | None:
     if not message.sender_hash or message.sender_encrypted is None:
         return None
     address = runtime.vault.sender_for_contributor(message)  # encrypted for its own row

@@ -26,7 +26,7 @@ from gateway.api.auth import ACTOR
 from gateway.api.errors import ApiError
 from gateway.api.openapi import openapi_document
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, queries
+from gateway.moderation import actions, answers, queries
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
 from gateway.pipeline import now_utc
@@ -298,6 +298,25 @@ async def reply_to_contributor(request: web.Request) -> web.Response:
     return await _set_text(request, "text", actions.reply, status=201)
 
 
+def _answer(body: dict[str, Any]) -> tuple[str, str, str | None]:
+    return (
+        bodies.string(body, "state"),
+        bodies.optional_string(body, "text") or "",
+        bodies.optional_string(body, "text_en"),
+    )
+
+
+async def answer_contribution(request: web.Request) -> web.Response:
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    state, text, text_en = _answer(await bodies.json_object(request, ("state", "text", "text_en")))
+    runtime, actor = _runtime(request), request[ACTOR]
+    return await _act(
+        request,
+        lambda: answers.answer(runtime, actor, [contribution_id], state, text, text_en=text_en),
+        _show_one(contribution_id),
+    )
+
+
 # -- groups ---------------------------------------------------------------------------------
 
 
@@ -334,6 +353,25 @@ async def decide_group(request: web.Request) -> web.Response:
         with runtime.sessions() as session:
             _group_members(session, group_id)  # an unknown group is a 404, not "nothing pending"
         return actions.decide_group(runtime, actor, group_id, action, reason=reason)
+
+    return await _act(
+        request,
+        act,
+        lambda session, _done: {
+            "contributions": _items(session, _group_members(session, group_id))
+        },
+    )
+
+
+async def answer_group(request: web.Request) -> web.Response:
+    group_id = bodies.path_id(request, "group_id", "group")
+    state, text, text_en = _answer(await bodies.json_object(request, ("state", "text", "text_en")))
+    runtime, actor = _runtime(request), request[ACTOR]
+
+    def act() -> Done:
+        with runtime.sessions() as session:
+            _group_members(session, group_id)  # an unknown group is a 404
+        return answers.answer_group(runtime, actor, group_id, state, text, text_en=text_en)
 
     return await _act(
         request,
@@ -492,9 +530,11 @@ def add_routes(app: web.Application) -> None:
         ("PUT", f"/contributions/{ID}/transcript", correct_transcript, None),
         ("PUT", f"/contributions/{ID}/public-text", set_public_text, None),
         ("POST", f"/contributions/{ID}/replies", reply_to_contributor, None),
+        ("POST", f"/contributions/{ID}/answer", answer_contribution, None),
         ("POST", "/decisions", decide_many, None),
         ("GET", f"/groups/{GROUP_ID}", get_group, "api_group"),
         ("POST", f"/groups/{GROUP_ID}/decision", decide_group, None),
+        ("POST", f"/groups/{GROUP_ID}/answer", answer_group, None),
         ("GET", "/events", list_events, "api_events"),
         ("GET", "/campaigns", list_campaigns, "api_campaigns"),
         ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),

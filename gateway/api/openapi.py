@@ -24,6 +24,7 @@ from gateway.moderation.actions import (
     MAX_TEXT,
     STATUSES,
 )
+from gateway.moderation.answers import ANSWER_STATES, MAX_ANSWER
 from gateway.moderation.queries import MAX_PER_PAGE, PER_PAGE
 
 Schema = dict[str, Any]
@@ -100,6 +101,14 @@ CONTRIBUTION: dict[str, Schema] = {
     "themes": array({"type": "string"}, description="Among the campaign's themes."),
     "decision_reason": nullable("string", description="A rejection's public reason."),
     "moderated_at": nullable("string", format="date-time"),
+    "answer_state": {
+        "type": ["string", "null"],
+        "enum": [*ANSWER_STATES, None],
+        "description": "The city's answer: Decidim's states, and done (carried out).",
+    },
+    "answer_text": nullable("string", description="The city's reasoned answer, in French."),
+    "answer_text_en": nullable("string", description="The same answer in English, if given."),
+    "answered_at": nullable("string", format="date-time"),
     "group_id": nullable("integer", description="Identical or near-identical texts share a group."),
     "group_size": {"type": "integer", "minimum": 1, "description": "Contributions in the group."},
 }
@@ -124,6 +133,14 @@ PUBLIC_CONTRIBUTION: dict[str, Schema] = {
     "tags": array({"type": "string"}),
     "received_at": TIMESTAMP,
     "moderated_at": nullable("string", format="date-time", description="When published."),
+    "answer_state": {
+        "type": ["string", "null"],
+        "enum": [*ANSWER_STATES, None],
+        "description": "The city's answer: Decidim's states, and done (carried out).",
+    },
+    "answer_text": nullable("string", description="The city's reasoned answer, in French."),
+    "answer_text_en": nullable("string", description="The same answer in English, if given."),
+    "answered_at": nullable("string", format="date-time"),
 }
 
 WORD = obj(
@@ -388,6 +405,19 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["action"],
     ),
+    "AnswerRequest": closed(
+        {
+            "state": {"type": "string", "enum": list(ANSWER_STATES)},
+            "text": nullable(
+                "string",
+                maxLength=MAX_ANSWER,
+                description="The reasoned answer, public, in French; required except for "
+                "evaluating.",
+            ),
+            "text_en": nullable("string", maxLength=MAX_ANSWER),
+        },
+        ["state"],
+    ),
     "BulkDecisionRequest": closed(
         {
             "ids": array(ID, minItems=1, maxItems=MAX_PER_PAGE),
@@ -644,6 +674,15 @@ PATHS: dict[str, Any] = {
             "DecisionRequest",
         ),
     },
+    "/api/v1/contributions/{id}/answer": {
+        "parameters": [_pref("ContributionId")],
+        "post": _action(
+            "The city's answer to a published contribution (token scope answer or more). A "
+            "change of state tells the resident on their channel, quoting the reference.",
+            "AnswerRequest",
+            errors={"409": error("Conflict")},
+        ),
+    },
     "/api/v1/contributions/{id}/classification": {
         "parameters": [_pref("ContributionId")],
         "post": _action(
@@ -693,6 +732,14 @@ PATHS: dict[str, Any] = {
             "One decision for every pending contribution of a group; each is logged and each "
             "resident told.",
             "DecisionRequest",
+            errors={"409": error("Conflict")},
+        ),
+    },
+    "/api/v1/groups/{group_id}/answer": {
+        "parameters": [_pref("GroupId")],
+        "post": _action(
+            "One answer for every published contribution of a group; each resident told.",
+            "AnswerRequest",
             errors={"409": error("Conflict")},
         ),
     },

@@ -6,6 +6,8 @@ before any handler runs) and by the OpenAPI description (each operation's ``secu
   public version as ``text``; never the resident's own words, transcript, contributor,
   conversation, attachments or recording), campaigns that are not drafts. Nothing else, and
   no writes. What an open-data script needs, and all it can leak.
+- ``answer``: also give the city's answer to published contributions (an elected official,
+  a city department: ``answerer`` accounts), nothing else.
 - ``moderate``: what a moderator does in the console (read everything, decide, classify,
   anonymise, answer residents, read the log and the statistics).
 - ``admin``: also what only admins do (campaign status, a resident's erasure or opt-out).
@@ -15,7 +17,7 @@ A scope includes the ones before it (gateway.moderation.accounts.scope_allows).
 
 from __future__ import annotations
 
-from gateway.moderation.accounts import ADMIN, MODERATE, READ
+from gateway.moderation.accounts import ADMIN, ANSWER, MODERATE, READ
 
 PREFIX = "/api/v1"
 
@@ -27,9 +29,12 @@ NEEDED: dict[tuple[str, str], str] = {
     ("PUT", "/contributions/{id}/transcript"): MODERATE,
     ("PUT", "/contributions/{id}/public-text"): MODERATE,
     ("POST", "/contributions/{id}/replies"): MODERATE,
+    # The city's answer: moderators, and answerers who may do nothing else.
+    ("POST", "/contributions/{id}/answer"): ANSWER,
     ("POST", "/decisions"): MODERATE,
     ("GET", "/groups/{group_id}"): MODERATE,
     ("POST", "/groups/{group_id}/decision"): MODERATE,
+    ("POST", "/groups/{group_id}/answer"): ANSWER,
     ("GET", "/events"): MODERATE,
     ("GET", "/campaigns"): READ,
     ("PUT", "/campaigns/{slug}/status"): ADMIN,

@@ -78,6 +78,10 @@ def public_item(c: Contribution) -> dict[str, Any]:
         "tags": list(c.tags or []),
         "received_at": timestamp(c.received_at),
         "moderated_at": timestamp(c.moderated_at),
+        "answer_state": c.answer_state,
+        "answer_text": c.answer_text,
+        "answer_text_en": c.answer_text_en,
+        "answered_at": timestamp(c.answered_at),
     }
 
 

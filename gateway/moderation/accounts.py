@@ -50,7 +50,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.models import ApiToken, LoginFailure, Moderator, ModeratorSession
 
-ROLES = ("moderator", "admin")
+# answerer: gives the city's answers to published contributions and does nothing else
+# (gateway.moderation.answers); moderators and admins answer too.
+ROLES = ("moderator", "admin", "answerer")
 MIN_PASSWORD_LENGTH = 10
 SESSION_LIFETIME = timedelta(hours=12)
 # The default idle timeout (Settings.session_idle_minutes overrides it).
@@ -65,13 +67,13 @@ MAX_DELAY = timedelta(minutes=15)
 FAILURE_MEMORY = timedelta(hours=24)
 
 # API token scopes, from least to most: each includes the ones before it.
-READ, MODERATE, ADMIN = "read", "moderate", "admin"
-SCOPES = (READ, MODERATE, ADMIN)
+READ, ANSWER, MODERATE, ADMIN = "read", "answer", "moderate", "admin"
+SCOPES = (READ, ANSWER, MODERATE, ADMIN)
 # A console account's role, as a scope (and existing tokens' roles, by migration 0006).
-SCOPE_OF_ROLE = {"moderator": MODERATE, "admin": ADMIN}
+SCOPE_OF_ROLE = {"moderator": MODERATE, "admin": ADMIN, "answerer": ANSWER}
 # Tokens always expire. An open-data reader is a long-lived, low-risk script: a year. A token
 # that can publish, reject or write to residents is rotated more often: 90 days.
-DEFAULT_TOKEN_DAYS = {READ: 365, MODERATE: 90, ADMIN: 90}
+DEFAULT_TOKEN_DAYS = {READ: 365, ANSWER: 90, MODERATE: 90, ADMIN: 90}
 MAX_TOKEN_DAYS = 3 * 366
 
 _hasher = PasswordHasher()
@@ -451,5 +453,5 @@ def token_actor(session: Session, token: str, now: datetime) -> Actor | None:
     # Touch at most once a minute: a busy API client must not turn every read into a write.
     if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
         found.last_used_at = now
-    role = {ADMIN: "admin", MODERATE: "moderator"}.get(found.scope, "reader")
+    role = {ADMIN: "admin", MODERATE: "moderator", ANSWER: "answerer"}.get(found.scope, "reader")
     return Actor(name=f"api:{found.name}", role=role, scope=found.scope)

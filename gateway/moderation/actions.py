@@ -21,7 +21,7 @@ nothing and sends nothing, so a double click or a retried API call is harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,7 +80,7 @@ class Done:
 T = TypeVar("T")
 
 
-def _run(runtime: Runtime, work: Callable[[Session, Done], None]) -> Done:
+def run(runtime: Runtime, work: Callable[[Session, Done], None]) -> Done:
     done = Done()
     with runtime.sessions.begin() as session:
         work(session, done)
@@ -91,14 +91,14 @@ def _run(runtime: Runtime, work: Callable[[Session, Done], None]) -> Done:
     return done
 
 
-def _get(session: Session, contribution_id: int) -> Contribution:
+def get_contribution(session: Session, contribution_id: int) -> Contribution:
     contribution = session.get(Contribution, contribution_id)
     if contribution is None:
         raise ActionError("console.errors.not_found", "no such contribution", 404)
     return contribution
 
 
-def _event(
+def log_event(
     session: Session,
     done: Done,
     contribution: Contribution | None,
@@ -125,7 +125,7 @@ def _event(
     return event
 
 
-def _clean_text(value: str, limit: int = MAX_TEXT) -> str:
+def clean_text(value: str, limit: int = MAX_TEXT) -> str:
     value = value.replace("\r\n", "\n").strip()
     if len(value) > limit:
         raise ActionError(
@@ -148,7 +148,7 @@ def decide(
     """Publish, reject (with a public reason), mark as spam or reopen one or more contributions."""
     if decision not in DECISIONS:
         raise ActionError("console.errors.bad_decision", f"unknown decision {decision!r}")
-    reason = _clean_text(reason or "", 500) or None
+    reason = clean_text(reason or "", 500) or None
     if decision == "reject" and not reason:
         raise ActionError("console.errors.reason_required", "a rejection needs a public reason")
     ids = list(dict.fromkeys(int(i) for i in contribution_ids))
@@ -158,10 +158,16 @@ def decide(
     def work(session: Session, done: Done) -> None:
         for contribution_id in ids:
             _decide_one(
-                runtime, session, done, actor, _get(session, contribution_id), decision, reason
+                runtime,
+                session,
+                done,
+                actor,
+                get_contribution(session, contribution_id),
+                decision,
+                reason,
             )
 
-    return _run(runtime, work)
+    return run(runtime, work)
 
 
 def group_members(session: Session, group_id: int, *, pending_only: bool = True) -> list[int]:
@@ -206,10 +212,10 @@ def _decide_one(
             redaction.apply(contribution.text or "", language="fr")
         )
     after: dict[str, Any] = {"status": status, "public_text": contribution.public_text}
-    event = _event(session, done, contribution, actor, decision, before, after, reason)
+    event = log_event(session, done, contribution, actor, decision, before, after, reason)
     key = NOTICES.get(decision)
     if key is not None:
-        notice = _notify(
+        notice = notify(
             runtime, session, done, contribution, key, f"mod{event.id}", reason=reason or ""
         )
         event.after = {**after, "notice": notice}  # a new dict: JSON columns track assignment
@@ -219,13 +225,14 @@ def _decide_one(
 # -- notices ------------------------------------------------------------------------------------
 
 
-def _notify(
+def notify(
     runtime: Runtime,
     session: Session,
     done: Done,
     contribution: Contribution,
     key: str,
     decision_key: str,
+    localized: Mapping[str, Mapping[str, str]] | None = None,
     **params: str,
 ) -> str:
     """Queue a notice to the contribution's author; returns what happened, for the log:
@@ -246,6 +253,9 @@ def _notify(
     if contribution.sender_verified is False:
         return "unverified"
     channel, sender, problem = _reply_route(runtime, session, contribution, contributor)
+    # ``localized``: parameters that depend on the resident's language (an answer's English
+    # version, a sentence with a link), by language.
+    params = {**params, **(localized or {}).get(contributor.language, {})}
     text = translate(key, contributor.language, reference=contribution.reference, **params)
     now = now_utc()
     row: OutboundMessage = outbound_row(
@@ -320,14 +330,14 @@ def _has_messaging_service(runtime: Runtime) -> bool:
 
 def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
     """Write back to the resident through their own channel (a question, a thank-you)."""
-    text = _clean_text(text, MAX_REPLY)
+    text = clean_text(text, MAX_REPLY)
     if not text:
         raise ActionError("console.errors.reply_empty", "the answer is empty")
 
     def work(session: Session, done: Done) -> None:
-        contribution = _get(session, contribution_id)
-        event = _event(session, done, contribution, actor, "reply", None, {"text": text})
-        result = _notify(
+        contribution = get_contribution(session, contribution_id)
+        event = log_event(session, done, contribution, actor, "reply", None, {"text": text})
+        result = notify(
             runtime, session, done, contribution, "outcome.answer", f"mod{event.id}", text=text
         )
         event.after = {"text": text, "notice": result}
@@ -340,7 +350,7 @@ def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Do
                 429 if result == "withheld" else 409,
             )
 
-    return _run(runtime, work)
+    return run(runtime, work)
 
 
 # -- classification, transcript, public version ---------------------------------------------------
@@ -375,7 +385,7 @@ def classify(
         raise ActionError("console.errors.bad_kind", f"unknown kind {kind!r}")
 
     def work(session: Session, done: Done) -> None:
-        contribution = _get(session, contribution_id)
+        contribution = get_contribution(session, contribution_id)
         campaign = (
             session.get(Campaign, contribution.campaign_id) if contribution.campaign_id else None
         )
@@ -400,7 +410,7 @@ def classify(
             return
         for name, value in changed.items():
             setattr(contribution, name, value)
-        _event(
+        log_event(
             session,
             done,
             contribution,
@@ -410,15 +420,15 @@ def classify(
             changed,
         )
 
-    return _run(runtime, work)
+    return run(runtime, work)
 
 
 def correct_transcript(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
     """Replace the transcript by a moderator's; the machine's stays in ``transcript_machine``."""
-    text = _clean_text(text)
+    text = clean_text(text)
 
     def work(session: Session, done: Done) -> None:
-        contribution = _get(session, contribution_id)
+        contribution = get_contribution(session, contribution_id)
         if contribution.transcription_status is None:
             raise ActionError("console.errors.no_transcript", "not a voice contribution", 409)
         if text == (contribution.transcript or ""):
@@ -431,30 +441,30 @@ def correct_transcript(runtime: Runtime, actor: Actor, contribution_id: int, tex
         contribution.transcript = text
         if contribution.transcription_status != "done":
             contribution.transcription_status = "done"
-        _event(
+        log_event(
             session, done, contribution, actor, "correct_transcript", before, {"transcript": text}
         )
         session.flush()
         grouping.assign(session, contribution)
 
-    return _run(runtime, work)
+    return run(runtime, work)
 
 
 def set_public_text(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:
     """The anonymised version that is published instead of the text as received."""
-    text = _clean_text(text)
+    text = clean_text(text)
 
     def work(session: Session, done: Done) -> None:
-        contribution = _get(session, contribution_id)
+        contribution = get_contribution(session, contribution_id)
         if not text:
             raise ActionError("console.errors.public_text_empty", "the public version is empty")
         if text == contribution.public_text:
             return
         before = {"public_text": contribution.public_text}
         contribution.public_text = text
-        _event(session, done, contribution, actor, "anonymise", before, {"public_text": text})
+        log_event(session, done, contribution, actor, "anonymise", before, {"public_text": text})
 
-    return _run(runtime, work)
+    return run(runtime, work)
 
 
 # -- campaigns (admin) ------------------------------------------------------------------------
@@ -474,7 +484,7 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
             return
         before = {"campaign": slug, "status": campaign.status}
         campaign.status = status
-        _event(
+        log_event(
             session,
             done,
             None,
@@ -484,4 +494,4 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
             {"campaign": slug, "status": status},
         )
 
-    return _run(runtime, work)
+    return run(runtime, work)

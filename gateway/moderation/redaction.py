@@ -103,9 +103,7 @@ _ENGLISH_ADDRESS = re.compile(
 )
 # Letter runs are atomic (a shorter run is followed by a letter, which the look-ahead refuses);
 # the hyphenated parts may still be given back ("Jean-Pierre1": "Jean" is a word).
-_STREET_WORD = re.compile(
-    r"[ \t]++((?:[ldLD]['’])?[^\W\d_]++(?:-[^\W\d_]++)*|\d{1,4})(?![\w'’])"
-)
+_STREET_WORD = re.compile(r"[ \t]++((?:[ldLD]['’])?[^\W\d_]++(?:-[^\W\d_]++)*|\d{1,4})(?![\w'’])")
 _STREET_CONNECTORS = frozenset({"de", "du", "des", "la", "le", "les", "l", "d", "aux", "au"})
 # Words that end a street name: the sentence goes on after the address.
 _AFTER_STREET = frozenset(

@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 17
+    assert len(routes) == 19
     assert routes == described
 
 
@@ -118,6 +118,10 @@ def test_the_checker_finds_what_is_wrong():
         "themes": [],
         "decision_reason": None,
         "moderated_at": None,
+        "answer_state": None,
+        "answer_text": None,
+        "answer_text_en": None,
+        "answered_at": None,
         "group_id": 1,
         "group_size": 1,
     }
@@ -181,6 +185,8 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     )
     await call("POST", "/contributions/{id}/replies", {"text": "Merci !"}, 201, id=cid)
     await call("POST", "/contributions/{id}/decision", {"action": "publish"}, id=cid)
+    answer = {"state": "accepted", "text": "Des bancs seront posés au printemps."}
+    await call("POST", "/contributions/{id}/answer", answer, id=cid)
     await call("PUT", "/contributions/{id}/transcript", {"transcript": "Réparer."}, id=spoken)
     await call("POST", "/decisions", {"ids": [spoken], "action": "reject", "reason": "Doublon"})
     await call("GET", "/contributions/{id}", id=cid)
@@ -199,6 +205,7 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("GET", "/contributions/{id}", None, 404, id=4242)
     await call("PUT", "/contributions/{id}/transcript", {"transcript": "x"}, 409, id=cid)
     await call("POST", "/groups/{group_id}/decision", {"action": "publish"}, 409, group_id=group)
+    await call("POST", "/groups/{group_id}/answer", answer, 409, group_id=tract[0])
     await call("PUT", "/campaigns/{slug}/status", {"status": "open"}, 403, slug="velo")
     await Checked(Api(api.client, None))("GET", "/campaigns", None, 401)
     big = {"text": "x" * 70_000}

@@ -50,6 +50,10 @@ PUBLIC_KEYS = {
     "tags",
     "received_at",
     "moderated_at",
+    "answer_state",
+    "answer_text",
+    "answer_text_en",
+    "answered_at",
 }
 
 
@@ -159,6 +163,14 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
             {"text": "Bonjour, ceci est un message de n'importe qui"},
         ),
         ("POST", "/decisions"): ("/decisions", {"ids": [ids["d"]], "action": "publish"}),
+        ("POST", "/contributions/{id}/answer"): (
+            f"/contributions/{text}/answer",
+            {"state": "accepted", "text": "La ville posera des bancs."},
+        ),
+        ("POST", "/groups/{group_id}/answer"): (
+            f"/groups/{stored(runtime, text).group_id}/answer",
+            {"state": "done", "text": "Les bancs sont posés."},
+        ),
         ("GET", "/groups/{group_id}"): (f"/groups/{group}", None),
         ("POST", "/groups/{group_id}/decision"): (f"/groups/{group}/decision", {"action": "spam"}),
         ("GET", "/events"): ("/events", None),

@@ -31,9 +31,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_quarantined_messages_provider_key", "quarantined_messages", ["provider_key"]
     )
-    op.create_index(
-        "ix_quarantined_messages_sender_hash", "quarantined_messages", ["sender_hash"]
-    )
+    op.create_index("ix_quarantined_messages_sender_hash", "quarantined_messages", ["sender_hash"])
     op.create_index(
         "ix_quarantined_messages_quarantined_at", "quarantined_messages", ["quarantined_at"]
     )

@@ -1,0 +1,202 @@
+"""What of a contribution may leave the gateway: one public record, for every output.
+
+The public page, the open-data files, the Decidim files and API, the podcast and the report
+all read contributions through ``public_records``, so that what is public is decided in one
+place:
+
+- published contributions, and rejected ones with their public reason (the seeds ask to keep
+  them visible); a rejected one's text is shown or hidden by the campaign's policy
+  (``publication: {rejected_text: shown | hidden}`` in its campaign file). Pending and spam
+  never leave.
+- the text is the public (anonymised) version a moderator approved, never what the resident
+  wrote or the transcript; a contribution published before public versions were kept gets
+  the same automatic redactions publishing applies.
+- the contributor is a pseudonym (``AddressVault.pseudonym``): the same person on every
+  channel of one address gets one id within a campaign; a forgotten person has none.
+- no address, chat id, phone number, original text, transcript, attachment or group
+  self-description; audio only for a published voice contribution whose caller said yes to
+  a broadcast (``broadcastable``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import textcap
+from gateway.i18n import translate
+from gateway.models import Campaign, Contribution, Contributor
+from gateway.moderation import redaction
+from gateway.privacy import AddressVault
+
+PUBLIC_STATUSES = ("published", "rejected")
+
+
+@dataclass(frozen=True)
+class PublicFilter:
+    """The public page's filters (None: any). ``state`` is an answer state, ``unanswered``
+    (published, no answer yet) or ``rejected`` (not kept by moderation)."""
+
+    category: str | None = None
+    neighbourhood: str | None = None
+    channel: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class PublicRecord:
+    reference: str
+    campaign: str
+    channel: str
+    received_at: datetime
+    outcome: str  # published | rejected
+    text: str | None  # None: a rejected contribution whose text the campaign hides
+    reason: str | None  # a rejection's public reason
+    kind: str
+    neighbourhood: str | None
+    category: str | None
+    themes: tuple[str, ...]
+    tags: tuple[str, ...]
+    contributor: str | None  # pseudonym; None once the person asked to be forgotten
+    answer_state: str | None
+    answer_text: str | None
+    answer_text_en: str | None
+    answered_at: datetime | None
+    moderated_at: datetime | None
+    audio: bool  # a broadcastable recording exists (see ``broadcastable``)
+    audio_duration: float | None
+    # Internal: used to find the recording and the Decidim id; never written to an output.
+    contribution_id: int
+    decidim_id: str | None
+
+
+def broadcastable(contribution: Contribution) -> bool:
+    """Whether this contribution's recording may be heard publicly (page, podcast, studio):
+    published, a voice message with its recording still kept, and the caller said yes."""
+    return (
+        contribution.status == "published"
+        and contribution.channel == "voice"
+        and contribution.broadcast_consent is True
+        and bool(contribution.audio_path)
+    )
+
+
+def public_text(contribution: Contribution) -> str:
+    if contribution.public_text is not None:
+        return contribution.public_text
+    # Published before public versions were kept: the same redactions publishing applies.
+    return textcap.without_marker(
+        redaction.apply(contribution.text or "", language=contribution.language or "fr")
+    )
+
+
+def public_records(
+    session: Session,
+    campaign: Campaign,
+    vault: AddressVault,
+    filters: PublicFilter | None = None,
+    *,
+    include_rejected: bool = True,
+) -> list[PublicRecord]:
+    """The campaign's public contributions, oldest first."""
+    filters = filters or PublicFilter()
+    statuses = PUBLIC_STATUSES if include_rejected else ("published",)
+    query = (
+        select(Contribution, Contributor.address_hash)
+        .outerjoin(Contributor, Contribution.contributor_id == Contributor.id)
+        .where(Contribution.campaign_id == campaign.id, Contribution.status.in_(statuses))
+        .order_by(Contribution.received_at, Contribution.id)
+    )
+    if filters.category:
+        query = query.where(Contribution.category == filters.category)
+    if filters.neighbourhood:
+        query = query.where(Contribution.neighbourhood == filters.neighbourhood)
+    if filters.channel:
+        query = query.where(Contribution.channel == filters.channel)
+    if filters.state == "rejected":
+        query = query.where(Contribution.status == "rejected")
+    elif filters.state == "unanswered":
+        query = query.where(Contribution.status == "published", Contribution.answer_state.is_(None))
+    elif filters.state:
+        query = query.where(
+            Contribution.status == "published", Contribution.answer_state == filters.state
+        )
+    return [
+        _record(contribution, campaign, vault, address_hash)
+        for contribution, address_hash in session.execute(query).unique()
+    ]
+
+
+def _record(
+    c: Contribution, campaign: Campaign, vault: AddressVault, address_hash: str | None
+) -> PublicRecord:
+    hidden = c.status == "rejected" and not campaign.public_rejected_text
+    published = c.status == "published"
+    return PublicRecord(
+        reference=c.reference,
+        campaign=campaign.slug,
+        channel=c.channel,
+        received_at=c.received_at,
+        outcome=c.status,
+        text=None if hidden else public_text(c),
+        reason=c.decision_reason if c.status == "rejected" else None,
+        kind=c.kind,
+        neighbourhood=c.neighbourhood,
+        category=c.category,
+        themes=tuple(c.themes or ()),
+        tags=tuple(c.tags or ()),
+        contributor=vault.pseudonym(campaign.slug, address_hash) if address_hash else None,
+        # An answer given while published stays in the log if the contribution is later
+        # rejected; only a published contribution shows one.
+        answer_state=c.answer_state if published else None,
+        answer_text=c.answer_text if published else None,
+        answer_text_en=c.answer_text_en if published else None,
+        answered_at=c.answered_at if published else None,
+        moderated_at=c.moderated_at,
+        audio=broadcastable(c),
+        audio_duration=c.audio_duration if broadcastable(c) else None,
+        contribution_id=c.id,
+        decidim_id=c.decidim_id,
+    )
+
+
+def provenance(record: PublicRecord, language: str, tz: ZoneInfo) -> str:
+    """« recueilli par SMS le 12 mars à 18 h 04, quartier du Parc », in the city's time."""
+    local = record.received_at.astimezone(tz)
+    place = (
+        translate("public.provenance.place", language, neighbourhood=record.neighbourhood)
+        if record.neighbourhood
+        else ""
+    )
+    return translate(
+        "public.provenance.line",
+        language,
+        channel=translate(f"public.provenance.channel.{record.channel}", language),
+        day=translate("public.provenance.first_day", language) if local.day == 1 else local.day,
+        month=translate(f"public.months.m{local.month}", language),
+        hour=local.hour,
+        hour12=(local.hour % 12) or 12,
+        ampm="a.m." if local.hour < 12 else "p.m.",
+        minute=local.minute,
+        place=place,
+    )
+
+
+def public_campaigns(session: Session) -> Sequence[Campaign]:
+    """Campaigns the public sees: open and closed ones (a draft is not announced yet)."""
+    return list(
+        session.scalars(
+            select(Campaign).where(Campaign.status.in_(("open", "closed"))).order_by(Campaign.id)
+        )
+    )
+
+
+def public_campaign(session: Session, slug: str) -> Campaign | None:
+    return session.scalar(
+        select(Campaign).where(Campaign.slug == slug, Campaign.status.in_(("open", "closed")))
+    )
