@@ -490,12 +490,14 @@ def _open(redis: bool = True) -> Runtime:
 
 
 def _register_account_commands() -> None:
+    from gateway import cli_publication
     from gateway.cli_accounts import moderators_group, tokens_group
     from gateway.cli_email import email_group
     from gateway.cli_residents import quarantine_group, residents_group
     from gateway.cli_secrets import secrets_group
     from gateway.cli_telegram import telegram_group
 
+    cli_publication.register(main)
     main.add_command(moderators_group)
     main.add_command(tokens_group)
     main.add_command(telegram_group)
