@@ -4,6 +4,7 @@ contributions through gateway.publication.records."""
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,7 +97,7 @@ def export_command(slug: str, fmt: str, output: Path | None, decidim_version: st
                 click.progressbar(
                     length=len(records),
                     label=f"{slug}: {len(records)} contributions",
-                    file=sys.stderr if show else _Null(),
+                    file=sys.stderr if show else io.StringIO(),
                 ) as bar,
             ):
                 opendata.write(
@@ -108,19 +109,6 @@ def export_command(slug: str, fmt: str, output: Path | None, decidim_version: st
         raise click.ClickException(f"format {fmt} is not available yet")
     finally:
         runtime.close(release_redis=False)
-
-
-class _Null:
-    """A file that swallows the progress bar when nobody watches (a script, a pipe)."""
-
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 def register(main: click.Group) -> None:
