@@ -111,5 +111,17 @@ def export_command(slug: str, fmt: str, output: Path | None, decidim_version: st
         runtime.close(release_redis=False)
 
 
+@click.group("decidim")
+def decidim_group() -> None:
+    """Hand contributions over to Decidim: import files' ids, direct publication (0.32+)."""
+
+
+@click.group("radio")
+def radio_group() -> None:
+    """Radio Agora: the consented voice contributions, for the studio."""
+
+
 def register(main: click.Group) -> None:
     main.add_command(export_command)
+    main.add_command(decidim_group)
+    main.add_command(radio_group)
