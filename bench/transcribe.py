@@ -58,8 +58,9 @@ def make_recordings(folder: Path, count: int) -> list[bytes]:
         raw, phone = folder / f"{i}.raw.wav", folder / f"{i}.wav"
         text = " ".join(SENTENCES[(i + k) % len(SENTENCES)] for k in range(2))
         subprocess.run([espeak, "-v", "ko", "-s", "140", "-w", str(raw), text], check=True)
-        subprocess.run([sox, str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)],
-                       check=True)
+        subprocess.run(
+            [sox, str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)], check=True
+        )
         out.append(phone.read_bytes())
     return out
 
@@ -85,8 +86,9 @@ def pipeline(engine: vosk_engine.VoskEngine, fake: FakeTwilio, url: str) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recordings", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -114,16 +116,18 @@ def main() -> None:
         recordings = make_recordings(Path(tmp), args.recordings)
         decoded = [decode_to_pcm(r) for r in recordings]
         audio_seconds = sum(a.duration for a in decoded)
-        urls = [fake.add_recording(f"RE{i:032d}", r, "audio/wav")
-                for i, r in enumerate(recordings)]
+        urls = [fake.add_recording(f"RE{i:032d}", r, "audio/wav") for i, r in enumerate(recordings)]
         bare_rtf, pipe_rtf = [], []
         for r in range(args.rounds):
             b = sum(bare(model, a) for a in decoded) / audio_seconds
             p = sum(pipeline(engine, fake, u) for u in urls) / audio_seconds
             bare_rtf.append(b)
             pipe_rtf.append(p)
-            print(f"round {r + 1}: bare RTF {b:.3f}  pipeline RTF {p:.3f}  "
-                  f"overhead {100 * (p / b - 1):+.1f}%", flush=True)
+            print(
+                f"round {r + 1}: bare RTF {b:.3f}  pipeline RTF {p:.3f}  "
+                f"overhead {100 * (p / b - 1):+.1f}%",
+                flush=True,
+            )
 
         scaling = {}
         for threads in args.threads:
@@ -137,19 +141,24 @@ def main() -> None:
 
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     b, p = statistics.median(bare_rtf), statistics.median(pipe_rtf)
-    print(f"\n{args.recordings} recordings, {audio_seconds:.1f} s of audio, "
-          f"{args.rounds} rounds, model {info.name}:")
-    print(f"  model load              {load_seconds:.2f} s, loaded {loads} time(s) for "
-          f"{args.rounds * args.recordings * 2} transcriptions")
+    print(
+        f"\n{args.recordings} recordings, {audio_seconds:.1f} s of audio, "
+        f"{args.rounds} rounds, model {info.name}:"
+    )
+    print(
+        f"  model load              {load_seconds:.2f} s, loaded {loads} time(s) for "
+        f"{args.rounds * args.recordings * 2} transcriptions"
+    )
     print(f"  bare Vosk RTF (median)  {b:.3f}")
     print(f"  pipeline RTF (median)   {p:.3f}  (fetch + decode + transcribe)")
     print(f"  pipeline overhead       {100 * (p / b - 1):+.1f}%")
-    print(f"  peak RSS                {rss_peak / 1024:.0f} MiB "
-          f"(before the model: {rss_before / 1024:.0f} MiB)")
+    print(
+        f"  peak RSS                {rss_peak / 1024:.0f} MiB "
+        f"(before the model: {rss_before / 1024:.0f} MiB)"
+    )
     base = scaling[args.threads[0]]
     for threads, rate in scaling.items():
-        print(f"  {threads} thread(s), one model: {rate:.2f} audio s per s "
-              f"(x{rate / base:.2f})")
+        print(f"  {threads} thread(s), one model: {rate:.2f} audio s per s (x{rate / base:.2f})")
 
 
 if __name__ == "__main__":

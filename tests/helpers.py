@@ -165,4 +165,3 @@ def cli_env(settings: Any) -> dict[str, str]:
         "GATEWAY_SECRET_KEY": settings.secret_key,
         "GATEWAY_CAMPAIGNS_DIR": settings.campaigns_dir,
     }
-

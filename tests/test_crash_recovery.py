@@ -57,8 +57,9 @@ def filed(engine: Engine) -> tuple[Counter[str], dict[str, list[tuple[str, str |
     with engine.connect() as connection:
         contributions = connection.execute(select(Contribution.id, Contribution.text)).all()
         receipts = connection.execute(
-            select(OutboundMessage.contribution_id, OutboundMessage.status, OutboundMessage.error)
-            .where(OutboundMessage.message_key == "receipt.default")
+            select(
+                OutboundMessage.contribution_id, OutboundMessage.status, OutboundMessage.error
+            ).where(OutboundMessage.message_key == "receipt.default")
         ).all()
     texts = Counter(str(c.text) for c in contributions)
     by_id = {c.id: str(c.text) for c in contributions}

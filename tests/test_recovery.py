@@ -197,9 +197,7 @@ def test_a_worker_this_process_no_longer_runs_is_dead(runtime: Runtime):
 
 
 @pytest.mark.parametrize("recorded", ["process", "birth only"])
-def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(
-    runtime: Runtime, recorded: str
-):
+def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(runtime: Runtime, recorded: str):
     """After a container restart, the pid of a dead worker may be this very process's."""
     message_id = stored_sms(runtime)
     queue = runtime.queue(INBOUND)

@@ -85,9 +85,7 @@ def gateway_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def run_gateway(
-    tmp_path: Path, *args: str, **settings: str
-) -> subprocess.CompletedProcess[str]:
+def run_gateway(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*GATEWAY, *args],
         env=gateway_env(tmp_path, **settings),

@@ -275,8 +275,9 @@ async def test_ingest_reports_a_flood_so_the_in_process_worker_backs_off(setting
     await ingest.start()
     try:
         assert not ingest.busy()
-        await asyncio.gather(*(ingest.accept(incoming_sms(f"PARC {i}", f"+3361111{i:04d}"))
-                               for i in range(150)))
+        await asyncio.gather(
+            *(ingest.accept(incoming_sms(f"PARC {i}", f"+3361111{i:04d}")) for i in range(150))
+        )
         assert ingest.busy(threshold=100)  # 150 in well under a second
         assert not ingest.busy(threshold=1000)
         assert len(inbound(runtime)) == 150

@@ -168,9 +168,7 @@ def test_a_worker_waiting_for_redis_stops_at_once(gateway: Gateway, redis_server
     stop(worker, gateway)
 
 
-def test_a_worker_stops_at_once_after_redis_came_back(
-    gateway: Gateway, redis_server: RedisServer
-):
+def test_a_worker_stops_at_once_after_redis_came_back(gateway: Gateway, redis_server: RedisServer):
     """The case of the end-to-end test that failed on a fresh clone: Redis restarted without
     its data, then a stop. The worker must be known to Redis again (or its running job would
     be taken for abandoned), and stop at once: RQ's command thread, whose connection the
@@ -196,9 +194,7 @@ def test_gateway_serve_hands_a_long_job_back_when_stopped(tmp_path: Path, fake_t
         redis = Redis(unix_socket_path=str(socket_path), socket_timeout=5)
         log = tmp_path / "job.log"
         queue = Queue("default", connection=redis)
-        job = queue.enqueue(
-            "tests.fakes.jobs.slow_the_first_time", str(log), 120.0, job_id="long"
-        )
+        job = queue.enqueue("tests.fakes.jobs.slow_the_first_time", str(log), 120.0, job_id="long")
         wait_until(lambda: "started 1" in log.read_text(), 30, "the job to start", gateway)
         stop(serve, gateway)
         # This test's connection kept the embedded Redis running ("last one out").

@@ -122,9 +122,7 @@ def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
     return alive, dead
 
 
-def requeue(
-    connection: Redis, job: Job, queue: Queue, execution_id: str | None = None
-) -> None:
+def requeue(connection: Redis, job: Job, queue: Queue, execution_id: str | None = None) -> None:
     """Put a started job back at the front of its queue, as if it had never been taken."""
     with connection.pipeline() as pipe:
         pipe.multi()  # one transaction; RQ's enqueue_job expects it begun

@@ -63,9 +63,7 @@ class Handler:
             # In a thread: DNS look-ups and DKIM hashing would otherwise hold the event loop.
             result = await loop.run_in_executor(
                 None,
-                lambda: accept(
-                    self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos), peer=peer
-                ),
+                lambda: accept(self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos), peer=peer),
             )
         except SQLAlchemyError as exc:
             log.error("smtp receiver: database unavailable (%s)", type(exc).__name__)

@@ -83,8 +83,10 @@ def keys(dns: DnsServer, keys_and_records: tuple[Keys, dict[str, list[str]]]) ->
 def signed(raw: bytes, domain: str, key: bytes, **options: Any) -> bytes:
     """``raw`` with a DKIM-Signature by ``domain``, as its outgoing server would add."""
     headers = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version"]
-    return dkim.sign(raw, SELECTOR.encode(), domain.encode(), key, include_headers=headers,
-                     **options) + raw
+    return (
+        dkim.sign(raw, SELECTOR.encode(), domain.encode(), key, include_headers=headers, **options)
+        + raw
+    )
 
 
 def with_results(raw: bytes, *values: str) -> bytes:
@@ -256,8 +258,11 @@ def test_smtp_receiver_honours_forget_only_for_an_aligned_sender(
 ):
     runtime, receiver = checking
     make, believed = SMTP_CASES[case]
-    first = signed(mail("BUDGET des bancs à l'ombre", sender=RESIDENT, authentication=None),
-                   DOMAIN, keys.resident)
+    first = signed(
+        mail("BUDGET des bancs à l'ombre", sender=RESIDENT, authentication=None),
+        DOMAIN,
+        keys.resident,
+    )
     receiver.send(first, sender=RESIDENT)
     drain(runtime)
     assert len(sink.wait_for(2)) == 2  # her own mail, verified: the receipt and the notice
@@ -297,8 +302,12 @@ def test_an_unverified_first_mail_gets_no_receipt_nor_notice_and_stop_is_not_obe
         None,
     ]
     # Her own, signed mail afterwards is answered as a first contact: nothing was used up.
-    receiver.send(signed(mail("BUDGET un kiosque", sender=RESIDENT, authentication=None),
-                         DOMAIN, keys.resident), sender=RESIDENT)
+    receiver.send(
+        signed(
+            mail("BUDGET un kiosque", sender=RESIDENT, authentication=None), DOMAIN, keys.resident
+        ),
+        sender=RESIDENT,
+    )
     drain(runtime)
     assert len(sink.wait_for(2)) == 2  # the receipt and the first-contact notice
 
@@ -350,7 +359,10 @@ def test_moderators_decisions_on_unverified_mail_notify_nobody(
 
 
 async def test_moderators_see_the_unverified_sender_in_the_queue_and_on_the_page(
-    mail_runtime: Runtime, mailbox: DovecotServer, sink: SmtpSink, aiohttp_server: Any,
+    mail_runtime: Runtime,
+    mailbox: DovecotServer,
+    sink: SmtpSink,
+    aiohttp_server: Any,
     aiohttp_client: Any,
 ):
     from gateway.web import create_app
@@ -395,30 +407,48 @@ REAL_RESULTS = {
         "mx.google.com",
         True,
     ),
-    "OpenDMARC, pass": ("mx.ville.fr; dmarc=pass (p=none dis=none) header.from=quartier.example",
-                        "mx.ville.fr", True),
-    "OpenDMARC, fail": ("mx.ville.fr; dmarc=fail (p=reject dis=none) header.from=quartier.example",
-                        "mx.ville.fr", False),
+    "OpenDMARC, pass": (
+        "mx.ville.fr; dmarc=pass (p=none dis=none) header.from=quartier.example",
+        "mx.ville.fr",
+        True,
+    ),
+    "OpenDMARC, fail": (
+        "mx.ville.fr; dmarc=fail (p=reject dis=none) header.from=quartier.example",
+        "mx.ville.fr",
+        False,
+    ),
     "OpenDKIM alone, a subdomain's aligned signature": (
-        "mx.ville.fr; dkim=pass (2048-bit key) header.d=mail.quartier.example header.b=\"x\"",
-        "mx.ville.fr", True,
+        'mx.ville.fr; dkim=pass (2048-bit key) header.d=mail.quartier.example header.b="x"',
+        "mx.ville.fr",
+        True,
     ),
     "OpenDKIM alone, a third party's signature": (
-        "mx.ville.fr; dkim=pass (2048-bit key) header.d=relais.example header.b=\"x\"",
-        "mx.ville.fr", False,
+        'mx.ville.fr; dkim=pass (2048-bit key) header.d=relais.example header.b="x"',
+        "mx.ville.fr",
+        False,
     ),
-    "SPF alone, aligned": ("mx.ville.fr; spf=pass smtp.mailfrom=bounce@quartier.example",
-                           "mx.ville.fr", True),
-    "SPF softfail": ("mx.ville.fr; spf=softfail smtp.mailfrom=marie@quartier.example",
-                     "mx.ville.fr", False),
+    "SPF alone, aligned": (
+        "mx.ville.fr; spf=pass smtp.mailfrom=bounce@quartier.example",
+        "mx.ville.fr",
+        True,
+    ),
+    "SPF softfail": (
+        "mx.ville.fr; spf=softfail smtp.mailfrom=marie@quartier.example",
+        "mx.ville.fr",
+        False,
+    ),
     "Microsoft 365 style properties, with an authserv-id": (
         "mx.ville.fr; spf=pass (sender IP is 192.0.2.10) smtp.mailfrom=quartier.example; "
         "dkim=pass (signature was verified) header.d=quartier.example;dmarc=pass action=none "
         "header.from=quartier.example;compauth=pass reason=100",
-        "mx.ville.fr", True,
+        "mx.ville.fr",
+        True,
     ),
-    "a look-alike authserv-id": ("mx.ville.fr.attacker.example; dmarc=pass header.from="
-                                 "quartier.example", "mx.ville.fr", False),
+    "a look-alike authserv-id": (
+        "mx.ville.fr.attacker.example; dmarc=pass header.from=quartier.example",
+        "mx.ville.fr",
+        False,
+    ),
     "the authserv-id as a prefix of another": ("mx.ville.frx; dmarc=pass", "mx.ville.fr", False),
     "unreadable": ("mx.ville.fr; dmarc=pass header.from=((((", "mx.ville.fr", False),
     "none": ("mx.ville.fr; none", "mx.ville.fr", False),
@@ -457,8 +487,9 @@ def test_strict_alignment_when_the_domain_asks_for_it(
 
 def test_a_signature_over_part_of_the_body_does_not_count(mail_settings: Settings, keys: Keys):
     settings = mail_settings.with_overrides(smtp_receiver_trusted_relays="")
-    raw = signed(mail("BUDGET x", sender=RESIDENT, authentication=None), DOMAIN, keys.resident,
-                 length=True)
+    raw = signed(
+        mail("BUDGET x", sender=RESIDENT, authentication=None), DOMAIN, keys.resident, length=True
+    )
     verdict = verify(settings, raw, RESIDENT, PEER)
     assert not verdict.verified and "dkim=pass" not in verdict.detail
 

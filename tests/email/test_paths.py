@@ -42,9 +42,7 @@ def mail(
     (``authentication``: the result for the sender's domain; None for no such header)."""
     message = EmailMessage()
     if authentication is not None:
-        message["Authentication-Results"] = authenticated(
-            sender.rpartition("@")[2], authentication
-        )
+        message["Authentication-Results"] = authenticated(sender.rpartition("@")[2], authentication)
     message["From"] = f"Marie Dupont <{sender}>"
     message["To"] = to
     message["Subject"] = subject
