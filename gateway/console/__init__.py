@@ -14,7 +14,16 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.console import auth, live, rendering
-from gateway.console.views import admin, contribution, dashboard, groups, log, queue, residents
+from gateway.console.views import (
+    admin,
+    answers,
+    contribution,
+    dashboard,
+    groups,
+    log,
+    queue,
+    residents,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -30,7 +39,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get(auth.ROOT, _home)
     app.router.add_get(auth.PREFIX, _home)
     auth.add_routes(app)
-    for page in (queue, contribution, groups, log, dashboard, admin, residents):
+    for page in (queue, contribution, groups, log, dashboard, admin, residents, answers):
         page.add_routes(app)
     live.setup(app)
     app.router.add_static(auth.PREFIX + "static", STATIC, follow_symlinks=False)

@@ -50,6 +50,9 @@ ROOT = "/moderation"
 PREFIX = "/moderation/"
 LOGIN = "/moderation/login"
 HOME = "/moderation/queue"
+ANSWERS = "/moderation/answers"
+# All an answerer account may open (gateway.console.views.answers).
+ANSWERER_PATHS = (ANSWERS, "/moderation/logout", "/moderation/language")
 SESSION_COOKIE = "agora_session"
 LOGIN_CSRF_COOKIE = "agora_login_csrf"
 CSRF_FIELD = "csrf_token"
@@ -227,6 +230,12 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await error_page(request, 403, "console.errors.csrf")
     if path.startswith(PREFIX + "admin") and not viewer.is_admin:
         return await error_page(request, 403, "console.errors.admin_only")
+    if viewer.role == "answerer" and not path.startswith(ANSWERER_PATHS):
+        # An answerer gives the city's answers to published contributions and sees their
+        # public versions only: never the queue, residents' own words or their addresses.
+        if request.method in SAFE_METHODS and path in (ROOT, PREFIX, HOME):
+            raise web.HTTPFound(ANSWERS)
+        return await error_page(request, 403, "console.errors.answerers_only")
     return await handler(request)
 
 

@@ -180,8 +180,6 @@ def provenance(record: PublicRecord, language: str, tz: ZoneInfo) -> str:
         day=translate("public.provenance.first_day", language) if local.day == 1 else local.day,
         month=translate(f"public.months.m{local.month}", language),
         hour=local.hour,
-        hour12=(local.hour % 12) or 12,
-        ampm="a.m." if local.hour < 12 else "p.m.",
         minute=local.minute,
         place=place,
     )

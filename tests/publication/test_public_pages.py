@@ -241,7 +241,7 @@ async def test_the_page_reads_in_english(
 ) -> None:
     body = await (await client.get("/campaigns/parc?lang=en")).text()
     assert '<html lang="en">' in body
-    assert "Received by SMS on March 12 at 6:04 p.m., Parc Nord neighbourhood" in body
+    assert "Received by SMS on March 12 at 18:04, Parc Nord neighbourhood" in body
     assert "The city&#39;s answer" in body or "The city's answer" in body
     # The language link keeps the filters.
     dom = parse(await (await client.get("/campaigns/parc?lang=en&channel=sms")).text())

@@ -24,7 +24,7 @@ from gateway.console.views.common import (
 )
 from gateway.console.work import act, read
 from gateway.models import Campaign, Contribution, OutboundMessage
-from gateway.moderation import actions, queries, redaction
+from gateway.moderation import actions, answers, queries, redaction
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError, Done
 from gateway.moderation.queries import QueueFilter
@@ -154,6 +154,8 @@ async def _page(
                 for line in data.conversation
             ],
             "max_reply": actions.MAX_REPLY,
+            "max_answer": answers.MAX_ANSWER,
+            "answer_states": answers.ANSWER_STATES,
         },
         status=status,
         errors=errors,
