@@ -28,7 +28,13 @@ from channels.base import OutgoingText, SendError
 from gateway.i18n import translate
 
 _MSGID = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\-]")
-HUMAN_KEYS = frozenset({"outcome.answer"})
+# Written by a person: a moderator's reply, the city's answer (gateway.moderation.answers).
+HUMAN_KEYS = frozenset(
+    {
+        "outcome.answer",
+        *(f"answer.notice.{s}" for s in ("evaluating", "accepted", "rejected", "done")),
+    }
+)
 
 
 def clean_msgid(value: str) -> str:

@@ -143,7 +143,11 @@ def _answer_one(
         "answer_text": contribution.answer_text,
         "answer_text_en": contribution.answer_text_en,
     }
-    after: dict[str, Any] = {"answer_state": state, "answer_text": text, "answer_text_en": text_en}
+    after: dict[str, Any] = {
+        "answer_state": state,
+        "answer_text": text or None,
+        "answer_text_en": text_en,
+    }
     if before == after:
         return  # a double click or a retried call changes nothing and tells no one twice
     state_changed = contribution.answer_state != state
