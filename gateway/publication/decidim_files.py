@@ -68,8 +68,12 @@ TAXONOMIES_FROM = (0, 30)
 FORMATS = ("csv", "json", "xlsx")
 # Decidim's proposal states; the gateway's ``done`` (the measure was carried out) has no
 # Decidim equivalent and is exported as ``accepted``.
-ANSWER_STATES = {"evaluating": "evaluating", "accepted": "accepted", "rejected": "rejected"}
-ANSWER_STATES["done"] = "accepted"
+ANSWER_STATES = {
+    "evaluating": "evaluating",
+    "accepted": "accepted",
+    "rejected": "rejected",
+    "done": "accepted",
+}
 
 _LONG_WORD = re.compile(r"[A-z]{35,}")  # sic: Decidim's range, which also spans [\]^_`
 _MARKS = re.compile(r"[!?¡¿]{2,}")
@@ -81,6 +85,7 @@ _SENTENCE_START = re.compile(r"(^|[.!?…]\s+)(\w)")
 _FORMULA = "=+-@\t\r\n"
 # Nor, for a title (which must start with a capital letter), bullets, quotes or punctuation.
 _TITLE_JUNK = _FORMULA + " •–—*·\"'«»“”‘’.,;:!?¡¿…/\\_#~|"
+_LOWER_START = "starts with a lower-case letter"
 _REFERENCE = re.compile(r"(?<![A-Z0-9])[A-Z0-9]{2,12}-\d{4,}(?![0-9])")
 
 
@@ -97,7 +102,7 @@ def etiquette_problems(value: str) -> list[str]:
     if _LONG_WORD.search(value):
         problems.append("a run of 35 or more letters without a space")
     if value[:1].islower():
-        problems.append("starts with a lower-case letter")
+        problems.append(_LOWER_START)
     return problems
 
 
@@ -107,9 +112,11 @@ def title_problems(title: str) -> list[str]:
         problems.append(f"title shorter than {TITLE_MIN} characters")
     if len(title) > TITLE_MAX:
         problems.append(f"title longer than {TITLE_MAX} characters")
+    etiquette = etiquette_problems(title)
     if title[:1] and not title[:1].isupper() and not title[:1].isdigit():
         problems.append("title does not start with a capital letter")
-    return problems + [f"title: {p}" for p in etiquette_problems(title)]
+        etiquette = [p for p in etiquette if p != _LOWER_START]
+    return problems + [f"title: {p}" for p in etiquette]
 
 
 def body_problems(body: str) -> list[str]:

@@ -73,6 +73,8 @@ TITLES = [
     ("PLUS DE BANCS DANS LE PARC", False),  # shouting
     ("Plus de bancs au parc de la RATP", True),  # 5 capitals of 32: under a quarter
     ("Bancs RATP SNCF EDF", False),  # 12 capitals of 19
+    ("Le RER A partira tôt", False),  # 5 capitals of 20: a quarter (under a third)
+    ("Le RER A partira plus tôt", True),  # 5 capitals of 25
     ("Des bancs au parc, vite !!", False),  # repeated marks
     ("Des bancs au parc, pourquoi ?!", False),
     ("Des bancs au parc, pourquoi ?", True),
@@ -119,6 +121,19 @@ def test_a_long_first_sentence_is_cut_at_a_word_boundary():
 def test_a_version_before_0_24_or_not_a_version_is_refused(version: str):
     with pytest.raises(ValueError):
         decidim_files.parse_version(version)
+
+
+def test_a_text_cell_stays_text_in_every_format(tmp_path: Path):
+    """A formula-looking answer or a ';' and quotes inside a body come back exactly as
+    written, and an XLSX cell is never a formula (Decidim's reader would see it empty)."""
+    rows = [{"id": 1, "answer/fr": '=1+1; « oui » "non"\nsuite'}]
+    for fmt in ("csv", "json", "xlsx"):
+        path = tmp_path / f"cells.{fmt}"
+        with path.open("wb") as stream:
+            decidim_files.write(["id", "answer/fr"], rows, fmt, stream)
+        assert read_rows(path, fmt)[0]["answer/fr"] == rows[0]["answer/fr"], fmt
+    cell = load_workbook(tmp_path / "cells.xlsx").worksheets[0]["B2"]
+    assert cell.data_type == "s"
 
 
 def test_categories_before_0_30_and_taxonomies_from_0_30():
