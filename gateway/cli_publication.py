@@ -73,10 +73,19 @@ def _output(path: Path | None, binary: bool = False) -> Iterator[IO[bytes]]:
     "--decidim-version",
     default="0.28",
     show_default=True,
-    help="The Decidim version the file is for (0.24 and later): categories before 0.28, "
+    help="The Decidim version the file is for (0.24 and later): categories before 0.30, "
     "taxonomies from 0.30.",
 )
-def export_command(slug: str, fmt: str, output: Path | None, decidim_version: str) -> None:
+@click.option(
+    "--decidim-mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML file giving Decidim's ids: scopes (per neighbourhood), categories or "
+    "taxonomies (per theme or category). See docs/publishing-decidim-import.md.",
+)
+def export_command(
+    slug: str, fmt: str, output: Path | None, decidim_version: str, decidim_mapping: Path | None
+) -> None:
     """Write a campaign's public contributions: open data (csv, json) or a Decidim import file.
 
     Published contributions, and rejected ones with their reason (their text as the campaign's
@@ -106,14 +115,136 @@ def export_command(slug: str, fmt: str, output: Path | None, decidim_version: st
             if output is not None:
                 click.echo(f"{len(records)} contributions written to {output}", err=True)
             return
-        raise click.ClickException(f"format {fmt} is not available yet")
+        _export_decidim(
+            runtime,
+            campaign,
+            fmt.removeprefix("decidim-"),
+            output,
+            decidim_version,
+            decidim_mapping,
+        )
     finally:
         runtime.close(release_redis=False)
+
+
+def _export_decidim(
+    runtime: Runtime,
+    campaign: Campaign,
+    fmt: str,
+    output: Path | None,
+    version_text: str,
+    mapping_path: Path | None,
+) -> None:
+    """Decidim's "Import proposals from a file": published contributions only, each row
+    valid; the contributions that cannot be made valid are listed on stderr, not written."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.publication import decidim_files
+    from gateway.publication.records import public_records
+
+    try:
+        version = decidim_files.parse_version(version_text)
+        mapping = decidim_files.load_ids(mapping_path) if mapping_path else None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with runtime.sessions() as session:
+        records = public_records(session, campaign, runtime.vault, include_rejected=False)
+    built = decidim_files.proposals(records, ZoneInfo(runtime.settings.timezone), version, mapping)
+    with _output(output) as stream:
+        decidim_files.write(built.columns, built.rows, fmt, stream)
+    for reference, decidim_id in built.already:
+        click.echo(
+            f"{reference}: already in Decidim (proposal {decidim_id}), not written", err=True
+        )
+    for refused in built.refused:
+        click.echo(f"{refused.reference}: not written: {'; '.join(refused.reasons)}", err=True)
+    click.echo(
+        f"{len(built.rows)} proposals written{f' to {output}' if output else ''}; "
+        f"{len(built.refused)} refused, {len(built.already)} already in Decidim",
+        err=True,
+    )
 
 
 @click.group("decidim")
 def decidim_group() -> None:
     """Hand contributions over to Decidim: import files' ids, direct publication (0.32+)."""
+
+
+@decidim_group.command("answers")
+@click.option("--campaign", "slug", required=True, help="The campaign's slug.")
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(("csv", "json", "xlsx")),
+    help="The file type Decidim's 'Import answers from a file' is given.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="The file to write (default: standard output).",
+)
+def decidim_answers_command(slug: str, fmt: str, output: Path | None) -> None:
+    """The city's answers, for Decidim's "Import answers from a file".
+
+    One row per answered, published contribution that has a Decidim proposal id (see
+    `gateway decidim ids`): id, state (done is exported as accepted: Decidim has no such
+    state), the answer in French and, when given, in English.
+    """
+    from gateway.publication import decidim_files
+    from gateway.publication.records import public_records
+
+    runtime = _open_runtime()
+    try:
+        campaign = _campaign(runtime, slug)
+        with runtime.sessions() as session:
+            records = public_records(session, campaign, runtime.vault, include_rejected=False)
+        built = decidim_files.answers(records)
+        with _output(output) as stream:
+            decidim_files.write(built.columns, built.rows, fmt, stream)
+        for reference in built.without_id:
+            click.echo(
+                f"{reference}: answered but has no Decidim id yet (gateway decidim ids FILE)",
+                err=True,
+            )
+        click.echo(
+            f"{len(built.rows)} answers written{f' to {output}' if output else ''}; "
+            f"{len(built.without_id)} without a Decidim id",
+            err=True,
+        )
+    finally:
+        runtime.close(release_redis=False)
+
+
+@decidim_group.command("ids")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def decidim_ids_command(file: Path) -> None:
+    """Read Decidim's proposals export (CSV, JSON, XLSX, or the zip Decidim sends) and store
+    each proposal's id on the contribution whose reference its body carries. Run it again
+    after each import: what is already stored is left as it is."""
+    from gateway.publication import decidim_files
+
+    try:
+        exported = decidim_files.read_export(file)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    runtime = _open_runtime()
+    try:
+        with runtime.sessions.begin() as session:
+            result = decidim_files.store_ids(session, exported)
+    finally:
+        runtime.close(release_redis=False)
+    for reference, stored, found in result.conflicting:
+        click.echo(
+            f"{reference}: keeps Decidim id {stored}; proposal {found} carries the same "
+            "reference (imported twice?)",
+            err=True,
+        )
+    click.echo(
+        f"{len(result.matched)} matched, {len(result.unmatched)} unmatched, "
+        f"{len(result.already)} already set, {len(result.conflicting)} conflicting"
+    )
 
 
 @click.group("radio")
