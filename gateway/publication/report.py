@@ -286,8 +286,8 @@ def _answers(words: _Words, published: Sequence[PublicRecord], tz: ZoneInfo) -> 
     """Every answer, newest first; one answer given to a group is shown once."""
     grouped: dict[tuple[str, str, str | None], list[PublicRecord]] = {}
     for record in published:
-        if record.answer_state and record.answer_text is not None:
-            key = (record.answer_state, record.answer_text, record.answer_text_en)
+        if record.answer_state:  # every answered one, as the "answered" total counts them
+            key = (record.answer_state, record.answer_text or "", record.answer_text_en)
             grouped.setdefault(key, []).append(record)
     answers = []
     for (state, text, text_en), answered in grouped.items():
