@@ -396,6 +396,16 @@ def test_nothing_personal_or_unpublished_and_no_external_resource(
     runtime: Runtime, run: Any, tmp_path: Path
 ) -> None:
     _seed(runtime)
+    # A label is text too: a neighbourhood a moderator typed reaches the charts' SVG.
+    seed.contribution(
+        runtime,
+        "ORIGINAL-LABEL",
+        status="published",
+        public_text="Un quartier au nom piégé",
+        person=0,
+        received_at=_at(7),
+        neighbourhood='<svg onload="alert(2)">Parc</svg>',
+    )
     output = tmp_path / "bilan.html"
     assert run("--campaign", "parc", "--output", str(output)).exit_code == 0
     data = output.read_bytes()
@@ -413,7 +423,9 @@ def test_nothing_personal_or_unpublished_and_no_external_resource(
         pseudonyms = {r.contributor for r in public_records(session, campaign, runtime.vault)}
     assert references and not [r for r in references if r in text]
     # The report names no contributor, not even by the open data's pseudonym.
-    assert None not in pseudonyms and not [p for p in pseudonyms if p and p in text]
+    named = {p for p in pseudonyms if p}
+    assert len(named) == 4  # the four residents: the scan looks for real ids
+    assert not [p for p in named if p in text]
 
     # The XSS payload is shown as text, never as markup.
     document = parse(text)
@@ -423,6 +435,9 @@ def test_nothing_personal_or_unpublished_and_no_external_resource(
         "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
     )
     assert not [n for n in document.walk() if any(k.startswith("on") for k in n.attrs)]
+    assert len(document.find_all("svg")) == 5  # the five charts, and no injected one
+    assert '<svg onload="alert(2)">Parc</svg>' in document.by_id("data-neighbourhood").text()
+    assert "&lt;svg onload=&#34;alert(2)&#34;&gt;" in text  # escaped in the table and charts
 
     # Self-contained: nothing to fetch, no script, no web font.
     for node in document.walk():
