@@ -252,7 +252,64 @@ def radio_group() -> None:
     """Radio Agora: the consented voice contributions, for the studio."""
 
 
+@click.command("report")
+@click.option("--campaign", "slug", required=True, help="The campaign's slug.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="The HTML file to write (default: standard output).",
+)
+@click.option(
+    "--language",
+    type=click.Choice(["fr", "en"]),
+    default="fr",
+    show_default=True,
+    help="The report's language.",
+)
+@click.option(
+    "--selection",
+    type=click.IntRange(0, 200),  # report.MAX_SELECTION, report.SELECTION: imported lazily
+    default=12,
+    show_default=True,
+    help="How many published contributions to quote (the most recent of each neighbourhood, "
+    "then the most recent).",
+)
+def report_command(slug: str, output: Path | None, language: str, selection: int) -> None:
+    """Write a campaign's report: one self-contained HTML page to print or publish.
+
+    Totals and charts (per channel, day, neighbourhood, category and answer state), the
+    rejection reasons, a selection of published contributions and the city's answers; public
+    (anonymised) texts only. See docs/publishing-report.md.
+    """
+    from zoneinfo import ZoneInfo
+
+    from gateway.publication import report
+
+    runtime = _open_runtime()
+    try:
+        campaign = _campaign(runtime, slug)
+        with runtime.sessions() as session:
+            built = report.build(
+                session,
+                campaign,
+                runtime.vault,
+                ZoneInfo(runtime.settings.timezone),
+                language=language,
+                selection=selection,
+                organisation=runtime.settings.organisation,
+            )
+        page = report.render(built).encode("utf-8")
+        with _output(output) as stream:
+            stream.write(page)
+        if output is not None:
+            click.echo(f"report on {slug} written to {output}", err=True)
+    finally:
+        runtime.close(release_redis=False)
+
+
 def register(main: click.Group) -> None:
     main.add_command(export_command)
+    main.add_command(report_command)
     main.add_command(decidim_group)
     main.add_command(radio_group)

@@ -502,8 +502,10 @@ class Dashboard:
 
 
 def dashboard(
-    session: Session, campaign: str | None, tz: ZoneInfo, now: datetime, days: int = 30
+    session: Session, campaign: str | None, tz: ZoneInfo, now: datetime, days: int | None = 30
 ) -> Dashboard:
+    """The campaign's counts (every campaign's with None); ``per_day`` covers the last
+    ``days`` days, or the whole history with None (the campaign report)."""
     f = QueueFilter(status=None, campaign=campaign, grouped=False)
     conds = conditions(f, tz)
 
@@ -516,11 +518,11 @@ def dashboard(
         ).all()
         return [(value if value is not None else "", int(n)) for value, n in rows]
 
-    since = (now - timedelta(days=days)).astimezone(UTC)
+    recent = list(conds)
+    if days is not None:
+        recent.append(Contribution.received_at >= (now - timedelta(days=days)).astimezone(UTC))
     per_day: dict[date, int] = {}
-    for (received,) in session.execute(
-        select(Contribution.received_at).where(*conds, Contribution.received_at >= since)
-    ):
+    for (received,) in session.execute(select(Contribution.received_at).where(*recent)):
         day = received.astimezone(tz).date()
         per_day[day] = per_day.get(day, 0) + 1
     waiting_times = sorted(
