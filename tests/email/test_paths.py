@@ -364,3 +364,29 @@ def test_a_huge_attachment_is_refused_and_the_words_kept(
     assert filed.attachments == []
     texts = [m["message"].get_body(("plain",)).get_content() for m in sink.wait_for(2)]
     assert any("10 Mo au plus" in t for t in texts)
+
+
+def test_the_citys_answer_reaches_the_mailbox_and_suivi_returns_it(
+    deliver: Deliver, mail_runtime: Runtime, sink: SmtpSink
+):
+    from gateway.moderation import actions, answers
+    from gateway.moderation.accounts import Actor
+
+    deliver(mail("BUDGET un jardin partagé rue Hoche"))
+    drain(mail_runtime)
+    (filed,) = contributions(mail_runtime)
+    city = Actor(name="mairie", role="moderator")
+    actions.decide(mail_runtime, city, [filed.id], "publish")
+    drain(mail_runtime)
+    sent = len(sink.wait_for(2))  # the receipt and the publication notice
+    answers.answer(mail_runtime, city, [filed.id], "evaluating", "Le service étudie le terrain.")
+    drain(mail_runtime)
+    notice = sink.wait_for(sent + 1)[-1]["message"]
+    assert notice["To"] == RESIDENT and notice["Auto-Submitted"] is None  # a person's answer
+    body = notice.get_body(("plain",)).get_content()
+    assert filed.reference in body and "Le service étudie le terrain." in body
+
+    deliver(mail(f"SUIVI {filed.reference}", subject="Suivi"))
+    drain(mail_runtime)
+    follow = sink.wait_for(sent + 2)[-1]["message"].get_body(("plain",)).get_content()
+    assert "à l'étude" in follow and "Le service étudie le terrain." in follow

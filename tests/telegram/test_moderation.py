@@ -44,3 +44,22 @@ def test_no_notice_once_the_resident_blocked_the_bot(tg_runtime, fake_telegram):
     drain(tg_runtime)
     assert fake_telegram.sent[before:] == []
     assert done.outbound == []
+
+
+def test_the_citys_answer_reaches_the_chat_and_suivi_returns_it(tg_runtime, fake_telegram):
+    from gateway.moderation import answers
+
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET une ludothèque au centre"))
+    (filed,) = contributions(tg_runtime)
+    actions.decide(tg_runtime, ALICE, [filed.id], "publish")
+    drain(tg_runtime)
+    before = len(fake_telegram.sent)
+    answers.answer(tg_runtime, ALICE, [filed.id], "accepted", "La ludothèque ouvrira en 2027.")
+    drain(tg_runtime)
+    (notice,) = fake_telegram.sent[before:]
+    assert notice["chat_id"] == CHAT
+    assert filed.reference in notice["text"] and "La ludothèque ouvrira en 2027." in notice["text"]
+
+    send(tg_runtime, fake_telegram, tg.text(CHAT, f"SUIVI {filed.reference}"))
+    follow = "\n".join(s["text"] for s in fake_telegram.sent[before + 1 :])
+    assert "acceptée" in follow and "La ludothèque ouvrira en 2027." in follow
