@@ -477,9 +477,7 @@ def test_the_report_in_english(runtime: Runtime, run: Any, tmp_path: Path) -> No
     }
     assert "Neighbourhood not given" in table_rows(document.by_id("data-neighbourhood"))
     provenances = [p.text() for p in document.by_id("selection").find_all("p")]
-    assert provenances[0].startswith(
-        "received by email on March 9 at 11:04, Centre neighbourhood"
-    )
+    assert provenances[0].startswith("received by email on March 9 at 11:04, Centre neighbourhood")
     answers = {a.attrs["data-state"]: a for a in document.find_all("article")}
     # The English answer where there is one; the French one, marked as such, where not.
     assert "The street lights were replaced in April." in answers["done"].text()
