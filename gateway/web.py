@@ -16,6 +16,7 @@ from channels.telegram import webhook as telegram_webhook
 from channels.twilio import webhooks as twilio_webhooks
 from gateway import api, campaigns, console
 from gateway.ingest import BatchingIngest
+from gateway.publication import radio_web
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> web.Application:
     telegram_webhook.add_routes(app)
     console.setup(app)
     api.setup(app)
+    radio_web.add_routes(app)
     return app
 
 
