@@ -172,6 +172,15 @@ class Settings:
                 "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
                 "digits, as in Twilio's console)"
             )
+        # Podcast apps fetch the artwork themselves: a relative path or a typo would give
+        # every listener a broken image, silently.
+        if self.podcast_image_url and not re.fullmatch(
+            r"https?://[^\s/]+/\S+", self.podcast_image_url
+        ):
+            raise SettingsError(
+                "GATEWAY_PODCAST_IMAGE_URL must be the full http(s) address of an image, "
+                f"not {self.podcast_image_url!r}"
+            )
 
     # -- derived values -------------------------------------------------------------------
     @property

@@ -526,3 +526,21 @@ def test_forgetting_the_caller_deletes_the_radio_copy_before_the_erasure_commits
         assert not clip.path.exists()
         assert erased.files == 2  # the recording and its copy
     assert radio.ensure_clip(runtime, c.id) is None
+
+
+async def test_the_artwork_when_one_is_set_and_a_bad_address_refused_at_start(
+    aiohttp_client: Callable[..., Any], settings: Settings
+):
+    from gateway.settings import SettingsError
+
+    image = "https://participez.example.fr/radio-agora.jpg"
+    client = await aiohttp_client(create_app(settings.with_overrides(podcast_image_url=image)))
+    _status, _headers, body = await get(client, "/campaigns/parc/podcast.xml")
+    root = ET.fromstring(body)  # noqa: S314 - the gateway's own feed
+    itunes_image = root.find("channel/itunes:image", {"itunes": podcast.ITUNES})
+    assert itunes_image is not None and itunes_image.get("href") == image
+    assert root.findtext("channel/image/url") == image
+    assert feedparser.parse(body).feed.image.href == image
+    for bad in ("radio-agora.jpg", "ftp://example.org/a.jpg", "https:// example.org/a.jpg"):
+        with pytest.raises(SettingsError, match="PODCAST_IMAGE_URL"):
+            settings.with_overrides(podcast_image_url=bad)
