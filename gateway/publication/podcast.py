@@ -60,10 +60,10 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+def _sub(parent: ET.Element, tag: str, content: str | None = None, /, **attrs: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrs)
-    if text is not None:
-        element.text = text
+    if content is not None:
+        element.text = content
     return element
 
 
@@ -94,7 +94,7 @@ def render(settings: Settings, campaign: Campaign, items: Sequence[Episode]) -> 
     _sub(channel, f"{{{ITUNES}}}summary", description)
     _sub(channel, f"{{{ITUNES}}}type", "episodic")
     _sub(channel, f"{{{ITUNES}}}explicit", "false")
-    _sub(channel, f"{{{ITUNES}}}category", text=CATEGORY)
+    _sub(channel, f"{{{ITUNES}}}category", text=CATEGORY)  # an attribute, as Apple defines it
     if settings.podcast_image_url:
         image = _sub(channel, "image")
         _sub(image, "url", settings.podcast_image_url)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import gc
 import hashlib
 import itertools
 import json
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 TARGET_LUFS = -16.0
 TRUE_PEAK_DBTP = -1.5
 LOUDNESS_RANGE_LU = 11.0
+SILENT_LUFS = -60.0
 # The limiter's ceiling (sample peak, linear: -5.2 dBFS), kept below the true-peak ceiling so
 # that inter-sample peaks and the MP3 encoder's overshoot stay under it.
 LIMITER_CEILING = 0.55
@@ -336,7 +338,14 @@ def _forget_changes(session: Session) -> None:
 _MEASURING = threading.Lock()
 
 
-def _graph_frames(container: Any, stream: Any, filters: Sequence[tuple[str, str]]) -> list[Any]:
+def _run_graph(
+    container: Any,
+    stream: Any,
+    filters: Sequence[tuple[str, str]],
+    consume: Callable[[Any], None],
+) -> None:
+    """Decode ``stream`` through ``filters``, handing each filtered frame to ``consume`` as it
+    comes (a long message is never held whole in memory: loudnorm works at 192 kHz)."""
     import av
     import av.filter
 
@@ -347,21 +356,20 @@ def _graph_frames(container: Any, stream: Any, filters: Sequence[tuple[str, str]
     for upstream, downstream in itertools.pairwise(chain):
         upstream.link_to(downstream)
     graph.configure()
-    frames: list[Any] = []
 
     def drain() -> None:
         while True:
             try:
-                frames.append(graph.pull())
+                frame = graph.pull()
             except (av.BlockingIOError, av.EOFError):
                 return
+            consume(frame)
 
     for frame in container.decode(stream):
         graph.push(frame)
         drain()
     graph.push(None)
     drain()
-    return frames
 
 
 def _loudnorm(measured: dict[str, str] | None) -> str:
@@ -375,9 +383,14 @@ def _loudnorm(measured: dict[str, str] | None) -> str:
     return args
 
 
-def _decode_filtered(source: Path, filters: Sequence[tuple[str, str]]) -> tuple[list[Any], str]:
-    """Run ``source`` through ``filters``; returns the frames and what ``loudnorm`` reported
-    (it prints its measurements to the log when its graph is freed, in this thread)."""
+def _filter(
+    source: Path,
+    filters: Sequence[tuple[str, str]],
+    consume: Callable[[Any], None] = lambda _frame: None,
+) -> str:
+    """Run ``source`` through ``filters`` into ``consume``; returns what ``loudnorm``
+    reported (it prints its measurements to FFmpeg's log when its graph is freed, in this
+    thread: PyAV's log capture for this thread collects them)."""
     import av
     import av.logging
 
@@ -391,25 +404,31 @@ def _decode_filtered(source: Path, filters: Sequence[tuple[str, str]]) -> tuple[
                     with av.open(str(source)) as container:
                         if not container.streams.audio:
                             raise RadioError("the recording has no audio")
-                        frames = _graph_frames(container, container.streams.audio[0], filters)
+                        _run_graph(container, container.streams.audio[0], filters, consume)
                 except av.FFmpegError as exc:
                     raise RadioError(f"unreadable recording ({type(exc).__name__})") from exc
+                if not any(name == "loudnorm" for _level, name, _text in logs):
+                    gc.collect()  # a graph kept alive by a reference cycle reports when freed
         finally:
             av.logging.set_level(level)
             av.logging.set_skip_repeated(skip)
-    report = next((text for _level, name, text in logs if name == "loudnorm"), "")
-    return frames, report
+    return next((text for _level, name, text in logs if name == "loudnorm"), "")
 
 
 def measure(source: Path, filters: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
     """``loudnorm``'s measuring pass over ``source`` through ``filters``: integrated loudness,
     true peak, loudness range, and the values its second pass takes."""
-    _frames, report = _decode_filtered(source, [*filters, ("loudnorm", _loudnorm(None))])
+    report = _filter(source, [*filters, ("loudnorm", _loudnorm(None))])
     try:
         measured: dict[str, str] = json.loads(report)
     except ValueError as exc:
         raise RadioError("the loudness could not be measured") from exc
-    if measured.get("input_i") in ("-inf", "inf", None):
+    try:
+        loudness = float(measured["input_i"])
+    except (KeyError, ValueError) as exc:
+        raise RadioError("the loudness could not be measured") from exc
+    # Below -60 LUFS there is no voice to bring up, only line noise (-inf: digital silence).
+    if not loudness > SILENT_LUFS:
         raise RadioError("the recording is silent")
     return measured
 
@@ -434,16 +453,6 @@ def normalise(source: Path, out: BinaryIO) -> float:
 
     levelling = _levelling(measure(source))
     measured = measure(source, levelling)
-    frames, _report = _decode_filtered(
-        source,
-        [
-            *levelling,
-            ("loudnorm", _loudnorm(measured)),
-            # loudnorm works at 192 kHz; back to the encoder's rate and layout.
-            ("aresample", str(SAMPLE_RATE)),
-            ("aformat", f"sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=mono"),
-        ],
-    )
     samples = 0
     # No ID3v2 tag (id3v2_version 0; ID3v1 is off by default): no title, no encoder, nothing
     # that could carry who called. The Xing header stays: it gives players the exact length.
@@ -453,10 +462,24 @@ def normalise(source: Path, out: BinaryIO) -> float:
             raise RadioError("no MP3 encoder")
         stream.layout = "mono"
         stream.bit_rate = BIT_RATE
-        for frame in frames:
+
+        def encode(frame: Any) -> None:
+            nonlocal samples
             frame.pts = samples
             samples += frame.samples
             container.mux(stream.encode(frame))
+
+        _filter(
+            source,
+            [
+                *levelling,
+                ("loudnorm", _loudnorm(measured)),
+                # loudnorm works at 192 kHz; back to the encoder's rate and layout.
+                ("aresample", str(SAMPLE_RATE)),
+                ("aformat", f"sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=mono"),
+            ],
+            encode,
+        )
         container.mux(stream.encode(None))
     return samples / SAMPLE_RATE
 

@@ -227,6 +227,9 @@ async def test_the_feed_carries_only_broadcastable_voice_messages_normalised_to_
     assert _itunes(body, "channel/itunes:explicit") == ["false"]
     assert _itunes(body, "channel/item/itunes:explicit") == ["false", "false"]
     assert [t.term for t in channel.tags] == ["Government"]  # itunes:category
+    category = ET.fromstring(body).find("channel/itunes:category", {"itunes": podcast.ITUNES})  # noqa: S314
+    assert category is not None and category.attrib == {"text": "Government"}
+    assert not (category.text or "").strip()
 
     # Newest first; nothing refused, unasked, rejected, pending or written.
     assert [e.title for e in feed.entries] == [
@@ -413,12 +416,13 @@ async def test_a_withdrawn_contribution_is_no_longer_heard_and_its_copy_is_delet
         assert status == 404
 
 
-def test_a_recording_that_cannot_be_decoded_is_left_out_and_named(
+def test_a_recording_that_cannot_be_decoded_or_is_silent_is_left_out_and_named(
     runtime: Runtime, voices: dict[str, bytes], tmp_path: Path
 ):
     person = seed.contributor(runtime, CALLER, "voice")
     good = voice(runtime, voices["mid"], person=person, minutes=0)
     broken = voice(runtime, b"RIFF\x00\x00\x00\x00WAVEnot audio", person=person, minutes=1)
+    silent = voice(runtime, seed.WAV, person=person, minutes=2)  # nothing to bring up
     skipped: list[str] = []
     entries = radio.pack(
         runtime,
@@ -426,7 +430,7 @@ def test_a_recording_that_cannot_be_decoded_is_left_out_and_named(
         tmp_path / "studio",
         on_error=lambda record, _exc: skipped.append(record.reference),
     )
-    assert skipped == [broken.reference]
+    assert skipped == [broken.reference, silent.reference]
     assert [e.file for e in entries] == [f"001-{good.reference}.mp3"]
 
 
