@@ -220,6 +220,18 @@ def ensure_clip(runtime: Runtime, contribution_id: int) -> Clip | None:
         return _clip(target)
 
 
+def broadcast_records(runtime: Runtime, session: Session, campaign: Campaign) -> list[PublicRecord]:
+    """The campaign's public records that may be heard, oldest first (``records.audio`` is
+    ``broadcastable``)."""
+    return [
+        r
+        for r in public_records(
+            session, campaign, runtime.vault, PublicFilter(channel="voice"), include_rejected=False
+        )
+        if r.audio
+    ]
+
+
 def episodes(
     runtime: Runtime,
     campaign: Campaign,
@@ -233,17 +245,7 @@ def episodes(
     (gateway.db), so a session held open around the encoding would lock out the next one."""
     prune(runtime)
     with runtime.sessions() as session:
-        records = [
-            r
-            for r in public_records(
-                session,
-                campaign,
-                runtime.vault,
-                PublicFilter(channel="voice"),
-                include_rejected=False,
-            )
-            if r.audio
-        ]
+        records = broadcast_records(runtime, session, campaign)
     found: list[Episode] = []
     for record in records:
         try:
@@ -266,17 +268,7 @@ def episode_for(runtime: Runtime, slug: str, reference: str) -> Clip | None:
         if campaign is None:
             return None
         record = next(
-            (
-                r
-                for r in public_records(
-                    session,
-                    campaign,
-                    runtime.vault,
-                    PublicFilter(channel="voice"),
-                    include_rejected=False,
-                )
-                if r.reference == reference and r.audio
-            ),
+            (r for r in broadcast_records(runtime, session, campaign) if r.reference == reference),
             None,
         )
     if record is None:
