@@ -308,6 +308,41 @@ def report_command(slug: str, output: Path | None, language: str, selection: int
         runtime.close(release_redis=False)
 
 
+@radio_group.command("pack")
+@click.option("--campaign", "slug", required=True, help="The campaign's slug.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder to write (created; it must be empty).",
+)
+def radio_pack_command(slug: str, output: Path) -> None:
+    """Write the studio folder: the published voice messages whose callers allowed a
+    broadcast, loudness-normalised MP3 in the order received (001-PARC-0042.mp3, …), and the
+    cue sheet cues.csv (file, duration, reference, neighbourhood, transcript: the public,
+    anonymised text)."""
+    from gateway.publication import radio
+
+    def skipped(record: object, exc: Exception) -> None:
+        reference = getattr(record, "reference", "?")
+        click.echo(f"{reference}: left out ({exc})", err=True)
+
+    runtime = _open_runtime()
+    try:
+        campaign = _campaign(runtime, slug)
+        try:
+            entries = radio.pack(runtime, campaign, output, on_error=skipped)
+        except radio.RadioError as exc:
+            raise click.ClickException(str(exc)) from exc
+        total = sum(e.episode.clip.duration for e in entries)
+        click.echo(
+            f"{len(entries)} clip(s), {total / 60:.1f} min, and cues.csv written to {output}",
+            err=True,
+        )
+    finally:
+        runtime.close(release_redis=False)
+
+
 def register(main: click.Group) -> None:
     main.add_command(export_command)
     main.add_command(report_command)

@@ -11,9 +11,10 @@ Erasure (``forget``) removes everything that says who the person was or what the
 the gateway as a conversation: their contributor rows, conversations, the stored messages that
 carried their address and raw payload, the calls that recorded their number, the replies
 already sent to them (or still waiting, except the confirmation of this erasure), and the
-recordings and voice notes in which their voice can be heard. Their contributions stay, as
-the city's record of what was said, detached from them and without audio (the transcript
-stays as their text); photos and documents they sent stay with the contribution as content.
+recordings and voice notes in which their voice can be heard (and the copies made for the
+radio). Their contributions stay, as the city's record of what was said, detached from them
+and without audio (the transcript stays as their text); photos and documents they sent stay
+with the contribution as content.
 
 Everything here runs inside the caller's transaction; files are deleted before it commits, so
 that an erasure that fails half-way is retried and completes (a missing file is not an error).
@@ -183,8 +184,14 @@ def forget(
         else []
     )
     files: set[str] = set()
+    from gateway.publication.radio import cached_files
+
     for contribution in contributions:
         files.update(_strip_audio(contribution))
+        # The normalised copy made for Radio Agora is the same voice (gateway.publication.radio).
+        files.update(
+            str(path.relative_to(data_path)) for path in cached_files(data_path, contribution.id)
+        )
         contribution.contributor_id = None
     erased.contributions = len(contributions)
 

@@ -78,6 +78,9 @@ class Settings:
     timezone: str = "Europe/Paris"
     # Named in the first-contact notice on how residents' data is used.
     organisation: str = "Ville de Nanterre, Agora permanente"
+    # The podcast's artwork (docs/publishing-radio.md): an https URL of a square JPEG or PNG,
+    # 1400 to 3000 pixels, that podcast directories require; empty: the feed has none.
+    podcast_image_url: str = ""
     replies_per_hour: int = 30  # per resident: beyond, replies are withheld (loops, floods)
     conversation_expiry_minutes: int = 24 * 60
     sweep_interval_seconds: int = 30
@@ -168,6 +171,15 @@ class Settings:
             raise SettingsError(
                 "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
                 "digits, as in Twilio's console)"
+            )
+        # Podcast apps fetch the artwork themselves: a relative path or a typo would give
+        # every listener a broken image, silently.
+        if self.podcast_image_url and not re.fullmatch(
+            r"https?://[^\s/]+/\S+", self.podcast_image_url
+        ):
+            raise SettingsError(
+                "GATEWAY_PODCAST_IMAGE_URL must be the full http(s) address of an image, "
+                f"not {self.podcast_image_url!r}"
             )
 
     # -- derived values -------------------------------------------------------------------

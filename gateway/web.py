@@ -16,7 +16,7 @@ from channels.telegram import webhook as telegram_webhook
 from channels.twilio import webhooks as twilio_webhooks
 from gateway import api, campaigns, console
 from gateway.ingest import BatchingIngest
-from gateway.publication import pages
+from gateway.publication import pages, radio_web
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     console.setup(app)
     api.setup(app)
     pages.add_routes(app)
+    radio_web.add_routes(app)
     return app
 
 

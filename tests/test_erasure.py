@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.twilio import voice
 from gateway.i18n import translate
-from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
+from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
+from gateway.publication import radio
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
@@ -147,6 +148,16 @@ async def test_OUBLIER_by_SMS_erases_the_callers_voice_messages_too(
     assert (voice_c.channel, sms_c.channel) == ("voice", "sms")
     audio = runtime.settings.data_path / str(voice_c.audio_path)
     assert audio.exists()
+    # Published with the caller's consent and heard once: Radio Agora's normalised copy.
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Contribution).where(Contribution.id == voice_c.id).values(broadcast_consent=True)
+        )
+    actions.decide(runtime, ALICE, [voice_c.id], "publish")
+    episode = await client.get(f"/campaigns/parc/audio/{voice_c.reference}.mp3")
+    assert episode.status == 200 and len(await episode.read()) > 0
+    radio_copy = radio.cached_files(runtime.settings.data_path, voice_c.id)
+    assert len(radio_copy) == 1 and radio_copy[0].exists()
     public_ids = sorted({c.contributor.public_id for c in (voice_c, sms_c) if c.contributor})
     assert len(public_ids) == 2  # one row per channel, one person
     # The same person by SMS follows the voice message's reference.
@@ -164,6 +175,10 @@ async def test_OUBLIER_by_SMS_erases_the_callers_voice_messages_too(
     assert rows(runtime, Contributor) == []
     assert no_caller_kept(runtime)
     assert not audio.exists()
+    assert not radio_copy[0].exists()
+    assert radio.cached_files(runtime.settings.data_path, voice_c.id) == []
+    gone = await client.get(f"/campaigns/parc/audio/{voice_c.reference}.mp3")
+    assert gone.status == 404
     # The contributions stay, as what was said, detached and without the voice.
     kept = {c.id: c for c in contributions(runtime)}
     assert set(kept) == {voice_c.id, sms_c.id}
