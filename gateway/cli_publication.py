@@ -116,6 +116,35 @@ def decidim_group() -> None:
     """Hand contributions over to Decidim: import files' ids, direct publication (0.32+)."""
 
 
+@decidim_group.command("publish")
+@click.option("--campaign", "slug", required=True, help="The campaign's slug.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Sign in and check the version, then print what would be sent; create nothing.",
+)
+def decidim_publish_command(slug: str, dry_run: bool) -> None:
+    """Publish a campaign's published contributions to Decidim 0.32+ as proposals, each once.
+
+    Needs GATEWAY_DECIDIM_URL, GATEWAY_DECIDIM_API_KEY, GATEWAY_DECIDIM_API_SECRET and the
+    campaign file's `decidim: {component: ID}` (docs/publishing-decidim-api.md). Exits with 1
+    when a contribution failed or the run stopped.
+    """
+    from gateway.publication import decidim_api
+
+    runtime = _open_runtime()
+    try:
+        report = decidim_api.publish_campaign(runtime, slug, dry_run=dry_run)
+    except decidim_api.DecidimError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.close()
+    for line in decidim_api.report_lines(report):
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
 @click.group("radio")
 def radio_group() -> None:
     """Radio Agora: the consented voice contributions, for the studio."""
