@@ -92,7 +92,7 @@ def proposal_title(record: PublicRecord, language: str = "fr") -> str:
     if len(title) < TITLE_MIN:
         channel = translate(f"public.provenance.channel.{record.channel}", language)
         key = "public.decidim.title_with_channel" if title else "public.decidim.title_empty"
-        title = translate(key, language, text=title.rstrip(".!?…"), channel=channel)
+        title = translate(key, language, text=title.rstrip(".!?… "), channel=channel)
     return _upper_first(title)
 
 
