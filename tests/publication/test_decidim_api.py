@@ -141,12 +141,41 @@ def test_published_contributions_become_proposals_once(rt: Runtime, fake: FakeDe
 def test_nothing_personal_reaches_decidim(rt: Runtime, fake: FakeDecidim, caplog):
     caplog.set_level("DEBUG")
     cid = published(rt, number=NUMBER)
-    publish(rt)
-    assert state(rt, cid)[0]
+    email = seed.contributor(rt, "marie.dupont@example.org", channel="email")
+    by_mail = seed.contribution(
+        rt,
+        "Bonjour, Marie Dupont, 3 rue des Lilas : des toilettes publiques au parc.",
+        person=email,
+        channel="email",
+        status="published",
+        public_text="Des toilettes publiques au parc, près du kiosque.",
+        attachments=[{"kind": "photo", "path": "attachments/lilas.jpg", "name": "lilas.jpg"}],
+    )
+    voice = seed.contribution(
+        rt,
+        "",
+        channel="voice",
+        status="published",
+        transcript="allo c'est marie dupont du 3 rue des lilas je voudrais des toilettes",
+        public_text="Je voudrais des toilettes publiques dans le parc.",
+        audio=seed.WAV,
+        broadcast_consent=True,
+    )
+    report = publish(rt)
+    assert report.ok and all(state(rt, c)[0] for c in (cid, by_mail, voice))
     sent = "\n".join(r["body"] for r in fake.requests)
-    assert PUBLIC.split(",")[0] in sent  # the public version went out...
-    for needle in [*phone_forms(NUMBER), "Marie Dupont", ORIGINAL]:
-        assert needle not in sent, needle  # ...and nothing the resident wrote beside it
+    assert PUBLIC.split(",")[0] in sent  # the public versions went out...
+    for needle in [
+        *phone_forms(NUMBER),
+        "Marie Dupont",
+        "marie dupont",
+        "marie.dupont@example.org",
+        "rue des Lilas",
+        "rue des lilas",
+        "lilas.jpg",
+        ORIGINAL,
+    ]:
+        assert needle not in sent, needle  # ...and nothing the resident wrote beside them
     # The API secret goes to the sign-in only, and never into a log.
     assert [r["path"] for r in fake.requests if fake.secret in r["body"]] == ["/api/sign_in"]
     assert fake.secret not in caplog.text
