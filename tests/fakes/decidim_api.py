@@ -83,6 +83,8 @@ class _State:
     accepts_locale: bool = True  # the current source's ``locale`` argument
     locales: tuple[str, ...] = ("fr", "en")
     token_lifetime: int = 3600
+    # Decidim's DECIDIM_API_FORCE_API_AUTHENTICATION: no anonymous request, 401 instead.
+    force_authentication: bool = False
     components: dict[int, Component] = field(default_factory=lambda: {7: Component()})
     proposals: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -205,6 +207,8 @@ def create_app(state: _State) -> web.Application:
         query = str(payload.get("query", ""))
         variables = payload.get("variables") or {}
         signed_in = user_of(request)
+        if state.force_authentication and not signed_in:
+            return web.json_response({"error": "You need to sign in first."}, status=401)
         if "createProposal" in query:
             with state.lock:
                 status = state.fail_creates.pop(0) if state.fail_creates else None

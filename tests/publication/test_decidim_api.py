@@ -272,6 +272,26 @@ def test_an_expired_token_is_renewed_once(rt: Runtime, fake: FakeDecidim):
     assert len(fake.proposals) == 2
 
 
+def test_an_expired_token_refused_with_401_is_renewed_once(rt: Runtime, fake: FakeDecidim):
+    fake.state.force_authentication = True
+    client = DecidimClient.from_settings(rt.settings, sleep=lambda s: None)
+    published(rt)
+    publish(rt, client=client)
+    fake.expire_tokens()
+    published(rt)
+    report = publish(rt, client=client)
+    assert report.ok and len(fake.proposals) == 2
+    assert fake.sign_ins == 2
+
+
+def test_a_campaign_language_the_organisation_lacks_stops_the_run(rt: Runtime, fake: FakeDecidim):
+    fake.state.locales = ("ca", "es")
+    cid = published(rt)
+    report = publish(rt)
+    assert report.stopped is not None and "language" in report.stopped
+    assert state(rt, cid)[0] is None and fake.proposals == []
+
+
 def test_a_token_about_to_expire_is_renewed_before_use(rt: Runtime, fake: FakeDecidim):
     fake.state.token_lifetime = 30  # under the client's margin
     published(rt)
@@ -353,6 +373,42 @@ def test_a_run_that_died_after_decidim_created_the_proposal_is_not_repeated(
     assert len(fake.proposals) == 2  # the other one, once
     assert state(rt, cid)[0] == fake.proposals[0]["id"]
     assert state(rt, other)[0] == fake.proposals[1]["id"]
+
+
+def test_an_interrupted_proposal_is_found_among_many_by_the_reference_that_ends_it(
+    rt: Runtime, fake: FakeDecidim
+):
+    cid = published(rt)
+    with rt.sessions.begin() as session:
+        c = session.get(Contribution, cid)
+        assert c is not None
+        reference = c.reference
+        # Sent by a run that died before it heard back (see the test above).
+        c.decidim_published_at = datetime.now(UTC)
+    others = [
+        {
+            "id": str(500 + n),
+            "component": COMPONENT,
+            "title": {"fr": "Une autre proposition"},
+            # A resident may quote a reference: only the one that ends the body counts.
+            "body": {"fr": f"Comme {reference}, plus d'arbres.\n\nRéférence : PARC-{n + 2:04d}"},
+        }
+        for n in range(120)
+    ]
+    mine = {
+        "id": "999",
+        "component": COMPONENT,
+        "title": {"fr": "Bancs"},
+        "body": {"fr": f"Il faut plus de bancs.\n\nRecueilli par SMS. Référence : {reference}"},
+    }
+    fake.state.proposals.extend([*others[:110], mine, *others[110:]])
+
+    report = publish(rt)
+
+    assert [(o.action, o.decidim_id) for o in report.outcomes] == [("recovered", "999")]
+    assert state(rt, cid)[0] == "999" and creates(fake) == []
+    pages = [r for r in fake.requests if "GatewayProposals" in r["body"]]
+    assert len(pages) == 3  # 50 at a time
 
 
 def test_server_errors_are_retried_with_backoff_then_left_for_the_next_run(
