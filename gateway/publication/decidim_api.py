@@ -217,7 +217,10 @@ class DecidimClient:
             if delay:
                 self._sleep(delay)
             try:
-                response = self._http.post(self.url + path, timeout=self._timeout, **kwargs)
+                # No redirects: a 307 would carry the secret (or the token) to another address.
+                response = self._http.post(
+                    self.url + path, timeout=self._timeout, allow_redirects=False, **kwargs
+                )
             except requests.RequestException as exc:
                 # The exception's text names the host and port, never the form or the token.
                 problem = f"{type(exc).__name__}: {exc}"
@@ -225,6 +228,12 @@ class DecidimClient:
             if response.status_code >= 500 or response.status_code == 429:
                 problem = f"HTTP {response.status_code} from {self.url}{path}"
                 continue
+            if 300 <= response.status_code < 400:
+                raise DecidimError(
+                    f"Decidim redirects {self.url}{path} to "
+                    f"{response.headers.get('Location', 'another address')}: set "
+                    f"GATEWAY_DECIDIM_URL to the platform's own root URL"
+                )
             return response
         raise InDoubt(problem[:300])
 
@@ -548,6 +557,10 @@ def publish_campaign(
             raise DecidimError(
                 f"another publication of campaign {slug!r} to Decidim is running; try later"
             ) from exc
+    except InDoubt as exc:
+        # A query still unanswered after the retries; a contribution being sent stays marked
+        # as sent, and the next run looks for it in Decidim first.
+        raise DecidimError(f"Decidim did not answer ({exc}); run again later") from exc
     finally:
         if own:
             client.close()

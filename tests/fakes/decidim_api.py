@@ -85,6 +85,8 @@ class _State:
     token_lifetime: int = 3600
     # Decidim's DECIDIM_API_FORCE_API_AUTHENTICATION: no anonymous request, 401 instead.
     force_authentication: bool = False
+    # Where sign-ins are redirected (a platform moved to another address), if anywhere.
+    redirect_sign_in: str | None = None
     components: dict[int, Component] = field(default_factory=lambda: {7: Component()})
     proposals: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -164,6 +166,8 @@ def create_app(state: _State) -> web.Application:
     async def sign_in(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         form = await request.post()
+        if state.redirect_sign_in:
+            raise web.HTTPTemporaryRedirect(state.redirect_sign_in)
         with state.lock:
             state.requests.append({"path": request.path, "body": raw.decode("utf-8", "replace")})
             good = (

@@ -332,6 +332,25 @@ def test_wrong_credentials_are_said_without_the_secret(settings: Settings, fake:
         rt.close()
 
 
+def test_a_redirect_is_not_followed_with_the_secret(rt: Runtime, fake: FakeDecidim):
+    fake.state.redirect_sign_in = "https://elsewhere.example.net/api/sign_in"
+    published(rt)
+    with pytest.raises(DecidimError, match=r"redirects .* to https://elsewhere\.example\.net"):
+        publish(rt)
+    assert fake.proposals == []
+
+
+def test_decidim_out_of_reach_is_said_and_nothing_is_marked(rt: Runtime, fake: FakeDecidim):
+    cid = published(rt)
+    fake.state.fail_next = [503] * (len(decidim_api.BACKOFF) + 1)
+    with pytest.raises(DecidimError, match=r"did not answer .*HTTP 503"):
+        publish(rt)
+    assert state(rt, cid) == (None, None, None)
+    fake.stop()
+    with pytest.raises(DecidimError, match="cannot reach Decidim"):
+        publish(rt)
+
+
 # -- never twice -----------------------------------------------------------------------------
 
 
