@@ -430,6 +430,17 @@ def test_an_interrupted_proposal_is_found_among_many_by_the_reference_that_ends_
     assert len(pages) == 3  # 50 at a time
 
 
+def test_one_run_per_campaign_at_a_time(rt: Runtime, fake: FakeDecidim):
+    from gateway import locks
+
+    cid = published(rt)
+    with locks.hold(rt.redis, "decidim:parc", wait=1):  # another worker's run
+        with pytest.raises(DecidimError, match="another publication of campaign 'parc'"):
+            publish(rt)
+    assert creates(fake) == [] and state(rt, cid) == (None, None, None)
+    assert publish(rt).ok
+
+
 def test_server_errors_are_retried_with_backoff_then_left_for_the_next_run(
     rt: Runtime, fake: FakeDecidim
 ):
