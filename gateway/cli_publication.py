@@ -20,10 +20,12 @@ OPEN_DATA_FORMATS = ("csv", "json")
 DECIDIM_FORMATS = ("decidim-csv", "decidim-json", "decidim-xlsx")
 
 
-def _open_runtime() -> Runtime:
+def _open_runtime(redis: bool = False) -> Runtime:
+    """The gateway's database (and, for commands that take a lock, its Redis: the embedded
+    server is started if `gateway serve` is not running)."""
     from gateway.cli import _open
 
-    return _open(redis=False)
+    return _open(redis=redis)
 
 
 def _campaign(runtime: Runtime, slug: str) -> Campaign:
@@ -245,6 +247,35 @@ def decidim_ids_command(file: Path) -> None:
         f"{len(result.matched)} matched, {len(result.unmatched)} unmatched, "
         f"{len(result.already)} already set, {len(result.conflicting)} conflicting"
     )
+
+
+@decidim_group.command("publish")
+@click.option("--campaign", "slug", required=True, help="The campaign's slug.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Sign in and check the version, then print what would be sent; create nothing.",
+)
+def decidim_publish_command(slug: str, dry_run: bool) -> None:
+    """Publish a campaign's published contributions to Decidim 0.32+ as proposals, each once.
+
+    Needs GATEWAY_DECIDIM_URL, GATEWAY_DECIDIM_API_KEY, GATEWAY_DECIDIM_API_SECRET and the
+    campaign file's `decidim: {component: ID}` (docs/publishing-decidim-api.md). Exits with 1
+    when a contribution failed or the run stopped.
+    """
+    from gateway.publication import decidim_api
+
+    runtime = _open_runtime(redis=True)  # one run per campaign: a lock in Redis
+    try:
+        report = decidim_api.publish_campaign(runtime, slug, dry_run=dry_run)
+    except decidim_api.DecidimError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        runtime.close()  # stops the embedded Redis if this command started it
+    for line in decidim_api.report_lines(report):
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
 
 
 @click.group("radio")

@@ -16,7 +16,7 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,12 @@ class Settings:
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
     voice_delete_recordings: bool = True  # delete from Twilio once stored here
     max_recording_bytes: int = 50 * 1024 * 1024
+    # Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api): the
+    # platform's root URL and the API credentials an administrator made in Decidim's admin
+    # (System > API credentials). The secret is never shown: not in repr, not in a log.
+    decidim_url: str = ""
+    decidim_api_key: str = ""
+    decidim_api_secret: str = field(default="", repr=False)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -165,6 +171,21 @@ class Settings:
                     f"GATEWAY_{name.upper()}_SECURITY=none sends the password and residents' "
                     f"mail in clear: allowed only to a loopback host (127.0.0.1, ::1, "
                     f"localhost), not {host!r}; use {choices[0]} or starttls"
+                )
+        # The API credentials travel to this URL: never in clear beyond this machine.
+        if self.decidim_url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.decidim_url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise SettingsError(
+                    "GATEWAY_DECIDIM_URL must be the platform's root URL, such as "
+                    f"https://participer.ville.fr, not {self.decidim_url!r}"
+                )
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise SettingsError(
+                    "GATEWAY_DECIDIM_URL must use https: the API secret would cross the network "
+                    "in clear (http is allowed only to a loopback host, for tests)"
                 )
         # The account SID goes into the REST API's URLs (recordings fetched and deleted).
         if self.twilio_account_sid and not ACCOUNT_SID.fullmatch(self.twilio_account_sid):
@@ -228,6 +249,10 @@ class Settings:
     @property
     def telegram_configured(self) -> bool:
         return bool(self.telegram_bot_token)
+
+    @property
+    def decidim_configured(self) -> bool:
+        return bool(self.decidim_url and self.decidim_api_key and self.decidim_api_secret)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -69,3 +69,22 @@ def transcribe_contribution(contribution_id: int) -> str:
     from gateway.transcripts import transcribe_contribution as transcribe
 
     return transcribe(get_runtime(), contribution_id)
+
+
+def publish_to_decidim(slug: str) -> dict[str, int]:
+    """A campaign's published contributions to Decidim (gateway.publication.decidim_api);
+    queued from the console. Running it twice creates nothing twice."""
+    from gateway.publication import decidim_api
+
+    report = decidim_api.publish_campaign(get_runtime(), slug)
+    for outcome in report.outcomes:
+        if outcome.action == "failed":
+            log.warning("Decidim: %s not published: %s", outcome.reference, outcome.detail)
+    if report.stopped:
+        log.warning("Decidim: publication of %s stopped: %s", slug, report.stopped)
+    return {
+        "published": report.count("published", "recovered"),
+        "failed": report.count("failed"),
+        "skipped": report.count("skipped"),
+        "already": report.already,
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -13,10 +14,12 @@ from gateway.console import flash
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import error_page, render, see_other
 from gateway.console.views.common import field, parse_id, refused
-from gateway.console.work import act, read, write
+from gateway.console.work import act, offload, read, write
 from gateway.models import Campaign, Contribution, Moderator
 from gateway.moderation import accounts, actions
 from gateway.moderation.actions import ActionError
+from gateway.publication import decidim_api
+from gateway.webkeys import RUNTIME
 
 ACCOUNTS = "/moderation/admin/accounts"
 CAMPAIGNS = "/moderation/admin/campaigns"
@@ -114,12 +117,20 @@ class CampaignRow:
     campaign: Campaign
     contributions: int
     pending: int
+    # Direct publication to Decidim (gateway.publication.decidim_api): contributions published
+    # there, contributions with an error, the last queued run's state.
+    decidim_published: int = 0
+    decidim_errors: int = 0
+    decidim_run: str | None = None
 
 
 async def _campaigns_page(
     request: web.Request, *, status: int = 200, errors: list[flash.Flash] | None = None
 ) -> web.Response:
+    runtime = request.app[RUNTIME]
+
     def load(session: Session) -> list[CampaignRow]:
+        on_decidim = decidim_api.counts(session)
         counts: dict[tuple[int | None, str], int] = {
             (cid, st): int(n)
             for cid, st, n in session.execute(
@@ -131,14 +142,28 @@ async def _campaigns_page(
         rows = []
         for campaign in session.scalars(select(Campaign).order_by(Campaign.title)):
             mine = {st: n for (cid, st), n in counts.items() if cid == campaign.id}
-            rows.append(CampaignRow(campaign, sum(mine.values()), mine.get("pending", 0)))
+            done, failing = on_decidim.get(campaign.id, (0, 0))
+            run = (
+                decidim_api.last_run(runtime, campaign.slug)
+                if campaign.decidim_component is not None
+                else None
+            )
+            rows.append(
+                CampaignRow(
+                    campaign, sum(mine.values()), mine.get("pending", 0), done, failing, run
+                )
+            )
         return rows
 
     rows = await read(request, load)
     return await render(
         request,
         "admin_campaigns.html",
-        {"rows": rows, "statuses": CAMPAIGN_STATUSES},
+        {
+            "rows": rows,
+            "statuses": CAMPAIGN_STATUSES,
+            "decidim_configured": runtime.settings.decidim_configured,
+        },
         status=status,
         errors=errors,
         section="admin",
@@ -166,9 +191,39 @@ async def campaign_status(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def decidim_publish(request: web.Request) -> web.StreamResponse:
+    """Queue the campaign's publication to Decidim (workers.jobs.publish_to_decidim)."""
+    slug = request.match_info["slug"][:64]
+    runtime = request.app[RUNTIME]
+    campaign = await read(
+        request, lambda session: session.scalar(select(Campaign).where(Campaign.slug == slug))
+    )
+    if campaign is None:
+        return await error_page(request, 404, "console.errors.not_found")
+    if not runtime.settings.decidim_configured or campaign.decidim_component is None:
+        return await _campaigns_page(
+            request,
+            status=409,
+            errors=[flash.Flash("console.errors.decidim_not_ready", error=True)],
+        )
+    try:
+        queued = await offload(lambda: decidim_api.enqueue(runtime, slug))
+    except (RedisError, OSError):
+        return await _campaigns_page(
+            request,
+            status=503,
+            errors=[flash.Flash("console.errors.decidim_queue_down", error=True)],
+        )
+    response = see_other(CAMPAIGNS)
+    key = "console.flash.decidim_queued" if queued else "console.flash.decidim_already"
+    flash.add(request, response, key, slug=slug)
+    return response
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(ACCOUNTS, accounts_page)
     app.router.add_post(ACCOUNTS, add_account)
     app.router.add_post(ACCOUNTS + "/{id}/active", set_active)
     app.router.add_get(CAMPAIGNS, campaigns_page)
     app.router.add_post(CAMPAIGNS + "/{slug}/status", campaign_status)
+    app.router.add_post(CAMPAIGNS + "/{slug}/decidim", decidim_publish)
