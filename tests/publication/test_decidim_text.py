@@ -91,7 +91,7 @@ def test_every_contribution_gets_a_title_and_body_decidim_accepts(text: str, cha
     r = record(text, channel)
     title, body = proposal_title(r), proposal_body(r, PARIS)
     assert validation_errors(title, body) == [], (title, body)
-    assert body.endswith("Référence : PARC-0042")
+    assert body.endswith("— réf. PARC-0042")
     assert "Recueilli " in body and "le 1er mars à 9 h 05, quartier Centre" in body
     assert len(body) <= BODY_MAX
 
@@ -126,10 +126,10 @@ def test_a_long_text_is_cut_at_a_word_for_the_component_and_the_reference_stays(
 def test_english_campaigns_read_english():
     r = record("More benches in the park please", reference="PARK-0007")
     body = proposal_body(r, PARIS, "en")
-    assert body.endswith("Reference: PARK-0007")
+    assert body.endswith("— ref. PARK-0007")
     assert body == (
         "More benches in the park please\n\n"
-        "Received by SMS on March 1 at 9:05 a.m., Centre neighbourhood. Reference: PARK-0007"
+        "Received by SMS on March 1 at 9:05, Centre neighbourhood — ref. PARK-0007"
     )
 
 
