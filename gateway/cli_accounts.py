@@ -51,16 +51,25 @@ def moderators_group() -> None:
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="Also manages campaigns and accounts.")
 @click.option(
+    "--role",
+    type=click.Choice(accounts.ROLES),
+    default=None,
+    help="moderator (the default), admin (the same as --admin), or answerer: gives the "
+    "city's answers to published contributions and sees nothing else.",
+)
+@click.option(
     "--language",
     default="fr",
     show_default=True,
     type=click.Choice(["fr", "en"]),
     help="The console's language for this account.",
 )
-def moderators_add(name: str, admin: bool, language: str) -> None:
+def moderators_add(name: str, admin: bool, role: str | None, language: str) -> None:
     """Create an account; the password comes from a prompt or from stdin."""
+    if admin and role not in (None, "admin"):
+        raise click.UsageError("--admin is --role admin: give one or the other")
+    role = "admin" if admin else (role or "moderator")
     password = _read_password()
-    role = "admin" if admin else "moderator"
     _in_session(lambda s: accounts.add_moderator(s, name, password, role=role, language=language))
     click.echo(f"moderator {name} created ({role})")
 
@@ -131,7 +140,8 @@ def tokens_group() -> None:
     type=click.Choice(accounts.SCOPES),
     default=None,
     help="read: published contributions and their public text only (open data; the "
-    "default); moderate: the console's moderator rights; admin: also campaign status.",
+    "default); answer: also the city's answers to published contributions; moderate: the "
+    "console's moderator rights; admin: also campaign status.",
 )
 @click.option("--admin", is_flag=True, help="The same as --scope admin.")
 @click.option(
