@@ -50,6 +50,12 @@ def run(tmp_path: Path):
         ["campaigns", "list"],
         ["contributions", "list"],
         ["simulate", "sms"],
+        ["export"],
+        ["decidim", "publish"],
+        ["decidim", "answers"],
+        ["decidim", "ids"],
+        ["radio", "pack"],
+        ["report"],
     ],
     ids=lambda c: " ".join(c) or "gateway",
 )
