@@ -28,15 +28,10 @@ checked in Decidim's source (github.com/decidim/decidim):
   proposals", CSV/JSON/Excel, sent as a zip) carries ``id`` and ``body`` (``body/<locale>``
   once flattened), which ``read_export`` reads back.
 
-Validation (decidim-core/app/validators/etiquette_validator.rb across versions,
-decidim-proposals/app/forms/decidim/proposals/proposal_wizard_create_step_form.rb and
-admin/proposal_form.rb): the import itself only checks the model (title and body present),
-but a proposal that breaks the forms' rules cannot be edited or amended afterwards and shows
-as shouting or truncated, so every row written here passes the strictest of those rules:
-title 15 to 150 characters; no text starting with a lower-case letter; no run of 35 or more
-ASCII letters (``[A-z]{35,}``, the older validator's rule); no two ``!?¡¿`` in a row; capital
-letters (``[A-Z]``) fewer than a quarter of the length (0.24 to 0.27's rule; 0.28 allows up to
-a half, the brief's "a third" sits between); body at least 15 characters.
+Validation: the import itself only checks the model (title and body present), but a proposal
+that breaks the forms' rules cannot be edited or amended afterwards and shows as shouting or
+truncated, so every row written here passes the rules of ``gateway.publication.decidim_text``
+(the same as direct publication's), the body apart from the component's length limit.
 """
 
 from __future__ import annotations
@@ -55,14 +50,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.i18n import translate
 from gateway.models import Contribution
-from gateway.publication.records import PublicRecord, provenance
+from gateway.publication import decidim_text
+from gateway.publication.records import PublicRecord
 
 LOCALE = "fr"  # the gateway's contributions are French; see docs/publishing-decidim-import.md
-TITLE_MIN = 15
-TITLE_MAX = 150
-BODY_MIN = 15
 FIRST_VERSION = (0, 24)
 TAXONOMIES_FROM = (0, 30)
 FORMATS = ("csv", "json", "xlsx")
@@ -75,101 +67,7 @@ ANSWER_STATES = {
     "done": "accepted",
 }
 
-_LONG_WORD = re.compile(r"[A-z]{35,}")  # sic: Decidim's range, which also spans [\]^_`
-_MARKS = re.compile(r"[!?¡¿]{2,}")
-_CAPS = re.compile(r"[A-Z]")
-_SPACES = re.compile(r"\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-_SENTENCE_START = re.compile(r"(^|[.!?…]\s+)(\w)")
-# A cell a spreadsheet would run as a formula: never a text's first character.
-_FORMULA = "=+-@\t\r\n"
-# Nor, for a title (which must start with a capital letter), bullets, quotes or punctuation.
-_TITLE_JUNK = _FORMULA + " •–—*·\"'«»“”‘’.,;:!?¡¿…/\\_#~|"
-_LOWER_START = "starts with a lower-case letter"
 _REFERENCE = re.compile(r"(?<![A-Z0-9])[A-Z0-9]{2,12}-\d{4,}(?![0-9])")
-
-
-# --- validation -------------------------------------------------------------------------
-
-
-def etiquette_problems(value: str) -> list[str]:
-    """Why Decidim's etiquette rules (strictest of 0.24 and later) refuse ``value``."""
-    problems = []
-    if _shouting(value):
-        problems.append("too many capital letters (a quarter or more)")
-    if _MARKS.search(value):
-        problems.append("repeated ! or ? marks")
-    if _LONG_WORD.search(value):
-        problems.append("a run of 35 or more letters without a space")
-    if value[:1].islower():
-        problems.append(_LOWER_START)
-    return problems
-
-
-def title_problems(title: str) -> list[str]:
-    problems = []
-    if len(title) < TITLE_MIN:
-        problems.append(f"title shorter than {TITLE_MIN} characters")
-    if len(title) > TITLE_MAX:
-        problems.append(f"title longer than {TITLE_MAX} characters")
-    etiquette = etiquette_problems(title)
-    if title[:1] and not title[:1].isupper() and not title[:1].isdigit():
-        problems.append("title does not start with a capital letter")
-        etiquette = [p for p in etiquette if p != _LOWER_START]
-    return problems + [f"title: {p}" for p in etiquette]
-
-
-def body_problems(body: str) -> list[str]:
-    problems = [] if len(body) >= BODY_MIN else [f"body shorter than {BODY_MIN} characters"]
-    return problems + [f"body: {p}" for p in etiquette_problems(body)]
-
-
-# --- building the rows ------------------------------------------------------------------
-
-
-def tidy(text: str) -> str:
-    """What may be corrected in a public text without changing what was said: spaces
-    collapsed (paragraphs kept), a leading formula character or bullet dropped (a spreadsheet
-    would run ``=…``), ``!!!`` / ``??`` reduced to one mark, a text shouted in capitals put in
-    sentence case, the first letter capitalised: as Decidim would otherwise refuse it."""
-    lines = [_SPACES.sub(" ", line).strip() for line in text.strip().splitlines()]
-    text = "\n".join(line for line in lines if line).lstrip(_FORMULA + " ").strip()
-    text = _MARKS.sub(lambda m: m.group(0)[0], text)
-    if _shouting(text):
-        text = _sentence_case(text)
-    return _capitalise(text)
-
-
-def _shouting(text: str) -> bool:
-    caps = len(_CAPS.findall(text))
-    return caps > 0 and caps >= len(text) // 4
-
-
-def _capitalise(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _sentence_case(text: str) -> str:
-    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text.lower())
-
-
-def derive_title(text: str) -> str:
-    """A title from a contribution's public text: its first sentence (more when that is under
-    15 characters), cut at a word boundary under 150 characters, capitalised."""
-    text = _SPACES.sub(" ", tidy(text)).lstrip(_TITLE_JUNK).strip()
-    title = ""
-    for sentence in _SENTENCE_END.split(text):
-        title = f"{title} {sentence}".strip()
-        if len(title) >= TITLE_MIN:
-            break
-    if len(title) > TITLE_MAX:
-        cut = title[: TITLE_MAX - 1]
-        if " " in cut:
-            cut = cut[: cut.rindex(" ")]
-        title = cut.rstrip(" ,;:-–—") + "…"
-    elif title.endswith(".") and not title.endswith(".."):
-        title = title[:-1].rstrip()  # a title, not a sentence; ? and ! say something
-    return _capitalise(title)
 
 
 @dataclass(frozen=True)
@@ -240,18 +138,6 @@ def proposal_columns(version: tuple[int, int]) -> list[str]:
     ]
 
 
-def proposal_body(record: PublicRecord, text: str, tz: ZoneInfo) -> str:
-    """The public text, a blank line, the provenance line and the gateway's reference (so
-    that ``read_export`` maps Decidim's ids back)."""
-    footer = translate(
-        "public.decidim.footer",
-        LOCALE,
-        provenance=_capitalise(provenance(record, LOCALE, tz)),
-        reference=record.reference,
-    )
-    return f"{text}\n\n{footer}"
-
-
 def proposals(
     records: Iterable[PublicRecord],
     tz: ZoneInfo,
@@ -267,17 +153,15 @@ def proposals(
         if record.decidim_id:
             result.already.append((record.reference, record.decidim_id))
             continue
-        text = tidy(record.text or "")
-        title = derive_title(text) if text else ""
-        reasons = ["no public text"] if not text else []
-        if text:
-            reasons += title_problems(title) + body_problems(proposal_body(record, text, tz))
+        title = decidim_text.proposal_title(record, LOCALE)
+        body = decidim_text.proposal_body(record, tz, LOCALE, max_length=None)
+        reasons = decidim_text.validation_errors(title, body, body_max=None)
         if reasons:
             result.refused.append(Refused(record.reference, tuple(reasons)))
             continue
         row: dict[str, Any] = dict.fromkeys(result.columns)
         row[f"title/{LOCALE}"] = title
-        row[f"body/{LOCALE}"] = proposal_body(record, text, tz)
+        row[f"body/{LOCALE}"] = body
         if record.neighbourhood:
             row["scope/id"] = mapping.scopes.get(record.neighbourhood)
         labels = [*record.themes, *([record.category] if record.category else [])]
@@ -326,7 +210,7 @@ def answers(records: Iterable[PublicRecord]) -> AnswerFile:
 def _answer(text: str | None) -> str | None:
     if not text or not text.strip():
         return None
-    return text.strip().lstrip(_FORMULA + " ").strip() or None
+    return text.strip().lstrip(decidim_text.FORMULA_START + " ").strip() or None
 
 
 # --- writing ----------------------------------------------------------------------------

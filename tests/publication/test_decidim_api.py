@@ -128,7 +128,7 @@ def test_published_contributions_become_proposals_once(rt: Runtime, fake: FakeDe
     assert "Recueilli par SMS le 12 mars à 18 h 04, quartier Parc Nord" in body
     assert body.endswith(f"— réf. {reference}")
     title = next(p["title"]["fr"] for p in proposals if p["id"] == state(rt, first)[0])
-    assert title == "Il faut plus de bancs au parc, près de l'aire de jeux."
+    assert title == "Il faut plus de bancs au parc, près de l'aire de jeux"  # no final stop
     sent = creates(fake)[0]
     assert sent["variables"]["component"] == str(COMPONENT)
     assert sent["variables"]["input"]["locale"] == "fr"

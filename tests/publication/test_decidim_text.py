@@ -98,7 +98,7 @@ def test_every_contribution_gets_a_title_and_body_decidim_accepts(text: str, cha
 
 def test_the_title_is_the_first_sentence_and_the_body_keeps_the_text():
     r = record("Il faut plus de bancs au parc. Et des arbres pour l'ombre !")
-    assert proposal_title(r) == "Il faut plus de bancs au parc."
+    assert proposal_title(r) == "Il faut plus de bancs au parc"  # a title, not a sentence
     assert proposal_body(r, PARIS).startswith(
         "Il faut plus de bancs au parc. Et des arbres pour l'ombre !\n\n"
     )
@@ -118,7 +118,7 @@ def test_a_short_text_is_titled_with_its_channel_and_shouting_is_calmed():
 def test_a_long_text_is_cut_at_a_word_for_the_component_and_the_reference_stays():
     r = record("Un banc de plus près de l'école. " * 40)
     title, body = proposal_title(r), proposal_body(r, PARIS, max_length=300)
-    assert title == "Un banc de plus près de l'école."
+    assert title == "Un banc de plus près de l'école"
     assert len(body) <= 300 and body.endswith("PARC-0042")
     assert "…\n\n" in body and " l'éc…" not in body
 
