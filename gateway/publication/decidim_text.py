@@ -88,8 +88,10 @@ def _length_problems(name: str, value: str, low: int, high: int | None) -> list[
 def title_problems(title: str) -> list[str]:
     problems = _length_problems("title", title, TITLE_MIN, TITLE_MAX)
     etiquette = etiquette_problems(title)
-    if title[:1] and not (title[:1].isupper() or title[:1].isdigit()) and not any(
-        p.startswith("must start") for p in etiquette
+    if (
+        title[:1]
+        and not (title[:1].isupper() or title[:1].isdigit())
+        and not any(p.startswith("must start") for p in etiquette)
     ):
         problems.append("title must start with a capital letter or a digit")
     return problems + [f"title {p}" for p in etiquette]
