@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -39,7 +38,6 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
-from tests.conftest import require_tool
 from tests.console import seed
 from tests.helpers import cli_env
 from tests.privacy_scan import phone_forms
@@ -55,28 +53,6 @@ T0 = datetime(2026, 3, 12, 17, 4, tzinfo=UTC)
 
 
 # -- audio helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """French speech as a phone line records it (8 kHz mono µ-law), whispered and shouted:
-    about -45, -30 and -22 LUFS before normalisation."""
-    espeak, sox = require_tool("espeak-ng"), require_tool("sox")
-    folder = tmp_path_factory.mktemp("voices")
-    raw = folder / "speech.wav"
-    subprocess.run(
-        [espeak, "-v", "fr", "-w", str(raw), "Il faut des bancs et des arbres au parc. " * 2],
-        check=True,
-    )
-    made = {}
-    for name, gain in {"quiet": "0.05", "mid": "0.3", "loud": "0.95"}.items():
-        out = folder / f"{name}.wav"
-        subprocess.run(
-            [sox, str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(out), "vol", gain],
-            check=True,
-        )
-        made[name] = out.read_bytes()
-    return made
 
 
 def _run_filter(path: Path, name: str, args: str) -> list[tuple[int, str, str]]:
