@@ -34,9 +34,11 @@ from gateway.publication import opendata
 from gateway.publication.records import (
     PublicFilter,
     PublicRecord,
+    count_public,
     provenance,
     public_campaign,
     public_campaigns,
+    public_neighbourhoods,
     public_records,
 )
 from gateway.runtime import Runtime
@@ -219,25 +221,22 @@ async def campaign_page(request: web.Request) -> web.Response:
             campaign = public_campaign(session, slug)
             if campaign is None:
                 return None
-            everything = public_records(session, campaign, runtime.vault)
-            chosen = (
-                public_records(session, campaign, runtime.vault, filters)
-                if filters != PublicFilter()
-                else everything
+            total = count_public(session, campaign)
+            shown = count_public(session, campaign, filters) if filters != PublicFilter() else total
+            pages = max(1, math.ceil(shown / PER_PAGE))
+            start = (min(number, pages) - 1) * PER_PAGE
+            records = public_records(
+                session, campaign, runtime.vault, filters, offset=start, limit=PER_PAGE
             )
-            places = sorted(
-                {r.neighbourhood for r in everything if r.neighbourhood}
-                | set(campaign.neighbourhoods or ())
-            )
+            places = public_neighbourhoods(session, campaign)
             session.expunge(campaign)
-            return CampaignPage(campaign, chosen, len(chosen), len(everything), places)
+            return CampaignPage(campaign, records, shown, total, places)
 
     data = await _db(request, load)
     if data is None:
         return await _not_found(request)
     pages = max(1, math.ceil(data.shown / PER_PAGE))
     number = min(number, pages)
-    start = (number - 1) * PER_PAGE
     current = {
         "category": filters.category or "",
         "neighbourhood": filters.neighbourhood or "",
@@ -256,7 +255,7 @@ async def campaign_page(request: web.Request) -> web.Response:
         request,
         "campaign.html",
         data=data,
-        records=data.records[start : start + PER_PAGE],
+        records=data.records,
         current=current,
         filtered=bool(any(current.values())),
         categories=CATEGORIES,

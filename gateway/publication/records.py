@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from gateway import textcap
@@ -95,6 +95,27 @@ def public_text(contribution: Contribution) -> str:
     )
 
 
+def _public(
+    campaign: Campaign, filters: PublicFilter, include_rejected: bool = True
+) -> list[ColumnElement[bool]]:
+    """The conditions that pick a campaign's public contributions, filters applied."""
+    statuses = PUBLIC_STATUSES if include_rejected else ("published",)
+    where = [Contribution.campaign_id == campaign.id, Contribution.status.in_(statuses)]
+    if filters.category:
+        where.append(Contribution.category == filters.category)
+    if filters.neighbourhood:
+        where.append(Contribution.neighbourhood == filters.neighbourhood)
+    if filters.channel:
+        where.append(Contribution.channel == filters.channel)
+    if filters.state == "rejected":
+        where.append(Contribution.status == "rejected")
+    elif filters.state == "unanswered":
+        where += [Contribution.status == "published", Contribution.answer_state.is_(None)]
+    elif filters.state:
+        where += [Contribution.status == "published", Contribution.answer_state == filters.state]
+    return where
+
+
 def public_records(
     session: Session,
     campaign: Campaign,
@@ -102,34 +123,39 @@ def public_records(
     filters: PublicFilter | None = None,
     *,
     include_rejected: bool = True,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[PublicRecord]:
-    """The campaign's public contributions, oldest first."""
-    filters = filters or PublicFilter()
-    statuses = PUBLIC_STATUSES if include_rejected else ("published",)
+    """The campaign's public contributions, oldest first (``offset``/``limit``: one page of
+    them, so that a page of 50 costs 50 rows however large the campaign)."""
     query = (
         select(Contribution, Contributor.address_hash)
         .outerjoin(Contributor, Contribution.contributor_id == Contributor.id)
-        .where(Contribution.campaign_id == campaign.id, Contribution.status.in_(statuses))
+        .where(*_public(campaign, filters or PublicFilter(), include_rejected))
         .order_by(Contribution.received_at, Contribution.id)
+        .offset(offset)
+        .limit(limit)
     )
-    if filters.category:
-        query = query.where(Contribution.category == filters.category)
-    if filters.neighbourhood:
-        query = query.where(Contribution.neighbourhood == filters.neighbourhood)
-    if filters.channel:
-        query = query.where(Contribution.channel == filters.channel)
-    if filters.state == "rejected":
-        query = query.where(Contribution.status == "rejected")
-    elif filters.state == "unanswered":
-        query = query.where(Contribution.status == "published", Contribution.answer_state.is_(None))
-    elif filters.state:
-        query = query.where(
-            Contribution.status == "published", Contribution.answer_state == filters.state
-        )
     return [
         _record(contribution, campaign, vault, address_hash)
         for contribution, address_hash in session.execute(query).unique()
     ]
+
+
+def count_public(session: Session, campaign: Campaign, filters: PublicFilter | None = None) -> int:
+    """How many public contributions ``public_records`` would return."""
+    query = select(func.count(Contribution.id)).where(*_public(campaign, filters or PublicFilter()))
+    return int(session.scalar(query) or 0)
+
+
+def public_neighbourhoods(session: Session, campaign: Campaign) -> list[str]:
+    """The neighbourhoods public contributions name, and the campaign's own list."""
+    named = session.scalars(
+        select(Contribution.neighbourhood)
+        .where(*_public(campaign, PublicFilter()), Contribution.neighbourhood.is_not(None))
+        .distinct()
+    )
+    return sorted({n for n in named if n} | set(campaign.neighbourhoods or ()))
 
 
 def _record(

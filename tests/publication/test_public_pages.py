@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,49 @@ async def test_filters_work_without_javascript(
     selected = page.select("#filter-state option[selected]")
     assert [n.attrs["value"] for n in selected] == ["accepted"]
     assert page.select("label[for=filter-state]")  # every control has its label
+
+
+async def test_a_large_campaign_is_read_page_by_page_in_order(
+    client: TestClient[Any, Any], runtime: Runtime, world: dict[str, Any]
+) -> None:
+    """Fifty to a page, oldest first, each page read from the database alone (the filters'
+    neighbourhood list included), a page past the end showing the last."""
+    start = datetime(2026, 4, 1, tzinfo=UTC)
+    more = [
+        _published(
+            runtime,
+            f"idée {n}",
+            f"Idée numéro {n}.",
+            channel="voice" if n % 2 else "sms",
+            neighbourhood="Quartier Est" if n == 119 else None,
+            received_at=start + timedelta(minutes=n),
+        )
+        for n in range(120)
+    ]
+    added = [seed.get(runtime, cid).reference for cid in more]
+    refs = world["refs"]
+
+    async def page(query: str) -> tuple[list[str], str]:
+        response = await client.get(f"/campaigns/parc?{query}")
+        assert response.status == 200
+        html = await response.text()
+        dom = parse(html)
+        return [n.attrs["data-reference"] for n in dom.select("article[data-reference]")], html
+
+    first, html = await page("")
+    assert len(first) == 50 and "Quartier Est" in html  # offered though on the last page only
+    second, _ = await page("page=2")
+    last, _ = await page("page=3")
+    beyond, _ = await page("page=99")
+    assert len(second) == 50 and len(last) == 26 and beyond == last
+    everything = first + second + last
+    assert len(set(everything)) == 126
+    # Oldest first: the SMS of March, April's 120, then the world's others (received today).
+    assert everything[0] == refs["sms"] and everything[1:121] == added
+    voice, html = await page("channel=voice&page=2")
+    odd = [added[n] for n in range(120) if n % 2]  # 60 voice messages, then the world's two
+    assert voice[:10] == odd[50:] and set(voice[10:]) == {refs["voice"], refs["voice_private"]}
+    assert "page=1" not in html  # the first page's link has no page number
 
 
 async def test_a_campaign_can_hide_the_text_of_rejected_contributions(
