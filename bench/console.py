@@ -52,8 +52,8 @@ def seed(data_dir: Path, n: int) -> int:
     from gateway import campaigns
     from gateway.models import Campaign, Contribution, Contributor
     from gateway.moderation import accounts
-    from gateway.pipeline import next_reference
     from gateway.privacy import contributor_address, new_contributor_id
+    from gateway.references import next_reference
     from gateway.runtime import Runtime
     from gateway.settings import Settings
 

@@ -156,7 +156,7 @@ def tokens_group() -> None:
 )
 def tokens_create(name: str, scope: str | None, admin: bool, days: int | None) -> None:
     """Create a token and print it once (only its hash is kept)."""
-    from gateway.pipeline import now_utc
+    from gateway.clock import now_utc
 
     if admin and scope not in (None, accounts.ADMIN):
         raise click.UsageError("--admin is --scope admin: give one or the other")
@@ -177,8 +177,8 @@ def tokens_create(name: str, scope: str | None, admin: bool, days: int | None) -
 @tokens_group.command("list")
 def tokens_list() -> None:
     """List tokens: name, scope, state, expiry, last used."""
+    from gateway.clock import now_utc
     from gateway.models import ApiToken
-    from gateway.pipeline import now_utc
 
     now = now_utc()
 
@@ -204,7 +204,7 @@ def tokens_list() -> None:
 @click.argument("name")
 def tokens_revoke(name: str) -> None:
     """Revoke a token at once."""
-    from gateway.pipeline import now_utc
+    from gateway.clock import now_utc
 
     if not _in_session(lambda s: accounts.revoke_token(s, name, now_utc())):
         raise click.ClickException(f"no active token named {name!r}")

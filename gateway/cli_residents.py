@@ -145,8 +145,8 @@ def _parse(item_id: str) -> tuple[str, int]:
 @click.argument("item_id")
 def quarantine_retry(item_id: str) -> None:
     """Process a quarantined stored message again (m<id>), once its cause is fixed."""
+    from gateway import enqueue
     from gateway.cli import _open
-    from gateway.ingest import enqueue_inbound
     from gateway.models import InboundMessage
 
     kind, number = _parse(item_id)
@@ -162,7 +162,7 @@ def quarantine_retry(item_id: str) -> None:
                 raise click.ClickException(f"{item_id} is not in quarantine")
             message.state, message.attempts = "received", 0
             channel = message.channel
-        queued = enqueue_inbound(runtime, [(number, channel)])
+        queued = enqueue.inbound(runtime, [(number, channel)])
     finally:
         runtime.close()
     click.echo(f"{item_id} queued again" if queued else f"{item_id} left for the sweeper")

@@ -23,16 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.exceptions import RedisError
 from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from channels.base import IncomingMessage
-from gateway import textcap
+from gateway import enqueue, textcap
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
-from gateway.queues import DEFAULT, INBOUND, inbound_batch_job_id, inbound_job_id
+from gateway.queues import inbound_batch_job_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -189,7 +188,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
         results[index] = Stored(message_id, False, True)
     done = [r for r in results if r is not None]
     assert len(done) == len(messages)
-    if not enqueue_inbound(runtime, to_enqueue, job_id):
+    if not enqueue.inbound(runtime, to_enqueue, job_id):
         done = [Stored(r.message_id, r.duplicate, False, quarantined=r.quarantined) for r in done]
     return done
 
@@ -280,58 +279,6 @@ def quarantine(runtime: Runtime, message: IncomingMessage, reason: str) -> None:
         log_id(sender_hash),
         reason,
     )
-
-
-def single_job(channel: str, message_id: int) -> tuple[str, str, str]:
-    """(queue, job function, job id) for one stored message, by channel. Recordings go to the
-    default queue: fetching audio must not hold up the SMS conversations on ``inbound``."""
-    if channel == "voice":
-        return DEFAULT, "workers.jobs.process_recording", f"recording-{message_id}"
-    return INBOUND, "workers.jobs.process_inbound", inbound_job_id(message_id)
-
-
-def enqueue_inbound(
-    runtime: Runtime, items: Sequence[tuple[int, str]], batch_job_id: str | None = None
-) -> bool:
-    """Enqueue stored messages, given as (id, channel): one job for a group commit's
-    conversational messages (RQ's per-job bookkeeping would otherwise cost more than storing
-    the message), one job each otherwise."""
-    if not items:
-        return True
-    from workers import jobs
-
-    conversational = [mid for mid, channel in items if channel != "voice"]
-    try:
-        if batch_job_id is not None and len(conversational) > 1:
-            runtime.queue(INBOUND).enqueue(
-                jobs.process_inbound_batch,
-                conversational,
-                job_id=batch_job_id,
-                result_ttl=600,
-                failure_ttl=7 * 24 * 3600,
-            )
-            items = [(mid, channel) for mid, channel in items if channel == "voice"]
-        with runtime.redis.pipeline() as pipe:
-            for mid, channel in items:
-                queue_name, func, job_id = single_job(channel, mid)
-                q = runtime.queue(queue_name)
-                q.enqueue_many(
-                    [
-                        q.prepare_data(
-                            func, (mid,), job_id=job_id, result_ttl=600, failure_ttl=7 * 24 * 3600
-                        )
-                    ],
-                    pipeline=pipe,
-                )
-            pipe.execute()
-    except (RedisError, OSError) as exc:
-        log.warning(
-            "Redis unavailable, %d message(s) stored and left for the sweeper: %s",
-            len(items),
-            exc,
-        )
-        return False
-    return True
 
 
 class BatchingIngest:

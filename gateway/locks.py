@@ -15,6 +15,7 @@ Redis server must have distinct host names, which is their default.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -25,11 +26,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +311,36 @@ def release_own() -> int:
         except (LockError, RedisError, OSError):
             pass
     return released
+
+
+# -- one person at a time ----------------------------------------------------------------
+
+
+class SenderBusy(RuntimeError):
+    """Another live worker held this sender's lock for the whole wait; the job is retried."""
+
+
+# How long a job waits for its sender's lock: longer than a lock lives without renewal
+# (LOCK_TTL), so that a lock left by a holder that died on another machine
+# expires while we wait; a dead holder on this machine is cleared at start-up.
+SENDER_LOCK_WAIT = 45
+
+
+@contextmanager
+def sender_lock(runtime: Runtime, channel: str, sender_hash: str) -> Iterator[None]:
+    """One worker at a time per sender (messages in arrival order). The lock names its holder
+    and is short-lived with renewal (gateway.locks): a crashed holder never holds it for long.
+
+    The lock is the person's, whatever the channel: the look-up hash is one for a number that
+    texts and calls (gateway.residents), so an OUBLIER by SMS and a voice message being filed
+    never interleave. Its name is a digest of the hash, not the hash: Redis (and the embedded
+    server's append-only file) never holds the value that finds a person's rows."""
+    del channel  # the hash already says which address space it belongs to
+    digest = hashlib.sha256(sender_hash.encode()).hexdigest()[:32]
+    try:
+        with hold(runtime.redis, f"person:{digest}", wait=SENDER_LOCK_WAIT):
+            yield
+    except Busy:
+        from gateway.privacy import log_id
+
+        raise SenderBusy(f"sender {log_id(sender_hash)} is busy") from None

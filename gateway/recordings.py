@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 
 from channels.twilio import ids as twilio_ids
 from gateway import files, residents
+from gateway.clock import now_utc
 from gateway.i18n import translate
+from gateway.locks import sender_lock
 from gateway.models import (
     Campaign,
     Contribution,
@@ -33,14 +35,9 @@ from gateway.models import (
     VoiceCall,
 )
 from gateway.moderation import grouping
-from gateway.pipeline import (
-    next_reference,
-    now_utc,
-    outbound_row,
-    replies_last_hour,
-    sender_lock,
-)
+from gateway.outbox import outbound_row, replies_last_hour
 from gateway.privacy import contributor_address, log_id
+from gateway.references import next_reference
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 

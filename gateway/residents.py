@@ -395,7 +395,7 @@ def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> E
     """Erase a person named by their address (an admin's action, for a resident who asks at
     the town hall, or by post): the same erasure as their own ``OUBLIER``, without a reply.
     Returns what was erased (all zero when the gateway never knew the address)."""
-    from gateway.pipeline import sender_lock
+    from gateway.locks import sender_lock
 
     address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
     # The person's lock (one for every channel of the address): no message of theirs is being

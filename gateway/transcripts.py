@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
 from gateway.moderation import grouping
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)

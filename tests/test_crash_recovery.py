@@ -109,7 +109,7 @@ def frozen(pid: int) -> bool:
 def mid_message(redis: Redis, engine: Engine) -> bool:
     """Whether a resident's lock is held while that resident's message is not filed yet: the
     worker is in the middle of it. (The lock is named after the resident's look-up hash, or a
-    digest of it: gateway.pipeline.sender_lock.)"""
+    digest of it: gateway.locks.sender_lock.)"""
     held = [k.decode() for k in redis.scan_iter(match="gateway:lock:*", count=1000)]
     if not held:
         return False

@@ -361,7 +361,7 @@ def test_a_calls_record_forgets_the_caller_once_filed_and_goes_after_two_days(
     from datetime import timedelta
 
     from gateway import residents
-    from gateway.pipeline import now_utc
+    from gateway.clock import now_utc
 
     now = now_utc()
     with runtime.sessions.begin() as session:
@@ -424,15 +424,15 @@ def test_one_lock_per_person_whatever_the_channel(
 ):
     """A voice message being filed and an OUBLIER by SMS from the same number never run at
     once; another resident is not held up; the lock's name does not carry the look-up hash."""
-    from gateway import pipeline
+    from gateway import locks
 
-    monkeypatch.setattr(pipeline, "SENDER_LOCK_WAIT", 0.3)
+    monkeypatch.setattr(locks, "SENDER_LOCK_WAIT", 0.3)
     person = runtime.vault.lookup_hash("voice", CALLER)
     assert person == runtime.vault.lookup_hash("sms", CALLER)
-    with pipeline.sender_lock(runtime, "voice", person):
-        with pytest.raises(pipeline.SenderBusy):
-            with pipeline.sender_lock(runtime, "sms", person):
+    with locks.sender_lock(runtime, "voice", person):
+        with pytest.raises(locks.SenderBusy):
+            with locks.sender_lock(runtime, "sms", person):
                 pass
-        with pipeline.sender_lock(runtime, "sms", runtime.vault.lookup_hash("sms", "+33699")):
+        with locks.sender_lock(runtime, "sms", runtime.vault.lookup_hash("sms", "+33699")):
             pass
         assert in_redis(runtime.redis, [person]) == []

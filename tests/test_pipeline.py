@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from gateway import ingest, pipeline
+from gateway import ingest, processing
+from gateway.clock import now_utc
 from gateway.exports import contribution_dict
 from gateway.models import Base, Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.privacy import outbound_recipient
@@ -110,7 +111,7 @@ def test_messages_from_one_sender_are_handled_in_arrival_order_by_racing_workers
 
     def work(message_id: int) -> None:
         try:
-            pipeline.process_inbound(runtime, message_id)
+            processing.process_inbound(runtime, message_id)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -129,8 +130,8 @@ def test_messages_from_one_sender_are_handled_in_arrival_order_by_racing_workers
 def test_processing_twice_changes_nothing(runtime: Runtime, fake_twilio: FakeTwilio):
     (stored,) = ingest.store(runtime, [incoming_sms("PARC Des bancs", RESIDENT, PARC_NUMBER)])
     assert stored.message_id is not None
-    first = pipeline.process_inbound(runtime, stored.message_id)
-    again = pipeline.process_inbound(runtime, stored.message_id)
+    first = processing.process_inbound(runtime, stored.message_id)
+    again = processing.process_inbound(runtime, stored.message_id)
     assert first and again == []
     outbound.send_in_order(runtime, first)
     assert outbound.send_in_order(runtime, first) == ["skipped"] * len(first)
@@ -149,7 +150,7 @@ def test_retryable_twilio_errors_are_retried_with_backoff_and_sent_once(
     assert row.next_attempt_at > row.created_at  # a backoff was set
     with runtime.sessions.begin() as session:  # still within it, however slow this machine is
         session.execute(
-            update(OutboundMessage).values(next_attempt_at=pipeline.now_utc() + timedelta(hours=1))
+            update(OutboundMessage).values(next_attempt_at=now_utc() + timedelta(hours=1))
         )
     sweep(runtime, only_due_outbound=True)
     drain(runtime)
@@ -159,9 +160,7 @@ def test_retryable_twilio_errors_are_retried_with_backoff_and_sent_once(
     for attempt in (2, 3):
         with runtime.sessions.begin() as session:  # time passes: the retry is due
             session.execute(
-                update(OutboundMessage).values(
-                    next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)
-                )
+                update(OutboundMessage).values(next_attempt_at=now_utc() - timedelta(seconds=1))
             )
         sweep(runtime, only_due_outbound=True)
         drain(runtime)
@@ -179,9 +178,7 @@ def test_permanent_failure_stops_after_max_attempts(runtime: Runtime, fake_twili
     for _ in range(runtime.settings.outbound_max_attempts + 2):
         with runtime.sessions.begin() as session:
             session.execute(
-                update(OutboundMessage).values(
-                    next_attempt_at=pipeline.now_utc() - timedelta(seconds=1)
-                )
+                update(OutboundMessage).values(next_attempt_at=now_utc() - timedelta(seconds=1))
             )
         sweep(runtime, only_due_outbound=True)
         drain(runtime)
@@ -274,13 +271,13 @@ def test_a_passing_failure_is_recorded_and_retried_then_given_up(runtime: Runtim
     def broken(*args, **kwargs):
         raise OperationalError("SELECT", {}, ConnectionRefusedError("database went away"))
 
-    monkeypatch.setattr(pipeline.engine, "handle", broken)
-    for _ in range(pipeline.MAX_ATTEMPTS):
+    monkeypatch.setattr(processing.engine, "handle", broken)
+    for _ in range(processing.MAX_ATTEMPTS):
         with pytest.raises(OperationalError):
-            pipeline.process_inbound(runtime, stored.message_id)
+            processing.process_inbound(runtime, stored.message_id)
     (message,) = inbound(runtime)
     assert message.state == "failed"
-    assert message.attempts == pipeline.MAX_ATTEMPTS
+    assert message.attempts == processing.MAX_ATTEMPTS
     assert (message.error or "").startswith("OperationalError")
 
 
@@ -321,7 +318,7 @@ def test_sweeper_marks_interrupted_sends_failed_without_resending(
             text="x",
             status="sending",
             attempts=1,
-            claimed_at=pipeline.now_utc() - timedelta(hours=1),
+            claimed_at=now_utc() - timedelta(hours=1),
             recipient_encrypted=runtime.vault.encrypt(RESIDENT, outbound_recipient("manual-1")),
         )
         session.add(row)

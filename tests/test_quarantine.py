@@ -186,7 +186,7 @@ def test_a_passing_failure_is_retried_not_set_aside(
     drain(runtime)
     (message,) = inbound(runtime)
     assert message.state == "received" and message.error is not None  # for the sweeper
-    from gateway.pipeline import process_inbound
+    from gateway.processing import process_inbound
 
     process_inbound(runtime, message.id)
     (message,) = inbound(runtime)

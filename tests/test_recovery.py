@@ -18,7 +18,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from sqlalchemy import select, update
 
-from gateway import ingest, locks, pipeline
+from gateway import ingest, locks, processing
+from gateway.clock import now_utc
 from gateway.models import Contribution, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND
 from gateway.runtime import Runtime
@@ -216,13 +217,13 @@ def test_a_send_interrupted_by_a_dead_process_is_marked_failed_not_sent_twice(
     runtime: Runtime, fake_twilio: FakeTwilio
 ):
     message_id = stored_sms(runtime)
-    outbound_ids = pipeline.process_inbound(runtime, message_id)
+    outbound_ids = processing.process_inbound(runtime, message_id)
     assert outbound_ids
     with runtime.sessions.begin() as session:  # the dead process had claimed the first one
         session.execute(
             update(OutboundMessage)
             .where(OutboundMessage.id == outbound_ids[0])
-            .values(status="sending", attempts=1, claimed_at=pipeline.now_utc())
+            .values(status="sending", attempts=1, claimed_at=now_utc())
         )
     queue = runtime.queue(OUTBOUND)
     job = queue.enqueue(jobs.send_outbound_batch, outbound_ids, job_id="outbound-x")

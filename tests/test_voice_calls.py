@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from channels.twilio import voice
+from gateway.enqueue import single_job
 from gateway.i18n import translate
-from gateway.ingest import single_job
 from gateway.models import Campaign, Contribution, VoiceCall
 from gateway.privacy import voice_caller
 from gateway.runtime import Runtime

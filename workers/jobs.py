@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway import pipeline
+from gateway import enqueue, expiry, processing
 from workers import outbound
 from workers.context import get_runtime
 
@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 def process_inbound(message_id: int) -> int:
     runtime = get_runtime()
-    outbound_ids = pipeline.process_inbound(runtime, message_id)
-    outbound.enqueue(runtime, outbound_ids)
+    outbound_ids = processing.process_inbound(runtime, message_id)
+    enqueue.outbound(runtime, outbound_ids)
     return len(outbound_ids)
 
 
@@ -26,12 +26,12 @@ def process_inbound_batch(message_ids: list[int]) -> int:
     failures = 0
     for message_id in message_ids:
         try:
-            outbound_ids = pipeline.process_inbound(runtime, message_id)
+            outbound_ids = processing.process_inbound(runtime, message_id)
         except Exception:
             log.exception("message %d could not be processed", message_id)
             failures += 1
             continue
-        outbound.enqueue(runtime, outbound_ids)
+        enqueue.outbound(runtime, outbound_ids)
         sent += len(outbound_ids)
     if failures:
         raise RuntimeError(f"{failures} of {len(message_ids)} message(s) failed; see the log")
@@ -48,8 +48,8 @@ def send_outbound_batch(outbound_ids: list[int]) -> list[str]:
 
 def expire_conversation(conversation_id: int) -> int:
     runtime = get_runtime()
-    outbound_ids = pipeline.expire_conversation(runtime, conversation_id)
-    outbound.enqueue(runtime, outbound_ids)
+    outbound_ids = expiry.expire_conversation(runtime, conversation_id)
+    enqueue.outbound(runtime, outbound_ids)
     return len(outbound_ids)
 
 
@@ -59,9 +59,9 @@ def process_recording(message_id: int) -> int | None:
 
     runtime = get_runtime()
     outbound_ids, contribution_id = recordings.process_recording(runtime, message_id)
-    outbound.enqueue(runtime, outbound_ids)
+    enqueue.outbound(runtime, outbound_ids)
     if contribution_id is not None:
-        pipeline.enqueue_transcriptions(runtime, [contribution_id])
+        enqueue.transcriptions(runtime, [contribution_id])
     return contribution_id
 
 

@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from channels.base import OutgoingText, SendError
 from gateway import residents
+from gateway.clock import now_utc
 from gateway.logs import describe
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
-from gateway.pipeline import now_utc
 from gateway.privacy import inbound_raw, outbound_recipient, redact
-from gateway.queues import OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -174,27 +173,3 @@ def _failed(
 
 def send_in_order(runtime: Runtime, outbound_ids: list[int]) -> list[str]:
     return [send(runtime, oid) for oid in outbound_ids]
-
-
-def enqueue(runtime: Runtime, outbound_ids: list[int]) -> bool:
-    """Enqueue one job for the replies of one decision, so they are sent in the order decided
-    (a receipt before the question that follows it). On a Redis failure the rows stay queued
-    and the sweeper enqueues them."""
-    if not outbound_ids:
-        return True
-    from redis.exceptions import RedisError
-
-    from workers import jobs
-
-    try:
-        runtime.queue(OUTBOUND).enqueue(
-            jobs.send_outbound_batch,
-            list(outbound_ids),
-            job_id=outbound_job_id(outbound_ids[0], 0),
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-        )
-    except (RedisError, OSError) as exc:
-        log.warning("could not enqueue %d outbound message(s): %s", len(outbound_ids), exc)
-        return False
-    return True

@@ -16,7 +16,6 @@ workers.recovery, at start-up and with every full sweep, without waiting for any
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,10 +24,9 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import or_, select
 
-from gateway import db, residents
-from gateway.ingest import enqueue_inbound, single_job
+from gateway import db, enqueue, residents
+from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
-from gateway.pipeline import now_utc
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
 from workers.recovery import INTERRUPTED, live_workers
@@ -159,11 +157,9 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             report.calls_purged = residents.purge_calls(session, now)
     if not (due or inbound_ids or expired):
         return report
-    from workers import jobs
-
     try:
         if inbound_ids:
-            own_job = {i: single_job(channels[i], i)[2] for i in inbound_ids}
+            own_job = {i: enqueue.single_job(channels[i], i)[2] for i in inbound_ids}
             candidates = list(own_job.values())
             candidates += sorted(set(batch_jobs.values()))
             pending = _pending_jobs(runtime, candidates)
@@ -173,20 +169,20 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
                 if i in stale_ids
                 or (own_job[i] not in pending and batch_jobs.get(i) not in pending)
             ]
-            if todo and enqueue_inbound(runtime, [(i, channels[i]) for i in todo]):
+            if todo and enqueue.inbound(runtime, [(i, channels[i]) for i in todo]):
                 report.inbound = len(todo)
         if due:
             report.outbound = _enqueue_missing(
                 runtime,
                 OUTBOUND,
-                jobs.send_outbound,
+                "send_outbound",
                 {oid: outbound_job_id(oid, attempts) for oid, attempts in due},
             )
         if expired:
             report.expired = _enqueue_missing(
                 runtime,
                 INBOUND,
-                jobs.expire_conversation,
+                "expire_conversation",
                 {cid: f"expire-{cid}-{stamp}" for cid, stamp in expired},
             )
     except (RedisError, OSError) as exc:
@@ -196,25 +192,11 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
     return report
 
 
-def _enqueue_missing(
-    runtime: Runtime, queue_name: str, func: Callable[[int], object], job_ids: dict[int, str]
-) -> int:
-    """Enqueue ``func(key)`` for each key whose job is not already pending; returns how many."""
+def _enqueue_missing(runtime: Runtime, queue_name: str, job: str, job_ids: dict[int, str]) -> int:
+    """Enqueue ``workers.jobs.<job>(key)`` for each key whose job is not already pending."""
     pending = _pending_jobs(runtime, list(job_ids.values()))
-    todo = [key for key, job_id in job_ids.items() if job_id not in pending]
-    q = runtime.queue(queue_name)
-    with runtime.redis.pipeline() as pipe:
-        q.enqueue_many(
-            [
-                q.prepare_data(
-                    func, (key,), job_id=job_ids[key], result_ttl=600, failure_ttl=7 * 24 * 3600
-                )
-                for key in todo
-            ],
-            pipeline=pipe,
-        )
-        pipe.execute()
-    return len(todo)
+    todo = {key: job_id for key, job_id in job_ids.items() if job_id not in pending}
+    return enqueue.many(runtime, queue_name, job, todo)
 
 
 def _fail_interrupted(runtime: Runtime, now: object) -> int:

@@ -17,8 +17,8 @@ from aiohttp.typedefs import Handler
 
 from gateway.api import scopes
 from gateway.api.errors import ApiError, in_api
+from gateway.clock import now_utc
 from gateway.moderation.accounts import ADMIN, Actor, token_actor
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 

@@ -25,11 +25,11 @@ from gateway.api import bodies, scopes, shapes
 from gateway.api.auth import ACTOR
 from gateway.api.errors import ApiError
 from gateway.api.openapi import openapi_document
+from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
 from gateway.moderation import actions, answers, queries
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 

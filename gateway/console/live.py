@@ -32,13 +32,13 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from gateway import textcap
+from gateway.clock import now_utc
 from gateway.console.auth import idle_timeout, secure_headers
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import Formatter, Translator, render, timezone, translator
 from gateway.console.work import offload, read
 from gateway.models import Contribution
 from gateway.moderation import accounts, queries, redaction
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 

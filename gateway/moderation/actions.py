@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import residents, textcap
+from gateway import enqueue, residents, textcap
+from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
     Campaign,
@@ -40,7 +41,7 @@ from gateway.models import (
 )
 from gateway.moderation import grouping, redaction
 from gateway.moderation.accounts import Actor
-from gateway.pipeline import now_utc, outbound_row, replies_last_hour
+from gateway.outbox import outbound_row, replies_last_hour
 from gateway.privacy import contributor_address
 from gateway.recordings import can_receive_sms, sms_sender
 from gateway.runtime import Runtime
@@ -85,9 +86,7 @@ def run(runtime: Runtime, work: Callable[[Session, Done], None]) -> Done:
     with runtime.sessions.begin() as session:
         work(session, done)
     if done.outbound:
-        from workers.outbound import enqueue
-
-        enqueue(runtime, done.outbound)
+        enqueue.outbound(runtime, done.outbound)
     return done
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.clock import now_utc
 from gateway.i18n import languages, translate
 from gateway.models import Contribution
 from gateway.moderation.accounts import Actor
@@ -40,7 +41,6 @@ from gateway.moderation.actions import (
     notify,
     run,
 )
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -756,22 +756,15 @@ def enqueue(runtime: Runtime, slug: str) -> bool:
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
-    from gateway.queues import DEFAULT
-
     try:
         status = Job.fetch(job_id(slug), connection=runtime.redis).get_status()
     except NoSuchJobError:
         status = None
     if status is not None and str(getattr(status, "value", status)) in _WAITING:
         return False
-    runtime.queue(DEFAULT).enqueue(
-        "workers.jobs.publish_to_decidim",
-        slug,
-        job_id=job_id(slug),
-        job_timeout=3600,
-        result_ttl=7 * 24 * 3600,
-        failure_ttl=7 * 24 * 3600,
-    )
+    from gateway import enqueue as queueing
+
+    queueing.decidim_publication(runtime, slug, job_id(slug))
     return True
 
 

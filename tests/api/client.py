@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
 from gateway.moderation import grouping
-from gateway.pipeline import next_reference
+from gateway.references import next_reference
 from gateway.runtime import Runtime
 from tests.helpers import contributions, send_sms
 

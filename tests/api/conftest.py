@@ -7,8 +7,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.clock import now_utc
 from gateway.moderation.accounts import create_token
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.clock import now_utc
 from gateway.moderation.accounts import revoke_token
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from tests.api.client import Api, events, seed, stored
 from tests.api.conftest import make_token

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from gateway.api import scopes
 from gateway.api.openapi import DOCUMENT, ref
+from gateway.clock import now_utc
 from gateway.models import (
     ApiToken,
     Campaign,
@@ -24,7 +25,6 @@ from gateway.models import (
     OutboundMessage,
 )
 from gateway.moderation import accounts
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from gateway.models import Campaign, Contribution, Contributor, ModerationEvent, OutboundMessage
 from gateway.moderation import grouping
-from gateway.pipeline import next_reference
 from gateway.privacy import contributor_address
+from gateway.references import next_reference
 from gateway.runtime import Runtime
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
-from gateway import pipeline
+from gateway import processing
 from gateway.console.live import LIVE
 from gateway.models import Contribution, InboundMessage
 from gateway.runtime import Runtime
@@ -81,7 +81,9 @@ async def file_sms(browser: Browser, rt: Runtime, settings: Settings, body: str)
     with rt.sessions() as session:
         message_id = session.scalar(select(InboundMessage.id).order_by(InboundMessage.id.desc()))
     assert message_id is not None
-    await asyncio.get_running_loop().run_in_executor(None, pipeline.process_inbound, rt, message_id)
+    await asyncio.get_running_loop().run_in_executor(
+        None, processing.process_inbound, rt, message_id
+    )
     with rt.sessions() as session:
         found = session.scalar(select(Contribution).order_by(Contribution.id.desc()))
         assert found is not None

@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from multidict import CIMultiDict
 from sqlalchemy import func, select, update
 
+from gateway.clock import now_utc
 from gateway.console import auth
 from gateway.console.live import LIVE
 from gateway.models import InboundMessage, Moderator, ModeratorSession
 from gateway.moderation import accounts
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app

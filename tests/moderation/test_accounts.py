@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from gateway.clock import now_utc
 from gateway.models import ApiToken, LoginFailure, Moderator, ModeratorSession
 from gateway.moderation import accounts
 from gateway.moderation.accounts import AccountError, Throttled
-from gateway.pipeline import now_utc
 from gateway.runtime import Runtime
 from tests.console.probes import OpenTransactions, RecordingHasher
 

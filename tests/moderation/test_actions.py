@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from gateway.clock import now_utc
 from gateway.models import Contribution, Contributor, ModerationEvent, OutboundMessage
 from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError
-from gateway.pipeline import next_reference, now_utc
 from gateway.privacy import contributor_address, new_contributor_id
+from gateway.references import next_reference
 from gateway.runtime import Runtime
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import contributions, drain, runtime_with, send_sms

@@ -479,17 +479,17 @@ async def test_a_passing_getfile_failure_is_retried_and_the_file_then_attached(
 async def test_getfile_failing_on_every_attempt_lets_the_message_go_on_without_the_file(
     client: TestClient[Any, Any], fake_telegram: FakeTelegram, rt: Runtime, photos: dict
 ):
-    from gateway import pipeline
+    from gateway import processing
 
     await start_parc(client, rt)
     file_id = fake_telegram.add_file(photos["large"])
-    fake_telegram.fail_next("getFile", status=500, times=pipeline.MAX_ATTEMPTS)
+    fake_telegram.fail_next("getFile", status=500, times=processing.MAX_ATTEMPTS)
     update_id = await send(
         client, tu.photo(CHAT, [(file_id, 320, 240, len(photos["large"]))], caption="Un kiosque")
     )
     message_id = message_id_of(rt, update_id)
     await drain(rt)
-    for _ in range(pipeline.MAX_ATTEMPTS - 1):
+    for _ in range(processing.MAX_ATTEMPTS - 1):
         (message,) = [m for m in inbound(rt) if m.id == message_id]
         if message.state != "received":
             break
@@ -497,7 +497,7 @@ async def test_getfile_failing_on_every_attempt_lets_the_message_go_on_without_t
         await drain(rt)
 
     (message,) = [m for m in inbound(rt) if m.id == message_id]
-    assert message.state == "processed" and message.attempts == pipeline.MAX_ATTEMPTS
+    assert message.state == "processed" and message.attempts == processing.MAX_ATTEMPTS
     (c,) = contributions(rt)
     assert c.text == "Un kiosque" and c.attachments == []
     assert translate("telegram.media.ignored", "fr") in replies_to(rt, message_id)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from gateway.clock import now_utc
 from gateway.console.rendering import Formatter, render, timezone, translator
 from gateway.console.work import read
 from gateway.models import Campaign
 from gateway.moderation import charts, queries
-from gateway.pipeline import now_utc
 
 PATH = "/moderation/dashboard"
 

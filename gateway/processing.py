@@ -1,0 +1,311 @@
+"""Processing a stored message: the imperative shell around the conversation engine.
+
+For one stored message: find the resident and their conversation, give the engine what it
+needs, and apply what it decides (gateway.outcomes) in one transaction that also marks the
+message processed. Running it twice changes nothing the second time.
+
+Order per sender: a job for any message of a sender processes every unprocessed message of
+that sender, oldest first, under the person's Redis lock (gateway.locks.sender_lock).
+Whichever worker gets there first does the work in arrival order; the others find nothing.
+
+A message that fails for a passing reason is retried (``MAX_ATTEMPTS``); one that would fail
+the same way again is quarantined, and the sender's later messages go on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway import conversation as engine
+from gateway import enqueue, media, outcomes
+from gateway.clock import now_utc
+from gateway.locks import SenderBusy, sender_lock
+from gateway.logs import describe
+from gateway.models import Conversation, InboundMessage
+from gateway.privacy import inbound_sender, log_id, mark_private
+from gateway.runtime import Runtime
+from gateway.textnorm import clean
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+def process_inbound(runtime: Runtime, message_id: int) -> list[int]:
+    """Process the sender's backlog up to and including ``message_id``; returns outbound ids."""
+    with runtime.sessions() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None or message.state != "received":
+            return []
+        channel, sender_hash = message.channel, message.sender_hash
+    if sender_hash is None:
+        return []
+    outbound: list[int] = []
+    with sender_lock(runtime, channel, sender_hash):
+        with runtime.sessions() as session:
+            backlog = list(
+                session.scalars(
+                    select(InboundMessage.id)
+                    .where(
+                        InboundMessage.channel == channel,
+                        InboundMessage.sender_hash == sender_hash,
+                        InboundMessage.state == "received",
+                    )
+                    .order_by(InboundMessage.received_at, InboundMessage.id)
+                )
+            )
+        for next_id in backlog:
+            outbound.extend(_process_one(runtime, next_id))
+    return outbound
+
+
+def _process_one(runtime: Runtime, message_id: int) -> list[int]:
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == message_id)
+            .values(attempts=InboundMessage.attempts + 1)
+        )
+        attempts = session.scalar(
+            select(InboundMessage.attempts).where(InboundMessage.id == message_id)
+        )
+    try:
+        # A file that cannot be had yet (the network) is a passing failure: retried.
+        media.fetch_pending(runtime, message_id, last_attempt=(attempts or 0) >= MAX_ATTEMPTS)
+    except Exception as exc:
+        _mark_private(runtime, message_id, exc)
+        _note_failure(runtime, message_id, exc, quarantine=False)
+        raise
+    to_transcribe: list[int] = []
+    try:
+        with runtime.sessions.begin() as session:
+            outbound = _handle(runtime, session, message_id, to_transcribe)
+    except Exception as exc:
+        _mark_private(runtime, message_id, exc)
+        if is_passing(exc):
+            _note_failure(runtime, message_id, exc, quarantine=False)
+            raise
+        # The same message would fail the same way again: set it aside, and let the sender's
+        # later messages through (they were waiting behind it, in order).
+        _note_failure(runtime, message_id, exc, quarantine=True)
+        return []
+    enqueue.transcriptions(runtime, to_transcribe)
+    return outbound
+
+
+def is_passing(exc: BaseException) -> bool:
+    """Whether a failure may pass by itself (the database or Redis unreachable or locked, the
+    network, another worker holding the sender): the job is retried. Anything else (a message
+    that breaks the code) would fail again identically."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.ingest import is_outage
+
+    if isinstance(exc, SQLAlchemyError):
+        return is_outage(exc)
+    return isinstance(exc, (RedisError, OSError, SenderBusy))
+
+
+def _mark_private(runtime: Runtime, message_id: int, exc: BaseException) -> None:
+    """The message's words and its sender's address travel with the exception, so that
+    whoever records the failure (the log, the message's error, RQ in Redis) masks them even
+    where an exception quoted them (gateway.privacy.mark_private)."""
+    try:
+        with runtime.sessions() as session:
+            message = session.get(InboundMessage, message_id)
+            if message is None:
+                return
+            sender = runtime.vault.decrypt_or_none(
+                message.sender_encrypted,
+                inbound_sender(message.channel, message.provider_message_id),
+            )
+            mark_private(exc, message.text, sender)
+    except Exception as error:  # the database is what failed: the regular shapes still apply
+        log.debug("message %d: private values not loaded (%s)", message_id, type(error).__name__)
+
+
+def _note_failure(runtime: Runtime, message_id: int, exc: Exception, *, quarantine: bool) -> None:
+    with runtime.sessions.begin() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None:
+            return
+        message.error = describe(exc)
+        if quarantine:
+            message.state = "quarantined"
+            log.error(
+                "message %d quarantined: %s (the sender's next messages go on; "
+                "`gateway quarantine retry %d` once fixed)",
+                message_id,
+                message.error,
+                message_id,
+                exc_info=exc,
+            )
+        elif message.attempts >= MAX_ATTEMPTS:
+            message.state = "failed"
+            log.error(
+                "message %d failed %d times; left for an operator", message_id, message.attempts
+            )
+
+
+def _handle(
+    runtime: Runtime, session: Session, message_id: int, to_transcribe: list[int]
+) -> list[int]:
+    message = session.get(InboundMessage, message_id)
+    if message is None or message.state != "received":
+        return []
+    now = now_utc()
+    contributor = outcomes.contributor_for(runtime, session, message, now)
+    conv = session.scalar(
+        select(Conversation).where(
+            Conversation.contributor_id == contributor.id, Conversation.channel == message.channel
+        )
+    )
+    if conv is None:
+        conv = Conversation(contributor_id=contributor.id, channel=message.channel, state={})
+        session.add(conv)
+        session.flush()
+    state = engine.State.from_dict(conv.state)
+    incoming, direct = _incoming(runtime, session, message, state, conv)
+    if incoming is None:
+        outcome = engine.Outcome(state=state, replies=(engine.Reply(direct),) if direct else ())
+    else:
+        context = outcomes.context(runtime, session, contributor, now)
+        outcome = engine.handle(state, incoming, context)
+    outbound = outcomes.apply(
+        runtime,
+        session,
+        outcome,
+        contributor=contributor,
+        conv=conv,
+        channel=message.channel,
+        reply_from=message.recipient,
+        decision=f"in{message.id}",
+        inbound_id=message.id,
+        now=now,
+        to_transcribe=to_transcribe,
+        sender_verified=incoming.verified if incoming is not None else None,
+    )
+    message.state = "processed"
+    message.processed_at = now
+    message.error = None
+    log.info(
+        "%s message %d from %s processed: step=%s contributions=%d replies=%d",
+        message.channel,
+        message.id,
+        log_id(message.sender_hash),
+        outcome.state.step,
+        len(outcome.contributions),
+        len(outcome.replies),
+    )
+    if outcome.forget:
+        outcomes.forget(runtime, session, contributor, message)
+    return outbound
+
+
+def _incoming(
+    runtime: Runtime,
+    session: Session,
+    message: InboundMessage,
+    state: engine.State,
+    conv: Conversation,
+) -> tuple[engine.Incoming | None, str | None]:
+    """What the engine is given for a stored message; or (None, a catalogue key to answer
+    instead) when the message is for the channel alone (a stale button, an edit)."""
+    refs, lost = media.kept(message)
+    text, start = message.text, None
+    verified: bool | None = None  # only email doubts its sender (channels/email/authentication)
+    if message.channel == "telegram":
+        from channels.telegram import commands
+
+        if message.kind == "edit":
+            return None, _apply_edit(session, message, state, conv)
+        text = _latest_edit(session, message) or text
+        given = (
+            commands.from_button(text, state.step, state.options)
+            if message.kind == "button"
+            else commands.from_text(text)
+        )
+        if given.reply:
+            return None, given.reply
+        text, start = given.text, given.start
+    elif message.channel == "email":
+        from channels.email import routing
+
+        meta = routing.meta(runtime.vault, message)
+        if routing.answering_a_loop(session, message, meta):
+            log.info("email %d: an automatic sender repeating itself; not answered", message.id)
+            return None, None
+        text = routing.text_for(
+            text, meta.get("subject") or "", message.recipient, outcomes.campaign_infos(session)
+        )
+        verified = routing.sender_verified(meta)
+        if not verified:
+            log.info("email %d: sender not verified: filed for moderators, unanswered", message.id)
+    incoming = engine.Incoming(
+        text=text,
+        received_at=message.received_at,
+        recipient=message.recipient,
+        attachments=lost,
+        media=tuple(refs),
+        start=start,
+        verified=verified,
+    )
+    return incoming, None
+
+
+def _latest_edit(session: Session, message: InboundMessage) -> str | None:
+    """The text of the latest edit of this message still waiting in the backlog, if any: the
+    resident corrected it before it was read, so the correction is what counts. The edits are
+    then done with."""
+    if not message.provider_ref or message.sender_hash is None:
+        return None
+    edits = list(
+        session.scalars(
+            select(InboundMessage)
+            .where(
+                InboundMessage.channel == message.channel,
+                InboundMessage.sender_hash == message.sender_hash,
+                InboundMessage.provider_ref == message.provider_ref,
+                InboundMessage.kind == "edit",
+                InboundMessage.state == "received",
+            )
+            .order_by(InboundMessage.received_at, InboundMessage.id)
+        )
+    )
+    for edit in edits:
+        edit.state, edit.processed_at, edit.error = (
+            "processed",
+            now_utc(),
+            "applied to the original",
+        )
+    return edits[-1].text if edits else None
+
+
+def _apply_edit(
+    session: Session, message: InboundMessage, state: engine.State, conv: Conversation
+) -> str:
+    """An edit that arrives once its message was read: it replaces the text the conversation
+    still keeps (the campaign menu is open); a filed contribution is not changed."""
+    original = session.scalar(
+        select(InboundMessage)
+        .where(
+            InboundMessage.channel == message.channel,
+            InboundMessage.sender_hash == message.sender_hash,
+            InboundMessage.provider_ref == message.provider_ref,
+            InboundMessage.kind == "message",
+            InboundMessage.id < message.id,
+        )
+        .order_by(InboundMessage.id.desc())
+        .limit(1)
+    )
+    before = clean(original.text) if original is not None else ""
+    after = clean(message.text)
+    if before and after and state.step == engine.CHOOSE_CAMPAIGN and before in state.text:
+        state.text = state.text.replace(before, after, 1)
+        conv.state = state.to_dict()
+        return "telegram.edit_noted"
+    return "telegram.edit_too_late"
