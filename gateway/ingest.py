@@ -27,8 +27,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from channels.base import IncomingMessage
 from gateway import enqueue, textcap
+from gateway.messages import IncomingMessage
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
 from gateway.queues import inbound_batch_job_id

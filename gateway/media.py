@@ -1,17 +1,14 @@
-"""Media that residents send through chat apps (Telegram's voice notes, photos, drawings, files):
+"""Media that residents send through chat apps (voice notes, photos, drawings, files):
 fetched into the data folder before the conversation sees the message, then attached to the
 contribution they belong to.
 
 Fetching happens on the worker, never in the webhook: the provider is answered at once, and
-the file is downloaded by the job that processes the message (from the configured Bot API file
-host only, under ``TELEGRAM_MAX_FILE_BYTES``). A file that cannot be had for good (refused,
-too big, gone) is marked with its error and the message goes on without it, the resident being
-told their file was not kept; a passing failure (network) lets the job be retried, and on its
-last attempt the message goes on without the file rather than be lost.
-
-Telegram messages stay on the ``inbound`` queue even with media: a bot's files are capped at
-20 MB and come from the Bot API's file host (a voice note of a minute is a few hundred KB), and
-the slow part, transcription, has its own queue.
+the file is downloaded by the job that processes the message, through the ``fetch_media``
+hook of the channel's plugin (gateway.plugins; Telegram's is channels.telegram.media). A file
+that cannot be had for good (refused, too big, gone) is marked with its error and the message
+goes on without it, the resident being told their file was not kept; a passing failure
+(network) lets the job be retried, and on its last attempt the message goes on without the
+file rather than be lost.
 
 On the contribution, the first audio (a voice note, an audio file) becomes the recording that
 is transcribed, as a phone message is; everything else is listed in ``attachments``. That
@@ -27,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gateway import plugins
 from gateway.models import Contribution, InboundMessage
 from gateway.runtime import Runtime
 
@@ -51,62 +49,28 @@ def kept(message: InboundMessage) -> tuple[list[str], int]:
     return refs, lost
 
 
-def _extension(item: dict[str, Any]) -> str:
+def extension(item: dict[str, Any]) -> str:
+    """The file extension to store an attachment under, from its content type."""
     content_type = str(item.get("content_type") or "")
     ext = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
     return ext if len(ext) <= 6 else ".bin"
 
 
 def fetch_pending(runtime: Runtime, message_id: int, *, last_attempt: bool) -> None:
-    """Download the message's media not yet fetched (Telegram's file_id references)."""
+    """Download what the message only refers to, by its channel's plugin (gateway.plugins):
+    a file that cannot be had yet raises (the job is retried), unless ``last_attempt``."""
     with runtime.sessions() as session:
         message = session.get(InboundMessage, message_id)
-        if message is None or message.channel != "telegram" or message.state != "received":
+        if message is None or message.state != "received":
             return
-        items = [dict(a) if isinstance(a, dict) else {} for a in message.attachments or []]
-    pending = [
-        i
-        for i, a in enumerate(items)
-        if a.get("file_id") and not a.get("path") and not a.get("error")
-    ]
-    if not pending:
-        return
-    settings = runtime.settings
-    if not settings.telegram_bot_token:
-        for index in pending:
-            items[index]["error"] = "TELEGRAM_BOT_TOKEN is not set: cannot fetch"
-    else:
-        from channels.telegram.bot import MediaError, MediaFetcher
-
-        fetcher = MediaFetcher(
-            settings.telegram_bot_token,
-            settings.telegram_api_base,
-            settings.telegram_max_file_bytes,
-        )
-        try:
-            for index in pending:
-                item = items[index]
-                folder = "audio" if item.get("kind") in AUDIO_KINDS else "media"
-                relative = f"{folder}/telegram/{message_id}-{index}{_extension(item)}"
-                try:
-                    item["size"] = fetcher.fetch(
-                        str(item["file_id"]), settings.data_path / relative
-                    )
-                except MediaError as exc:
-                    if not exc.permanent and not last_attempt:
-                        raise
-                    item["error"] = str(exc)[:300]
-                    log.warning("message %d: %s not kept: %s", message_id, item.get("kind"), exc)
-                    continue
-                item["path"] = relative
-        finally:
-            _save(runtime, message_id, items)
-            fetcher.close()
-        return
-    _save(runtime, message_id, items)
+        channel = message.channel
+    fetch = plugins.hook(channel, "fetch_media")
+    if fetch is not None:
+        fetch(runtime, message_id, last_attempt)
 
 
-def _save(runtime: Runtime, message_id: int, items: list[dict[str, Any]]) -> None:
+def save(runtime: Runtime, message_id: int, items: list[dict[str, Any]]) -> None:
+    """Store a message's attachment list as its plugin left it (paths, sizes, errors)."""
     with runtime.sessions.begin() as session:
         message = session.get(InboundMessage, message_id)
         if message is not None:

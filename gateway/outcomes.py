@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
-from gateway import media, residents
+from gateway import media, plugins, residents
 from gateway.i18n import translate_for
 from gateway.models import (
     Campaign,
@@ -173,6 +173,7 @@ def apply(
     language = contributor.language
     sender = reply_from or _default_sender(runtime, channel)
     titles = {c.slug: c.title for c in campaigns.values()}
+    buttons = plugins.hook(channel, "buttons")  # answer buttons, on media that show them
     rows: list[OutboundMessage] = []
     for index, reply in enumerate(outcome.replies):
         params = dict(reply.params)
@@ -195,10 +196,8 @@ def apply(
                 now=now,
             )
         )
-        if channel == "telegram":
-            from channels.telegram.commands import keyboard
-
-            rows[-1].buttons = keyboard(reply.key, outcome.state, titles, language)
+        if buttons is not None:
+            rows[-1].buttons = buttons(reply.key, outcome.state, titles, language)
     withhold_over_limit(runtime, session, contributor, rows, now)
     session.add_all(rows)
 
@@ -237,9 +236,10 @@ def _update_contribution(
 
 
 def _default_sender(runtime: Runtime, channel: str) -> str | None:
-    if channel in ("sms", "voice"):
-        return runtime.settings.twilio_from_number or None
-    return None
+    """The address a reply goes from when the resident's message does not say (its plugin's
+    ``default_from``: the city's SMS number)."""
+    default_from = plugins.hook(channel, "default_from")
+    return default_from(runtime.settings) if default_from is not None else None
 
 
 def forget(

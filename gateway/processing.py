@@ -20,14 +20,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
-from gateway import enqueue, media, outcomes
+from gateway import enqueue, media, outcomes, plugins
 from gateway.clock import now_utc
 from gateway.locks import SenderBusy, sender_lock
 from gateway.logs import describe
 from gateway.models import Conversation, InboundMessage
 from gateway.privacy import inbound_sender, log_id, mark_private
 from gateway.runtime import Runtime
-from gateway.textnorm import clean
 
 log = logging.getLogger(__name__)
 
@@ -214,98 +213,31 @@ def _incoming(
     conv: Conversation,
 ) -> tuple[engine.Incoming | None, str | None]:
     """What the engine is given for a stored message; or (None, a catalogue key to answer
-    instead) when the message is for the channel alone (a stale button, an edit)."""
+    instead, or None) when the message is for the channel alone (a stale button, an edit, an
+    automatic sender's loop): the channel's plugin says which (gateway.plugins.interpret)."""
     refs, lost = media.kept(message)
-    text, start = message.text, None
-    verified: bool | None = None  # only email doubts its sender (channels/email/authentication)
-    if message.channel == "telegram":
-        from channels.telegram import commands
-
-        if message.kind == "edit":
-            return None, _apply_edit(session, message, state, conv)
-        text = _latest_edit(session, message) or text
-        given = (
-            commands.from_button(text, state.step, state.options)
-            if message.kind == "button"
-            else commands.from_text(text)
+    meaning = plugins.Interpretation()
+    interpret = plugins.hook(message.channel, "interpret")
+    if interpret is not None:
+        meaning = interpret(
+            plugins.Arrival(
+                runtime=runtime,
+                session=session,
+                message=message,
+                state=state,
+                conversation=conv,
+                campaigns=outcomes.campaign_infos(session),
+            )
         )
-        if given.reply:
-            return None, given.reply
-        text, start = given.text, given.start
-    elif message.channel == "email":
-        from channels.email import routing
-
-        meta = routing.meta(runtime.vault, message)
-        if routing.answering_a_loop(session, message, meta):
-            log.info("email %d: an automatic sender repeating itself; not answered", message.id)
-            return None, None
-        text = routing.text_for(
-            text, meta.get("subject") or "", message.recipient, outcomes.campaign_infos(session)
-        )
-        verified = routing.sender_verified(meta)
-        if not verified:
-            log.info("email %d: sender not verified: filed for moderators, unanswered", message.id)
+    if meaning.handled or meaning.reply:
+        return None, meaning.reply
     incoming = engine.Incoming(
-        text=text,
+        text=message.text if meaning.text is None else meaning.text,
         received_at=message.received_at,
         recipient=message.recipient,
         attachments=lost,
         media=tuple(refs),
-        start=start,
-        verified=verified,
+        start=meaning.start,
+        verified=meaning.verified,
     )
     return incoming, None
-
-
-def _latest_edit(session: Session, message: InboundMessage) -> str | None:
-    """The text of the latest edit of this message still waiting in the backlog, if any: the
-    resident corrected it before it was read, so the correction is what counts. The edits are
-    then done with."""
-    if not message.provider_ref or message.sender_hash is None:
-        return None
-    edits = list(
-        session.scalars(
-            select(InboundMessage)
-            .where(
-                InboundMessage.channel == message.channel,
-                InboundMessage.sender_hash == message.sender_hash,
-                InboundMessage.provider_ref == message.provider_ref,
-                InboundMessage.kind == "edit",
-                InboundMessage.state == "received",
-            )
-            .order_by(InboundMessage.received_at, InboundMessage.id)
-        )
-    )
-    for edit in edits:
-        edit.state, edit.processed_at, edit.error = (
-            "processed",
-            now_utc(),
-            "applied to the original",
-        )
-    return edits[-1].text if edits else None
-
-
-def _apply_edit(
-    session: Session, message: InboundMessage, state: engine.State, conv: Conversation
-) -> str:
-    """An edit that arrives once its message was read: it replaces the text the conversation
-    still keeps (the campaign menu is open); a filed contribution is not changed."""
-    original = session.scalar(
-        select(InboundMessage)
-        .where(
-            InboundMessage.channel == message.channel,
-            InboundMessage.sender_hash == message.sender_hash,
-            InboundMessage.provider_ref == message.provider_ref,
-            InboundMessage.kind == "message",
-            InboundMessage.id < message.id,
-        )
-        .order_by(InboundMessage.id.desc())
-        .limit(1)
-    )
-    before = clean(original.text) if original is not None else ""
-    after = clean(message.text)
-    if before and after and state.step == engine.CHOOSE_CAMPAIGN and before in state.text:
-        state.text = state.text.replace(before, after, 1)
-        conv.state = state.to_dict()
-        return "telegram.edit_noted"
-    return "telegram.edit_too_late"

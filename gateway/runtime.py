@@ -9,16 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from functools import cached_property
 
 from redis import Redis
 from rq import Queue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from channels.base import Sender
-from channels.console import ConsoleOutbox
-from gateway import db, files
+from gateway import db, files, plugins
+from gateway.messages import ConsoleOutbox, Sender
 from gateway.privacy import AddressVault
 from gateway.queues import EmbeddedRedis, queue, redis_from_url
 from gateway.rewrap import rewrap_sqlite_once
@@ -83,29 +81,12 @@ class Runtime:
         return self._senders[channel]
 
     def _make_sender(self, channel: str) -> Sender:
-        s = self.settings
-        if channel in ("sms", "voice") and s.twilio_configured:
-            from channels.twilio.sms import TwilioSender
-
-            return TwilioSender(
-                s.twilio_account_sid,
-                s.twilio_auth_token,
-                s.twilio_api_base,
-                s.twilio_messaging_service_sid,
-            )
-        if channel == "email" and s.email_configured:
-            from channels.email.sender import EmailSender
-
-            return EmailSender(s)
-        if channel == "telegram" and s.telegram_configured:
-            from channels.telegram.bot import TelegramSender
-
-            return TelegramSender(s.telegram_bot_token, s.telegram_api_base)
+        """The first configured plugin carrying ``channel`` sends (gateway.plugins); with none,
+        replies go to the console outbox (kept in the database, logged without recipient)."""
+        for plugin in plugins.for_channel(channel):
+            if plugin.sender is not None and plugin.configured(self.settings):
+                return plugin.sender(self.settings)
         return ConsoleOutbox()
-
-    @cached_property
-    def sender_label(self) -> str:
-        return "console" if not self.settings.twilio_configured else "twilio"
 
     def close(self, *, release_redis: bool = True) -> None:
         for sender in self._senders.values():

@@ -24,9 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from channels.base import IncomingMessage
 from gateway.files import private_dir, write_private
 from gateway.i18n import languages, translate
+from gateway.messages import IncomingMessage
 
 FOLDER = "media/text"
 KIND = "text"

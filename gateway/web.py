@@ -5,33 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from aiohttp import web
 from sqlalchemy import text
 
-from channels.telegram import webhook as telegram_webhook
-from channels.twilio import webhooks as twilio_webhooks
-from gateway import api, campaigns, console
+from gateway import api, campaigns, console, plugins
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.webkeys import INGEST, RUNTIME, SETTINGS
+from gateway.webkeys import INGEST, RUNTIME, SERVICES, SETTINGS
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, services: bool = True) -> web.Application:
+    """The gateway's app; ``services``: run the channel plugins' background services (only
+    one of several pre-forked web processes does)."""
     settings = settings.ensure_secret_key()
     app = web.Application(client_max_size=settings.max_webhook_bytes)
     app[SETTINGS] = settings
+    app[SERVICES] = services
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
-    twilio_webhooks.add_routes(app)
-    telegram_webhook.add_routes(app)
+    for plugin in plugins.installed():
+        if plugin.routes is not None:
+            plugin.routes(app)  # the plugin's webhooks, whether configured or not (they refuse)
     console.setup(app)
     api.setup(app)
     pages.add_routes(app)
@@ -68,14 +68,14 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         ticker = Ticker(runtime, on_tick=lambda: _revive_embedded_redis(runtime))
         ticker.start()
         background = (worker, ticker)
-    mail = await _start_mail(runtime)
+    services = await _start_services(runtime) if app[SERVICES] else []
     try:
         yield
     finally:
-        if background:  # told first, so that the worker winds down while the mail stops
+        if background:  # told first, so that the worker winds down while the services stop
             background[0].stop()
             background[1].stop()
-        await _stop_mail(mail)
+        await _stop_services(services)
         if background:
             worker, ticker = background
             # A job still running after the grace period is handed back to the queue.
@@ -85,41 +85,21 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         await loop.run_in_executor(None, runtime.close)
 
 
-@dataclass
-class MailServices:
-    receiver: asyncio.AbstractServer | None = None
-    poller: threading.Thread | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
+async def _start_services(runtime: Runtime) -> list[plugins.Stop]:
+    """The channel plugins' background services that their settings enable (an SMTP receiver,
+    an IMAP poller): a configured channel then needs no other command than `gateway serve`."""
+    stoppers = []
+    for plugin in plugins.installed():
+        for service in plugin.services:
+            if service.enabled(runtime.settings):
+                log.info("starting %s (%s)", service.name, plugin.name)
+                stoppers.append(await service.start(runtime))
+    return stoppers
 
 
-async def _start_mail(runtime: Runtime) -> MailServices:
-    """The SMTP receiver (SMTP_RECEIVER_PORT > 0) and the IMAP poller (IMAP_HOST set), when
-    configured: mail then needs no other command than `gateway serve`."""
-    settings = runtime.settings
-    mail = MailServices()
-    if settings.smtp_receiver_port > 0:
-        from channels.email import smtp_receiver
-
-        mail.receiver = await smtp_receiver.start(
-            runtime, settings.smtp_receiver_host, settings.smtp_receiver_port
-        )
-    if settings.imap_host:
-        from channels.email import imap
-
-        mail.poller = threading.Thread(
-            target=imap.run, args=(runtime,), kwargs={"stop": mail.stop}, name="imap", daemon=True
-        )
-        mail.poller.start()
-    return mail
-
-
-async def _stop_mail(mail: MailServices) -> None:
-    if mail.receiver is not None:
-        mail.receiver.close()
-        await mail.receiver.wait_closed()
-    if mail.poller is not None:
-        mail.stop.set()
-        await asyncio.get_running_loop().run_in_executor(None, mail.poller.join, 10)
+async def _stop_services(stoppers: list[plugins.Stop]) -> None:
+    for stop in reversed(stoppers):
+        await stop()
 
 
 def _revive_embedded_redis(runtime: Runtime) -> None:

@@ -11,3 +11,4 @@ from gateway.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", Runtime)
 INGEST = web.AppKey("ingest", BatchingIngest)
+SERVICES = web.AppKey("services", bool)  # run the plugins' background services here

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from channels.base import IncomingMessage
 from gateway import ingest
+from gateway.messages import IncomingMessage
 from gateway.models import Contribution, InboundMessage, OutboundMessage
 from gateway.privacy import Binding, inbound_raw, inbound_sender
 from gateway.runtime import Runtime

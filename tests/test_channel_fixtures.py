@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from channels.base import IncomingMessage
 from channels.twilio import sms as twilio_sms
+from gateway.messages import IncomingMessage
 from gateway.privacy import inbound_sender
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME

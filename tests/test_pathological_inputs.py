@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 import requests
 
-from channels.base import IncomingMessage
 from channels.email import message as email_message
 from channels.email import routing
 from channels.telegram import commands
 from gateway import conversation as engine
 from gateway import ingest, sms_segments, textcap, textnorm
+from gateway.messages import IncomingMessage
 from gateway.moderation import redaction, similarity
 from gateway.runtime import Runtime
 from tests.console.conftest import (  # noqa: F401  (fixtures)

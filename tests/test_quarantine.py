@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from channels.base import IncomingMessage
 from gateway import conversation, ingest
 from gateway.cli import main as cli
+from gateway.messages import IncomingMessage
 from gateway.models import QuarantinedMessage
 from gateway.privacy import quarantine_payload
 from gateway.runtime import Runtime

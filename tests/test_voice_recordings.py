@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from channels.base import IncomingMessage
 from gateway import ingest
+from gateway.messages import IncomingMessage
 from gateway.models import Campaign, Contribution, InboundMessage, VoiceCall
 from gateway.privacy import voice_caller
 from gateway.runtime import Runtime

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from channels.base import OutgoingText, SendError
 from gateway import residents
 from gateway.clock import now_utc
 from gateway.logs import describe
+from gateway.messages import OutgoingText, SendError
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.privacy import inbound_raw, outbound_recipient, redact
 from gateway.runtime import Runtime

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from channels.base import IncomingMessage
 from channels.email.authentication import SmtpPeer, Verdict, verify
 from channels.email.message import Attachment, ParsedEmail, parse
 from gateway import files
+from gateway.messages import IncomingMessage
 
 log = logging.getLogger(__name__)
 

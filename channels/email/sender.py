@@ -24,8 +24,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from channels.base import OutgoingText, SendError
 from gateway.i18n import translate
+from gateway.messages import OutgoingText, SendError
 
 _MSGID = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\-]")
 # Written by a person: a moderator's reply, the city's answer (gateway.moderation.answers).

@@ -34,9 +34,9 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from channels.base import OutgoingText, SendError
 from channels.telegram.updates import FILE_ID
 from gateway import files
+from gateway.messages import OutgoingText, SendError
 from gateway.privacy import redact
 
 log = logging.getLogger(__name__)

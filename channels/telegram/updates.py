@@ -28,8 +28,8 @@ from typing import Any
 
 from telegram import Message, Update
 
-from channels.base import IncomingMessage
 from gateway.i18n import languages, translate
+from gateway.messages import IncomingMessage
 
 CHANNEL = "telegram"
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")

@@ -21,8 +21,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from channels.base import IncomingMessage, OutgoingText, SendError
 from channels.twilio import ids
+from gateway.messages import IncomingMessage, OutgoingText, SendError
 
 CHANNEL = "sms"
 MAX_MEDIA = 10  # Twilio's own limit per message

@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session
 from twilio.twiml import TwiML
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import IncomingMessage
 from channels.twilio import ids, sms
 from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
 from gateway.i18n import DEFAULT_LANGUAGE, translate
+from gateway.messages import IncomingMessage
 from gateway.models import Campaign, Contribution, VoiceCall
 from gateway.privacy import AddressVault, log_id, normalise_address, voice_caller
 from gateway.runtime import Runtime

@@ -71,16 +71,3 @@ async def sms_webhook(request: web.Request) -> web.Response:
         log.error("twilio sms webhook: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
-
-
-def add_routes(app: web.Application) -> None:
-    # Imported here: the voice views build on read_signed_form above.
-    from channels.twilio import voice
-
-    app.router.add_post("/webhooks/twilio/sms", sms_webhook)
-    app.router.add_post(voice.VOICE_PATH, voice.incoming_call)
-    app.router.add_post(voice.CHOOSE_PATH, voice.menu_choice)
-    app.router.add_post(voice.RECORDED_PATH, voice.recorded)
-    app.router.add_post(voice.CONSENT_PATH, voice.consent)
-    app.router.add_post(voice.PRIVACY_PATH, voice.privacy)
-    app.router.add_post(voice.RECORDING_PATH, voice.recording_status)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.base import OutgoingText, SendError
 from channels.email.sender import EmailSender, build
+from gateway.messages import OutgoingText, SendError
 from gateway.settings import Settings
 from tests.email.conftest import GATEWAY_ADDRESS
 from tests.email.servers import SmtpSink, self_signed_context

@@ -532,7 +532,7 @@ def test_the_file_is_written_whole_or_not_at_all(
     assert output.read_text(encoding="utf-8") == "the previous report"
 
     # A failure while writing leaves the previous file and no partial one.
-    from gateway import cli_publication
+    from gateway.cli import publication as cli_publication
 
     real_output = cli_publication._output
 

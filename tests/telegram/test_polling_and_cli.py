@@ -16,9 +16,9 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from channels.telegram import commands, updates
+from channels.telegram.cli import poll_updates
 from gateway import logs
 from gateway.cli import main
-from gateway.cli_telegram import poll_updates
 from gateway.i18n import translate
 from gateway.models import OutboundMessage
 from gateway.runtime import Runtime

@@ -28,9 +28,9 @@ def email_group() -> None:
 def poll(once: bool) -> None:
     """Read the IMAP mailbox (IDLE when offered): each new message stored once, never deleted."""
     from channels.email import imap
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
-    runtime = _open()
+    runtime = open_runtime()
     if not runtime.settings.imap_host:
         runtime.close()
         raise click.ClickException("IMAP_HOST is not set")
@@ -52,9 +52,9 @@ def poll(once: bool) -> None:
 def smtpd(host: str | None, port: int | None) -> None:
     """Receive mail for EMAIL_ADDRESS (and its plus addresses) by SMTP."""
     from channels.email import smtp_receiver
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
-    runtime = _open()
+    runtime = open_runtime()
     settings = runtime.settings
     if not settings.email_address:
         runtime.close()
@@ -89,10 +89,10 @@ def receive(source: BinaryIO) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from channels.email.inbound import accept
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
     raw = source.read()
-    runtime = _open()
+    runtime = open_runtime()
     try:
         size = len(raw)
         if size > runtime.settings.email_max_bytes:

@@ -21,9 +21,9 @@ T = TypeVar("T")
 
 
 def _in_session(work: Callable[[Session], T]) -> T:
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions.begin() as session:
             return work(session)

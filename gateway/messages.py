@@ -1,12 +1,16 @@
-"""What every channel adapter produces and consumes, whatever its provider.
+"""What every channel adapter produces and consumes, whatever its provider: the core's side
+of the channel interface (gateway.plugins declares the rest).
 
 Inbound, an adapter authenticates a provider's request and turns it into one
 ``IncomingMessage``; outbound, it sends one text and returns the provider's id or raises
-``SendError`` saying whether trying again makes sense.
+``SendError`` saying whether trying again makes sense. ``ConsoleOutbox`` is where replies go
+when no provider is configured for their channel.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -64,3 +68,18 @@ class Sender(Protocol):
     name: str
 
     def send(self, message: OutgoingText) -> str: ...
+
+
+_console_ids = itertools.count(1)
+
+
+class ConsoleOutbox:
+    """The outbound row is kept in the database like any sent message (provider ``console``),
+    and the text is logged without the recipient, so a local install shows its replies in the
+    terminal and ``gateway simulate`` can print them."""
+
+    name = "console"
+
+    def send(self, message: OutgoingText) -> str:
+        logging.getLogger("gateway.outbox").info("outbox [%s] %s", message.channel, message.text)
+        return f"console-{next(_console_ids)}"

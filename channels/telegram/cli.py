@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _settings() -> Settings:
-    from gateway.cli import _settings as load
+    from gateway.cli.common import load_settings as load
 
     settings = load()
     if not settings.telegram_bot_token:
@@ -135,10 +135,10 @@ def info() -> None:
 @click.option("--once", is_flag=True, help="Read what is waiting once, then exit.")
 def poll(timeout: int, once: bool) -> None:
     """Read updates with getUpdates and store them as the webhook would."""
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
     _settings()  # refuses early without a token
-    runtime = _open()
+    runtime = open_runtime()
     try:
         count = asyncio.run(poll_updates(runtime, timeout=timeout, once=once))
     finally:

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,19 +17,13 @@ import click
 from sqlalchemy import select
 
 from gateway import campaigns as campaign_files
-from gateway import db, files, logs
+from gateway import db, files, logs, plugins
+from gateway.cli.common import load_settings, open_runtime
 from gateway.queues import QUEUES
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 
 log = logging.getLogger("gateway")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.load()
-    except SettingsError as exc:  # one clear line, not a traceback
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +34,7 @@ def main(log_level: str | None) -> None:
     # and the secret key are the gateway user's only (gateway.files), whatever the login
     # shell's umask; child processes (the embedded Redis, pre-forked web processes) inherit it.
     os.umask(files.PROCESS_UMASK)
-    logs.configure(log_level or _settings().log_level)
+    logs.configure(log_level or load_settings().log_level)
 
 
 @main.command()
@@ -65,14 +58,14 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
     from gateway.web import load_campaigns
 
     try:
-        settings = _settings().ensure_secret_key()
+        settings = load_settings().ensure_secret_key()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     host = host or settings.host
     port = port or settings.port
     # Schema and campaigns once, before any web process starts: a clear message instead of a
     # traceback when the schema is behind, and no race between processes.
-    runtime = _open(redis=settings.embedded_redis)
+    runtime = open_runtime(redis=settings.embedded_redis)
     try:
         load_campaigns(runtime)
     finally:
@@ -113,12 +106,11 @@ def _serve_one(settings: Settings, *, host: str, port: int, sock: object, worker
     from gateway.web import create_app
 
     if not worker:
-        # One in-process worker is enough; the other processes only take webhooks. The mail
-        # services (SMTP receiver, IMAP poller) also run in the first process only.
-        settings = settings.with_overrides(
-            embedded_worker=False, smtp_receiver_port=0, imap_host=""
-        )
-    app = create_app(settings)
+        # One in-process worker is enough; the other processes only take webhooks. The
+        # channels' background services (an SMTP receiver, an IMAP poller) also run in the
+        # first process only.
+        settings = settings.with_overrides(embedded_worker=False)
+    app = create_app(settings, services=worker)
     kwargs: dict[str, object] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     web.run_app(
         app,
@@ -178,7 +170,7 @@ def worker(burst: bool, queue_names: tuple[str, ...]) -> None:
     """Run a worker: processes messages, sends replies, transcribes audio."""
     from workers.runner import run_worker
 
-    runtime = _open()
+    runtime = open_runtime()
     try:
         run_worker(runtime, queue_names or QUEUES, burst)
     finally:
@@ -193,7 +185,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations."""
-    settings = _settings()
+    settings = load_settings()
     engine = db.make_engine(settings.effective_database_url)
     db.upgrade(engine)
     engine.dispose()
@@ -213,7 +205,7 @@ def campaigns_load(paths: tuple[Path, ...]) -> None:
         specs = campaign_files.read_files(list(paths))
     except campaign_files.CampaignFileError as exc:
         raise click.ClickException(str(exc)) from exc
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions.begin() as session:
             results = campaign_files.upsert(session, specs)
@@ -231,7 +223,7 @@ def campaigns_list(as_json: bool) -> None:
     """List campaigns."""
     from gateway.models import Campaign
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions() as session:
             rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
@@ -275,7 +267,7 @@ def contributions_list(as_json: bool, campaign: str | None, status: str | None) 
     from gateway.exports import contribution_dict
     from gateway.models import Campaign, Contribution
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions() as session:
             query = select(Contribution).order_by(Contribution.received_at, Contribution.id)
@@ -305,7 +297,7 @@ def models_list() -> None:
     """List the speech models this gateway can use."""
     from transcription.models import find_models
 
-    settings = _settings()
+    settings = load_settings()
     found = find_models(settings.data_path)
     if not found:
         click.echo("no speech model: `gateway models install fr-small` (or --from FILE.zip)")
@@ -331,7 +323,7 @@ def models_install(name: str | None, archive: Path | None, allow_unpinned: bool)
     its pinned SHA-256, or a zip with --from."""
     from transcription import models
 
-    settings = _settings()
+    settings = load_settings()
     files.secure_data_dir(settings.data_path)
     try:
         if archive is not None:
@@ -365,7 +357,7 @@ def transcribe(pending: bool) -> None:
     from gateway.models import Contribution
     from gateway.transcripts import transcribe_contribution
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions() as session:
             ids = list(
@@ -398,15 +390,16 @@ def simulate_group() -> None:
 @click.argument("text")
 def simulate_sms(sender: str, recipient: str | None, timeout: float, text: str) -> None:
     """Simulate an incoming SMS and print the gateway's replies."""
-    from channels.base import IncomingMessage
     from gateway import ingest
+    from gateway.messages import IncomingMessage
     from gateway.models import InboundMessage, OutboundMessage
     from gateway.web import load_campaigns
 
-    runtime = _open()
+    runtime = open_runtime()
     try:
         load_campaigns(runtime)
-        recipient = recipient or runtime.settings.twilio_from_number or None
+        default_from = plugins.hook("sms", "default_from")
+        recipient = recipient or (default_from(runtime.settings) if default_from else None)
         sid = "SM" + uuid.uuid4().hex
         form = {
             "MessageSid": sid,
@@ -477,37 +470,3 @@ def _drain(runtime: Runtime) -> None:
     )
     for _ in range(3):  # inbound jobs enqueue outbound jobs
         worker.work(burst=True, logging_level="WARNING")
-
-
-def _open(redis: bool = True) -> Runtime:
-    try:
-        runtime = Runtime.open(_settings())
-    except (db.SchemaNotCurrent, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    if redis and runtime.embedded:
-        runtime.embedded.ensure_running()
-    return runtime
-
-
-def _register_account_commands() -> None:
-    from gateway import cli_publication
-    from gateway.cli_accounts import moderators_group, tokens_group
-    from gateway.cli_email import email_group
-    from gateway.cli_residents import quarantine_group, residents_group
-    from gateway.cli_secrets import secrets_group
-    from gateway.cli_telegram import telegram_group
-
-    cli_publication.register(main)
-    main.add_command(moderators_group)
-    main.add_command(tokens_group)
-    main.add_command(telegram_group)
-    main.add_command(email_group)
-    main.add_command(residents_group)
-    main.add_command(quarantine_group)
-    main.add_command(secrets_group)
-
-
-_register_account_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -19,9 +19,9 @@ def secrets_group() -> None:
 @secrets_group.command("check")
 def secrets_check() -> None:
     """Say where the secret key comes from and whether it is strong enough (never shows it)."""
-    from gateway.cli import _settings
+    from gateway.cli.common import load_settings
 
-    settings = _settings()
+    settings = load_settings()
     try:
         checked = settings.ensure_secret_key()
     except SettingsError as exc:
@@ -47,9 +47,9 @@ def secrets_check() -> None:
 def secrets_move_key(target: Path | None) -> None:
     """Move the key an older version generated in DATA_DIR/secret_key out of the data folder,
     so that backups of the data no longer carry it. Stop the gateway first."""
-    from gateway.cli import _settings
+    from gateway.cli.common import load_settings
 
-    settings = _settings()
+    settings = load_settings()
     legacy = settings.legacy_secret_key_path
     target = (target or settings.secret_key_path).expanduser().resolve()
     if not legacy.exists():
@@ -89,10 +89,10 @@ def secrets_move_key(target: Path | None) -> None:
 def secrets_rewrap(dry_run: bool, batch: int) -> None:
     """Bind values encrypted by earlier versions to their rows (idempotent, batched, safe
     while the gateway runs). Automatic on SQLite; run it once after upgrading on PostgreSQL."""
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
     from gateway.rewrap import rewrap
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         report = rewrap(runtime.engine, runtime.vault, batch=batch, dry_run=dry_run)
     finally:

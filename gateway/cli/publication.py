@@ -23,9 +23,9 @@ DECIDIM_FORMATS = ("decidim-csv", "decidim-json", "decidim-xlsx")
 def _open_runtime(redis: bool = False) -> Runtime:
     """The gateway's database (and, for commands that take a lock, its Redis: the embedded
     server is started if `gateway serve` is not running)."""
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
-    return _open(redis=redis)
+    return open_runtime(redis=redis)
 
 
 def _campaign(runtime: Runtime, slug: str) -> Campaign:
@@ -374,8 +374,4 @@ def radio_pack_command(slug: str, output: Path) -> None:
         runtime.close(release_redis=False)
 
 
-def register(main: click.Group) -> None:
-    main.add_command(export_command)
-    main.add_command(report_command)
-    main.add_command(decidim_group)
-    main.add_command(radio_group)
+COMMANDS = (export_command, report_command, decidim_group, radio_group)

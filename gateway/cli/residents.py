@@ -45,14 +45,14 @@ def forget(channel: str, actor: str, yes: bool, address: str | None) -> None:
     channel of that address. Their contributions stay, detached. ADDRESS: - reads stdin;
     omitted, it is asked for."""
     from gateway import residents
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
     value = _address(address)
     if not value:
         raise click.ClickException("no address given")
     if not yes:
         click.confirm("Erase this resident's data? This cannot be undone", abort=True)
-    runtime = _open()
+    runtime = open_runtime()
     try:
         erased = residents.forget_address(runtime, channel, value, actor=f"cli:{actor}")
     finally:
@@ -70,12 +70,12 @@ def forget(channel: str, actor: str, yes: bool, address: str | None) -> None:
 def opt_out(channel: str, actor: str, address: str | None) -> None:
     """Send nothing more to a resident, on every channel of that address."""
     from gateway import residents
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
 
     value = _address(address)
     if not value:
         raise click.ClickException("no address given")
-    runtime = _open()
+    runtime = open_runtime()
     try:
         changed = residents.opt_out_address(runtime, channel, value, actor=f"cli:{actor}")
     finally:
@@ -92,10 +92,10 @@ def quarantine_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def quarantine_list(as_json: bool) -> None:
     """What is in quarantine, with the reasons (never the content)."""
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
     from gateway.models import InboundMessage, QuarantinedMessage
 
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions() as session:
             items = [
@@ -146,7 +146,7 @@ def _parse(item_id: str) -> tuple[str, int]:
 def quarantine_retry(item_id: str) -> None:
     """Process a quarantined stored message again (m<id>), once its cause is fixed."""
     from gateway import enqueue
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
     from gateway.models import InboundMessage
 
     kind, number = _parse(item_id)
@@ -154,7 +154,7 @@ def quarantine_retry(item_id: str) -> None:
         raise click.ClickException(
             "a refused delivery cannot be retried as it is: the database refused its data"
         )
-    runtime = _open()
+    runtime = open_runtime()
     try:
         with runtime.sessions.begin() as session:
             message = session.get(InboundMessage, number)
@@ -172,11 +172,11 @@ def quarantine_retry(item_id: str) -> None:
 @click.argument("item_id")
 def quarantine_delete(item_id: str) -> None:
     """Delete a refused delivery (q<id>) for good, or give up a stored message (m<id>)."""
-    from gateway.cli import _open
+    from gateway.cli.common import open_runtime
     from gateway.models import InboundMessage, QuarantinedMessage
 
     kind, number = _parse(item_id)
-    runtime = _open(redis=False)
+    runtime = open_runtime(redis=False)
     try:
         with runtime.sessions.begin() as session:
             if kind == "q":

@@ -1,0 +1,15 @@
+"""The installed channel plugins (gateway.plugins): one line each.
+
+The order matters where two plugins carry the same channel: the first one configured sends
+the replies that do not say which provider they came through.
+"""
+
+from channels.email.plugin import plugin as email
+from channels.telegram.plugin import plugin as telegram
+from channels.twilio.plugin import plugin as twilio
+
+PLUGINS = [
+    twilio,
+    telegram,
+    email,
+]

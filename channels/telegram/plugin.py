@@ -1,0 +1,65 @@
+"""Telegram's Bot API, as one channel plugin (gateway.plugins)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+from aiohttp import web
+
+from gateway import conversation as engine
+from gateway.messages import Sender
+from gateway.plugins import Arrival, Buttons, ChannelPlugin, Interpretation
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+
+def _sender(settings: Settings) -> Sender:
+    from channels.telegram.bot import TelegramSender
+
+    return TelegramSender(settings.telegram_bot_token, settings.telegram_api_base)
+
+
+def _routes(app: web.Application) -> None:
+    from channels.telegram import webhook
+
+    webhook.add_routes(app)
+
+
+def _commands() -> Sequence[click.Command]:
+    from channels.telegram.cli import telegram_group
+
+    return (telegram_group,)
+
+
+def _fetch_media(runtime: Runtime, message_id: int, last_attempt: bool) -> None:
+    from channels.telegram import media
+
+    media.fetch(runtime, message_id, last_attempt)
+
+
+def _interpret(arrival: Arrival) -> Interpretation:
+    from channels.telegram.interpret import interpret
+
+    return interpret(arrival)
+
+
+def _buttons(
+    key: str, state: engine.State, titles: dict[str, str], language: str
+) -> Buttons | None:
+    from channels.telegram.commands import keyboard
+
+    return keyboard(key, state, titles, language)
+
+
+plugin = ChannelPlugin(
+    name="telegram",
+    channels=("telegram",),
+    configured=lambda settings: settings.telegram_configured,
+    sender=_sender,
+    routes=_routes,
+    commands=_commands,
+    interpret=_interpret,
+    buttons=_buttons,
+    fetch_media=_fetch_media,
+)

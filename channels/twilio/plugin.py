@@ -1,0 +1,46 @@
+"""Twilio: SMS and the answering machine (voice), as one channel plugin (gateway.plugins)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.messages import Sender
+from gateway.plugins import ChannelPlugin
+from gateway.settings import Settings
+
+
+def _sender(settings: Settings) -> Sender:
+    from channels.twilio.sms import TwilioSender
+
+    return TwilioSender(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_api_base,
+        settings.twilio_messaging_service_sid,
+    )
+
+
+def _routes(app: web.Application) -> None:
+    from channels.twilio import voice, webhooks
+
+    app.router.add_post("/webhooks/twilio/sms", webhooks.sms_webhook)
+    app.router.add_post(voice.VOICE_PATH, voice.incoming_call)
+    app.router.add_post(voice.CHOOSE_PATH, voice.menu_choice)
+    app.router.add_post(voice.RECORDED_PATH, voice.recorded)
+    app.router.add_post(voice.CONSENT_PATH, voice.consent)
+    app.router.add_post(voice.PRIVACY_PATH, voice.privacy)
+    app.router.add_post(voice.RECORDING_PATH, voice.recording_status)
+
+
+def _default_from(settings: Settings) -> str | None:
+    return settings.twilio_from_number or None
+
+
+plugin = ChannelPlugin(
+    name="twilio",
+    channels=("sms", "voice"),
+    configured=lambda settings: settings.twilio_configured,
+    sender=_sender,
+    routes=_routes,
+    default_from=_default_from,
+)

@@ -1,0 +1,138 @@
+"""Channel plugins: what a provider's folder under ``channels/`` declares, and the registry the
+core asks instead of naming a channel or a provider.
+
+A *channel* is how a resident reaches the city (``sms``, ``voice``, ``telegram``, ``email``);
+a *provider* is whose service carries it (Twilio, Telegram's Bot API, a mail server). One
+plugin is one provider; it declares the channels it carries and, through the hooks below,
+everything the core needs from it, in the spirit of courier's ``ChannelHandler`` and Rasa's
+``InputChannel``/``OutputChannel``:
+
+- ``configured(settings)``: whether the city has set it up (its settings are complete);
+- ``sender(settings)``: its outbound adapter (``gateway.messages.Sender``);
+- ``routes(app)``: the HTTP routes it mounts (its webhooks) on the gateway's aiohttp app;
+- ``services``: background services run inside ``gateway serve`` (an IMAP poller, an SMTP
+  receiver), each started with the runtime and stopped on exit;
+- ``commands``: its ``gateway`` CLI subcommands (click commands or groups);
+- ``interpret(arrival)``: what a stored message means before the conversation engine sees it
+  (Telegram's commands, buttons and edits; email's routing, loop detection and sender
+  verification); a channel without one gives the engine the message's text as it is;
+- ``buttons(key, state, titles, language)``: the answer buttons a reply carries on media that
+  show them (Telegram), ``None`` elsewhere (SMS numbers its choices in the text);
+- ``default_from(settings)``: the address a reply is sent from when the resident's message
+  does not say (the city's SMS number);
+- ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
+  (Telegram's ``file_id``) before the conversation sees it.
+
+The list of installed plugins is ``channels/registry.py``; the core loads it by name
+(``REGISTRY``) rather than importing it, so that the core never imports a channel (an
+``import-linter`` contract in ``pyproject.toml`` checks it) while a city's build chooses its
+plugins in one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import click
+    from aiohttp import web
+    from sqlalchemy.orm import Session
+
+    from gateway import conversation as engine
+    from gateway.messages import Sender
+    from gateway.models import Conversation, InboundMessage
+    from gateway.runtime import Runtime
+    from gateway.settings import Settings
+
+REGISTRY = "channels.registry"
+
+Buttons = list[list[dict[str, str]]]
+# A running service's stopper: awaited on exit.
+Stop = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A background service of a plugin, run by ``gateway serve`` when ``enabled(settings)``
+    (and by its own CLI command otherwise): ``start(runtime)`` returns its stopper."""
+
+    name: str
+    enabled: Callable[[Settings], bool]
+    start: Callable[[Runtime], Awaitable[Stop]]
+
+
+@dataclass
+class Arrival:
+    """What the core gives a plugin's ``interpret`` hook: a stored message in its
+    transaction, with the conversation it belongs to and the campaigns open for it."""
+
+    runtime: Runtime
+    session: Session
+    message: InboundMessage
+    state: engine.State
+    conversation: Conversation
+    campaigns: tuple[engine.CampaignInfo, ...]
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a message means. ``reply``: a catalogue key to answer instead of running the
+    engine; ``handled``: the channel dealt with it (no engine, no reply). Otherwise the engine
+    gets ``text`` (None: the message's own), ``start`` (a campaign asked for by a deep link)
+    and ``verified`` (whether the sender is who they say: None when the channel cannot
+    doubt it)."""
+
+    text: str | None = None
+    start: str | None = None
+    verified: bool | None = None
+    reply: str | None = None
+    handled: bool = False
+
+
+@dataclass(frozen=True)
+class ChannelPlugin:
+    name: str  # the provider: twilio, telegram, email, ...
+    channels: tuple[str, ...]  # the channels it carries: sms, voice, telegram, email
+    configured: Callable[[Settings], bool]
+    sender: Callable[[Settings], Sender] | None = None
+    routes: Callable[[web.Application], None] | None = None
+    services: tuple[Service, ...] = ()
+    commands: Callable[[], Sequence[click.Command]] | None = None
+    interpret: Callable[[Arrival], Interpretation] | None = None
+    buttons: Callable[[str, engine.State, dict[str, str], str], Buttons | None] | None = None
+    default_from: Callable[[Settings], str | None] | None = None
+    fetch_media: Callable[[Runtime, int, bool], None] | None = None
+
+
+@cache
+def installed() -> tuple[ChannelPlugin, ...]:
+    """The installed plugins, in the registry's order (the first configured one for a channel
+    sends its replies when several could)."""
+    module = importlib.import_module(REGISTRY)
+    plugins = tuple(module.PLUGINS)
+    names = [p.name for p in plugins]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"{REGISTRY}: a plugin is registered twice ({names})")
+    return plugins
+
+
+def for_channel(channel: str) -> tuple[ChannelPlugin, ...]:
+    return tuple(p for p in installed() if channel in p.channels)
+
+
+def channels() -> tuple[str, ...]:
+    """Every channel an installed plugin carries, once, in the registry's order."""
+    return tuple(dict.fromkeys(c for p in installed() for c in p.channels))
+
+
+def hook(channel: str, name: str) -> Any:
+    """The first installed plugin's ``name`` hook for ``channel``, or None."""
+    for plugin in for_channel(channel):
+        value = getattr(plugin, name)
+        if value is not None:
+            return value
+    return None
