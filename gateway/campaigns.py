@@ -80,7 +80,7 @@ def parse(data: Any, source: str) -> CampaignSpec:
         raise fail("voice must be a mapping (greeting:, audio:, sms_receipt:)")
     audio = str(voice.get("audio") or "").strip() or None
     if audio and not audio.startswith(("https://", "http://")):
-        raise fail("voice.audio must be an http(s) URL that Twilio can fetch")
+        raise fail("voice.audio must be an http(s) URL that the voice provider can fetch")
     publication = data.get("publication") or {}
     if not isinstance(publication, dict):
         raise fail("publication must be a mapping (rejected_text: shown | hidden)")

@@ -31,8 +31,8 @@ Decisions worth knowing (also in the tests):
 * STOP, START, AIDE, OUBLIER and the language switches only count when the
   message is the command alone (politeness words allowed: "stop merci").
   French contributions often begin with these words ("Stop aux voitures",
-  "Arrêt de bus trop loin", "Aide aux devoirs"), and Twilio's own opt-out
-  matching is on the whole message too. SUIVI and GROUPE take an argument.
+  "Arrêt de bus trop loin", "Aide aux devoirs"), and SMS providers' own
+  opt-out matching is on the whole message too. SUIVI and GROUPE take an argument.
 * Filing comes first, the neighbourhood question after: a resident who never
   answers it has still been filed, with a receipt. Its expiry files nothing
   and says nothing; STOP during it is the plain confirmation.
@@ -49,7 +49,7 @@ Decisions worth knowing (also in the tests):
 * An answer to the campaign menu that chooses nothing is appended to the kept
   text as well, except a bare out-of-range number.
 * While opted out, OUBLIER is still honoured (``forget=True``), silently, and
-  YES opts back in as START does (Twilio re-subscribes on it).
+  YES opts back in as START does (SMS providers re-subscribe on it).
 * SUIVI is forgiving about the reference ("parc-42", "PARC 42") but only ever
   looks in the sender's own contributions; a spam verdict is told as "not
   retained".
@@ -58,7 +58,7 @@ Decisions worth knowing (also in the tests):
   were not kept.
 * The first-contact notice comes after the other replies, so that the receipt
   is the first thing the resident reads; it is not sent on STOP or OUBLIER.
-* Media the channel keeps (``Incoming.media``: Telegram's photos, drawings and
+* Media the channel keeps (``Incoming.media``: a chat app's photos, drawings and
   voice notes, as opaque references the caller resolves) are content: a voice
   note alone is a contribution (its text is the transcript, filled in later),
   and media travel with the kept text until it is filed
@@ -66,7 +66,7 @@ Decisions worth knowing (also in the tests):
   media are added to the contribution just filed (``ContributionUpdate.media``)
   and the question stays open. Media sent with a command are not kept, and the
   resident is told.
-* ``Incoming.start`` is a chat app's start command (Telegram's ``/start``, or a
+* ``Incoming.start`` is a chat app's start command (``/start``, or a
   deep link ``/start parc``): a campaign named by slug or keyword opens with its
   question; otherwise the resident is welcomed with the open campaigns (one open
   campaign: its question at once). Whatever the conversation kept is filed first,
@@ -104,8 +104,8 @@ RECEIPT_UNSORTED = "receipt.unsorted"
 STOP_CONFIRMED_FILED = "stop.confirmed_filed"
 RECEIPT_KEYS = (RECEIPT, RECEIPT_EXPIRED, RECEIPT_UNSORTED, STOP_CONFIRMED_FILED)
 
-# Command words, folded. Twilio's standard opt-out and opt-in words are included
-# because Twilio acts on them for the number whatever the gateway does.
+# Command words, folded. The SMS providers' standard opt-out and opt-in words are
+# included because the provider acts on them for the number whatever the gateway does.
 OPT_OUT_WORDS = frozenset(
     {
         "stop",
@@ -121,7 +121,7 @@ OPT_OUT_WORDS = frozenset(
     }
 )
 OPT_IN_WORDS = frozenset({"start", "reprendre", "unstop"})
-# "yes" re-subscribes at Twilio, so it must here too; but only when opted out,
+# "yes" re-subscribes at the SMS provider, so it must here too; but only when opted out,
 # since otherwise it is an ordinary answer.
 OPT_IN_WORDS_WHEN_OPTED_OUT = OPT_IN_WORDS | {"yes"}
 HELP_WORDS = frozenset({"aide", "help", "info", "infos"})

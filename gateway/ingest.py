@@ -125,7 +125,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     A message the database refuses for what it holds (a field longer than its column, a value
     it cannot take) is quarantined with its reason (``quarantine``) and answered like a stored
     one: the provider retrying it would change nothing, and it must never hold up the messages
-    behind it (an IMAP pass, a batch of webhooks)."""
+    behind it (a mailbox read, a batch of webhooks)."""
     if not messages:
         return []
     results: list[Stored | None] = [None] * len(messages)

@@ -4,11 +4,10 @@ contribution they belong to.
 
 Fetching happens on the worker, never in the webhook: the provider is answered at once, and
 the file is downloaded by the job that processes the message, through the ``fetch_media``
-hook of the channel's plugin (gateway.plugins; Telegram's is channels.telegram.media). A file
-that cannot be had for good (refused, too big, gone) is marked with its error and the message
-goes on without it, the resident being told their file was not kept; a passing failure
-(network) lets the job be retried, and on its last attempt the message goes on without the
-file rather than be lost.
+hook of the channel's plugin (gateway.plugins). A file that cannot be had for good (refused,
+too big, gone) is marked with its error and the message goes on without it, the resident
+being told their file was not kept; a passing failure (network) lets the job be retried, and
+on its last attempt the message goes on without the file rather than be lost.
 
 On the contribution, the first audio (a voice note, an audio file) becomes the recording that
 is transcribed, as a phone message is; everything else is listed in ``attachments``. That

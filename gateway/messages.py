@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class IncomingMessage:
-    channel: str  # sms, voice, telegram, email
+    channel: str  # one of the installed plugins' channels (gateway.plugins.channels)
     provider_message_id: str
     sender: str  # personal data: encrypted before it is stored
     recipient: str | None
@@ -37,7 +37,7 @@ class OutgoingText:
     recipient: str
     sender: str | None
     text: str
-    # Answer buttons, rows of {"text", "data"}, for channels that show them (Telegram).
+    # Answer buttons, rows of {"text", "data"}, for channels that show them (chat apps).
     buttons: list[list[dict[str, str]]] | None = None
     # What to thread the reply on, for channels that thread (email): subject, in_reply_to,
     # references.

@@ -139,7 +139,7 @@ class InboundMessage(Base):
     recipient: Mapped[str | None] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Any]] = mapped_column(default=list)
-    # The message's id in its conversation at the provider (Telegram: message_id in the chat),
+    # The message's id in its conversation at the provider (a chat app's message id in the chat),
     # which an edit of the message names; provider_message_id is the delivery's (update_id).
     provider_ref: Mapped[str | None] = mapped_column(String(64))
     # message | edit (a correction of the message provider_ref names) | button (a tapped
@@ -243,7 +243,7 @@ class Contribution(Base):
     group_id: Mapped[int | None]
     # Email: whether the sender passed DMARC alignment (channels/email/authentication.py).
     # False: filed for moderators, flagged; nothing is ever sent to that address about it.
-    # None: not applicable (SMS, voice, Telegram) or filed before the check existed.
+    # None: not applicable (the channel cannot doubt its sender) or filed before the check existed.
     sender_verified: Mapped[bool | None]
     # The city's answer, a second stage after publication (gateway.moderation.answers): a state
     # (ANSWER_STATES there) and a reasoned text, public, in French and optionally English.
@@ -306,7 +306,7 @@ class OutboundMessage(Base):
     sender: Mapped[str | None] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
     message_key: Mapped[str | None] = mapped_column(String(64))
-    # Answer buttons for channels that have them (Telegram's inline keyboard): rows of
+    # Answer buttons for channels that have them (a chat app's inline keyboard): rows of
     # {"text", "data"}; the text itself always carries the same choices, numbered.
     buttons: Mapped[list[Any] | None] = mapped_column(JSON)
     encoding: Mapped[str | None] = mapped_column(String(8))

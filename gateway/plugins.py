@@ -1,27 +1,28 @@
 """Channel plugins: what a provider's folder under ``channels/`` declares, and the registry the
 core asks instead of naming a channel or a provider.
 
-A *channel* is how a resident reaches the city (``sms``, ``voice``, ``telegram``, ``email``);
-a *provider* is whose service carries it (Twilio, Telegram's Bot API, a mail server). One
+A *channel* is how a resident reaches the city (``sms``, ``voice``, a chat app, ``email``);
+a *provider* is whose service carries it (an SMS operator's API, a bot API, a mail server). One
 plugin is one provider; it declares the channels it carries and, through the hooks below,
 everything the core needs from it, in the spirit of courier's ``ChannelHandler`` and Rasa's
 ``InputChannel``/``OutputChannel``:
 
 - ``configured(settings)``: whether the city has set it up (its settings are complete);
+  ``check(settings)``: refuses a bad value of its settings with a ``SettingsError``;
 - ``sender(settings)``: its outbound adapter (``gateway.messages.Sender``);
 - ``routes(app)``: the HTTP routes it mounts (its webhooks) on the gateway's aiohttp app;
-- ``services``: background services run inside ``gateway serve`` (an IMAP poller, an SMTP
+- ``services``: background services run inside ``gateway serve`` (a mailbox reader, a mail
   receiver), each started with the runtime and stopped on exit;
 - ``commands``: its ``gateway`` CLI subcommands (click commands or groups);
 - ``interpret(arrival)``: what a stored message means before the conversation engine sees it
-  (Telegram's commands, buttons and edits; email's routing, loop detection and sender
+  (a chat app's commands, buttons and edits; email's routing, loop detection and sender
   verification); a channel without one gives the engine the message's text as it is;
 - ``buttons(key, state, titles, language)``: the answer buttons a reply carries on media that
-  show them (Telegram), ``None`` elsewhere (SMS numbers its choices in the text);
+  show them (chat apps), ``None`` elsewhere (SMS numbers its choices in the text);
 - ``default_from(settings)``: the address a reply is sent from when the resident's message
   does not say (the city's SMS number);
 - ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
-  (Telegram's ``file_id``) before the conversation sees it.
+  (a chat app's file id) before the conversation sees it.
 
 The list of installed plugins is ``channels/registry.py``; the core loads it by name
 (``REGISTRY``) rather than importing it, so that the core never imports a channel (an
@@ -95,8 +96,8 @@ class Interpretation:
 
 @dataclass(frozen=True)
 class ChannelPlugin:
-    name: str  # the provider: twilio, telegram, email, ...
-    channels: tuple[str, ...]  # the channels it carries: sms, voice, telegram, email
+    name: str  # the provider, as its folder under channels/ is named
+    channels: tuple[str, ...]  # the channels it carries: sms, voice, ...
     configured: Callable[[Settings], bool]
     sender: Callable[[Settings], Sender] | None = None
     routes: Callable[[web.Application], None] | None = None
@@ -106,6 +107,7 @@ class ChannelPlugin:
     buttons: Callable[[str, engine.State, dict[str, str], str], Buttons | None] | None = None
     default_from: Callable[[Settings], str | None] | None = None
     fetch_media: Callable[[Runtime, int, bool], None] | None = None
+    check: Callable[[Settings], None] | None = None
 
 
 @cache

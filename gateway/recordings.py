@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,19 +35,15 @@ from gateway.models import (
 )
 from gateway.moderation import grouping
 from gateway.outbox import outbound_row, replies_last_hour
+from gateway.phone import can_receive_sms, sms_sender
 from gateway.privacy import contributor_address, log_id
 from gateway.references import next_reference
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MIN_SECONDS = 1.0
 MAX_ATTEMPTS = 5
-# Numbers that can receive an SMS: French mobiles, and any other E.164 number (Twilio refuses
-# landlines with an error the outbound job records). French landlines and short codes: no.
-_FRENCH_LANDLINE = re.compile(r"^\+33[1-59]\d{8}$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class RecordingRefused(ValueError):
@@ -57,22 +52,6 @@ class RecordingRefused(ValueError):
 
 class RecordingUnavailable(RuntimeError):
     """Twilio did not serve the recording (yet); the job is retried."""
-
-
-def can_receive_sms(number: str) -> bool:
-    return bool(_E164.match(number)) and not _FRENCH_LANDLINE.match(number)
-
-
-def sms_sender(settings: Settings, called: str | None, campaign: Campaign | None) -> str | None:
-    """The number a caller's SMS (receipt, notices) comes from: the number they called when it
-    can send SMS, else the campaign's first number that can, else TWILIO_FROM_NUMBER. None
-    when there is none (with a Messaging Service, Twilio then picks the sender)."""
-    numbers = [str(n) for n in campaign.phone_numbers or []] if campaign is not None else []
-    candidates = [called, *numbers]
-    for number in candidates:
-        if number and can_receive_sms(number):
-            return number
-    return settings.twilio_from_number or None
 
 
 def audio_dir(runtime: Runtime) -> Path:

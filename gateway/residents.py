@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway.audio_cache import cached_files
 from gateway.models import (
     Contribution,
     Contributor,
@@ -184,11 +185,9 @@ def forget(
         else []
     )
     files: set[str] = set()
-    from gateway.publication.radio import cached_files
-
     for contribution in contributions:
         files.update(_strip_audio(contribution))
-        # The normalised copy made for Radio Agora is the same voice (gateway.publication.radio).
+        # The normalised copy made for Radio Agora is the same voice (gateway.audio_cache).
         files.update(
             str(path.relative_to(data_path)) for path in cached_files(data_path, contribution.id)
         )
@@ -199,7 +198,7 @@ def forget(
     query = select(InboundMessage).where(InboundMessage.sender_hash == address_hash)
     if up_to is not None:
         # Everything already handled came before the request, whatever its timestamp says
-        # (providers' clocks: Telegram dates messages to the second, button presses are
+        # (providers' clocks: a chat app dates messages to the second, button presses are
         # dated here); of what waits, what arrived before it (by arrival order here, or by
         # time for another channel's queue, a recording still being fetched).
         earlier = [InboundMessage.state != "received", InboundMessage.received_at <= up_to]
@@ -381,7 +380,7 @@ _FRENCH_NATIONAL = re.compile(r"0[1-9]\d{8}")
 def typed_address(channel: str, typed: str) -> str:
     """An address as a person types it for someone else (an admin at the town hall), in the
     form providers deliver it: a French number written nationally (06 12 34 56 78) becomes
-    E.164 (+33612345678), as Twilio gives it; spaces, dots and dashes go."""
+    E.164 (+33612345678), as SMS providers give it; spaces, dots and dashes go."""
     value = " ".join(typed.split())
     if channel in channels_sharing("sms"):
         digits = re.sub(r"[\s.\-()]", "", value)

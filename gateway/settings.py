@@ -20,8 +20,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from channels.twilio.ids import ACCOUNT_SID
-
 log = logging.getLogger(__name__)
 
 PREFIX = "GATEWAY_"
@@ -187,12 +185,12 @@ class Settings:
                     "GATEWAY_DECIDIM_URL must use https: the API secret would cross the network "
                     "in clear (http is allowed only to a loopback host, for tests)"
                 )
-        # The account SID goes into the REST API's URLs (recordings fetched and deleted).
-        if self.twilio_account_sid and not ACCOUNT_SID.fullmatch(self.twilio_account_sid):
-            raise SettingsError(
-                "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
-                "digits, as in Twilio's console)"
-            )
+        # Each channel plugin checks its own settings (gateway.plugins).
+        from gateway import plugins
+
+        for plugin in plugins.installed():
+            if plugin.check is not None:
+                plugin.check(self)
         # Podcast apps fetch the artwork themselves: a relative path or a typo would give
         # every listener a broken image, silently.
         if self.podcast_image_url and not re.fullmatch(

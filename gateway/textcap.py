@@ -11,8 +11,8 @@ console lists it with the other attachments and shows it as plain text.
 Why a cap at all: what a resident writes is read by the conversation engine, the moderation
 console (suggested redactions on every page view), the live board and the text grouping, and
 each costs in proportion to the text; an email may carry 25 MB. Why 10,000 characters by
-default: some 1,500 words, four pages. An SMS is at most 1,600 characters (Twilio's
-concatenation limit), a Telegram message 4,096; only a pasted document or an attack goes
+default: some 1,500 words, four pages. An SMS is at most 1,600 characters (a usual
+concatenation limit), a chat message 4,096; only a pasted document or an attack goes
 beyond, and a moderator reads the rest in the attachment.
 """
 

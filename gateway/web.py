@@ -86,8 +86,8 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _start_services(runtime: Runtime) -> list[plugins.Stop]:
-    """The channel plugins' background services that their settings enable (an SMTP receiver,
-    an IMAP poller): a configured channel then needs no other command than `gateway serve`."""
+    """The channel plugins' background services that their settings enable (a mail receiver,
+    a mailbox reader): a configured channel then needs no other command than `gateway serve`."""
     stoppers = []
     for plugin in plugins.installed():
         for service in plugin.services:

@@ -23,11 +23,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from channels.twilio import voice
+from gateway import audio_cache
 from gateway.i18n import translate
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
-from gateway.publication import radio
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
@@ -156,7 +156,7 @@ async def test_OUBLIER_by_SMS_erases_the_callers_voice_messages_too(
     actions.decide(runtime, ALICE, [voice_c.id], "publish")
     episode = await client.get(f"/campaigns/parc/audio/{voice_c.reference}.mp3")
     assert episode.status == 200 and len(await episode.read()) > 0
-    radio_copy = radio.cached_files(runtime.settings.data_path, voice_c.id)
+    radio_copy = audio_cache.cached_files(runtime.settings.data_path, voice_c.id)
     assert len(radio_copy) == 1 and radio_copy[0].exists()
     public_ids = sorted({c.contributor.public_id for c in (voice_c, sms_c) if c.contributor})
     assert len(public_ids) == 2  # one row per channel, one person
@@ -176,7 +176,7 @@ async def test_OUBLIER_by_SMS_erases_the_callers_voice_messages_too(
     assert no_caller_kept(runtime)
     assert not audio.exists()
     assert not radio_copy[0].exists()
-    assert radio.cached_files(runtime.settings.data_path, voice_c.id) == []
+    assert audio_cache.cached_files(runtime.settings.data_path, voice_c.id) == []
     gone = await client.get(f"/campaigns/parc/audio/{voice_c.reference}.mp3")
     assert gone.status == 404
     # The contributions stay, as what was said, detached and without the voice.

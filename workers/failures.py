@@ -2,8 +2,8 @@
 
 RQ stores a failed job's whole traceback in Redis (the job's hash and its results stream, kept
 ``failure_ttl``: seven days here, and in the embedded server's append-only file on disk). An
-exception's text can quote what it was working on: an address an SMTP server refused, a Bot API
-URL with the bot's token, a number Twilio found invalid. Every worker of the gateway stores the
+exception's text can quote what it was working on: an address a mail server refused, an API URL
+with a bot's token, a number a provider found invalid. Every worker of the gateway stores the
 traceback redacted (gateway.privacy.redact), as the logs show it.
 """
 

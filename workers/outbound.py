@@ -137,7 +137,7 @@ def _failed(
     recipient: str,
 ) -> str:
     # A provider's error quotes the address it refused ("The 'To' number +336... is not
-    # valid", an SMTP server's refusal): stored and logged without it.
+    # valid", a mail server's refusal): stored and logged without it.
     reason = redact(str(exc), recipient)[:2000]
     with runtime.sessions.begin() as session:
         row = session.get(OutboundMessage, outbound_id)

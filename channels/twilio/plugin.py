@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.messages import Sender
 from gateway.plugins import ChannelPlugin
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 
 def _sender(settings: Settings) -> Sender:
@@ -32,6 +32,17 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(voice.RECORDING_PATH, voice.recording_status)
 
 
+def _check(settings: Settings) -> None:
+    from channels.twilio.ids import ACCOUNT_SID
+
+    # The account SID goes into the REST API's URLs (recordings fetched and deleted).
+    if settings.twilio_account_sid and not ACCOUNT_SID.fullmatch(settings.twilio_account_sid):
+        raise SettingsError(
+            "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
+            "digits, as in Twilio's console)"
+        )
+
+
 def _default_from(settings: Settings) -> str | None:
     return settings.twilio_from_number or None
 
@@ -43,4 +54,5 @@ plugin = ChannelPlugin(
     sender=_sender,
     routes=_routes,
     default_from=_default_from,
+    check=_check,
 )

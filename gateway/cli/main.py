@@ -107,7 +107,7 @@ def _serve_one(settings: Settings, *, host: str, port: int, sock: object, worker
 
     if not worker:
         # One in-process worker is enough; the other processes only take webhooks. The
-        # channels' background services (an SMTP receiver, an IMAP poller) also run in the
+        # channels' background services (a mail receiver, a mailbox reader) also run in the
         # first process only.
         settings = settings.with_overrides(embedded_worker=False)
     app = create_app(settings, services=worker)

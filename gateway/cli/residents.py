@@ -19,7 +19,9 @@ import sys
 import click
 from sqlalchemy import delete, select
 
-CHANNELS = ("sms", "voice", "telegram", "email")
+from gateway import plugins
+
+CHANNELS = plugins.channels()
 
 
 @click.group("residents")

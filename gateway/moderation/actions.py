@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import enqueue, residents, textcap
+from gateway import enqueue, plugins, residents, textcap
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
@@ -42,8 +42,8 @@ from gateway.models import (
 from gateway.moderation import grouping, redaction
 from gateway.moderation.accounts import Actor
 from gateway.outbox import outbound_row, replies_last_hour
+from gateway.phone import can_receive_sms, sms_sender
 from gateway.privacy import contributor_address
-from gateway.recordings import can_receive_sms, sms_sender
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ DECISIONS = {"publish": "published", "reject": "rejected", "spam": "spam", "reop
 STATUSES = ("pending", "published", "rejected", "spam")
 CATEGORIES = ("diagnostic", "proposal", "question")
 KINDS = ("individual", "collective")
-CHANNELS = ("sms", "voice", "telegram", "email")
+CHANNELS = plugins.channels()  # the installed channel plugins' channels
 MAX_TEXT = 5000
 MAX_REPLY = 600  # about four SMS segments in UCS-2: an answer, not a letter
 MAX_TAGS = 20

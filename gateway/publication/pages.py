@@ -27,6 +27,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import func, select
 
+from gateway import plugins
 from gateway.i18n import DEFAULT_LANGUAGE, catalogue, translate
 from gateway.models import Campaign, Contribution
 from gateway.moderation.answers import ANSWER_STATES
@@ -49,7 +50,6 @@ STATIC = Path(__file__).parent / "static"
 LANGUAGES = ("fr", "en")
 PER_PAGE = 50
 CATEGORIES = ("diagnostic", "proposal", "question")
-CHANNELS = ("sms", "voice", "telegram", "email")
 STATES = (*ANSWER_STATES, "unanswered", "rejected")
 MAX_FILTER = 200
 # No script, no frame, nothing from elsewhere: a page that shows what residents wrote must not
@@ -211,7 +211,7 @@ async def campaign_page(request: web.Request) -> web.Response:
     filters = PublicFilter(
         category=_choice(request, "category", CATEGORIES),
         neighbourhood=_choice(request, "neighbourhood", None),
-        channel=_choice(request, "channel", CHANNELS),
+        channel=_choice(request, "channel", plugins.channels()),
         state=_choice(request, "state", STATES),
     )
     number = _page(request)
@@ -259,7 +259,7 @@ async def campaign_page(request: web.Request) -> web.Response:
         current=current,
         filtered=bool(any(current.values())),
         categories=CATEGORIES,
-        channels=CHANNELS,
+        channels=plugins.channels(),
         states=STATES,
         page=number,
         pages=pages,

@@ -29,7 +29,6 @@ import contextlib
 import csv
 import fcntl
 import gc
-import hashlib
 import itertools
 import json
 import logging
@@ -47,6 +46,7 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from gateway import files
+from gateway.audio_cache import cache_dir, cache_path, cached_files
 from gateway.models import Campaign, Contribution
 from gateway.publication.records import (
     PublicFilter,
@@ -72,7 +72,6 @@ LIMITER_CEILING = 0.55
 SAMPLE_RATE = 44100
 BIT_RATE = 64000
 CONTENT_TYPE = "audio/mpeg"
-CACHE_FOLDER = "radio"
 CUE_COLUMNS = ("file", "duration", "reference", "neighbourhood", "transcript")
 
 
@@ -95,25 +94,7 @@ class Episode:
     clip: Clip
 
 
-# -- cache ------------------------------------------------------------------------------------
-
-
-def cache_dir(data_path: Path) -> Path:
-    return data_path / CACHE_FOLDER
-
-
-def cache_path(data_path: Path, contribution_id: int, audio_path: str) -> Path:
-    """Named by the contribution and its recording: a row id SQLite reuses after a deletion, or
-    a recording replaced, never finds another voice's file."""
-    digest = hashlib.sha256(audio_path.encode("utf-8")).hexdigest()[:16]
-    return cache_dir(data_path) / f"{contribution_id}-{digest}.mp3"
-
-
-def cached_files(data_path: Path, contribution_id: int) -> list[Path]:
-    folder = cache_dir(data_path)
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob(f"{contribution_id}-*.mp3"))
+# -- cache (its file names: gateway.audio_cache) ----------------------------------------------
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 from sqlalchemy import update
 
+from gateway import audio_cache
 from gateway.models import Contribution
 from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
@@ -163,7 +164,7 @@ async def get(client: TestClient[Any, Any], url: str, **kwargs: Any) -> tuple[in
 
 
 def cached(rt: Runtime) -> list[Path]:
-    folder = radio.cache_dir(rt.settings.data_path)
+    folder = audio_cache.cache_dir(rt.settings.data_path)
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
@@ -386,7 +387,7 @@ async def test_a_withdrawn_contribution_is_no_longer_heard_and_its_copy_is_delet
     _status, _h, feed = await get(client, "/campaigns/parc/podcast.xml")
     assert [e.id for e in feedparser.parse(feed).entries] == [f"agora:parc:{kept.reference}"]
     (left,) = episodes_cached(rt)
-    assert left == radio.cache_path(rt.settings.data_path, kept.id, str(kept.audio_path))
+    assert left == audio_cache.cache_path(rt.settings.data_path, kept.id, str(kept.audio_path))
     for c in (rejected, reopened, withdrawn):
         status, _h, _b = await get(client, f"/campaigns/parc/audio/{c.reference}.mp3")
         assert status == 404

@@ -8,14 +8,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
-from multidict import MultiMapping
+from multidict import MultiDictProxy
 
 from gateway.console import flash
 from gateway.moderation.actions import ActionError
 from gateway.moderation.queries import QueueFilter
 
 # What request.post() gives: text fields, and files this console never asks for.
-FormData = MultiMapping[Any]
+FormData = MultiDictProxy[Any]
 
 
 def queue_filter(params: Mapping[str, str]) -> QueueFilter:
