@@ -1,6 +1,6 @@
 """Public pages benchmark: what anyone on the internet can ask of a busy campaign.
 
-    python bench/publication.py [--contributions 20000] [--duration 8] [--concurrency 8] [--rounds 3]
+    python bench/publication.py [--contributions N] [--duration S] [--concurrency C] [--rounds R]
 
 Seeds a data folder as bench/console.py does (N contributions, SMS and voice), then
 publishes nine in ten of them (public text, a third answered) and rejects the rest with a
