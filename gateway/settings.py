@@ -4,6 +4,15 @@ Precedence, highest first: the process environment, the settings file, the defau
 The settings file is ``KEY=VALUE`` lines (the ``GATEWAY_`` prefix optional, ``#`` comments),
 read from ``GATEWAY_SETTINGS_FILE`` if set, else ``./gateway.env`` when it exists. This keeps
 secrets out of shell history and lets systemd units use the same file as ``EnvironmentFile``.
+
+Built on pydantic-settings: each setting is one field of ``Settings`` below, with its type (the
+named types just above the class carry the rules), its default and what it is for. A value that
+breaks a rule raises ``SettingsError`` naming the ``GATEWAY_`` variable and what to do, never
+echoing a secret. ``Settings(...)`` with keyword arguments reads nothing but them and the
+defaults; ``Settings.load()`` adds the environment and the settings file.
+
+The channel-specific settings (Twilio, Telegram, email, voice) will move into their channel
+plugins (issue 14, item 1); until then they are declared here with the rest.
 """
 
 from __future__ import annotations
@@ -16,13 +25,25 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 log = logging.getLogger(__name__)
 
 PREFIX = "GATEWAY_"
+SETTINGS_FILE = PREFIX + "SETTINGS_FILE"
+DEFAULT_SETTINGS_FILE = "gateway.env"
 
 # How to make a good key, in every refusal.
 MAKE_A_KEY = 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
@@ -42,7 +63,6 @@ PLACEHOLDER_WORDS = (
 # (32 random hex digits, the smallest good key, score about 90 bits; 128 at best).
 MIN_KEY_BITS = 80
 MIN_KEY_DISTINCT = 8
-SECURITY_CHOICES = {"imap": ("tls", "starttls", "none"), "smtp": ("starttls", "tls", "none")}
 
 
 class SettingsError(ValueError):
@@ -59,18 +79,101 @@ def _default_campaigns_dir() -> str:
     return str(Path(config.__file__).parent / "campaigns")
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: str = "./data"
+# -- the types of settings, with their rules ----------------------------------------------------
+# A field rule raises ValueError with the problem alone ("must be ..."): the variable's name is
+# put before it when the error is reported (settings_error).
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+# Anything else used to read as false, silently; now only these do (empty: false, as before).
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValueError(
+            f"must be true or false ({', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS[:-1])}), "
+            f"not {_shown(value)}"
+        )
+    return value
+
+
+def _path_text(value: Any) -> Any:
+    # A Path given by a caller is kept as its text, as the environment would give it.
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _image_url(value: str) -> str:
+    # Podcast apps fetch the artwork themselves: a relative path or a typo would give every
+    # listener a broken image, silently.
+    if value and not re.fullmatch(r"https?://[^\s/]+/\S+", value):
+        raise ValueError(f"must be the full http(s) address of an image, not {value!r}")
+    return value
+
+
+def _decidim_url(value: str) -> str:
+    # The API credentials travel to this URL: never in clear beyond this machine.
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(
+            f"must be the platform's root URL, such as https://participer.ville.fr, not {value!r}"
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(
+            "must use https: the API secret would cross the network in clear (http is allowed "
+            "only to a loopback host, for tests)"
+        )
+    return value
+
+
+class _Secret:
+    """Marks a secret: its value is never shown in an error."""
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]  # true/false, 1/0, yes/no, on/off
+PathText = Annotated[str, BeforeValidator(_path_text)]  # a file or folder
+Secret = Annotated[str, _Secret()]
+ImageUrl = Annotated[str, AfterValidator(_image_url)]  # empty, or http(s)://host/path
+DecidimUrl = Annotated[str, AfterValidator(_decidim_url)]  # empty, or https (http: loopback)
+# The first choice is the default; none (in clear) only to a loopback host (see the class).
+ImapSecurity = Literal["tls", "starttls", "none"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SECURITY_CHOICES: dict[str, tuple[str, ...]] = {
+    "imap": get_args(ImapSecurity),
+    "smtp": get_args(SmtpSecurity),
+}
+
+# The environment (or the mapping given to Settings.load) while Settings.load builds settings.
+_LOADING: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "gateway_settings_environ", default=None
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=False,
+        frozen=True,  # immutable: changed copies come from with_overrides
+        extra="forbid",
+        hide_input_in_errors=True,  # pydantic's own messages never carry a value (secrets)
+    )
+
+    data_dir: PathText = "./data"
     database_url: str = ""  # empty: SQLite at DATA_DIR/gateway.sqlite3
     redis_url: str = ""  # empty: the embedded Redis server under DATA_DIR
     public_url: str = "http://127.0.0.1:8080"
-    secret_key: str = ""  # empty: read from SECRET_KEY_FILE (generated there once)
+    secret_key: Secret = ""  # empty: read from SECRET_KEY_FILE (generated there once)
     # Empty: ``secrets/<DATA_DIR's name>.key`` beside DATA_DIR (see ``secret_key_path``).
-    secret_key_file: str = ""
+    secret_key_file: PathText = ""
     host: str = "127.0.0.1"
     port: int = 8080
-    campaigns_dir: str = ""
+    campaigns_dir: PathText = ""
     language: str = "fr"
     # Dates and times shown to moderators and residents (stored times are UTC).
     timezone: str = "Europe/Paris"
@@ -78,7 +181,7 @@ class Settings:
     organisation: str = "Ville de Nanterre, Agora permanente"
     # The podcast's artwork (docs/publishing-radio.md): an https URL of a square JPEG or PNG,
     # 1400 to 3000 pixels, that podcast directories require; empty: the feed has none.
-    podcast_image_url: str = ""
+    podcast_image_url: ImageUrl = ""
     replies_per_hour: int = 30  # per resident: beyond, replies are withheld (loops, floods)
     conversation_expiry_minutes: int = 24 * 60
     sweep_interval_seconds: int = 30
@@ -94,38 +197,42 @@ class Settings:
     # cookie's absolute lifetime stays 12 hours).
     session_idle_minutes: int = 30
     # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma- or
-    # space-separated). Empty: the client is the connecting address, as it must be when the
-    # gateway faces the Internet directly (anyone can write that header).
+    # space-separated; read by gateway.console.auth). Empty: the client is the connecting
+    # address, as it must be when the gateway faces the Internet directly (anyone can write
+    # that header).
     trusted_proxies: str = ""
-    embedded_worker: bool = True  # gateway serve runs a worker thread when Redis is embedded
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
+    embedded_worker: Flag = True  # gateway serve runs a worker thread when Redis is embedded
+    # -- Twilio: SMS and voice (channels/twilio) -------------------------------------------------
+    twilio_account_sid: str = ""  # checked by channels/twilio's plugin
+    twilio_auth_token: Secret = ""
     twilio_api_base: str = "https://api.twilio.com"
     twilio_from_number: str = ""  # sender for replies when the inbound To number is unknown
     twilio_messaging_service_sid: str = ""
-    telegram_bot_token: str = ""
-    telegram_webhook_secret: str = ""
+    # -- Telegram (channels/telegram) ------------------------------------------------------------
+    telegram_bot_token: Secret = ""
+    telegram_webhook_secret: Secret = ""
     telegram_api_base: str = "https://api.telegram.org"
     telegram_max_file_bytes: int = 20 * 1024 * 1024  # the Bot API's own limit for bots
-    # Email (channels/email/doc.md): the gateway's own address, replies sent through SMTP,
-    # mail read from an IMAP mailbox and/or received by the gateway's own SMTP receiver.
+    # -- Email (channels/email/doc.md) -----------------------------------------------------------
+    # The gateway's own address, replies sent through SMTP, mail read from an IMAP mailbox
+    # and/or received by the gateway's own SMTP receiver.
     email_address: str = ""  # e.g. participez@ville.fr; plus addresses route to campaigns
     email_max_bytes: int = 25 * 1024 * 1024  # a whole message
     email_max_attachment_bytes: int = 10 * 1024 * 1024  # each kept attachment
     imap_host: str = ""
     imap_port: int = 993
     imap_user: str = ""
-    imap_password: str = ""
-    imap_security: str = "tls"  # tls | starttls | none (none: loopback and tests only)
+    imap_password: Secret = ""
+    imap_security: ImapSecurity = "tls"  # none: loopback and tests only
     imap_mailbox: str = "INBOX"
     imap_poll_seconds: int = 60  # between passes when the server has no IDLE
     imap_idle_seconds: int = 300  # an IDLE wait, renewed (RFC 2177: under 29 minutes)
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
-    smtp_password: str = ""
-    smtp_security: str = "starttls"  # starttls | tls | none (none: loopback and tests only)
-    smtp_ca_file: str = ""  # a CA bundle to trust besides the system's (a private CA)
+    smtp_password: Secret = ""
+    smtp_security: SmtpSecurity = "starttls"  # none: loopback and tests only
+    smtp_ca_file: PathText = ""  # a CA bundle to trust besides the system's (a private CA)
     smtp_receiver_host: str = "127.0.0.1"
     smtp_receiver_port: int = 0  # > 0: `gateway serve` also receives mail by SMTP here
     # Whose sender is believed (channels/email/authentication.py): the authserv-id of the
@@ -137,69 +244,89 @@ class Settings:
     # headers are ignored and the receiver checks DKIM, SPF and DMARC itself.
     smtp_receiver_trusted_relays: str = ""
     dns_nameserver: str = ""  # host[:port] for DKIM, SPF and DMARC look-ups; empty: the system's
-    vosk_model: str = ""
+    # -- Voice and transcription -----------------------------------------------------------------
+    vosk_model: PathText = ""
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
-    voice_delete_recordings: bool = True  # delete from Twilio once stored here
+    voice_delete_recordings: Flag = True  # delete from Twilio once stored here
     max_recording_bytes: int = 50 * 1024 * 1024
-    # Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api): the
-    # platform's root URL and the API credentials an administrator made in Decidim's admin
+    # -- Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api) ----------
+    # The platform's root URL and the API credentials an administrator made in Decidim's admin
     # (System > API credentials). The secret is never shown: not in repr, not in a log.
-    decidim_url: str = ""
-    decidim_api_key: str = ""
-    decidim_api_secret: str = field(default="", repr=False)
+    decidim_url: DecidimUrl = ""
+    decidim_api_key: Secret = ""
+    decidim_api_secret: Secret = Field(default="", repr=False)
     log_level: str = "INFO"
 
-    def __post_init__(self) -> None:
-        # Checked whenever settings are made (loaded, or changed with with_overrides), so a
-        # process never starts with them; the secret key is checked once it is known
-        # (ensure_secret_key), since an empty one is generated.
-        for name in ("imap", "smtp"):
+    if not TYPE_CHECKING:  # type checkers keep the signature made from the fields above
+
+        def __init__(self, **values: Any) -> None:
+            # Checked whenever settings are made (loaded, or changed with with_overrides), so
+            # a process never starts with them; the secret key is checked once it is known
+            # (ensure_secret_key), since an empty one is generated.
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                raise settings_error(exc, type(self)) from None  # chained, it shows values
+
+    @model_validator(mode="after")
+    def _mail_in_clear_only_to_this_machine(self) -> Settings:
+        # In clear, the mailbox password and residents' mail cross the network readable by
+        # anyone on the path: only to this machine (a local relay, a test server).
+        for name, choices in SECURITY_CHOICES.items():
+            encrypted = " or ".join(choice for choice in choices if choice != "none")
             host = getattr(self, f"{name}_host")
-            security = getattr(self, f"{name}_security")
-            choices = SECURITY_CHOICES[name]
-            if security not in choices:
-                raise SettingsError(
-                    f"GATEWAY_{name.upper()}_SECURITY must be one of {', '.join(choices)}, "
-                    f"not {security!r}"
-                )
-            # In clear, the mailbox password and residents' mail cross the network readable
-            # by anyone on the path: only to this machine (a local relay, a test server).
-            if security == "none" and host and not is_loopback(host):
+            if getattr(self, f"{name}_security") == "none" and host and not is_loopback(host):
                 raise SettingsError(
                     f"GATEWAY_{name.upper()}_SECURITY=none sends the password and residents' "
                     f"mail in clear: allowed only to a loopback host (127.0.0.1, ::1, "
-                    f"localhost), not {host!r}; use {choices[0]} or starttls"
+                    f"localhost), not {host!r}; use {encrypted}"
                 )
-        # The API credentials travel to this URL: never in clear beyond this machine.
-        if self.decidim_url:
-            from urllib.parse import urlsplit
+        return self
 
-            parts = urlsplit(self.decidim_url)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise SettingsError(
-                    "GATEWAY_DECIDIM_URL must be the platform's root URL, such as "
-                    f"https://participer.ville.fr, not {self.decidim_url!r}"
-                )
-            if parts.scheme == "http" and not is_loopback(parts.hostname):
-                raise SettingsError(
-                    "GATEWAY_DECIDIM_URL must use https: the API secret would cross the network "
-                    "in clear (http is allowed only to a loopback host, for tests)"
-                )
-        # Each channel plugin checks its own settings (gateway.plugins).
-        from gateway import plugins
+    @model_validator(mode="after")
+    def _each_channel_plugin_checks_its_own(self) -> Settings:
+        from gateway import plugins  # the registry loads channels/registry.py by name
 
         for plugin in plugins.installed():
             if plugin.check is not None:
                 plugin.check(self)
-        # Podcast apps fetch the artwork themselves: a relative path or a typo would give
-        # every listener a broken image, silently.
-        if self.podcast_image_url and not re.fullmatch(
-            r"https?://[^\s/]+/\S+", self.podcast_image_url
-        ):
-            raise SettingsError(
-                "GATEWAY_PODCAST_IMAGE_URL must be the full http(s) address of an image, "
-                f"not {self.podcast_image_url!r}"
-            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Where values come from, highest first (the defaults come last, always).
+
+        ``Settings(...)``: its keyword arguments only. ``Settings.load()``: the environment,
+        then the settings file (pydantic-settings' own .env reader would need the prefix)."""
+        environ = _LOADING.get()
+        if environ is None:
+            return (init_settings,)
+        return (
+            init_settings,
+            Variables(settings_cls, environ),
+            Variables(settings_cls, settings_file_variables(environ)),
+        )
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (the process environment by default) and the settings
+        file it names, else ``./gateway.env``; SettingsError for a value the rules refuse."""
+        loading = _LOADING.set(os.environ if environ is None else environ)
+        try:
+            return cls()
+        finally:
+            _LOADING.reset(loading)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some settings changed, checked as any settings are."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -252,34 +379,6 @@ class Settings:
     def decidim_configured(self) -> bool:
         return bool(self.decidim_url and self.decidim_api_key and self.decidim_api_secret)
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
-
-    @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        values: dict[str, str] = {}
-        settings_file = env.get(PREFIX + "SETTINGS_FILE") or (
-            "gateway.env" if Path("gateway.env").is_file() else ""
-        )
-        if settings_file:
-            values.update(read_settings_file(Path(settings_file)))
-        for key, value in env.items():
-            if key.startswith(PREFIX):
-                values[key[len(PREFIX) :].lower()] = value
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in values:
-                continue
-            raw = values[f.name]
-            if f.type in ("int", int):
-                kwargs[f.name] = int(raw)
-            elif f.type in ("bool", bool):
-                kwargs[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
-
     def ensure_secret_key(self) -> Settings:
         """Return settings with a checked secret key: ``SECRET_KEY``, else the key file
         (``secret_key_path``), created on first use; SettingsError for a weak key.
@@ -324,7 +423,7 @@ class Settings:
         check_secret_key(key, source)
         if path.exists() and is_inside(path, self.data_path):
             _warn_once(f"SECRET_KEY_FILE {path} is inside DATA_DIR: backups of the data carry it")
-        return replace(self, secret_key=key)
+        return self.with_overrides(secret_key=key)
 
 
 _WARNED: set[str] = set()
@@ -433,3 +532,84 @@ def read_settings_file(path: Path) -> dict[str, str]:
         value = value.strip().strip('"').strip("'")
         values[key.removeprefix(PREFIX).lower()] = value
     return values
+
+
+# -- where values come from -------------------------------------------------------------------
+
+
+class Variables(EnvSettingsSource):
+    """``GATEWAY_*`` variables from a mapping: the environment, or the settings file's lines
+    with the prefix put back. Names are matched as before: the prefix in capitals, the rest in
+    any case; variables that name no setting are ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str]) -> None:
+        self._variables = variables
+        super().__init__(settings_cls, case_sensitive=False, env_prefix=PREFIX)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # pydantic-settings' hook for where variables are read (os.environ by default).
+        return {k.lower(): v for k, v in self._variables.items() if k.startswith(PREFIX)}
+
+
+def settings_file_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings file's values as ``GATEWAY_*`` variables: the file GATEWAY_SETTINGS_FILE
+    names, else ./gateway.env if there is one, else none."""
+    named = environ.get(SETTINGS_FILE)
+    if named:
+        path = Path(named)
+    elif Path(DEFAULT_SETTINGS_FILE).is_file():
+        path = Path(DEFAULT_SETTINGS_FILE)
+    else:
+        return {}
+    try:
+        values = read_settings_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        fix = f"set {SETTINGS_FILE} to a readable file" if named else "fix or remove it"
+        raise SettingsError(f"cannot read the settings file {path} ({why}): {fix}") from None
+    return {PREFIX + key.upper(): value for key, value in values.items()}
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+# What a value of each type must look like, for pydantic's own errors.
+EXPECTED = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+}
+
+
+def settings_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> SettingsError:
+    """One SettingsError, on one line, for every value refused: each names its variable and
+    what it must be; a secret's value is never shown."""
+    return SettingsError("; ".join(_problem(e, settings_cls) for e in exc.errors()))
+
+
+def _problem(error: ErrorDetails, settings_cls: type[BaseSettings]) -> str:
+    # A ValueError raised by one of the rules above, saying what the value must be.
+    rule = error.get("ctx", {}).get("error") if error["type"] == "value_error" else None
+    if not error["loc"]:  # a rule across settings: its message names them
+        return str(rule) if rule is not None else error["msg"]
+    name = str(error["loc"][0])
+    variable = PREFIX + name.upper()
+    field = settings_cls.model_fields.get(name)
+    if field is None:
+        return f"{variable} is not a setting: check its name"
+    if rule is not None:
+        return f"{variable} {rule}"
+    secret = any(isinstance(m, _Secret) for m in field.metadata)
+    value = "" if secret else f", not {_shown(error['input'])}"
+    if error["type"] == "literal_error":
+        return f"{variable} must be one of {', '.join(get_args(field.annotation))}{value}"
+    if error["type"] in EXPECTED:
+        return f"{variable} must be {EXPECTED[error['type']]}{value}"
+    return f"{variable} is refused ({error['msg']})"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

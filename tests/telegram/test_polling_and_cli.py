@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +164,10 @@ def cli_env(settings: Settings | None = None, **values: str) -> dict[str, str | 
     """GATEWAY_* variables for `gateway`, from ``settings`` and/or given values."""
     env: dict[str, str | None] = {}
     if settings is not None:
-        for f in fields(settings):
-            value = getattr(settings, f.name)
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-            env[f"GATEWAY_{f.name.upper()}"] = text
+            env[f"GATEWAY_{name.upper()}"] = text
     env.update({f"GATEWAY_{k.upper()}": v for k, v in values.items()})
     return env
 
