@@ -1,8 +1,9 @@
 """The JSON API under /api/v1/ (bearer tokens, OpenAPI description).
 
 The same moderation actions as the console (gateway.moderation), for the city's other tools:
-open data, dashboards, scripts. ``gateway/api/openapi.py`` describes every endpoint; the
-document is served, without a token, at /api/v1/openapi.json.
+open data, dashboards, scripts. What a client sends and what it gets back are pydantic models
+(``bodies``, ``responses``, filled from the database by ``shapes``); ``openapi`` generates the
+description of every endpoint from them, served without a token at /api/v1/openapi.json.
 """
 
 from __future__ import annotations

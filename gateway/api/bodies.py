@@ -1,82 +1,172 @@
-"""Reading what a client sends: JSON objects with strictly typed fields, ids, query integers.
+"""What a client sends: request bodies as pydantic models, ids from the path, integers from
+the query.
 
 Strict on purpose: a script that sends ``"tags": "vélo"`` or misspells ``neighbourhood``
-gets a 400 naming the field, rather than a change it did not mean. The moderation actions
-then check the values themselves (a known category, a reason for a rejection).
+gets a 400 naming the field (``invalid_body``), rather than a change it did not mean. The
+models check the JSON's shape: types, required and unknown fields, and the limits the API
+itself sets. What the moderation actions check themselves (a known decision or category, a
+reason for a rejection, a text's length) they refuse with their own catalogue codes, and the
+document only states it (``Stated``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
-from typing import Any
+from typing import Annotated, Literal, TypeVar
 
 from aiohttp import web
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.api.errors import ApiError
-from gateway.moderation.actions import ActionError
+from gateway.api.fields import Omittable, Request, Stated
+from gateway.campaigns import STATUSES as CAMPAIGN_STATUSES
+from gateway.moderation.actions import (
+    CATEGORIES,
+    DECISIONS,
+    KINDS,
+    MAX_REPLY,
+    MAX_TAGS,
+    MAX_TEXT,
+    ActionError,
+)
+from gateway.moderation.answers import ANSWER_STATES, MAX_ANSWER
+from gateway.moderation.queries import MAX_PER_PAGE
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
+MAX_BULK = MAX_PER_PAGE  # ids in one bulk decision: one page of the queue
+MAX_REASON = 500  # gateway.moderation.actions.decide's limit
+MAX_ADDRESS = 320  # the longest email address RFC 5321 allows
+# Query parameters: the log's page, the dashboard's days.
+EVENTS_PER_PAGE = 50
+DASHBOARD_DAYS = 30
+MAX_DASHBOARD_DAYS = 366
+MAX_PAGE = 100_000
+
+M = TypeVar("M", bound=Request)
 
 
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_body", message, field=field)
+def _stored_id(value: int) -> int:
+    # Not in the document, as before: a larger id cannot exist.
+    if value > MAX_ID:
+        raise PydanticCustomError(
+            "id_too_large", "no id is larger than {max_id}", {"max_id": MAX_ID}
+        )
+    return value
 
 
-async def json_object(request: web.Request, fields: Collection[str]) -> dict[str, Any]:
-    """The request's body: a JSON object whose keys are among ``fields``.
+def _one_line(value: object) -> object:
+    return " ".join(value.split()) if isinstance(value, str) else value
 
-    Reading the body enforces the app's client_max_size (413)."""
+
+Decision = Annotated[str, Stated(enum=list(DECISIONS))]
+Reason = Annotated[str, Stated(maxLength=MAX_REASON)]
+AnswerText = Annotated[str, Stated(maxLength=MAX_ANSWER)]
+ContributionId = Annotated[int, Field(ge=1), AfterValidator(_stored_id)]
+
+
+class DecisionRequest(Request):
+    action: Decision
+    reason: Reason | None = Field(default=None, description="Required to reject; shown publicly.")
+
+
+class AnswerRequest(Request):
+    state: Annotated[str, Stated(enum=list(ANSWER_STATES))]
+    text: AnswerText | None = Field(
+        default=None,
+        description="The reasoned answer, public, in French; required except for evaluating.",
+    )
+    text_en: AnswerText | None = None
+
+
+class BulkDecisionRequest(Request):
+    # At least one id, as the document says; none is the action's nothing_selected.
+    ids: Annotated[list[ContributionId], Field(max_length=MAX_BULK), Stated(minItems=1)]
+    action: Decision
+    reason: Reason | None = None
+
+
+class ClassificationRequest(Request):
+    """Absent fields stay as they are; null or an empty string clears category and
+    neighbourhood; themes and tags replace the lists."""
+
+    category: Annotated[str, Stated(enum=[*CATEGORIES, ""])] | None = None
+    themes: Omittable[list[str]] = None
+    tags: Omittable[Annotated[list[str], Stated(maxItems=MAX_TAGS)]] = None
+    neighbourhood: str | None = None
+    kind: Omittable[Annotated[str, Stated(enum=list(KINDS))]] = None
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_is_not_empty(cls, kind: str | None) -> str | None:
+        if kind == "":
+            raise PydanticCustomError("string_too_short", "cannot be empty")
+        return kind
+
+
+class TranscriptRequest(Request):
+    transcript: Annotated[str, Stated(maxLength=MAX_TEXT)]
+
+
+class PublicTextRequest(Request):
+    public_text: Annotated[str, Stated(minLength=1, maxLength=MAX_TEXT)]
+
+
+class ReplyRequest(Request):
+    text: Annotated[str, Stated(minLength=1, maxLength=MAX_REPLY)]
+
+
+class CampaignStatusRequest(Request):
+    status: Annotated[str, Stated(enum=list(CAMPAIGN_STATUSES))]
+
+
+class ResidentRequest(Request):
+    channel: Literal["sms", "voice", "telegram", "email"] = Field(
+        description="The address space: a number covers SMS and calls alike."
+    )
+    # Spaces are collapsed before the length is checked. An error names the field only: the
+    # address is never repeated back, nor logged.
+    address: Annotated[
+        str, Field(min_length=1, max_length=MAX_ADDRESS), BeforeValidator(_one_line)
+    ] = Field(
+        description="A phone number (E.164, or French national: 06 12 34 56 78), a Telegram "
+        "chat id or an email address. Used to find the person, never stored nor shown back."
+    )
+
+
+async def read(request: web.Request, model: type[M]) -> M:
+    """The request's body as ``model``. Reading it enforces the app's client_max_size (413)."""
     raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # What json.loads reads: UTF-8 (with or without a BOM), UTF-16 or UTF-32.
+        text = raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise invalid(unknown[0], f"unknown field {unknown[0]!r}; expected {sorted(fields)}")
-    return body
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise refusal(exc, model) from None
 
 
-def string(body: dict[str, Any], field: str) -> str:
-    """A required string."""
-    if field not in body:
-        raise invalid(field, f"{field!r} is required")
-    value = body[field]
-    if not isinstance(value, str):
-        raise invalid(field, f"{field!r} must be a string")
-    return value
-
-
-def optional_string(body: dict[str, Any], field: str) -> str | None:
-    """A string, or None when absent or null."""
-    value = body.get(field)
-    if value is not None and not isinstance(value, str):
-        raise invalid(field, f"{field!r} must be a string or null")
-    return value
-
-
-def string_list(body: dict[str, Any], field: str) -> list[str] | None:
-    """A list of strings, or None when absent."""
-    if field not in body:
-        return None
-    value = body[field]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(field, f"{field!r} must be a list of strings")
-    return value
-
-
-def id_list(body: dict[str, Any], field: str, limit: int) -> list[int]:
-    if field not in body:
-        raise invalid(field, f"{field!r} is required")
-    value = body[field]
-    if not isinstance(value, list) or not all(type(v) is int and 0 < v <= MAX_ID for v in value):
-        raise invalid(field, f"{field!r} must be a list of contribution ids (positive integers)")
-    if len(value) > limit:
-        raise invalid(field, f"at most {limit} ids at once")
-    return value
+def refusal(exc: ValidationError, model: type[Request]) -> ApiError:
+    """The first thing wrong with a body, as the API's 400: an unknown field before the rest.
+    Never with the value sent (an address must not come back)."""
+    found = exc.errors(include_url=False, include_input=False)
+    unknown = sorted((e for e in found if e["type"] == "extra_forbidden"), key=lambda e: e["loc"])
+    error = unknown[0] if unknown else found[0]
+    if error["type"] == "json_invalid":
+        reason = error.get("ctx", {}).get("error", error["msg"])
+        return ApiError(400, "invalid_json", f"the body is not valid JSON: {reason}")
+    if not error["loc"]:
+        return ApiError(400, "invalid_body", "the body must be a JSON object")
+    field = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {field!r}; expected {sorted(model.model_fields)}"
+    else:
+        # Bodies are flat: after the field, an index in its list (or a union's branch: left out).
+        at = "".join(f"[{p}]" for p in error["loc"][1:] if isinstance(p, int))
+        message = f"{field + at!r}: {error['msg']}"
+    return ApiError(400, "invalid_body", message, field=field)
 
 
 def path_id(request: web.Request, name: str, what: str) -> int:

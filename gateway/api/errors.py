@@ -1,4 +1,5 @@
-"""Errors as the API answers them: ``{"error": {"code": ..., "message": ...}}``.
+"""Errors as the API answers them: ``{"error": {"code": ..., "message": ...}}``
+(gateway.api.responses.Error).
 
 ``code`` is stable and meant for programs: the catalogue key of a refused moderation action
 (``console.errors.reason_required``) or a short code for what the API itself refuses
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.api.responses import Error, ErrorDetail, respond
 from gateway.moderation.actions import ActionError
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def error_response(
         error["field"] = field
     if params:
         error["params"] = dict(params)
-    return web.json_response({"error": error}, status=status, headers=headers)
+    return respond(Error(error=ErrorDetail(**error)), status, headers)
 
 
 def in_api(request: web.Request) -> bool:

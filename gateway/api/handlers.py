@@ -6,7 +6,8 @@ gateway.moderation.actions, so the console and the API decide, log and notify th
 
 The scope each route needs is in gateway.api.scopes and checked by the middleware before a
 handler runs; the two reads open to ``read`` tokens (contributions, campaigns) answer those
-with public data only (``shapes.public_item``).
+with public data only (``shapes.public_item``). Bodies are read into the request models of
+gateway.api.bodies; answers are built from the response models of gateway.api.responses.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import residents
-from gateway.api import bodies, scopes, shapes
+from gateway.api import bodies, responses, scopes, shapes
 from gateway.api.auth import ACTOR
+from gateway.api.bodies import DASHBOARD_DAYS, EVENTS_PER_PAGE, MAX_DASHBOARD_DAYS, MAX_PAGE
 from gateway.api.errors import ApiError
 from gateway.api.openapi import openapi_document
+from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
 from gateway.moderation import actions, answers, queries
@@ -37,10 +40,6 @@ PREFIX = "/api/v1"
 ID = "{id:[0-9]+}"
 GROUP_ID = "{group_id:[0-9]+}"
 SLUG = "{slug}"
-MAX_BULK = queries.MAX_PER_PAGE  # ids in one bulk decision: one page of the queue
-DASHBOARD_DAYS = 30
-MAX_DASHBOARD_DAYS = 366
-EVENTS_PER_PAGE = 50
 
 T = TypeVar("T")
 
@@ -71,43 +70,42 @@ def _campaign(session: Session, slug: str) -> Campaign:
     return found
 
 
-def _items(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+def _items(session: Session, ids: Sequence[int]) -> list[responses.Contribution]:
     found = {c.id: c for c in session.scalars(select(Contribution).where(Contribution.id.in_(ids)))}
     return shapes.contribution_items(session, [found[i] for i in ids if i in found])
 
 
-def _result(session: Session, done: Done) -> dict[str, Any]:
-    return {
-        "changed": list(done.changed),
-        "events": shapes.events_by_id(session, done.events),
-        "notices_queued": len(done.outbound),
-    }
+# What an action's answer shows besides what changed: ActionResult's contribution,
+# contributions or campaign.
+Show = Callable[[Session, Done], dict[str, Any]]
 
 
 async def _act(
-    request: web.Request,
-    act: Callable[[], Done],
-    show: Callable[[Session, Done], dict[str, Any]],
-    status: int = 200,
+    request: web.Request, act: Callable[[], Done], show: Show, status: int = 200
 ) -> web.Response:
     """Run a moderation action, then answer with what changed and ``show``'s additions."""
     runtime = _runtime(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.ActionResult:
         done = act()
         with runtime.sessions() as session:
-            return {**_result(session, done), **show(session, done)}
+            return responses.ActionResult(
+                changed=list(done.changed),
+                events=shapes.events_by_id(session, done.events),
+                notices_queued=len(done.outbound),
+                **show(session, done),
+            )
 
-    return web.json_response(await _db(work), status=status)
+    return respond(await _db(work), status)
 
 
-def _decision(body: dict[str, Any]) -> tuple[str, str | None]:
-    action = bodies.string(body, "action")
-    if action not in DECISIONS:
+def _decision(body: bodies.DecisionRequest | bodies.BulkDecisionRequest) -> tuple[str, str | None]:
+    if body.action not in DECISIONS:
         raise ActionError(
-            "console.errors.bad_decision", f"unknown action {action!r}; one of {sorted(DECISIONS)}"
+            "console.errors.bad_decision",
+            f"unknown action {body.action!r}; one of {sorted(DECISIONS)}",
         )
-    return action, bodies.optional_string(body, "reason")
+    return body.action, body.reason
 
 
 def _public_only(request: web.Request) -> bool:
@@ -148,18 +146,18 @@ async def _list_public(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     tz = ZoneInfo(runtime.settings.timezone)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.PublicContributionList:
         with runtime.sessions() as session:
             page = queries.queue(session, f, tz)
-            return {
-                "items": [shapes.public_item(row.contribution) for row in page.rows],
-                "page": f.page,
-                "per_page": f.per_page,
-                "pages": page.pages,
-                "total": page.total,
-            }
+            return responses.PublicContributionList(
+                items=[shapes.public_item(row.contribution) for row in page.rows],
+                page=f.page,
+                per_page=f.per_page,
+                pages=page.pages,
+                total=page.total,
+            )
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 # -- contributions --------------------------------------------------------------------------
@@ -175,25 +173,20 @@ async def list_contributions(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     tz = ZoneInfo(runtime.settings.timezone)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.ContributionList:
         with runtime.sessions() as session:
             page = queries.queue(session, f, tz)
-            found = [row.contribution for row in page.rows]
-            items = shapes.contribution_items(session, found)
-            if f.grouped:
-                for item, row in zip(items, page.rows, strict=True):
-                    item["group_matching"] = row.group_size
-            return {
-                "items": items,
-                "page": f.page,
-                "per_page": f.per_page,
-                "pages": page.pages,
-                "total": page.total,
-                "contributions": page.contributions,
-                "counts": page.counts,
-            }
+            return responses.ContributionList(
+                items=shapes.queue_items(session, page.rows, f.grouped),
+                page=f.page,
+                per_page=f.per_page,
+                pages=page.pages,
+                total=page.total,
+                contributions=page.contributions,
+                counts=responses.StatusCounts(**page.counts),
+            )
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 async def get_contribution(request: web.Request) -> web.Response:
@@ -201,7 +194,7 @@ async def get_contribution(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     public_only = _public_only(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.ContributionDetail | responses.PublicContribution:
         with runtime.sessions() as session:
             found = _contribution(session, contribution_id)
             if public_only:
@@ -211,10 +204,10 @@ async def get_contribution(request: web.Request) -> web.Response:
                 return shapes.public_item(found)
             return shapes.contribution_detail(session, found)
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
-def _show_one(contribution_id: int) -> Callable[[Session, Done], dict[str, Any]]:
+def _show_one(contribution_id: int) -> Show:
     def show(session: Session, _done: Done) -> dict[str, Any]:
         return {"contribution": _items(session, [contribution_id])[0]}
 
@@ -223,7 +216,7 @@ def _show_one(contribution_id: int) -> Callable[[Session, Done], dict[str, Any]]
 
 async def decide_contribution(request: web.Request) -> web.Response:
     contribution_id = bodies.path_id(request, "id", "contribution")
-    action, reason = _decision(await bodies.json_object(request, ("action", "reason")))
+    action, reason = _decision(await bodies.read(request, bodies.DecisionRequest))
     runtime, actor = _runtime(request), request[ACTOR]
     return await _act(
         request,
@@ -233,8 +226,8 @@ async def decide_contribution(request: web.Request) -> web.Response:
 
 
 async def decide_many(request: web.Request) -> web.Response:
-    body = await bodies.json_object(request, ("ids", "action", "reason"))
-    ids = bodies.id_list(body, "ids", MAX_BULK)
+    body = await bodies.read(request, bodies.BulkDecisionRequest)
+    ids = body.ids
     action, reason = _decision(body)
     runtime, actor = _runtime(request), request[ACTOR]
     return await _act(
@@ -246,37 +239,34 @@ async def decide_many(request: web.Request) -> web.Response:
 
 async def classify_contribution(request: web.Request) -> web.Response:
     contribution_id = bodies.path_id(request, "id", "contribution")
-    body = await bodies.json_object(
-        request, ("category", "themes", "tags", "neighbourhood", "kind")
-    )
-    # Absent: unchanged. Null (or ""): cleared, where a field may be empty.
-    changes: dict[str, Any] = {}
-    for name in ("category", "neighbourhood"):
-        if name in body:
-            changes[name] = bodies.optional_string(body, name) or ""
-    for name in ("themes", "tags"):
-        changes[name] = bodies.string_list(body, name)
-    if "kind" in body:
-        changes["kind"] = bodies.string(body, "kind")
-        if not changes["kind"]:
-            raise bodies.invalid("kind", "'kind' cannot be empty")
+    body = await bodies.read(request, bodies.ClassificationRequest)
+    # Absent: unchanged (None). Null (or ""): cleared, for the fields that may be empty.
+    given = body.model_fields_set
     runtime, actor = _runtime(request), request[ACTOR]
     return await _act(
         request,
-        lambda: actions.classify(runtime, actor, contribution_id, **changes),
+        lambda: actions.classify(
+            runtime,
+            actor,
+            contribution_id,
+            category=(body.category or "") if "category" in given else None,
+            neighbourhood=(body.neighbourhood or "") if "neighbourhood" in given else None,
+            themes=body.themes,
+            tags=body.tags,
+            kind=body.kind,
+        ),
         _show_one(contribution_id),
     )
 
 
 async def _set_text(
     request: web.Request,
-    field: str,
+    contribution_id: int,
+    text: str,
     act: Callable[[Runtime, Actor, int, str], Done],
     status: int = 200,
 ) -> web.Response:
-    """An action that takes one text: a transcript, a public version, an answer."""
-    contribution_id = bodies.path_id(request, "id", "contribution")
-    text = bodies.string(await bodies.json_object(request, (field,)), field)
+    """An action that takes one text: a transcript, a public version, a reply."""
     runtime, actor = _runtime(request), request[ACTOR]
     return await _act(
         request,
@@ -287,28 +277,31 @@ async def _set_text(
 
 
 async def correct_transcript(request: web.Request) -> web.Response:
-    return await _set_text(request, "transcript", actions.correct_transcript)
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    body = await bodies.read(request, bodies.TranscriptRequest)
+    return await _set_text(request, contribution_id, body.transcript, actions.correct_transcript)
 
 
 async def set_public_text(request: web.Request) -> web.Response:
-    return await _set_text(request, "public_text", actions.set_public_text)
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    body = await bodies.read(request, bodies.PublicTextRequest)
+    return await _set_text(request, contribution_id, body.public_text, actions.set_public_text)
 
 
 async def reply_to_contributor(request: web.Request) -> web.Response:
-    return await _set_text(request, "text", actions.reply, status=201)
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    body = await bodies.read(request, bodies.ReplyRequest)
+    return await _set_text(request, contribution_id, body.text, actions.reply, status=201)
 
 
-def _answer(body: dict[str, Any]) -> tuple[str, str, str | None]:
-    return (
-        bodies.string(body, "state"),
-        bodies.optional_string(body, "text") or "",
-        bodies.optional_string(body, "text_en"),
-    )
+async def _answer(request: web.Request) -> tuple[str, str, str | None]:
+    body = await bodies.read(request, bodies.AnswerRequest)
+    return body.state, body.text or "", body.text_en
 
 
 async def answer_contribution(request: web.Request) -> web.Response:
     contribution_id = bodies.path_id(request, "id", "contribution")
-    state, text, text_en = _answer(await bodies.json_object(request, ("state", "text", "text_en")))
+    state, text, text_en = await _answer(request)
     runtime, actor = _runtime(request), request[ACTOR]
     return await _act(
         request,
@@ -331,22 +324,22 @@ async def get_group(request: web.Request) -> web.Response:
     group_id = bodies.path_id(request, "group_id", "group")
     runtime = _runtime(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.Group:
         with runtime.sessions() as session:
             items = _items(session, _group_members(session, group_id))
-            return {
-                "id": group_id,
-                "size": len(items),
-                "pending": sum(1 for item in items if item["status"] == "pending"),
-                "items": items,
-            }
+            return responses.Group(
+                id=group_id,
+                size=len(items),
+                pending=sum(1 for item in items if item.status == "pending"),
+                items=items,
+            )
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 async def decide_group(request: web.Request) -> web.Response:
     group_id = bodies.path_id(request, "group_id", "group")
-    action, reason = _decision(await bodies.json_object(request, ("action", "reason")))
+    action, reason = _decision(await bodies.read(request, bodies.DecisionRequest))
     runtime, actor = _runtime(request), request[ACTOR]
 
     def act() -> Done:
@@ -365,7 +358,7 @@ async def decide_group(request: web.Request) -> web.Response:
 
 async def answer_group(request: web.Request) -> web.Response:
     group_id = bodies.path_id(request, "group_id", "group")
-    state, text, text_en = _answer(await bodies.json_object(request, ("state", "text", "text_en")))
+    state, text, text_en = await _answer(request)
     runtime, actor = _runtime(request), request[ACTOR]
 
     def act() -> Done:
@@ -399,11 +392,11 @@ async def list_events(request: web.Request) -> web.Response:
     contribution_id = int(contribution) if contribution else None
     actor = request.query.get("actor") or None
     action = request.query.get("action") or None
-    page = bodies.query_int(request, "page", 1, 1, 100_000)
+    page = bodies.query_int(request, "page", 1, 1, MAX_PAGE)
     per_page = bodies.query_int(request, "per_page", EVENTS_PER_PAGE, 1, queries.MAX_PER_PAGE)
     runtime = _runtime(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.EventList:
         with runtime.sessions() as session:
             found = queries.log_page(
                 session,
@@ -413,15 +406,15 @@ async def list_events(request: web.Request) -> web.Response:
                 page=page,
                 per_page=per_page,
             )
-            return {
-                "items": [shapes.event_dict(e, ref) for e, ref in found.events],
-                "page": found.page,
-                "per_page": found.per_page,
-                "pages": found.pages,
-                "total": found.total,
-            }
+            return responses.EventList(
+                items=[shapes.event(e, ref) for e, ref in found.events],
+                page=found.page,
+                per_page=found.per_page,
+                pages=found.pages,
+                total=found.total,
+            )
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -431,77 +424,63 @@ async def list_campaigns(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     public_only = _public_only(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.CampaignList:
         with runtime.sessions() as session:
             found = queries.campaigns(session)
             if public_only:
                 # A draft is not announced yet.
                 found = [c for c in found if c.status != "draft"]
-            return {"items": [shapes.campaign_dict(c) for c in found]}
+            return responses.CampaignList(items=[shapes.campaign(c) for c in found])
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 async def set_campaign_status(request: web.Request) -> web.Response:
     actor = request[ACTOR]
     slug = request.match_info["slug"]
-    status = bodies.string(await bodies.json_object(request, ("status",)), "status")
+    status = (await bodies.read(request, bodies.CampaignStatusRequest)).status
     runtime = _runtime(request)
     return await _act(
         request,
         lambda: actions.set_campaign_status(runtime, actor, slug, status),
-        lambda session, _done: {"campaign": shapes.campaign_dict(_campaign(session, slug))},
+        lambda session, _done: {"campaign": shapes.campaign(_campaign(session, slug))},
     )
 
 
 # -- residents (admins: a request made in person) --------------------------------------------
 
-RESIDENT_CHANNELS = ("sms", "voice", "telegram", "email")
-MAX_ADDRESS = 320  # the longest email address RFC 5321 allows
-
-
-def _resident(body: dict[str, Any]) -> tuple[str, str]:
-    channel = bodies.string(body, "channel")
-    if channel not in RESIDENT_CHANNELS:
-        raise bodies.invalid("channel", f"'channel' must be one of {list(RESIDENT_CHANNELS)}")
-    address = " ".join(bodies.string(body, "address").split())
-    if not address or len(address) > MAX_ADDRESS:
-        # The address is never repeated back (nor logged): an error names the field only.
-        raise bodies.invalid("address", f"'address' must be 1 to {MAX_ADDRESS} characters")
-    return channel, address
-
 
 async def forget_resident(request: web.Request) -> web.Response:
     """Erase a resident named by their address, on every channel of it (gateway.residents):
     for a resident who asks at the town hall or by post. Counts only in the answer."""
-    channel, address = _resident(await bodies.json_object(request, ("channel", "address")))
+    body = await bodies.read(request, bodies.ResidentRequest)
     runtime, actor = _runtime(request), request[ACTOR]
 
-    def work() -> dict[str, Any]:
-        erased = residents.forget_address(runtime, channel, address, actor=actor.name)
-        return {
-            "erased": {
-                "contributors": erased.contributors,
-                "contributions_detached": erased.contributions,
-                "messages": erased.messages,
-                "replies": erased.replies,
-                "calls": erased.calls,
-                "files": erased.files,
-            },
-            "known": bool(erased.contributors or erased.messages or erased.calls),
-        }
+    def work() -> responses.Erasure:
+        erased = residents.forget_address(runtime, body.channel, body.address, actor=actor.name)
+        return responses.Erasure(
+            erased=responses.Erased(
+                contributors=erased.contributors,
+                contributions_detached=erased.contributions,
+                messages=erased.messages,
+                replies=erased.replies,
+                calls=erased.calls,
+                files=erased.files,
+            ),
+            known=bool(erased.contributors or erased.messages or erased.calls),
+        )
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 async def opt_out_resident(request: web.Request) -> web.Response:
     """Send nothing more to a resident named by their address, on every channel of it."""
-    channel, address = _resident(await bodies.json_object(request, ("channel", "address")))
+    body = await bodies.read(request, bodies.ResidentRequest)
     runtime, actor = _runtime(request), request[ACTOR]
     changed = await _db(
-        lambda: residents.opt_out_address(runtime, channel, address, actor=actor.name)
+        lambda: residents.opt_out_address(runtime, body.channel, body.address, actor=actor.name)
     )
-    return web.json_response({"opted_out": True, "rows_changed": changed})
+    return respond(responses.OptOut(opted_out=True, rows_changed=changed))
 
 
 async def campaign_stats(request: web.Request) -> web.Response:
@@ -510,13 +489,13 @@ async def campaign_stats(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     tz = ZoneInfo(runtime.settings.timezone)
 
-    def work() -> dict[str, Any]:
+    def work() -> responses.Stats:
         with runtime.sessions() as session:
             _campaign(session, slug)
             board = queries.dashboard(session, slug, tz, now_utc(), days=days)
-            return shapes.stats_dict(slug, days, board)
+            return shapes.stats(slug, days, board)
 
-    return web.json_response(await _db(work))
+    return respond(await _db(work))
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,4 +1,5 @@
-"""What the API shows of contributions, events, campaigns and statistics.
+"""What the API shows of contributions, events, campaigns and statistics: the response models
+(gateway.api.responses) filled from the database.
 
 A contribution starts from the contract (gateway.exports.contribution_dict) and adds what
 moderators work with. Never an address: no phone number, chat id, email or recipient; the
@@ -13,11 +14,13 @@ resident wrote or said in their own words.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway.api import responses
 from gateway.exports import contribution_dict, timestamp
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
 from gateway.moderation import queries, redaction
@@ -41,21 +44,36 @@ def group_sizes(session: Session, contributions: Iterable[Contribution]) -> dict
     return {group: int(n) for group, n in rows if group is not None}
 
 
-def contribution_item(c: Contribution, sizes: dict[int, int]) -> dict[str, Any]:
-    item = contribution_dict(c)
-    item.update(
-        group_id=c.group_id,
-        group_size=sizes.get(c.group_id, 1) if c.group_id is not None else 1,
-    )
-    return item
+def _contribution_fields(c: Contribution, sizes: dict[int, int]) -> dict[str, Any]:
+    return {
+        **contribution_dict(c),
+        "group_id": c.group_id,
+        "group_size": sizes.get(c.group_id, 1) if c.group_id is not None else 1,
+    }
 
 
-def contribution_items(session: Session, found: Sequence[Contribution]) -> list[dict[str, Any]]:
+def contribution_items(
+    session: Session, found: Sequence[Contribution]
+) -> list[responses.Contribution]:
     sizes = group_sizes(session, found)
-    return [contribution_item(c, sizes) for c in found]
+    return [responses.Contribution(**_contribution_fields(c, sizes)) for c in found]
 
 
-def public_item(c: Contribution) -> dict[str, Any]:
+def queue_items(
+    session: Session, rows: Sequence[queries.QueueRow], grouped: bool
+) -> list[responses.QueueItem]:
+    """The queue's page; grouped, each item says how many of its group match the filters."""
+    sizes = group_sizes(session, [row.contribution for row in rows])
+    items = []
+    for row in rows:
+        fields = _contribution_fields(row.contribution, sizes)
+        if grouped:  # otherwise left out
+            fields["group_matching"] = row.group_size
+        items.append(responses.QueueItem(**fields))
+    return items
+
+
+def public_item(c: Contribution) -> responses.PublicContribution:
     """A published contribution as open data may show it. ``text`` is the public version a
     moderator approved; there is no ``transcript``, no ``public_text`` beside an original,
     no ``contributor`` (a pseudonym still links one person's contributions together), no
@@ -64,70 +82,79 @@ def public_item(c: Contribution) -> dict[str, Any]:
     if text is None:
         # Published before public versions were kept: the same redactions publishing applies.
         text = redaction.apply(c.text or "", language=c.language or "fr")
-    return {
-        "id": c.id,
-        "reference": c.reference,
-        "campaign": c.campaign.slug if c.campaign else None,
-        "channel": c.channel,
-        "status": c.status,
-        "text": text,
-        "kind": c.kind,
-        "neighbourhood": c.neighbourhood,
-        "category": c.category,
-        "themes": list(c.themes or []),
-        "tags": list(c.tags or []),
-        "received_at": timestamp(c.received_at),
-        "moderated_at": timestamp(c.moderated_at),
-        "answer_state": c.answer_state,
-        "answer_text": c.answer_text,
-        "answer_text_en": c.answer_text_en,
-        "answered_at": timestamp(c.answered_at),
-    }
+    return responses.PublicContribution(
+        id=c.id,
+        reference=c.reference,
+        campaign=c.campaign.slug if c.campaign else None,
+        channel=c.channel,
+        status=c.status,
+        text=text,
+        kind=c.kind,
+        neighbourhood=c.neighbourhood,
+        category=c.category,
+        themes=list(c.themes or []),
+        tags=list(c.tags or []),
+        received_at=_timestamp(c.received_at),
+        moderated_at=timestamp(c.moderated_at),
+        answer_state=c.answer_state,
+        answer_text=c.answer_text,
+        answer_text_en=c.answer_text_en,
+        answered_at=timestamp(c.answered_at),
+    )
 
 
-def notice_dict(notice: OutboundMessage) -> dict[str, Any]:
-    return {
-        "id": notice.id,
-        "message_key": notice.message_key,
-        "status": notice.status,
-        "created_at": timestamp(notice.created_at),
-        "sent_at": timestamp(notice.sent_at),
-    }
+def _timestamp(value: datetime) -> str:
+    """gateway.exports.timestamp of a column that is never null."""
+    stamped = timestamp(value)
+    if stamped is None:
+        raise ValueError("a timestamp the database always has is missing")
+    return stamped
 
 
-def event_dict(event: ModerationEvent, reference: str | None) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "contribution_id": event.contribution_id,
-        "reference": reference,
-        "actor": event.actor,
-        "action": event.action,
-        "reason": event.reason,
-        "before": event.before,
-        "after": event.after,
-        "at": timestamp(event.at),
-    }
+def notice(outbound: OutboundMessage) -> responses.Notice:
+    return responses.Notice(
+        id=outbound.id,
+        message_key=outbound.message_key,
+        status=outbound.status,
+        created_at=_timestamp(outbound.created_at),
+        sent_at=timestamp(outbound.sent_at),
+    )
 
 
-def transcript_detail(c: Contribution) -> dict[str, Any] | None:
+def event(found: ModerationEvent, reference: str | None) -> responses.Event:
+    return responses.Event(
+        id=found.id,
+        contribution_id=found.contribution_id,
+        reference=reference,
+        actor=found.actor,
+        action=found.action,
+        reason=found.reason,
+        before=found.before,
+        after=found.after,
+        at=_timestamp(found.at),
+    )
+
+
+def transcript_detail(c: Contribution) -> responses.TranscriptDetail | None:
     if not c.transcript_detail:
         return None
-    return {key: c.transcript_detail.get(key) for key in TRANSCRIPT_KEYS}
+    return responses.TranscriptDetail.model_validate(
+        {key: c.transcript_detail.get(key) for key in TRANSCRIPT_KEYS}
+    )
 
 
-def contribution_detail(session: Session, c: Contribution) -> dict[str, Any]:
-    detail = contribution_item(c, group_sizes(session, [c]))
+def contribution_detail(session: Session, c: Contribution) -> responses.ContributionDetail:
     history = queries.log_page(session, contribution_id=c.id, per_page=DETAIL_EVENTS)
-    detail.update(
+    return responses.ContributionDetail(
+        **_contribution_fields(c, group_sizes(session, [c])),
         transcript_machine=c.transcript_machine,
         transcript_detail=transcript_detail(c),
-        notices=[notice_dict(n) for n in queries.notices(session, c.id)],
-        events=[event_dict(e, ref) for e, ref in history.events],
+        notices=[notice(n) for n in queries.notices(session, c.id)],
+        events=[event(e, ref) for e, ref in history.events],
     )
-    return detail
 
 
-def events_by_id(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+def events_by_id(session: Session, ids: Sequence[int]) -> list[responses.Event]:
     if not ids:
         return []
     rows = session.execute(
@@ -136,44 +163,50 @@ def events_by_id(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
         .where(ModerationEvent.id.in_(ids))
         .order_by(ModerationEvent.id)
     ).all()
-    return [event_dict(e, ref) for e, ref in rows]
+    return [event(e, ref) for e, ref in rows]
 
 
-def campaign_dict(campaign: Campaign) -> dict[str, Any]:
-    # Not the campaign's phone numbers: the API lists no number at all, so that a client
-    # never has to tell the city's numbers from residents'.
-    return {
-        "slug": campaign.slug,
-        "title": campaign.title,
-        "question": campaign.question,
-        "status": campaign.status,
-        "keywords": list(campaign.keywords or []),
-        "neighbourhoods": list(campaign.neighbourhoods or []),
-        "themes": list(campaign.themes or []),
-        "language": campaign.language,
-        "reference_prefix": campaign.reference_prefix,
-    }
+def campaign(found: Campaign) -> responses.Campaign:
+    return responses.Campaign(
+        slug=found.slug,
+        title=found.title,
+        question=found.question,
+        status=found.status,
+        keywords=list(found.keywords or []),
+        neighbourhoods=list(found.neighbourhoods or []),
+        themes=list(found.themes or []),
+        language=found.language,
+        reference_prefix=found.reference_prefix,
+    )
 
 
-def _seconds(value: Any) -> float | None:
+def _seconds(value: timedelta | None) -> float | None:
     return value.total_seconds() if value is not None else None
 
 
-def _counted(name: str, rows: list[tuple[str, int]]) -> list[dict[str, Any]]:
+def _none_if_empty(value: str) -> str | None:
     # The dashboard names "not set" with an empty string; JSON has null for that.
-    return [{name: value or None, "count": n} for value, n in rows]
+    return value or None
 
 
-def stats_dict(slug: str, days: int, board: queries.Dashboard) -> dict[str, Any]:
-    return {
-        "campaign": slug,
-        "days": days,
-        "per_day": [{"date": day.isoformat(), "count": n} for day, n in board.per_day],
-        "per_channel": _counted("channel", board.per_channel),
-        "per_category": _counted("category", board.per_category),
-        "per_neighbourhood": _counted("neighbourhood", board.per_neighbourhood),
-        "per_status": dict(board.per_status),
-        "waiting": board.waiting,
-        "oldest_waiting_seconds": _seconds(board.oldest_waiting),
-        "median_waiting_seconds": _seconds(board.median_waiting),
-    }
+def stats(slug: str, days: int, board: queries.Dashboard) -> responses.Stats:
+    return responses.Stats(
+        campaign=slug,
+        days=days,
+        per_day=[responses.DayCount(date=day.isoformat(), count=n) for day, n in board.per_day],
+        per_channel=[
+            responses.ChannelCount(channel=value, count=n) for value, n in board.per_channel
+        ],
+        per_category=[
+            responses.CategoryCount(category=_none_if_empty(value), count=n)
+            for value, n in board.per_category
+        ],
+        per_neighbourhood=[
+            responses.NeighbourhoodCount(neighbourhood=_none_if_empty(value), count=n)
+            for value, n in board.per_neighbourhood
+        ],
+        per_status=responses.StatusCountsByStatus(**board.per_status),
+        waiting=board.waiting,
+        oldest_waiting_seconds=_seconds(board.oldest_waiting),
+        median_waiting_seconds=_seconds(board.median_waiting),
+    )

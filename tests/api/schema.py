@@ -2,8 +2,8 @@
 
 ``jsonschema`` is not installed in the project's environment and the project does not
 depend on it; this covers what gateway/api/openapi.py writes ($ref, type, properties,
-required, additionalProperties, items, enum, allOf, oneOf, bounds, date formats) and, in
-addition, reports any key of a response that the document does not describe.
+required, additionalProperties, items, enum, allOf, oneOf, anyOf, bounds, date formats) and,
+in addition, reports any key of a response that the document does not describe.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ KNOWN = {
     "enum",
     "allOf",
     "oneOf",
+    "anyOf",
     "minimum",
     "maximum",
     "minItems",
@@ -89,6 +90,8 @@ def errors(
         passing = [s for s in schema["oneOf"] if not errors(document, s, value, at)]
         if len(passing) != 1:
             found.append(f"{at}: matches {len(passing)} of oneOf, not exactly one")
+    if "anyOf" in schema and all(errors(document, s, value, at) for s in schema["anyOf"]):
+        found.append(f"{at}: matches none of anyOf")
     if "type" in schema:
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         if not any(_is(k, value) for k in kinds):

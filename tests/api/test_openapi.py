@@ -134,6 +134,15 @@ def test_the_checker_finds_what_is_wrong():
     assert errors(DOCUMENT, contribution, {k: v for k, v in item.items() if k != "reference"})
 
 
+def test_the_checker_reads_a_nullable_model():
+    detail = {"anyOf": [{"$ref": "#/components/schemas/Word"}, {"type": "null"}]}
+    word = {"word": "fontaine", "start": 0.5, "end": 0.9, "confidence": 0.8}
+    assert errors(DOCUMENT, detail, None) == []
+    assert errors(DOCUMENT, detail, word) == []
+    assert errors(DOCUMENT, detail, {**word, "confidence": 2})
+    assert errors(DOCUMENT, detail, "fontaine")
+
+
 class Checked:
     """Calls the API and checks each request and response against the document."""
 
