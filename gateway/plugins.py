@@ -22,7 +22,11 @@ everything the core needs from it, in the spirit of courier's ``ChannelHandler``
 - ``default_from(settings)``: the address a reply is sent from when the resident's message
   does not say (the city's SMS number);
 - ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
-  (a chat app's file id) before the conversation sees it.
+  (a chat app's file id) before the conversation sees it;
+- ``fetch_recording(runtime, details, target_dir)`` and ``delete_recording(runtime,
+  details)``: an answering machine's recording, named by a stored recording callback
+  (``details``), downloaded into ``target_dir`` (``gateway.recordings.RecordingRefused`` for
+  good, ``RecordingUnavailable`` to be retried), then deleted at the provider once kept.
 
 The list of installed plugins is ``channels/registry.py``; the core loads it by name
 (``REGISTRY``) rather than importing it, so that the core never imports a channel (an
@@ -36,6 +40,7 @@ import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -107,6 +112,8 @@ class ChannelPlugin:
     buttons: Callable[[str, engine.State, dict[str, str], str], Buttons | None] | None = None
     default_from: Callable[[Settings], str | None] | None = None
     fetch_media: Callable[[Runtime, int, bool], None] | None = None
+    fetch_recording: Callable[[Runtime, dict[str, Any], Path], tuple[Path, str]] | None = None
+    delete_recording: Callable[[Runtime, dict[str, Any]], None] | None = None
     check: Callable[[Settings], None] | None = None
 
 

@@ -1,28 +1,24 @@
 """From a recording callback to a voice contribution (the imperative shell for voice).
 
-For one stored recording callback: fetch the audio from Twilio (only from the configured API
-host: a callback cannot make the gateway fetch anything else), keep it under
-``DATA_DIR/audio``, delete it from Twilio, and file a contribution whose transcription is
-pending; the transcription job (``transcribe_contribution``) fills the text in. A call with no
-usable audio (hang-up, status ``absent``, under a second of sound) is recorded as such on the
-stored message, never as an empty contribution. Audio that cannot be decoded is still filed,
-with its file, for a human to hear.
+For one stored recording callback: fetch the audio through the voice plugin's
+``fetch_recording`` hook (which fetches only from its provider's configured API host: a
+callback cannot make the gateway fetch anything else), keep it under ``DATA_DIR/audio``,
+delete it at the provider (``delete_recording``), and file a contribution whose
+transcription is pending; the transcription job (``transcribe_contribution``) fills the
+text in. A call with no usable audio (hang-up, status ``absent``, under a second of sound)
+is recorded as such on the stored message, never as an empty contribution. Audio that cannot
+be decoded is still filed, with its file, for a human to hear.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.twilio import ids as twilio_ids
-from gateway import files, residents
+from gateway import files, plugins, residents
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.locks import sender_lock
@@ -51,99 +47,11 @@ class RecordingRefused(ValueError):
 
 
 class RecordingUnavailable(RuntimeError):
-    """Twilio did not serve the recording (yet); the job is retried."""
+    """The provider did not serve the recording (yet); the job is retried."""
 
 
 def audio_dir(runtime: Runtime) -> Path:
     return runtime.settings.data_path / "audio"
-
-
-def check_recording_url(runtime: Runtime, url: str) -> str:
-    """The URL to fetch, if it is on the configured Twilio API host; else RecordingRefused."""
-    allowed = urlsplit(runtime.settings.twilio_api_base)
-    target = urlsplit(url)
-    if (target.scheme, target.hostname, target.port) != (
-        allowed.scheme,
-        allowed.hostname,
-        allowed.port,
-    ):
-        raise RecordingRefused(
-            f"recording URL host {target.hostname!r} is not the Twilio API host "
-            f"{allowed.hostname!r}"
-        )
-    if target.username or target.password or not target.path.startswith("/2010-04-01/"):
-        raise RecordingRefused("recording URL is not a Twilio recording resource")
-    return url
-
-
-def fetch_recording(runtime: Runtime, url: str, recording_sid: str) -> tuple[Path, str]:
-    """Download a recording (WAV) with the account's credentials into DATA_DIR/audio."""
-    s = runtime.settings
-    url = check_recording_url(runtime, url)
-    # The SID becomes a file name and the URL must name that recording of this account:
-    # checked here too, whatever the webhook let through (channels.twilio.ids).
-    try:
-        recording_sid = twilio_ids.recording_sid(recording_sid)
-    except twilio_ids.InvalidSid as exc:
-        raise RecordingRefused(str(exc)) from exc
-    expected = f"/2010-04-01/Accounts/{s.twilio_account_sid}/Recordings/{recording_sid}"
-    if urlsplit(url).path not in (expected, expected + ".wav", expected + ".mp3"):
-        raise RecordingRefused("recording URL does not name this account's recording")
-    fetch_url = url if url.endswith((".wav", ".mp3")) else url + ".wav"
-    target_dir = files.private_dir(audio_dir(runtime) / now_utc().strftime("%Y/%m"))
-    try:
-        response = requests.get(
-            fetch_url,
-            auth=(s.twilio_account_sid, s.twilio_auth_token),
-            stream=True,
-            timeout=30,
-            allow_redirects=False,  # a redirect could lead off the allowed host
-        )
-    except requests.RequestException as exc:
-        raise RecordingUnavailable(f"could not reach Twilio: {exc}") from exc
-    with response:
-        if response.status_code != 200:
-            raise RecordingUnavailable(f"Twilio answered {response.status_code}")
-        content_type = response.headers.get("Content-Type", "audio/wav").split(";")[0]
-        suffix = ".mp3" if "mpeg" in content_type else ".wav"
-        fd, tmp = tempfile.mkstemp(dir=target_dir, suffix=".part")
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > s.max_recording_bytes:
-                        raise RecordingRefused(
-                            f"recording over {s.max_recording_bytes} bytes: not kept"
-                        )
-                    fh.write(chunk)
-            final = target_dir / f"{recording_sid}{suffix}"
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return final, content_type
-
-
-def delete_from_twilio(runtime: Runtime, recording_sid: str) -> None:
-    s = runtime.settings
-    if not twilio_ids.RECORDING_SID.fullmatch(recording_sid):
-        log.warning("recording not deleted from Twilio: not a RecordingSid")
-        return
-    url = (
-        f"{s.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{s.twilio_account_sid}"
-        f"/Recordings/{recording_sid}.json"
-    )
-    try:
-        response = requests.delete(
-            url, auth=(s.twilio_account_sid, s.twilio_auth_token), timeout=15
-        )
-        if response.status_code not in (200, 204, 404):
-            log.warning(
-                "recording %s not deleted from Twilio: %s", recording_sid, response.status_code
-            )
-    except requests.RequestException as exc:
-        log.warning("recording %s not deleted from Twilio: %s", recording_sid, exc)
 
 
 def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int | None]:
@@ -163,9 +71,13 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
     if status != "completed":
         _finish(runtime, message_id, "ignored", f"no audio: recording status {status!r}")
         return [], None
-    recording_sid = str(details.get("recording_sid") or "")
+    fetch = plugins.hook("voice", "fetch_recording")
+    if fetch is None:
+        _finish(runtime, message_id, "failed", "no installed plugin fetches voice recordings")
+        return [], None
+    target_dir = files.private_dir(audio_dir(runtime) / now_utc().strftime("%Y/%m"))
     try:
-        path, content_type = fetch_recording(runtime, str(details.get("url") or ""), recording_sid)
+        path, content_type = fetch(runtime, details, target_dir)
     except RecordingRefused as exc:
         log.warning("voice message %d refused: %s", message_id, exc)
         _finish(runtime, message_id, "failed", f"refused: {exc}")
@@ -176,8 +88,9 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
             return [], None
         _note_error(runtime, message_id, str(exc))
         raise
-    if runtime.settings.voice_delete_recordings:
-        delete_from_twilio(runtime, recording_sid)
+    delete = plugins.hook("voice", "delete_recording")
+    if runtime.settings.voice_delete_recordings and delete is not None:
+        delete(runtime, details)  # kept here, not at the provider
 
     duration, usable, decode_error = _inspect(path)
     if decode_error is None and not usable:

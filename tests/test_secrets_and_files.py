@@ -27,8 +27,9 @@ from channels.email.inbound import to_incoming
 from channels.email.message import parse as parse_email
 from channels.telegram import updates
 from channels.telegram.bot import MediaError, MediaFetcher
+from channels.twilio import recordings as twilio_recordings
 from channels.twilio import voice
-from gateway import recordings
+from gateway import files, recordings
 from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.privacy import (
     MARKER,
@@ -489,7 +490,9 @@ def test_everything_the_gateway_writes_in_its_data_folder_is_private(
             runtime.queue("default").enqueue("builtins.len", "un message")  # in the AOF
             sid = "RE" + "3" * 32
             url = fake_twilio.add_recording(sid, b"RIFF....WAVEfmt ", "audio/wav")
-            recording, _ = recordings.fetch_recording(runtime, url, sid)
+            recording, _ = twilio_recordings.fetch_recording(
+                runtime, url, sid, audio_folder(runtime)
+            )
             photo = data / "media" / "telegram" / "1-0.jpg"
             fetcher = MediaFetcher(telegram.token, telegram.base_url)
             try:
@@ -669,6 +672,11 @@ async def test_a_call_with_a_malformed_callsid_is_refused(
     assert response.status == 400
 
 
+def audio_folder(runtime: Runtime) -> Path:
+    """Where gateway.recordings has the voice plugin store a recording."""
+    return files.private_dir(recordings.audio_dir(runtime) / "2026" / "03")
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_recordings_are_fetched_and_deleted_only_by_a_well_formed_sid_of_this_account(
     runtime: Runtime, fake_twilio: FakeTwilio
@@ -677,15 +685,15 @@ def test_recordings_are_fetched_and_deleted_only_by_a_well_formed_sid_of_this_ac
     url = fake_twilio.add_recording(sid, b"RIFF....WAVEfmt ", "audio/wav")
     for bad in BAD_SIDS.values():
         with pytest.raises(recordings.RecordingRefused):
-            recordings.fetch_recording(runtime, url, bad)
-        recordings.delete_from_twilio(runtime, bad)
+            twilio_recordings.fetch_recording(runtime, url, bad, audio_folder(runtime))
+        twilio_recordings.delete_from_twilio(runtime, bad)
     with pytest.raises(recordings.RecordingRefused):  # the URL names another recording
-        recordings.fetch_recording(runtime, url, other)
+        twilio_recordings.fetch_recording(runtime, url, other, audio_folder(runtime))
     other_account = url.replace(fake_twilio.account_sid, "AC" + "9" * 32)
     with pytest.raises(recordings.RecordingRefused):
-        recordings.fetch_recording(runtime, other_account, sid)
+        twilio_recordings.fetch_recording(runtime, other_account, sid, audio_folder(runtime))
     assert fake_twilio.requests == []
-    path, _ = recordings.fetch_recording(runtime, url, sid)
+    path, _ = twilio_recordings.fetch_recording(runtime, url, sid, audio_folder(runtime))
     assert path.name == f"{sid}.wav"
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
 
 from gateway.messages import Sender
 from gateway.plugins import ChannelPlugin
+from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 
 
@@ -43,6 +47,20 @@ def _check(settings: Settings) -> None:
         )
 
 
+def _fetch_recording(
+    runtime: Runtime, details: dict[str, Any], target_dir: Path
+) -> tuple[Path, str]:
+    from channels.twilio import recordings
+
+    return recordings.fetch(runtime, details, target_dir)
+
+
+def _delete_recording(runtime: Runtime, details: dict[str, Any]) -> None:
+    from channels.twilio import recordings
+
+    recordings.delete(runtime, details)
+
+
 def _default_from(settings: Settings) -> str | None:
     return settings.twilio_from_number or None
 
@@ -55,4 +73,6 @@ plugin = ChannelPlugin(
     routes=_routes,
     default_from=_default_from,
     check=_check,
+    fetch_recording=_fetch_recording,
+    delete_recording=_delete_recording,
 )
