@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 
-from channels.email import message as email_message
+from channels.email import parsing as email_parsing
 from channels.email import routing
 from channels.telegram import commands
 from gateway import conversation as engine
@@ -234,11 +234,11 @@ def street_list(t: str, found: list[redaction.Redaction]) -> bool:
     )
 
 
-def email_text(expected: str) -> Callable[[bytes, email_message.ParsedEmail], bool]:
+def email_text(expected: str) -> Callable[[bytes, email_parsing.ParsedEmail], bool]:
     return lambda _raw, parsed: parsed.text == expected
 
 
-def email_text_starts(expected: str) -> Callable[[bytes, email_message.ParsedEmail], bool]:
+def email_text_starts(expected: str) -> Callable[[bytes, email_parsing.ParsedEmail], bool]:
     return lambda _raw, parsed: parsed.text.startswith(expected)
 
 
@@ -374,67 +374,67 @@ CASES: list[Case] = [
         lambda t: similarity.similarity(t, t[:-1] + "2"),
         lambda t, r: r >= similarity.THRESHOLD,
     ),
-    # channels.email.message: bodies, HTML, headers, MIME structure
-    Case("email", "plain_french", email_message.parse, email_text_starts(FRENCH), email=True),
+    # channels.email.parsing: bodies, HTML, headers, MIME structure
+    Case("email", "plain_french", email_parsing.parse, email_text_starts(FRENCH), email=True),
     Case(
         "email",
         "plain_suivi",
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: p.text == text("suivi_zeros_space_letter"),
         email=True,
     ),
-    Case("email", "nested_quote", email_message.parse, email=True),
-    Case("email", "quoted_lines", email_message.parse, email_text("Mon avis"), email=True),
-    Case("email", "attributions", email_message.parse, email_text_starts("Mon avis"), email=True),
+    Case("email", "nested_quote", email_parsing.parse, email=True),
+    Case("email", "quoted_lines", email_parsing.parse, email_text("Mon avis"), email=True),
+    Case("email", "attributions", email_parsing.parse, email_text_starts("Mon avis"), email=True),
     Case(
         "email",
         "outlook_headers",  # "De :" without "Envoyé :" nor an address: a pasted letter, kept
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: p.text.startswith("Mon avis\nDe : Marie\nDe : Marie") and len(p.text) > MB,
         email=True,
     ),
-    Case("email", "forward_markers", email_message.parse, email=True),
+    Case("email", "forward_markers", email_parsing.parse, email=True),
     Case(
         "email",
         "signatures",  # beyond 200,000 characters nothing is cut but quotes: "--" stays
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: p.text.startswith("Mon avis\n--\n--") and len(p.text) < 0.85 * MB,
         email=True,
     ),
-    Case("email", "blank_lines", email_message.parse, email_text("Mon avis\n\n\nfin"), email=True),
-    Case("email", "short_lines", email_message.parse, email_text_starts("a\na\n"), email=True),
-    Case("email", "html_divs", email_message.parse, email_text(""), email=True),
+    Case("email", "blank_lines", email_parsing.parse, email_text("Mon avis\n\n\nfin"), email=True),
+    Case("email", "short_lines", email_parsing.parse, email_text_starts("a\na\n"), email=True),
+    Case("email", "html_divs", email_parsing.parse, email_text(""), email=True),
     Case(
         "email",
         "html_blockquotes",
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: len(p.original_text) < 4 * MB,  # 20 quote levels at most, not 100,000
         email=True,
     ),
-    Case("email", "html_hidden", email_message.parse, email_text(""), email=True),
-    Case("email", "html_scripts", email_message.parse, email_text("fin"), email=True),
-    Case("email", "html_open_tags", email_message.parse, email_text_starts("<a <a "), email=True),
-    Case("email", "html_comments", email_message.parse, email_text(""), email=True),
-    Case("email", "html_paragraphs", email_message.parse, email_text_starts("a\n\na"), email=True),
-    Case("email", "html_entities", email_message.parse, email_text_starts("&#x&#x"), email=True),
-    Case("email", "flowed", email_message.parse, email_text_starts("a a a"), email=True),
-    Case("email", "many_headers", email_message.parse, email_text("x"), email=True),
-    Case("email", "folded_header", email_message.parse, email_text("x"), email=True),
+    Case("email", "html_hidden", email_parsing.parse, email_text(""), email=True),
+    Case("email", "html_scripts", email_parsing.parse, email_text("fin"), email=True),
+    Case("email", "html_open_tags", email_parsing.parse, email_text_starts("<a <a "), email=True),
+    Case("email", "html_comments", email_parsing.parse, email_text(""), email=True),
+    Case("email", "html_paragraphs", email_parsing.parse, email_text_starts("a\n\na"), email=True),
+    Case("email", "html_entities", email_parsing.parse, email_text_starts("&#x&#x"), email=True),
+    Case("email", "flowed", email_parsing.parse, email_text_starts("a a a"), email=True),
+    Case("email", "many_headers", email_parsing.parse, email_text("x"), email=True),
+    Case("email", "folded_header", email_parsing.parse, email_text("x"), email=True),
     Case(
         "email",
         "many_recipients",
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: "a@example.org" in p.recipients,
         email=True,
     ),
     Case(
         "email",
         "many_references",
-        email_message.parse,
+        email_parsing.parse,
         lambda raw, p: len(p.references) == 1,  # all the same id
         email=True,
     ),
-    Case("email", "many_parts", email_message.parse, email_text_starts("x\n\nx"), email=True),
+    Case("email", "many_parts", email_parsing.parse, email_text_starts("x\n\nx"), email=True),
     # channels.email.routing, channels.telegram.commands, gateway.sms_segments, gateway.textcap
     *(
         Case(

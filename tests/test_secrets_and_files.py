@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, text
 
 from channels.email.inbound import to_incoming
-from channels.email.message import parse as parse_email
+from channels.email.parsing import parse as parse_email
 from channels.telegram import updates
 from channels.telegram.bot import MediaError, MediaFetcher
 from channels.twilio import recordings as twilio_recordings

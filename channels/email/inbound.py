@@ -1,7 +1,7 @@
 """From one raw email to one stored message: the path the SMTP receiver and the IMAP poller
 share.
 
-``accept`` parses the message (channels.email.message), stays silent on what must never be
+``accept`` parses the message (channels.email.parsing), stays silent on what must never be
 answered (auto-replies, bounces, mailing lists, no-reply senders: stored nothing, logged), keeps
 the attachments the gateway takes (audio for transcription, images and PDFs for moderators)
 under ``DATA_DIR``, decides whether its sender is who the ``From:`` says
@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from channels.email.attachments import Attachment
 from channels.email.authentication import SmtpPeer, Verdict, verify
-from channels.email.message import Attachment, ParsedEmail, parse
+from channels.email.parsing import ParsedEmail, parse
 from gateway import files
 from gateway.messages import IncomingMessage
 

@@ -5,7 +5,7 @@ Routing, first match wins (then the conversation engine does as for SMS):
 2. a campaign keyword as the subject's first word ("PARC des bancs");
 3. otherwise the text alone: a keyword at its start, or the campaign menu (the resident
    answers with the number, as by SMS; the quoted message below the answer is cut by
-   channels.email.message).
+   channels.email.quotes).
 A message with an empty body counts its subject as its text ("BUDGET une ludothèque").
 
 Unverified senders (channels.email.authentication): ``sender_verified`` reads the verdict
@@ -13,7 +13,7 @@ stored at ingest. The conversation engine files such a message's words for moder
 neither answers it nor takes it as a command (``Incoming.verified``).
 
 Loops: auto-replies, bounces, lists and no-reply senders are never stored
-(channels.email.message says which). What headers do not reveal, a robot answering every
+(channels.email.automatic says which). What headers do not reveal, a robot answering every
 message, shows as the same text sent again in reply to the gateway's own reply: that one is not
 answered (the per-resident reply limit stops anything subtler).
 """

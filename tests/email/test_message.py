@@ -23,7 +23,8 @@ from typing import Any, cast
 import av
 import pytest
 
-from channels.email.message import Attachment, ParsedEmail, parse
+from channels.email.attachments import Attachment
+from channels.email.parsing import ParsedEmail, parse
 from tests.conftest import require_tool
 from tests.transcription.conftest import encode
 
