@@ -218,11 +218,6 @@ class AddressVault:
         decryptor = counter.decryptor()
         return decryptor.update(ciphertext) + decryptor.finalize()
 
-    @staticmethod
-    def is_bound(token: bytes) -> bool:
-        """Whether a value is in the bound format (``gateway secrets rewrap`` skips it)."""
-        return bytes(token).startswith(MARKER)
-
     @cached_property
     def _pseudonym_key(self) -> bytes:
         return _derive(self._secret_key, b"open-data-pseudonym")

@@ -389,14 +389,6 @@ def csrf_matches(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
-def actor_for(moderator: Moderator) -> Actor:
-    return Actor(
-        name=moderator.name,
-        role=moderator.role,
-        language=moderator.language,
-        moderator_id=moderator.id,
-    )
-
 
 # -- API tokens ------------------------------------------------------------------------------
 
