@@ -122,7 +122,7 @@ def main() -> None:
         print(
             f"{name:<20} {med:8.1f} {statistics.median(r.p50_ms for r in rs):8.1f} "
             f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d} "
-            f"{med / base:7.3f}"
+            f"{(med / base if base else float('nan')):7.3f}"
         )
 
 

@@ -89,6 +89,34 @@ def _configure_sqlite(engine: Engine) -> None:
     event.listen(engine, "rollback", _release)
 
 
+def make_read_engine(url: str) -> Engine | None:
+    """For SQLite, an engine for read-only work that takes no write lock (None elsewhere, and
+    for an in-memory database, which a second engine would not see).
+
+    Every transaction of the main engine begins IMMEDIATE and queues on the process's write
+    turn (above), readers included: a long read, such as a large campaign's open data built
+    for an anonymous visitor, would hold webhooks back for as long as it runs. In WAL mode a
+    reader in a deferred transaction blocks no writer and reads one consistent snapshot, and
+    ``query_only`` makes sure nothing written through this engine goes unnoticed."""
+    if not url.startswith("sqlite") or ":memory:" in url or "///" not in url:
+        return None
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")  # deferred: a reader's snapshot, no lock taken
+
+    return engine
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

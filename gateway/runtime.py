@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from functools import cached_property
 
 from redis import Redis
 from rq import Queue
@@ -46,6 +47,7 @@ class Runtime:
         self._redis: Redis | None = None
         self._senders: dict[str, Sender] = {}
         _ENGINES.add(engine)
+        self._read_engine: Engine | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -59,6 +61,18 @@ class Runtime:
         if migrate:
             rewrap_sqlite_once(engine, runtime.vault)
         return runtime
+
+    @cached_property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions for read-only work that must not hold writers back (the public pages and
+        downloads, which anyone can ask for): on SQLite they take no write lock
+        (gateway.db.make_read_engine); elsewhere they are the ordinary sessions."""
+        engine = db.make_read_engine(self.engine.url.render_as_string(hide_password=False))
+        if engine is None:
+            return self.sessions
+        self._read_engine = engine
+        _ENGINES.add(engine)
+        return db.session_factory(engine)
 
     @property
     def redis_url(self) -> str:
@@ -103,4 +117,6 @@ class Runtime:
             self._redis = None
         if release_redis and self.embedded:
             self.embedded.release()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
         self.engine.dispose()

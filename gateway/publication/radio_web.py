@@ -40,7 +40,7 @@ async def _watch(app: web.Application) -> None:
 
 
 def _feed(runtime: Runtime, slug: str) -> bytes | None:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         campaign = public_campaign(session, slug)
         if campaign is None:
             return None

@@ -3,9 +3,11 @@ them: no login, everything public shown, nothing personal anywhere in the bytes.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,16 @@ from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+from gateway import ingest
 from gateway.cli import main
+from gateway.messages import IncomingMessage
 from gateway.models import Campaign, Contribution
 from gateway.moderation import answers
 from gateway.moderation.accounts import Actor
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
+from gateway.webkeys import RUNTIME
 from tests.console import seed
 from tests.console.dom import parse
 from tests.privacy_scan import phone_forms
@@ -296,6 +301,52 @@ def _read_csv(raw: bytes) -> list[dict[str, str]]:
     text = raw.decode("utf-8-sig")
     assert "\r\n" in text
     return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=";"))
+
+
+async def test_concurrent_downloads_share_one_build_and_leave_the_server_answering(
+    client: TestClient[Any, Any], world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow open-data build (a large campaign) runs on its own thread and takes no write
+    lock: ten concurrent downloads of one file make one build, and /healthz, the campaign
+    page and an SMS webhook's storage are served while it runs."""
+    from gateway.publication import opendata
+
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+    real = opendata.records_for
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append("build")
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opendata, "records_for", slow)
+    downloads = [
+        asyncio.create_task(client.get("/campaigns/parc/contributions.csv")) for _ in range(10)
+    ]
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    health = await client.get("/healthz")
+    page = await client.get("/campaigns/parc")
+    assert health.status == 200 and page.status == 200
+    sms = IncomingMessage(
+        channel="sms",
+        provider_message_id="SM-during-the-build",
+        sender="+33611111111",
+        recipient=None,
+        text="Des bancs au parc",
+        received_at=datetime.now(UTC),
+    )
+    loop = asyncio.get_running_loop()
+    (stored,) = await loop.run_in_executor(None, ingest.store, client.app[RUNTIME], [sms])
+    assert stored.message_id is not None
+    assert [d for d in downloads if d.done()] == []  # still waiting for the build
+    release.set()
+    responses = await asyncio.gather(*downloads)
+    bodies = {await r.read() for r in responses}
+    assert [r.status for r in responses] == [200] * 10
+    assert len(bodies) == 1 and world["refs"]["sms"].encode() in bodies.pop()
+    assert calls == ["build"]
 
 
 async def test_open_data_downloads_hold_public_data_only(
