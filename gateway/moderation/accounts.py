@@ -389,7 +389,6 @@ def csrf_matches(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
-
 # -- API tokens ------------------------------------------------------------------------------
 
 
