@@ -49,11 +49,14 @@ def configure(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # httpx (under python-telegram-bot) logs every request's URL at INFO, and a Bot API URL
-    # carries the bot's token.
+    # httpx (under providers' client libraries) logs every request's URL at INFO, and an API
+    # URL can carry a token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # python-telegram-bot logs its API URL (with the token) at DEBUG.
-    logging.getLogger("telegram").setLevel(max(logging.INFO, root.level))
+    from gateway import plugins
+
+    for plugin in plugins.installed():
+        for name in plugin.quiet_loggers:  # their DEBUG would print a secret
+            logging.getLogger(name).setLevel(max(logging.INFO, root.level))
 
 
 def describe(exc: BaseException, *known: str | None, limit: int = 500) -> str:

@@ -37,8 +37,8 @@ plugins in one file.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,15 @@ class ChannelPlugin:
     fetch_recording: Callable[[Runtime, dict[str, Any], Path], tuple[Path, str]] | None = None
     delete_recording: Callable[[Runtime, dict[str, Any]], None] | None = None
     check: Callable[[Settings], None] | None = None
+    # Channels whose addresses are one person's across them: {"sms": "phone", "voice":
+    # "phone"} makes a number that texts and calls one resident. A channel not named here is
+    # its own address space.
+    address_spaces: Mapping[str, str] = field(default_factory=dict)
+    # Whether the provider picks a sending number itself when the gateway gives none (a pool
+    # of numbers the city set up with it): then a reply without a sender can still go out.
+    picks_sender: Callable[[Settings], bool] | None = None
+    # Loggers of the provider's library that print secrets (a token in a URL) below INFO.
+    quiet_loggers: tuple[str, ...] = ()
 
 
 @cache
@@ -136,6 +145,25 @@ def for_channel(channel: str) -> tuple[ChannelPlugin, ...]:
 def channels() -> tuple[str, ...]:
     """Every channel an installed plugin carries, once, in the registry's order."""
     return tuple(dict.fromkeys(c for p in installed() for c in p.channels))
+
+
+@cache
+def address_space(channel: str) -> str:
+    """The address space of a channel's addresses (``phone`` for SMS and voice): one person
+    per address within it (gateway.privacy.lookup_hash)."""
+    for plugin in installed():
+        if channel in plugin.address_spaces:
+            return plugin.address_spaces[channel]
+    return channel
+
+
+def address_spaces() -> tuple[str, ...]:
+    """One channel per address space, as an administrator names a person (``sms`` for a
+    phone number, which covers calls too)."""
+    seen: dict[str, str] = {}
+    for channel in channels():
+        seen.setdefault(address_space(channel), channel)
+    return tuple(seen.values())
 
 
 def hook(channel: str, name: str) -> Any:

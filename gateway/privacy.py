@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway import plugins
+
 log = logging.getLogger(__name__)
 
 # Format 2: marker + 96-bit nonce + ciphertext and tag, with the binding as associated data.
@@ -234,9 +236,10 @@ class AddressVault:
         return digest.hexdigest()[:16]
 
     def lookup_hash(self, channel: str, address: str) -> str:
-        # SMS and voice share one namespace: a resident who calls and texts from one number
-        # is one person, who can follow a voice message's reference by SMS.
-        namespace = "phone" if channel in ("sms", "voice") else channel
+        # SMS and voice share one namespace (gateway.plugins.address_space): a resident who
+        # calls and texts from one number is one person, who can follow a voice message's
+        # reference by SMS.
+        namespace = plugins.address_space(channel)
         normalised = normalise_address(channel, address)
         digest = hmac.new(self._hash_key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256)
         return digest.hexdigest()
@@ -247,8 +250,8 @@ def normalise_address(channel: str, address: str) -> str:
     address = address.strip()
     if channel == "email":
         return address.lower()
-    if channel in ("sms", "voice"):
-        # Twilio sends E.164; keep anything else as given (short codes, alphanumeric ids).
+    if plugins.address_space(channel) == "phone":
+        # Providers send E.164; keep anything else as given (short codes, alphanumeric ids).
         return re.sub(r"[\s.\-()]", "", address)
     return address
 
@@ -265,7 +268,7 @@ def log_id(lookup_hash: str | None) -> str:
 # Phone numbers as people write them: international (+33 6 12 34 56 78, 0033 6...) or French
 # national (06 12 34 56 78, 06.12.34.56.78, 0612345678). Not inside a longer token (a worker's
 # name "gateway-1234-9f8e7d6c"), and deliberately not any long run of digits: ids (a message's,
-# a Telegram update's), IP addresses ("127.0.0.1:38915"), ports and timestamps stay readable,
+# a chat update's), IP addresses ("127.0.0.1:38915"), ports and timestamps stay readable,
 # which an operator following a problem needs. The code itself never logs a chat id or an
 # address (it logs ``log_id``); this is the net under it. Every pattern here runs in linear
 # time: each repetition consumes a digit or a fixed separator, and a match can only start
@@ -276,8 +279,8 @@ _PHONE_RE = re.compile(
     r"(?![\w])"
 )
 _EMAIL_RE = re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
-# A Telegram bot token ("123456789:AAE..."), which every Bot API URL carries: an HTTP
-# library's error or debug line must not leak it.
+# A chat bot's API token ("123456789:AAE..."), which every URL of its bot API carries: an
+# HTTP library's error or debug line must not leak it.
 _BOT_TOKEN_RE = re.compile(r"\d{5,15}:[A-Za-z0-9_-]{30,}")
 
 
@@ -289,7 +292,7 @@ _PRIVATE = "_gateway_private_values"
 def redact(text: str, *known: str | None) -> str:
     """Belt and braces for log lines, stored errors and tracebacks: mask anything shaped like
     a bot token, an email address or a phone number, and every ``known`` value (an address
-    whatever its shape, since a Telegram chat id looks like any number; the words of the
+    whatever its shape, since a chat id looks like any number; the words of the
     message a failure was about, whole and line by line)."""
     for value in sorted({v for v in _pieces(known)}, key=len, reverse=True):
         text = text.replace(value, "<private>")

@@ -224,7 +224,7 @@ def _receipt(
     return [row.id]
 
 
-# What a caller can ask on the answering machine's keypad (channels.twilio.voice): the same as
+# What a caller can ask on the answering machine's keypad (the voice plugin's menu): the same as
 # STOP and OUBLIER by SMS, for the person behind the number (gateway.residents).
 PRIVACY_REQUESTS = frozenset({"stop", "forget"})
 

@@ -101,10 +101,5 @@ def test_the_core_names_no_provider_in_its_logic_except_where_listed():
 # moved behind gateway.plugins or reworded: issue 14. Remove a line when it is paid.
 KNOWN_DEBT: tuple[str, ...] = (
     "gateway/api/bodies.py",
-    "gateway/console/views/residents.py",
-    "gateway/logs.py",
-    "gateway/moderation/actions.py",
-    "gateway/privacy.py",
-    "gateway/recordings.py",
     "gateway/settings.py",
 )

@@ -62,4 +62,6 @@ plugin = ChannelPlugin(
     interpret=_interpret,
     buttons=_buttons,
     fetch_media=_fetch_media,
+    # python-telegram-bot logs its API URL (with the bot's token) at DEBUG.
+    quiet_loggers=("telegram",),
 )

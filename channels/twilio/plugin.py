@@ -73,6 +73,9 @@ plugin = ChannelPlugin(
     routes=_routes,
     default_from=_default_from,
     check=_check,
+    address_spaces={"sms": "phone", "voice": "phone"},
+    # A Messaging Service picks the sending number from its pool.
+    picks_sender=lambda settings: bool(settings.twilio_messaging_service_sid),
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
 )

@@ -289,7 +289,8 @@ def notify(
 
 # Why a notice could not be sent, as stored on its row (no address: see gateway.logs).
 NOTICE_PROBLEMS = {
-    "no_sender": "no number to send from: set the campaign's phone_numbers or TWILIO_FROM_NUMBER",
+    "no_sender": "no number to send from: set the campaign's phone_numbers or the SMS "
+    "provider's sending number",
     "landline": "the caller's number cannot receive SMS",
 }
 
@@ -299,7 +300,7 @@ def _reply_route(
 ) -> tuple[str, str | None, str | None]:
     """(channel, sender, problem) to reach the author of a contribution: the channel they
     used; a caller is answered by SMS from the number they called when it can send one, else
-    the campaign's number, else TWILIO_FROM_NUMBER, as their receipt was."""
+    the campaign's number, else the SMS provider's sending number, as their receipt was."""
     recipient = None
     if contribution.inbound_message_id:
         message = session.get(InboundMessage, contribution.inbound_message_id)
@@ -324,7 +325,13 @@ def _reply_route(
 
 
 def _has_messaging_service(runtime: Runtime) -> bool:
-    return bool(runtime.settings.twilio_messaging_service_sid)
+    """Whether a configured SMS provider picks the sending number itself."""
+    return any(
+        plugin.picks_sender is not None
+        and plugin.configured(runtime.settings)
+        and plugin.picks_sender(runtime.settings)
+        for plugin in plugins.for_channel("sms")
+    )
 
 
 def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Done:

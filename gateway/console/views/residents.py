@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import residents
+from gateway import plugins, residents
 from gateway.console import flash
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import render, see_other
@@ -21,7 +21,7 @@ from gateway.webkeys import RUNTIME
 
 PATH = "/moderation/admin/residents"
 # The address spaces an admin can name a person in: a phone number covers SMS and calls.
-SPACES = ("sms", "telegram", "email")
+SPACES = plugins.address_spaces()
 ACTIONS = ("opt_out", "forget")
 MAX_ADDRESS = 320  # the longest email address RFC 5321 allows
 
