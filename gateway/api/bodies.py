@@ -12,12 +12,13 @@ document only states it (``Stated``).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 from aiohttp import web
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from gateway import plugins
 from gateway.api.errors import ApiError
 from gateway.api.fields import Omittable, Request, Stated
 from gateway.campaigns import STATUSES as CAMPAIGN_STATUSES
@@ -120,16 +121,24 @@ class CampaignStatusRequest(Request):
     status: Annotated[str, Stated(enum=list(CAMPAIGN_STATUSES))]
 
 
+def _installed_channel(value: str) -> str:
+    if value not in plugins.channels():
+        raise ValueError(f"must be one of {list(plugins.channels())}")
+    return value
+
+
+# The installed plugins' channels (gateway.plugins), shown as the document's enum.
+Channel = Annotated[str, Stated(enum=list(plugins.channels())), AfterValidator(_installed_channel)]
+
+
 class ResidentRequest(Request):
-    channel: Literal["sms", "voice", "telegram", "email"] = Field(
-        description="The address space: a number covers SMS and calls alike."
-    )
+    channel: Channel = Field(description="The address space: a number covers SMS and calls alike.")
     # Spaces are collapsed before the length is checked. An error names the field only: the
     # address is never repeated back, nor logged.
     address: Annotated[
         str, Field(min_length=1, max_length=MAX_ADDRESS), BeforeValidator(_one_line)
     ] = Field(
-        description="A phone number (E.164, or French national: 06 12 34 56 78), a Telegram "
+        description="A phone number (E.164, or French national: 06 12 34 56 78), a chat app's "
         "chat id or an email address. Used to find the person, never stored nor shown back."
     )
 
