@@ -225,39 +225,48 @@ def main() -> None:
             "queue search": "/moderation/queue?q=" + urllib.parse.quote("ecole velo"),
             "voice contribution": f"/moderation/contributions/{voice_id}",
         }
-        results: dict[str, list[Result]] = {name: [] for name in targets}
         try:
             wait_ready(port)
-            cookie = login(port)
-            for path in targets.values():  # warm-up
-                load(f"http://127.0.0.1:{port}{path}", cookie, args.concurrency, 1)
-            for r in range(args.rounds):
-                for name, path in targets.items():
-                    result = load(
-                        f"http://127.0.0.1:{port}{path}", cookie, args.concurrency, args.duration
-                    )
-                    results[name].append(result)
-                    print(
-                        f"round {r + 1} {name:<20} {result.throughput:8.1f} req/s  "
-                        f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  "
-                        f"errors {result.errors}",
-                        flush=True,
-                    )
+            results = rounds(port, targets, login(port), args)
         finally:
             stop(gateway)
+    report(results, args)
 
+
+def rounds(
+    port: int, targets: dict[str, str], cookie: str, args: argparse.Namespace
+) -> dict[str, list[Result]]:
+    """A warm-up of each target, then ``args.rounds`` rounds alternating the targets."""
+    results: dict[str, list[Result]] = {name: [] for name in targets}
+    for path in targets.values():
+        load(f"http://127.0.0.1:{port}{path}", cookie, args.concurrency, 1)
+    for r in range(args.rounds):
+        for name, path in targets.items():
+            result = load(f"http://127.0.0.1:{port}{path}", cookie, args.concurrency, args.duration)
+            results[name].append(result)
+            print(
+                f"round {r + 1} {name:<20} {result.throughput:8.1f} req/s  "
+                f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  "
+                f"errors {result.errors}",
+                flush=True,
+            )
+    return results
+
+
+def report(results: dict[str, list[Result]], args: argparse.Namespace) -> None:
+    """Medians per target and the ratio to the first target (the baseline, /healthz)."""
     print(
         f"\nmedians over {args.rounds} rounds of {args.duration} s, concurrency "
         f"{args.concurrency}, {args.contributions} contributions:"
     )
     print(f"{'target':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>7}")
-    base = statistics.median(r.throughput for r in results["healthz (baseline)"])
+    base = statistics.median(r.throughput for r in next(iter(results.values())))
     for name, rs in results.items():
         med = statistics.median(r.throughput for r in rs)
         print(
             f"{name:<20} {med:8.1f} {statistics.median(r.p50_ms for r in rs):8.1f} "
             f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d} "
-            f"{med / base:7.3f}"
+            f"{(med / base if base else float('nan')):7.3f}"
         )
 
 

@@ -21,7 +21,6 @@ throughput as a ratio of the baseline's. Only loopback is used.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -30,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from console import load, seed
-from ingest import Result, free_port, start_gateway, stop, wait_ready
+from console import report, rounds, seed
+from ingest import free_port, start_gateway, stop, wait_ready
 
 
 def publish(data_dir: Path) -> None:
@@ -91,39 +90,12 @@ def main() -> None:
             "filtered page": "/campaigns/parc?channel=voice&state=accepted",
             "open data (csv)": "/campaigns/parc/contributions.csv",
         }
-        results: dict[str, list[Result]] = {name: [] for name in targets}
         try:
             wait_ready(port)
-            for path in targets.values():  # warm-up
-                load(f"http://127.0.0.1:{port}{path}", "", args.concurrency, 1)
-            for r in range(args.rounds):
-                for name, path in targets.items():
-                    result = load(
-                        f"http://127.0.0.1:{port}{path}", "", args.concurrency, args.duration
-                    )
-                    results[name].append(result)
-                    print(
-                        f"round {r + 1} {name:<20} {result.throughput:8.1f} req/s  "
-                        f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  "
-                        f"errors {result.errors}",
-                        flush=True,
-                    )
+            results = rounds(port, targets, "", args)  # no login: these pages are public
         finally:
             stop(gateway)
-
-    print(
-        f"\nmedians over {args.rounds} rounds of {args.duration} s, concurrency "
-        f"{args.concurrency}, {args.contributions} contributions:"
-    )
-    print(f"{'target':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>7}")
-    base = statistics.median(r.throughput for r in results["healthz (baseline)"])
-    for name, rs in results.items():
-        med = statistics.median(r.throughput for r in rs)
-        print(
-            f"{name:<20} {med:8.1f} {statistics.median(r.p50_ms for r in rs):8.1f} "
-            f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d} "
-            f"{(med / base if base else float('nan')):7.3f}"
-        )
+    report(results, args)
 
 
 if __name__ == "__main__":

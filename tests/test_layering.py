@@ -99,6 +99,4 @@ def test_the_core_names_no_provider_in_its_logic_except_where_listed():
 
 # Where the core still names a provider (in logic, in a channel list or in a comment), to be
 # moved behind gateway.plugins or reworded: issue 14. Remove a line when it is paid.
-KNOWN_DEBT: tuple[str, ...] = (
-    "gateway/settings.py",
-)
+KNOWN_DEBT: tuple[str, ...] = ("gateway/settings.py",)

@@ -86,6 +86,13 @@ def contribution(
         return c.id
 
 
+def published(rt: Runtime, text: str, public: str, **fields: Any) -> int:
+    """A contribution moderators published, with its public (anonymised) version."""
+    return contribution(
+        rt, text, status="published", public_text=public, moderated_at=datetime.now(UTC), **fields
+    )
+
+
 def get(rt: Runtime, contribution_id: int) -> Contribution:
     with rt.sessions() as session:
         found = session.get(Contribution, contribution_id)

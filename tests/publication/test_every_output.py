@@ -80,12 +80,6 @@ async def client(aiohttp_client: Any, settings: Settings, runtime: Runtime) -> T
     return await aiohttp_client(create_app(settings))
 
 
-def _published(rt: Runtime, text: str, public: str, **fields: Any) -> int:
-    return seed.contribution(
-        rt, text, status="published", public_text=public, moderated_at=datetime.now(UTC), **fields
-    )
-
-
 def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
     """The campaign's contributions; returns their references by name."""
     sms = seed.contributor(rt, PHONE, "sms")
@@ -93,7 +87,7 @@ def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
     telegram = seed.contributor(rt, CHAT_ID, "telegram")
     email = seed.contributor(rt, EMAIL, "email")
     ids = {
-        "sms": _published(
+        "sms": seed.published(
             rt,
             "Des bancs au parc svp, appelez-moi au 06 12 34 56 78, Mme Dupont",
             "Des bancs au parc s'il vous plaît, [téléphone], [nom]",
@@ -103,7 +97,7 @@ def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
             themes=["Espaces verts"],
             received_at=datetime(2026, 3, 12, 17, 4, tzinfo=UTC),
         ),
-        "voice": _published(
+        "voice": seed.published(
             rt,
             SAID,
             "Il faut réparer la fontaine du square.",
@@ -116,7 +110,7 @@ def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
             neighbourhood="Centre",
             received_at=datetime(2026, 3, 12, 18, 30, tzinfo=UTC),
         ),
-        "voice_private": _published(
+        "voice_private": seed.published(
             rt,
             "une remarque sans accord de diffusion",
             "Une remarque publiée, mais pas à la radio.",
@@ -126,7 +120,7 @@ def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
             audio=speech,
             audio_duration=5.0,
         ),
-        "telegram": _published(
+        "telegram": seed.published(
             rt,
             "Plus de jeux pour les petits",
             "Plus de jeux pour les petits enfants.",
@@ -135,7 +129,7 @@ def build_campaign(rt: Runtime, speech: bytes) -> dict[str, str]:
             category="diagnostic",
             neighbourhood="Parc Sud",
         ),
-        "email": _published(
+        "email": seed.published(
             rt,
             f'Bonjour, {EMAIL} ici : =HYPERLINK("http://evil") <script>alert(1)</script>',
             '=HYPERLINK("http://evil") des pistes cyclables <script>alert(1)</script>',

@@ -39,17 +39,6 @@ EMAIL = "camille.dupont@example.net"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
-def _published(rt: Runtime, text: str, public: str, **fields: Any) -> int:
-    return seed.contribution(
-        rt,
-        text,
-        status="published",
-        public_text=public,
-        moderated_at=datetime.now(UTC),
-        **fields,
-    )
-
-
 @pytest.fixture
 def world(runtime: Runtime) -> dict[str, Any]:
     """A campaign with SMS, voice, Telegram and email contributions: published, rejected,
@@ -59,7 +48,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
     telegram_person = seed.contributor(runtime, CHAT_ID, "telegram")
     email_person = seed.contributor(runtime, EMAIL, "email")
     ids = {
-        "sms": _published(
+        "sms": seed.published(
             runtime,
             "Des bancs svp, appelez-moi au 06 12 34 56 78, Mme Dupont",
             "Des bancs svp, appelez-moi au [téléphone], [nom]",
@@ -69,7 +58,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
             themes=["Espaces verts"],
             received_at=datetime(2026, 3, 12, 17, 4, tzinfo=UTC),
         ),
-        "voice": _published(
+        "voice": seed.published(
             runtime,
             "réparer la fontaine du square je suis au 12 rue des Lilas",
             "Réparer la fontaine du square.",
@@ -81,7 +70,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
             audio_duration=3.0,
             neighbourhood="Centre",
         ),
-        "voice_private": _published(
+        "voice_private": seed.published(
             runtime,
             "un message qui ne doit pas passer à la radio",
             "Un message sans accord de diffusion.",
@@ -89,7 +78,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
             broadcast_consent=None,
             audio=seed.WAV,
         ),
-        "telegram": _published(
+        "telegram": seed.published(
             runtime,
             "Plus de jeux pour les petits",
             "Plus de jeux pour les petits.",
@@ -98,7 +87,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
             category="diagnostic",
             neighbourhood="Parc Sud",
         ),
-        "email": _published(
+        "email": seed.published(
             runtime,
             f'Bonjour, {EMAIL} ici : =HYPERLINK("http://evil") {XSS}',
             f'=HYPERLINK("http://evil") {XSS}',
@@ -114,7 +103,7 @@ def world(runtime: Runtime) -> dict[str, Any]:
         ),
         "pending": seed.contribution(runtime, "En attente : secret du 07 00 00 00 01"),
         "spam": seed.contribution(runtime, "Achetez des montres", status="spam"),
-        "draft": _published(runtime, "Pistes cyclables", "Pistes cyclables.", campaign="velo"),
+        "draft": seed.published(runtime, "Pistes cyclables", "Pistes cyclables.", campaign="velo"),
     }
     answers.answer(runtime, CITY, [ids["sms"]], "accepted", "Des bancs seront posés en avril.")
     answers.answer(runtime, CITY, [ids["telegram"]], "evaluating", "")
@@ -217,7 +206,7 @@ async def test_a_large_campaign_is_read_page_by_page_in_order(
     neighbourhood list included), a page past the end showing the last."""
     start = datetime(2026, 4, 1, tzinfo=UTC)
     more = [
-        _published(
+        seed.published(
             runtime,
             f"idée {n}",
             f"Idée numéro {n}.",
