@@ -7,8 +7,11 @@ plugin is one provider; it declares the channels it carries and, through the hoo
 everything the core needs from it, in the spirit of courier's ``ChannelHandler`` and Rasa's
 ``InputChannel``/``OutputChannel``:
 
-- ``configured(settings)``: whether the city has set it up (its settings are complete);
-  ``check(settings)``: refuses a bad value of its settings with a ``SettingsError``;
+- ``settings``: its own settings, a ``gateway.settings.PluginSettings`` class (``GATEWAY_``
+  variables like the core's, read with ``settings.section(cls)``);
+  ``configured(settings)``: whether the city has set it up (its settings are complete);
+  ``check(settings)``: refuses a bad value of its settings with a ``SettingsError`` (a rule
+  that needs the core's settings too; one on its own settings is a validator of its class);
 - ``sender(settings)``: its outbound adapter (``gateway.messages.Sender``);
 - ``routes(app)``: the HTTP routes it mounts (its webhooks) on the gateway's aiohttp app;
 - ``services``: background services run inside ``gateway serve`` (a mailbox reader, a mail
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from gateway.messages import Sender
     from gateway.models import Conversation, InboundMessage
     from gateway.runtime import Runtime
-    from gateway.settings import Settings
+    from gateway.settings import PluginSettings, Settings
 
 REGISTRY = "channels.registry"
 
@@ -104,6 +107,7 @@ class ChannelPlugin:
     name: str  # the provider, as its folder under channels/ is named
     channels: tuple[str, ...]  # the channels it carries: sms, voice, ...
     configured: Callable[[Settings], bool]
+    settings: type[PluginSettings] | None = None
     sender: Callable[[Settings], Sender] | None = None
     routes: Callable[[web.Application], None] | None = None
     services: tuple[Service, ...] = ()

@@ -11,8 +11,10 @@ breaks a rule raises ``SettingsError`` naming the ``GATEWAY_`` variable and what
 echoing a secret. ``Settings(...)`` with keyword arguments reads nothing but them and the
 defaults; ``Settings.load()`` adds the environment and the settings file.
 
-The channel-specific settings (Twilio, Telegram, email, voice) will move into their channel
-plugins (issue 14, item 1); until then they are declared here with the rest.
+A channel plugin declares its own settings (``PluginSettings``, gateway.plugins): same prefix,
+same sources, same rules, one flat namespace of names. ``Settings`` holds each installed
+plugin's part as a *section*: ``Settings(some_plugin_setting=...)`` and ``with_overrides`` route
+a name to its section, ``settings.section(ThatPluginSettings)`` reads it typed.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import secrets
 from collections import Counter
 from collections.abc import Mapping
 from contextvars import ContextVar
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -141,13 +144,6 @@ PathText = Annotated[str, BeforeValidator(_path_text)]  # a file or folder
 Secret = Annotated[str, _Secret()]
 ImageUrl = Annotated[str, AfterValidator(_image_url)]  # empty, or http(s)://host/path
 DecidimUrl = Annotated[str, AfterValidator(_decidim_url)]  # empty, or https (http: loopback)
-# The first choice is the default; none (in clear) only to a loopback host (see the class).
-ImapSecurity = Literal["tls", "starttls", "none"]
-SmtpSecurity = Literal["starttls", "tls", "none"]
-SECURITY_CHOICES: dict[str, tuple[str, ...]] = {
-    "imap": get_args(ImapSecurity),
-    "smtp": get_args(SmtpSecurity),
-}
 
 # The environment (or the mapping given to Settings.load) while Settings.load builds settings.
 _LOADING: ContextVar[Mapping[str, str] | None] = ContextVar(
@@ -155,7 +151,10 @@ _LOADING: ContextVar[Mapping[str, str] | None] = ContextVar(
 )
 
 
-class Settings(BaseSettings):
+class _GatewaySettings(BaseSettings):
+    """What the core's settings and every plugin's share: the prefix, the rules on errors and
+    where values come from."""
+
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
         case_sensitive=False,
@@ -164,6 +163,71 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,  # pydantic's own messages never carry a value (secrets)
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Where values come from, highest first (the defaults come last, always).
+
+        ``Settings(...)``: its keyword arguments only. ``Settings.load()``: the environment,
+        then the settings file (pydantic-settings' own .env reader would need the prefix)."""
+        environ = _LOADING.get()
+        if environ is None:
+            return (init_settings,)
+        return (
+            init_settings,
+            Variables(settings_cls, environ),
+            Variables(settings_cls, settings_file_variables(environ)),
+        )
+
+
+class PluginSettings(_GatewaySettings):
+    """A channel plugin's settings: subclass it with the plugin's fields, named as their
+    variables without the prefix (``GATEWAY_SOMEPROVIDER_TOKEN``: ``someprovider_token``), and
+    name the class in the plugin's ``settings``. Loaded, checked and reported like the core's;
+    a plugin reads them with ``settings.section(TheClass)``."""
+
+    if not TYPE_CHECKING:
+
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                raise settings_error(exc, type(self)) from None  # chained, it shows values
+
+
+S = TypeVar("S", bound=PluginSettings)
+
+
+@cache
+def _sections() -> tuple[type[PluginSettings], ...]:
+    """The installed plugins' settings classes (gateway.plugins loads channels/registry.py).
+    Their names share one namespace with the core's (one variable, one setting): a name
+    declared twice stops the gateway."""
+    from gateway import plugins
+
+    owner: dict[str, str] = {name: "the core" for name in Settings.model_fields}
+    classes = []
+    for plugin in plugins.installed():
+        if plugin.settings is None:
+            continue
+        for name in plugin.settings.model_fields:
+            if name in owner:
+                raise RuntimeError(
+                    f"setting {name!r} of the {plugin.name!r} channel plugin is already "
+                    f"declared by {owner[name]}"
+                )
+            owner[name] = f"the {plugin.name!r} channel plugin"
+        classes.append(plugin.settings)
+    return tuple(classes)
+
+
+class Settings(_GatewaySettings):
     data_dir: PathText = "./data"
     database_url: str = ""  # empty: SQLite at DATA_DIR/gateway.sqlite3
     redis_url: str = ""  # empty: the embedded Redis server under DATA_DIR
@@ -202,52 +266,10 @@ class Settings(BaseSettings):
     # that header).
     trusted_proxies: str = ""
     embedded_worker: Flag = True  # gateway serve runs a worker thread when Redis is embedded
-    # -- Twilio: SMS and voice (channels/twilio) -------------------------------------------------
-    twilio_account_sid: str = ""  # checked by channels/twilio's plugin
-    twilio_auth_token: Secret = ""
-    twilio_api_base: str = "https://api.twilio.com"
-    twilio_from_number: str = ""  # sender for replies when the inbound To number is unknown
-    twilio_messaging_service_sid: str = ""
-    # -- Telegram (channels/telegram) ------------------------------------------------------------
-    telegram_bot_token: Secret = ""
-    telegram_webhook_secret: Secret = ""
-    telegram_api_base: str = "https://api.telegram.org"
-    telegram_max_file_bytes: int = 20 * 1024 * 1024  # the Bot API's own limit for bots
-    # -- Email (channels/email/doc.md) -----------------------------------------------------------
-    # The gateway's own address, replies sent through SMTP, mail read from an IMAP mailbox
-    # and/or received by the gateway's own SMTP receiver.
-    email_address: str = ""  # e.g. participez@ville.fr; plus addresses route to campaigns
-    email_max_bytes: int = 25 * 1024 * 1024  # a whole message
-    email_max_attachment_bytes: int = 10 * 1024 * 1024  # each kept attachment
-    imap_host: str = ""
-    imap_port: int = 993
-    imap_user: str = ""
-    imap_password: Secret = ""
-    imap_security: ImapSecurity = "tls"  # none: loopback and tests only
-    imap_mailbox: str = "INBOX"
-    imap_poll_seconds: int = 60  # between passes when the server has no IDLE
-    imap_idle_seconds: int = 300  # an IDLE wait, renewed (RFC 2177: under 29 minutes)
-    smtp_host: str = ""
-    smtp_port: int = 587
-    smtp_user: str = ""
-    smtp_password: Secret = ""
-    smtp_security: SmtpSecurity = "starttls"  # none: loopback and tests only
-    smtp_ca_file: PathText = ""  # a CA bundle to trust besides the system's (a private CA)
-    smtp_receiver_host: str = "127.0.0.1"
-    smtp_receiver_port: int = 0  # > 0: `gateway serve` also receives mail by SMTP here
-    # Whose sender is believed (channels/email/authentication.py): the authserv-id of the
-    # city's receiving mail server, whose Authentication-Results headers are read; without
-    # it, mail read by IMAP is never verified (filed for moderators, never answered).
-    email_authserv_id: str = ""
-    # Addresses or networks (comma-separated) of the mail servers that relay to the SMTP
-    # receiver and write Authentication-Results as EMAIL_AUTHSERV_ID; from anyone else those
-    # headers are ignored and the receiver checks DKIM, SPF and DMARC itself.
-    smtp_receiver_trusted_relays: str = ""
-    dns_nameserver: str = ""  # host[:port] for DKIM, SPF and DMARC look-ups; empty: the system's
     # -- Voice and transcription -----------------------------------------------------------------
     vosk_model: PathText = ""
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
-    voice_delete_recordings: Flag = True  # delete from Twilio once stored here
+    voice_delete_recordings: Flag = True  # delete at the provider once stored here
     max_recording_bytes: int = 50 * 1024 * 1024
     # -- Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api) ----------
     # The platform's root URL and the API credentials an administrator made in Decidim's admin
@@ -257,62 +279,69 @@ class Settings(BaseSettings):
     decidim_api_secret: Secret = Field(default="", repr=False)
     log_level: str = "INFO"
 
+    # Each installed plugin's settings, by class (see section).
+    _sections: dict[type[PluginSettings], PluginSettings] = PrivateAttr(default_factory=dict)
+
     if not TYPE_CHECKING:  # type checkers keep the signature made from the fields above
 
         def __init__(self, **values: Any) -> None:
             # Checked whenever settings are made (loaded, or changed with with_overrides), so
             # a process never starts with them; the secret key is checked once it is known
-            # (ensure_secret_key), since an empty one is generated.
+            # (ensure_secret_key), since an empty one is generated. A name a plugin declares
+            # goes to that plugin's section; every refused value, core's or a plugin's, is
+            # named in one error.
+            classes = _sections()
+            theirs = {name for cls in classes for name in cls.model_fields}
+            problems: list[str] = []
             try:
-                super().__init__(**values)
+                super().__init__(**{k: v for k, v in values.items() if k not in theirs})
             except ValidationError as exc:
-                raise settings_error(exc, type(self)) from None  # chained, it shows values
+                problems.append(str(settings_error(exc, type(self))))
+            sections: dict[type[PluginSettings], PluginSettings] = {}
+            for cls in classes:
+                try:
+                    sections[cls] = cls(
+                        **{k: v for k, v in values.items() if k in cls.model_fields}
+                    )
+                except SettingsError as exc:
+                    problems.append(str(exc))
+            if problems:
+                raise SettingsError("; ".join(problems)) from None
+            self._sections = sections
+            from gateway import plugins
 
-    @model_validator(mode="after")
-    def _mail_in_clear_only_to_this_machine(self) -> Settings:
-        # In clear, the mailbox password and residents' mail cross the network readable by
-        # anyone on the path: only to this machine (a local relay, a test server).
-        for name, choices in SECURITY_CHOICES.items():
-            encrypted = " or ".join(choice for choice in choices if choice != "none")
-            host = getattr(self, f"{name}_host")
-            if getattr(self, f"{name}_security") == "none" and host and not is_loopback(host):
-                raise SettingsError(
-                    f"GATEWAY_{name.upper()}_SECURITY=none sends the password and residents' "
-                    f"mail in clear: allowed only to a loopback host (127.0.0.1, ::1, "
-                    f"localhost), not {host!r}; use {encrypted}"
-                )
-        return self
+            for plugin in plugins.installed():
+                if plugin.check is not None:
+                    plugin.check(self)
 
-    @model_validator(mode="after")
-    def _each_channel_plugin_checks_its_own(self) -> Settings:
-        from gateway import plugins  # the registry loads channels/registry.py by name
+        def __getattr__(self, name: str) -> Any:
+            # A plugin's setting by its flat name (``settings.someprovider_token``), for
+            # scripts and tests; typed code asks ``section``.
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                private = object.__getattribute__(self, "__pydantic_private__") or {}
+                for section in (private.get("_sections") or {}).values():
+                    if name in type(section).model_fields:
+                        return getattr(section, name)
+                raise
 
-        for plugin in plugins.installed():
-            if plugin.check is not None:
-                plugin.check(self)
-        return self
+    def section(self, cls: type[S]) -> S:
+        """An installed plugin's settings (its class, as named in its ``settings``)."""
+        try:
+            return cast("S", self._sections[cls])
+        except KeyError:
+            raise LookupError(
+                f"{cls.__qualname__} are not the settings of an installed channel plugin "
+                f"(channels/registry.py)"
+            ) from None
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Where values come from, highest first (the defaults come last, always).
-
-        ``Settings(...)``: its keyword arguments only. ``Settings.load()``: the environment,
-        then the settings file (pydantic-settings' own .env reader would need the prefix)."""
-        environ = _LOADING.get()
-        if environ is None:
-            return (init_settings,)
-        return (
-            init_settings,
-            Variables(settings_cls, environ),
-            Variables(settings_cls, settings_file_variables(environ)),
-        )
+    def values(self) -> dict[str, Any]:
+        """Every setting by its name without the prefix, the core's and each plugin's."""
+        merged = self.model_dump()
+        for section in self._sections.values():
+            merged.update(section.model_dump())
+        return merged
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -326,7 +355,7 @@ class Settings(BaseSettings):
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some settings changed, checked as any settings are."""
-        return type(self)(**{**self.model_dump(), **changes})
+        return type(self)(**{**self.values(), **changes})
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -362,18 +391,6 @@ class Settings(BaseSettings):
     @property
     def effective_campaigns_dir(self) -> Path:
         return Path(self.campaigns_dir or _default_campaigns_dir())
-
-    @property
-    def twilio_configured(self) -> bool:
-        return bool(self.twilio_account_sid and self.twilio_auth_token)
-
-    @property
-    def email_configured(self) -> bool:
-        return bool(self.smtp_host and self.email_address)
-
-    @property
-    def telegram_configured(self) -> bool:
-        return bool(self.telegram_bot_token)
 
     @property
     def decidim_configured(self) -> bool:

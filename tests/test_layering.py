@@ -72,17 +72,16 @@ def test_the_finder_finds_a_cycle():
     assert strongly_connected(graph) == [["a.x", "a.y"]]
 
 
-# Modules of the core that may still name a provider, and why. Issue 14 moves what remains.
+# Modules of the core that may name a provider, and why: in data, never in logic.
 PROVIDER_NAMES_ALLOWED = {
     "gateway/migrations/versions/0004_telegram.py": "a migration: history, not logic",
     "gateway/i18n.py": "the message catalogue's channel-specific keys (telegram.*)",
 }
 
 
-def test_the_core_names_no_provider_in_its_logic_except_where_listed():
-    """What `grep -rliE "telegram|twilio|vonage|smtp|imap" gateway workers` lists, minus the
-    allowed ones, shrinks to nothing as issue 14 proceeds; this test records where it stands so
-    that no new module starts naming a provider."""
+def test_the_core_names_no_provider_in_its_logic():
+    """What `grep -rliE "telegram|twilio|vonage|smtp|imap" gateway workers --include=*.py`
+    lists is the allowed modules only: the core asks gateway.plugins, it never names one."""
     pattern = re.compile(r"telegram|twilio|vonage|smtp|imap", re.IGNORECASE)
     naming = sorted(
         str(path.relative_to(ROOT))
@@ -90,13 +89,4 @@ def test_the_core_names_no_provider_in_its_logic_except_where_listed():
         for path in (ROOT / folder).rglob("*.py")
         if pattern.search(path.read_text(encoding="utf-8"))
     )
-    not_yet_moved = set(KNOWN_DEBT)
-    unexpected = [p for p in naming if p not in PROVIDER_NAMES_ALLOWED and p not in not_yet_moved]
-    assert unexpected == [], "a core module names a provider: ask gateway.plugins instead"
-    paid = [p for p in not_yet_moved if p not in naming]
-    assert paid == [], "no longer names a provider: remove it from KNOWN_DEBT"
-
-
-# Where the core still names a provider (in logic, in a channel list or in a comment), to be
-# moved behind gateway.plugins or reworded: issue 14. Remove a line when it is paid.
-KNOWN_DEBT: tuple[str, ...] = ("gateway/settings.py",)
+    assert naming == sorted(PROVIDER_NAMES_ALLOWED), "a core module names a provider"

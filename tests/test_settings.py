@@ -217,3 +217,78 @@ def test_a_path_given_by_a_caller_is_kept_as_text(tmp_path: Path):
     settings = Settings(data_dir=tmp_path / "data")  # type: ignore[arg-type]
     assert settings.data_dir == str(tmp_path / "data")
     assert settings.data_path == (tmp_path / "data").resolve()
+
+
+# -- each channel plugin's own settings ---------------------------------------------------------
+
+
+def test_a_plugin_setting_goes_to_its_plugins_section():
+    from channels.email.settings import EmailSettings
+    from channels.telegram.settings import TelegramSettings
+
+    settings = Settings(telegram_bot_token="123:abc", port=8081)
+    assert settings.section(TelegramSettings).telegram_bot_token == "123:abc"
+    assert settings.section(EmailSettings).imap_port == 993  # the plugin's default
+    assert "telegram_bot_token" not in Settings.model_fields  # the core does not declare it
+    changed = settings.with_overrides(port=8082)
+    assert changed.section(TelegramSettings).telegram_bot_token == "123:abc"
+    assert changed != settings.with_overrides(port=8082, telegram_bot_token="456:def")
+    assert settings.values()["telegram_bot_token"] == "123:abc"
+    assert settings.values()["port"] == 8081
+
+
+def test_a_plugin_setting_is_read_from_the_environment_and_the_file(tmp_path: Path):
+    from channels.email.settings import EmailSettings
+
+    file = tmp_path / "gateway.env"
+    file.write_text("IMAP_HOST=imap.example.org\nGATEWAY_IMAP_PORT=1993\n", encoding="utf-8")
+    settings = Settings.load({"GATEWAY_SETTINGS_FILE": str(file), "GATEWAY_IMAP_PORT": "2993"})
+    email = settings.section(EmailSettings)
+    assert (email.imap_host, email.imap_port) == ("imap.example.org", 2993)
+
+
+def test_bad_values_of_the_core_and_of_plugins_are_named_at_once():
+    message = refusal(
+        {"GATEWAY_PORT": "x", "GATEWAY_IMAP_PORT": "y", "GATEWAY_TELEGRAM_BOT_TOKEN": "ok"}
+    )
+    assert "GATEWAY_PORT must be a whole number" in message
+    assert "GATEWAY_IMAP_PORT must be a whole number" in message
+
+
+def test_a_plugins_own_rule_is_checked():
+    message = refusal({"GATEWAY_IMAP_HOST": "mail.example.org", "GATEWAY_IMAP_SECURITY": "none"})
+    assert "GATEWAY_IMAP_SECURITY=none" in message and "loopback" in message
+
+
+def test_the_settings_of_a_plugin_not_installed_are_not_there():
+    from gateway.settings import PluginSettings
+
+    class Elsewhere(PluginSettings):
+        elsewhere_token: str = ""
+
+    with pytest.raises(LookupError, match="not the settings of an installed channel plugin"):
+        Settings().section(Elsewhere)
+    with pytest.raises(SettingsError, match="GATEWAY_ELSEWHERE_TOKEN is not a setting"):
+        Settings(elsewhere_token="x")
+
+
+def test_a_setting_declared_twice_stops_the_gateway(monkeypatch: pytest.MonkeyPatch):
+    from gateway import plugins, settings
+    from gateway.settings import PluginSettings
+
+    class Clash(PluginSettings):
+        port: int = 1
+
+    clashing = plugins.ChannelPlugin(
+        name="clash", channels=("clash",), configured=lambda s: False, settings=Clash
+    )
+    registered = plugins.installed()
+    monkeypatch.setattr(plugins, "installed", lambda: (*registered, clashing))
+    settings._sections.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="'port' of the 'clash' channel plugin"):
+            Settings()
+    finally:
+        monkeypatch.undo()
+        settings._sections.cache_clear()
+    assert Settings().port == 8080

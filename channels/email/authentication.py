@@ -52,6 +52,8 @@ import dns.resolver
 import spf
 from publicsuffixlist import PublicSuffixList
 
+from channels.email.settings import EmailSettings
+
 log = logging.getLogger(__name__)
 
 MAX_SIGNATURES = 5  # DKIM signatures verified per message: each costs a DNS query and RSA
@@ -89,7 +91,9 @@ class SmtpPeer:
 # --- entry point -------------------------------------------------------------------------
 
 
-def verify(settings: Any, raw: bytes, sender: str, peer: SmtpPeer | None = None) -> Verdict:
+def verify(
+    settings: EmailSettings, raw: bytes, sender: str, peer: SmtpPeer | None = None
+) -> Verdict:
     """The verdict for one raw message whose From address the parser read as ``sender``.
 
     ``peer`` is None for mail the city's own mail server delivered (IMAP, a pipe transport):
@@ -325,7 +329,7 @@ def _plain_ip(ip: str) -> str:
     return str(address)
 
 
-def _trusted_relay(settings: Any, ip: str) -> bool:
+def _trusted_relay(settings: EmailSettings, ip: str) -> bool:
     try:
         address = ipaddress.ip_address(_plain_ip(ip))
     except ValueError:

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 import click
 
+from channels.email.settings import of
+
 
 @click.group("email")
 def email_group() -> None:
@@ -31,7 +33,7 @@ def poll(once: bool) -> None:
     from gateway.cli.common import open_runtime
 
     runtime = open_runtime()
-    if not runtime.settings.imap_host:
+    if not of(runtime.settings).imap_host:
         runtime.close()
         raise click.ClickException("IMAP_HOST is not set")
     stop = threading.Event()
@@ -55,7 +57,7 @@ def smtpd(host: str | None, port: int | None) -> None:
     from gateway.cli.common import open_runtime
 
     runtime = open_runtime()
-    settings = runtime.settings
+    settings = of(runtime.settings)
     if not settings.email_address:
         runtime.close()
         raise click.ClickException("EMAIL_ADDRESS is not set: whose mail would it receive?")
@@ -95,7 +97,7 @@ def receive(source: BinaryIO) -> None:
     runtime = open_runtime()
     try:
         size = len(raw)
-        if size > runtime.settings.email_max_bytes:
+        if size > of(runtime.settings).email_max_bytes:
             raise click.ClickException(f"message of {size} bytes over EMAIL_MAX_BYTES")
         result = accept(runtime, raw)
     except SQLAlchemyError as exc:

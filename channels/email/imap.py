@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.email.inbound import accept
+from channels.email.settings import EmailSettings, of
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class MailboxError(Exception):
     pass
 
 
-def connect(settings: Any, timeout: float = 30) -> imaplib.IMAP4:
+def connect(settings: EmailSettings, timeout: float = 30) -> imaplib.IMAP4:
     """Log in and select the mailbox, with the security the settings ask for."""
     host, port, security = settings.imap_host, settings.imap_port, settings.imap_security
     context = ssl.create_default_context()
@@ -97,7 +98,7 @@ def _fetch(runtime: Any, conn: imaplib.IMAP4, uid: int) -> tuple[bytes | None, b
     status, data = conn.uid("FETCH", str(uid), "(RFC822.SIZE)")
     match = _SIZE.search(b" ".join(p if isinstance(p, bytes) else b"" for p in data or []))
     size = int(match.group(1)) if match else 0
-    too_large = size > runtime.settings.email_max_bytes
+    too_large = size > of(runtime.settings).email_max_bytes
     part = "BODY.PEEK[HEADER]" if too_large else "BODY.PEEK[]"
     status, data = conn.uid("FETCH", str(uid), f"({part})")
     if status != "OK":
@@ -166,7 +167,7 @@ def idle(conn: imaplib.IMAP4, seconds: float, stop: threading.Event | None = Non
 def run(runtime: Any, *, once: bool = False, stop: threading.Event | None = None) -> int:
     """Read the mailbox until stopped (or one pass with ``once``); returns messages handled.
     Connection failures are retried with a growing pause, never fatal."""
-    settings = runtime.settings
+    settings = of(runtime.settings)
     handled, pause = 0, 2.0
     while not (stop and stop.is_set()):
         try:

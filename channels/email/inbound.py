@@ -28,6 +28,7 @@ from typing import Any
 from channels.email.attachments import Attachment
 from channels.email.authentication import SmtpPeer, Verdict, verify
 from channels.email.parsing import ParsedEmail, parse
+from channels.email.settings import of
 from gateway import files
 from gateway.messages import IncomingMessage
 
@@ -199,20 +200,20 @@ def _accept(
     from gateway import ingest
     from gateway.privacy import log_id
 
-    settings = runtime.settings
-    parsed = parse(raw, max_attachment_bytes=settings.email_max_attachment_bytes)
+    settings, email = runtime.settings, of(runtime.settings)
+    parsed = parse(raw, max_attachment_bytes=email.email_max_attachment_bytes)
     if parsed.automatic:
         log.info("email %s not answered: %s", _short(parsed.message_id), parsed.automatic)
         return Accepted("ignored", parsed.automatic)
     if not parsed.sender or "@" not in parsed.sender:
         log.info("email %s ignored: no sender address", _short(parsed.message_id))
         return Accepted("ignored", "no sender")
-    verdict = verify(settings, raw, parsed.sender, peer)
+    verdict = verify(email, raw, parsed.sender, peer)
     incoming = to_incoming(
         parsed,
         raw,
         data_path=settings.data_path,
-        own_address=settings.email_address,
+        own_address=email.email_address,
         envelope_to=envelope_to,
         too_large=too_large,
         verdict=verdict,

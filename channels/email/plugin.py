@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import click
 
+from channels.email.settings import EmailSettings, of
 from gateway.messages import Sender
 from gateway.plugins import Arrival, ChannelPlugin, Interpretation, Service, Stop
 from gateway.runtime import Runtime
@@ -51,7 +52,7 @@ def _interpret(arrival: Arrival) -> Interpretation:
 async def _start_receiver(runtime: Runtime) -> Stop:
     from channels.email import smtp_receiver
 
-    settings = runtime.settings
+    settings = of(runtime.settings)
     server = await smtp_receiver.start(
         runtime, settings.smtp_receiver_host, settings.smtp_receiver_port
     )
@@ -82,14 +83,15 @@ async def _start_poller(runtime: Runtime) -> Stop:
 plugin = ChannelPlugin(
     name="email",
     channels=("email",),
-    configured=lambda settings: settings.email_configured,
+    settings=EmailSettings,
+    configured=lambda settings: of(settings).configured,
     sender=_sender,
     commands=_commands,
     interpret=_interpret,
     services=(
         # SMTP_RECEIVER_PORT > 0: mail is received by the gateway itself.
-        Service("smtp-receiver", lambda s: s.smtp_receiver_port > 0, _start_receiver),
+        Service("smtp-receiver", lambda s: of(s).smtp_receiver_port > 0, _start_receiver),
         # IMAP_HOST set: the city's mailbox is read (IDLE when offered).
-        Service("imap-poller", lambda s: bool(s.imap_host), _start_poller),
+        Service("imap-poller", lambda s: bool(of(s).imap_host), _start_poller),
     ),
 )

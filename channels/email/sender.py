@@ -24,8 +24,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+from channels.email.settings import of
 from gateway.i18n import translate
 from gateway.messages import OutgoingText, SendError
+from gateway.settings import Settings
 
 _MSGID = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\-]")
 # Written by a person: a moderator's reply, the city's answer (gateway.moderation.answers).
@@ -100,8 +102,9 @@ def build(
 class EmailSender:
     name = "smtp"
 
-    def __init__(self, settings: Any, timeout: float = 30) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, timeout: float = 30) -> None:
+        self.settings = of(settings)
+        self.organisation = settings.organisation
         self.timeout = timeout
 
     def _context(self) -> ssl.SSLContext:
@@ -134,7 +137,7 @@ class EmailSender:
             mail = build(
                 message,
                 from_address=s.email_address,
-                from_name=s.organisation,
+                from_name=self.organisation,
                 message_key=message.key,
             )
         except (ValueError, TypeError) as exc:  # an address the policy refuses

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.email.authentication import SmtpPeer
 from channels.email.inbound import accept, ours
+from channels.email.settings import of
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if not ours(address, self.runtime.settings.email_address):
+        if not ours(address, of(self.runtime.settings).email_address):
             log.info("smtp receiver: recipient refused (not the gateway's address)")
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)
@@ -76,7 +77,7 @@ class Handler:
 
 
 def make_protocol(runtime: Any) -> SMTP:
-    settings = runtime.settings
+    settings = of(runtime.settings)
     return SMTP(
         Handler(runtime),
         data_size_limit=settings.email_max_bytes,

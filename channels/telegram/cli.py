@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from channels.telegram import commands, updates
+from channels.telegram.settings import of
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def _settings() -> Settings:
     from gateway.cli.common import load_settings as load
 
     settings = load()
-    if not settings.telegram_bot_token:
+    if not of(settings).telegram_bot_token:
         raise click.ClickException("TELEGRAM_BOT_TOKEN is not set")
     return settings
 
@@ -34,7 +35,7 @@ def _settings() -> Settings:
 def _bot(settings: Settings) -> Any:
     from channels.telegram.bot import make_bot
 
-    return make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+    return make_bot(of(settings).telegram_bot_token, of(settings).telegram_api_base)
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -58,7 +59,7 @@ def set_webhook(drop_pending: bool) -> None:
     from channels.telegram.webhook import PATH
 
     settings = _settings()
-    if not settings.telegram_webhook_secret:
+    if not of(settings).telegram_webhook_secret:
         raise click.ClickException("TELEGRAM_WEBHOOK_SECRET is not set")
     url = settings.public_url.rstrip("/") + PATH
     if not url.startswith("https://"):
@@ -70,7 +71,7 @@ def set_webhook(drop_pending: bool) -> None:
         async with _bot(settings) as bot:
             await bot.set_webhook(
                 url,
-                secret_token=settings.telegram_webhook_secret,
+                secret_token=of(settings).telegram_webhook_secret,
                 allowed_updates=list(updates.ALLOWED_UPDATES),
                 drop_pending_updates=drop_pending,
             )
@@ -191,7 +192,9 @@ async def poll_updates(runtime: Any, *, timeout: int = 30, once: bool = False) -
                 if isinstance(update_id, int):
                     offset = update_id + 1
                 try:
-                    parsed = updates.parse(data, max_file_bytes=settings.telegram_max_file_bytes)
+                    parsed = updates.parse(
+                        data, max_file_bytes=of(settings).telegram_max_file_bytes
+                    )
                 except updates.InvalidUpdate as exc:
                     log.warning("telegram: update skipped: %s", exc)
                     continue

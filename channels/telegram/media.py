@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from channels.telegram.bot import MediaError, MediaFetcher
+from channels.telegram.settings import of
 from gateway import media
 from gateway.models import InboundMessage
 from gateway.runtime import Runtime
@@ -35,14 +36,14 @@ def fetch(runtime: Runtime, message_id: int, last_attempt: bool) -> None:
     if not pending:
         return
     settings = runtime.settings
-    if not settings.telegram_bot_token:
+    if not of(settings).telegram_bot_token:
         for index in pending:
             items[index]["error"] = "TELEGRAM_BOT_TOKEN is not set: cannot fetch"
     else:
         fetcher = MediaFetcher(
-            settings.telegram_bot_token,
-            settings.telegram_api_base,
-            settings.telegram_max_file_bytes,
+            of(settings).telegram_bot_token,
+            of(settings).telegram_api_base,
+            of(settings).telegram_max_file_bytes,
         )
         try:
             for index in pending:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import click
 from aiohttp import web
 
+from channels.telegram.settings import TelegramSettings, of
 from gateway import conversation as engine
 from gateway.messages import Sender
 from gateway.plugins import Arrival, Buttons, ChannelPlugin, Interpretation
@@ -17,7 +18,7 @@ from gateway.settings import Settings
 def _sender(settings: Settings) -> Sender:
     from channels.telegram.bot import TelegramSender
 
-    return TelegramSender(settings.telegram_bot_token, settings.telegram_api_base)
+    return TelegramSender(of(settings).telegram_bot_token, of(settings).telegram_api_base)
 
 
 def _routes(app: web.Application) -> None:
@@ -55,7 +56,8 @@ def _buttons(
 plugin = ChannelPlugin(
     name="telegram",
     channels=("telegram",),
-    configured=lambda settings: settings.telegram_configured,
+    settings=TelegramSettings,
+    configured=lambda settings: of(settings).configured,
     sender=_sender,
     routes=_routes,
     commands=_commands,

@@ -22,6 +22,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.telegram import updates
+from channels.telegram.settings import of
 from gateway.i18n import translate
 from gateway.runtime import Runtime
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -64,7 +65,7 @@ def describe(parsed: updates.Parsed) -> str:
 
 async def telegram_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    secret = settings.telegram_webhook_secret
+    secret = of(settings).telegram_webhook_secret
     if not secret:
         log.error("telegram webhook refused: TELEGRAM_WEBHOOK_SECRET is not set")
         raise web.HTTPForbidden(text="webhook secret not configured")
@@ -88,7 +89,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         raise
     try:
         data = json.loads(body)
-        parsed = updates.parse(data, max_file_bytes=settings.telegram_max_file_bytes)
+        parsed = updates.parse(data, max_file_bytes=of(settings).telegram_max_file_bytes)
     except (ValueError, UnicodeDecodeError) as exc:
         reason = str(exc) if isinstance(exc, updates.InvalidUpdate) else "malformed JSON"
         log.warning("telegram webhook refused: %s", reason)

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.twilio.settings import TwilioSettings, of
 from gateway.messages import Sender
 from gateway.plugins import ChannelPlugin
 from gateway.runtime import Runtime
@@ -16,11 +17,12 @@ from gateway.settings import Settings, SettingsError
 def _sender(settings: Settings) -> Sender:
     from channels.twilio.sms import TwilioSender
 
+    twilio = of(settings)
     return TwilioSender(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_api_base,
-        settings.twilio_messaging_service_sid,
+        twilio.twilio_account_sid,
+        twilio.twilio_auth_token,
+        twilio.twilio_api_base,
+        twilio.twilio_messaging_service_sid,
     )
 
 
@@ -40,7 +42,8 @@ def _check(settings: Settings) -> None:
     from channels.twilio.ids import ACCOUNT_SID
 
     # The account SID goes into the REST API's URLs (recordings fetched and deleted).
-    if settings.twilio_account_sid and not ACCOUNT_SID.fullmatch(settings.twilio_account_sid):
+    sid = of(settings).twilio_account_sid
+    if sid and not ACCOUNT_SID.fullmatch(sid):
         raise SettingsError(
             "GATEWAY_TWILIO_ACCOUNT_SID is not an account SID (AC followed by 32 hex "
             "digits, as in Twilio's console)"
@@ -62,20 +65,21 @@ def _delete_recording(runtime: Runtime, details: dict[str, Any]) -> None:
 
 
 def _default_from(settings: Settings) -> str | None:
-    return settings.twilio_from_number or None
+    return of(settings).twilio_from_number or None
 
 
 plugin = ChannelPlugin(
     name="twilio",
     channels=("sms", "voice"),
-    configured=lambda settings: settings.twilio_configured,
+    settings=TwilioSettings,
+    configured=lambda settings: of(settings).configured,
     sender=_sender,
     routes=_routes,
     default_from=_default_from,
     check=_check,
     address_spaces={"sms": "phone", "voice": "phone"},
     # A Messaging Service picks the sending number from its pool.
-    picks_sender=lambda settings: bool(settings.twilio_messaging_service_sid),
+    picks_sender=lambda settings: bool(of(settings).twilio_messaging_service_sid),
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
 )

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import requests
 
 from channels.twilio import ids
+from channels.twilio.settings import of
 from gateway.recordings import RecordingRefused, RecordingUnavailable
 from gateway.runtime import Runtime
 
@@ -33,7 +34,7 @@ def delete(runtime: Runtime, details: dict[str, Any]) -> None:
 
 def check_recording_url(runtime: Runtime, url: str) -> str:
     """The URL to fetch, if it is on the configured Twilio API host; else RecordingRefused."""
-    allowed = urlsplit(runtime.settings.twilio_api_base)
+    allowed = urlsplit(of(runtime.settings).twilio_api_base)
     target = urlsplit(url)
     if (target.scheme, target.hostname, target.port) != (
         allowed.scheme,
@@ -53,7 +54,7 @@ def fetch_recording(
     runtime: Runtime, url: str, recording_sid: str, target_dir: Path
 ) -> tuple[Path, str]:
     """Download a recording (WAV) with the account's credentials into ``target_dir``."""
-    s = runtime.settings
+    s, max_bytes = of(runtime.settings), runtime.settings.max_recording_bytes
     url = check_recording_url(runtime, url)
     # The SID becomes a file name and the URL must name that recording of this account:
     # checked here too, whatever the webhook let through (channels.twilio.ids).
@@ -86,10 +87,8 @@ def fetch_recording(
             with os.fdopen(fd, "wb") as fh:
                 for chunk in response.iter_content(64 * 1024):
                     size += len(chunk)
-                    if size > s.max_recording_bytes:
-                        raise RecordingRefused(
-                            f"recording over {s.max_recording_bytes} bytes: not kept"
-                        )
+                    if size > max_bytes:
+                        raise RecordingRefused(f"recording over {max_bytes} bytes: not kept")
                     fh.write(chunk)
             final = target_dir / f"{recording_sid}{suffix}"
             os.replace(tmp, final)
@@ -100,7 +99,7 @@ def fetch_recording(
 
 
 def delete_from_twilio(runtime: Runtime, recording_sid: str) -> None:
-    s = runtime.settings
+    s = of(runtime.settings)
     if not ids.RECORDING_SID.fullmatch(recording_sid):
         log.warning("recording not deleted from Twilio: not a RecordingSid")
         return

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from channels.twilio import settings as twilio_settings
 from channels.twilio import sms
 from gateway.privacy import redact
 from gateway.webkeys import INGEST, SETTINGS
@@ -43,10 +44,11 @@ async def read_signed_form(request: web.Request) -> dict[str, str]:
         raise web.HTTPBadRequest(text="unexpected file in form")
     url = sms.public_url_for(settings.public_url, request.path_qs)
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not settings.twilio_auth_token:
+    auth_token = twilio_settings.of(settings).twilio_auth_token
+    if not auth_token:
         log.error("twilio webhook refused: TWILIO_AUTH_TOKEN is not set, cannot check signatures")
         raise web.HTTPForbidden(text="signature cannot be checked")
-    if not sms.signature_is_valid(settings.twilio_auth_token, url, form, signature):
+    if not sms.signature_is_valid(auth_token, url, form, signature):
         log.warning(
             "twilio webhook refused: %s signature for %s from %s",
             "missing" if not signature else "invalid",

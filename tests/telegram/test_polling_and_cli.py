@@ -164,8 +164,7 @@ def cli_env(settings: Settings | None = None, **values: str) -> dict[str, str | 
     """GATEWAY_* variables for `gateway`, from ``settings`` and/or given values."""
     env: dict[str, str | None] = {}
     if settings is not None:
-        for name in type(settings).model_fields:
-            value = getattr(settings, name)
+        for name, value in settings.values().items():
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             env[f"GATEWAY_{name.upper()}"] = text
     env.update({f"GATEWAY_{k.upper()}": v for k, v in values.items()})

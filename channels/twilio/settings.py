@@ -1,0 +1,21 @@
+"""Twilio's settings (``GATEWAY_TWILIO_*``): the account that carries SMS and calls."""
+
+from __future__ import annotations
+
+from gateway.settings import PluginSettings, Secret, Settings
+
+
+class TwilioSettings(PluginSettings):
+    twilio_account_sid: str = ""  # checked by the plugin (AC + 32 hex digits)
+    twilio_auth_token: Secret = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_from_number: str = ""  # sender for replies when the inbound To number is unknown
+    twilio_messaging_service_sid: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+
+def of(settings: Settings) -> TwilioSettings:
+    return settings.section(TwilioSettings)
