@@ -90,6 +90,7 @@ def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
         "attachments": message.attachments,
         "provider_ref": message.provider_ref,
         "kind": message.kind,
+        "provider": message.provider or None,
         "raw_encrypted": vault.encrypt_bytes(raw, inbound_raw(message.channel, provider_id)),
         "received_at": message.received_at,
         "state": "received",
@@ -194,7 +195,13 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
 
 
 # The columns a provider's values go into, and their sizes (gateway.models.InboundMessage).
-_LIMITS = {"provider_message_id": 128, "recipient": 128, "provider_ref": 64, "kind": 16}
+_LIMITS = {
+    "provider_message_id": 128,
+    "recipient": 128,
+    "provider_ref": 64,
+    "kind": 16,
+    "provider": 16,
+}
 
 
 def _refused(message: IncomingMessage) -> str | None:
@@ -251,6 +258,7 @@ def quarantine(runtime: Runtime, message: IncomingMessage, reason: str) -> None:
             "raw": message.raw,
             "provider_ref": message.provider_ref,
             "kind": message.kind,
+            "provider": message.provider or None,
         },
         ensure_ascii=False,
         default=str,

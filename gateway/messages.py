@@ -29,6 +29,8 @@ class IncomingMessage:
     # The message's own id in its chat, when the provider lets residents edit messages.
     provider_ref: str | None = None
     kind: str = "message"  # message | edit | button (see gateway.models.InboundMessage)
+    # The plugin that carried it (gateway.plugins, its name): replies go back through it.
+    provider: str = ""
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,10 @@ class InboundMessage(Base):
     # message | edit (a correction of the message provider_ref names) | button (a tapped
     # answer button; the text is the button's data)
     kind: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
+    # The plugin that carried it (gateway.plugins): replies to it go back the same way, so that
+    # a channel with two providers answers through the one the resident wrote to. None: stored
+    # before it was recorded (the channel's first configured plugin answers).
+    provider: Mapped[str | None] = mapped_column(String(16))
     # The provider's payload, encrypted: it holds the sender's address.
     raw_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

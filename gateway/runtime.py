@@ -45,7 +45,7 @@ class Runtime:
         self.vault = AddressVault(settings.secret_key)
         self.embedded = embedded
         self._redis: Redis | None = None
-        self._senders: dict[str, Sender] = {}
+        self._senders: dict[tuple[str, str | None], Sender] = {}
         _ENGINES.add(engine)
         self._read_engine: Engine | None = None
 
@@ -89,16 +89,29 @@ class Runtime:
     def queue(self, name: str) -> Queue:
         return queue(name, self.redis)
 
-    def sender(self, channel: str) -> Sender:
-        if channel not in self._senders:
-            self._senders[channel] = self._make_sender(channel)
-        return self._senders[channel]
+    def sender(self, channel: str, provider: str | None = None) -> Sender:
+        """Who sends on ``channel``: ``provider`` (the plugin that carried the resident's
+        message) when it carries the channel and is configured, else the channel's first
+        configured plugin (gateway.plugins); with none, the console outbox (kept in the
+        database, logged without recipient)."""
+        key = (channel, self._carrier(channel, provider))
+        if key not in self._senders:
+            self._senders[key] = self._make_sender(*key)
+        return self._senders[key]
 
-    def _make_sender(self, channel: str) -> Sender:
-        """The first configured plugin carrying ``channel`` sends (gateway.plugins); with none,
-        replies go to the console outbox (kept in the database, logged without recipient)."""
+    def _carrier(self, channel: str, provider: str | None) -> str | None:
+        configured = [
+            p.name
+            for p in plugins.for_channel(channel)
+            if p.sender is not None and p.configured(self.settings)
+        ]
+        if provider in configured:
+            return provider
+        return configured[0] if configured else None
+
+    def _make_sender(self, channel: str, provider: str | None) -> Sender:
         for plugin in plugins.for_channel(channel):
-            if plugin.sender is not None and plugin.configured(self.settings):
+            if plugin.name == provider and plugin.sender is not None:
                 return plugin.sender(self.settings)
         return ConsoleOutbox()
 

@@ -63,17 +63,20 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             row.status, row.recipient_encrypted = "failed", None
             row.error = "recipient address does not decrypt for this message: not sent"
             return "failed"
+        origin = _origin(session, row)
+        carrier = origin.provider if origin is not None else None
         message = OutgoingText(
             channel=row.channel,
             recipient=recipient,
             sender=row.sender,
             text=row.text,
             buttons=row.buttons or None,
-            thread=_thread(runtime, session, row) if row.channel == "email" else None,
+            thread=_thread(runtime, origin) if row.channel == "email" else None,
             key=row.message_key,
         )
         attempts = row.attempts
-    sender = runtime.sender(message.channel)
+    # Back through the provider that carried the resident's message (a channel may have two).
+    sender = runtime.sender(message.channel, carrier)
     try:
         provider_id = sender.send(message)
     except SendError as exc:
@@ -106,14 +109,18 @@ def send(runtime: Runtime, outbound_id: int) -> str:
     return "sent"
 
 
-def _thread(runtime: Runtime, session: Session, row: OutboundMessage) -> dict[str, Any] | None:
-    """What an email reply threads on: the resident's message it answers (or, for a notice,
-    the message that brought the contribution in). None once that message is erased."""
+def _origin(session: Session, row: OutboundMessage) -> InboundMessage | None:
+    """The resident's message a reply answers (or, for a notice, the message that brought the
+    contribution in). None once that message is erased."""
     inbound_id = row.inbound_message_id
     if inbound_id is None and row.contribution_id is not None:
         contribution = session.get(Contribution, row.contribution_id)
         inbound_id = contribution.inbound_message_id if contribution else None
-    message = session.get(InboundMessage, inbound_id) if inbound_id else None
+    return session.get(InboundMessage, inbound_id) if inbound_id else None
+
+
+def _thread(runtime: Runtime, message: InboundMessage | None) -> dict[str, Any] | None:
+    """What an email reply threads on: the message it answers (``_origin``)."""
     if message is None or message.raw_encrypted is None or message.channel != "email":
         return None
     try:

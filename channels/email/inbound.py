@@ -35,6 +35,7 @@ from gateway.messages import IncomingMessage
 log = logging.getLogger(__name__)
 
 CHANNEL = "email"
+PROVIDER = "email"  # the plugin's name (channels/email/plugin.py)
 # Attachment kinds as the console lists them (gateway/locales/console: attachment_kinds).
 _KINDS = {"audio": "audio", "image": "image", "pdf": "file"}
 
@@ -127,6 +128,7 @@ def to_incoming(
         received_at=datetime.now(UTC),
         attachments=attachments,
         raw=meta,
+        provider=PROVIDER,
     )
 
 
@@ -170,6 +172,7 @@ def accept(
             text="",
             received_at=datetime.now(UTC),
             raw={"eml": base64.b64encode(raw).decode("ascii")},
+            provider=PROVIDER,
         ),
         problem,
     )

@@ -32,6 +32,7 @@ from gateway.i18n import languages, translate
 from gateway.messages import IncomingMessage
 
 CHANNEL = "telegram"
+PROVIDER = "telegram"  # the plugin's name (channels/telegram/plugin.py)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 # The Bot API's own limit for a bot's downloads (getFile) is 20 MB.
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -146,6 +147,7 @@ def _message(
         raw=data,
         provider_ref=str(message.message_id),
         kind="edit" if edited else "message",
+        provider=PROVIDER,
     )
     return Parsed(update_id, message=incoming, answer=answer, language=language, notes=notes)
 
@@ -277,5 +279,6 @@ def _button(update: Update, data: dict[str, Any]) -> Parsed:
         received_at=datetime.now(UTC),
         raw=data,
         kind="button",
+        provider=PROVIDER,
     )
     return Parsed(update.update_id, message=incoming, answer=ack, language=language)

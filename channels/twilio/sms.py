@@ -25,6 +25,7 @@ from channels.twilio import ids
 from gateway.messages import IncomingMessage, OutgoingText, SendError
 
 CHANNEL = "sms"
+PROVIDER = "twilio"  # the plugin's name (channels/twilio/plugin.py)
 MAX_MEDIA = 10  # Twilio's own limit per message
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors)
@@ -88,6 +89,7 @@ def parse(form: Mapping[str, str], received_at: datetime) -> IncomingMessage:
         received_at=received_at,
         attachments=attachments,
         raw=dict(form),
+        provider=PROVIDER,
     )
 
 

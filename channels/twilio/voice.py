@@ -51,6 +51,7 @@ from gateway.webkeys import INGEST, RUNTIME, SETTINGS
 log = logging.getLogger(__name__)
 
 CHANNEL = "voice"
+PROVIDER = "twilio"  # the plugin's name (channels/twilio/plugin.py)
 
 VOICE_PATH = "/webhooks/twilio/voice"
 CHOOSE_PATH = "/webhooks/twilio/voice/choose"
@@ -360,6 +361,7 @@ def privacy_message(
         received_at=received_at,
         raw=dict(form),
         kind=kind,
+        provider=PROVIDER,
     )
 
 
@@ -438,6 +440,7 @@ def recording_message(
         received_at=received_at,
         attachments=[attachment],
         raw=dict(form),
+        provider=PROVIDER,
     )
 
 

@@ -400,16 +400,9 @@ def simulate_sms(sender: str, recipient: str | None, timeout: float, text: str) 
         load_campaigns(runtime)
         default_from = plugins.hook("sms", "default_from")
         recipient = recipient or (default_from(runtime.settings) if default_from else None)
-        sid = "SM" + uuid.uuid4().hex
-        form = {
-            "MessageSid": sid,
-            "SmsSid": sid,
-            "From": sender,
-            "To": recipient or "",
-            "Body": text,
-            "NumMedia": "0",
-            "ApiVersion": "2010-04-01",
-        }
+        # Made here, not by a provider: no provider's payload shape, and its replies go through
+        # the channel's first configured plugin (the console outbox when none is).
+        sid = "simulated-" + uuid.uuid4().hex
         message = IncomingMessage(
             channel="sms",
             provider_message_id=sid,
@@ -417,7 +410,7 @@ def simulate_sms(sender: str, recipient: str | None, timeout: float, text: str) 
             recipient=recipient,
             text=text,
             received_at=datetime.now(UTC),
-            raw=form,
+            raw={"simulated": True, "from": sender, "to": recipient, "text": text},
         )
         (stored,) = ingest.store(runtime, [message])
         if stored.message_id is None:
