@@ -51,9 +51,28 @@ EMAIL_PARSING_MODULES = tuple(
         "parsing",
     )
 )
+# The conversation engine, a package since it was split: its modules in the order they import
+# one another, then the package itself (at an older revision, its one module stands in).
+ENGINE_MODULES = (
+    *(
+        (f"gateway.conversation.{name}", f"gateway/conversation/{name}.py")
+        for name in (
+            "model",
+            "words",
+            "campaigns",
+            "turn",
+            "questions",
+            "followup",
+            "steps",
+            "machine",
+        )
+    ),
+    ("gateway.conversation", "gateway/conversation/__init__.py"),
+)
+ENGINE_BEFORE_SPLIT = (("gateway.conversation", "gateway/conversation.py"),)
 PARSING_MODULES = (
     ("gateway.textnorm", "gateway/textnorm.py"),
-    ("gateway.conversation", "gateway/conversation.py"),
+    *ENGINE_MODULES,
     ("gateway.moderation.redaction", "gateway/moderation/redaction.py"),
     ("gateway.moderation.similarity", "gateway/moderation/similarity.py"),
     *EMAIL_PARSING_MODULES,
@@ -63,16 +82,22 @@ PARSING_MODULES = (
 EMAIL_PARSER_BEFORE_SPLIT = ("channels.email.parsing", "channels/email/message.py")
 
 
+def _exists(revision: str, path: str) -> bool:
+    found = subprocess.run(
+        ["git", "cat-file", "-e", f"{revision}:{path}"], cwd=ROOT, capture_output=True
+    )
+    return found.returncode == 0
+
+
 def modules_at(revision: str) -> tuple[tuple[str, str], ...]:
     """The parsing modules to read at ``revision``, by name and path."""
-    split = subprocess.run(
-        ["git", "cat-file", "-e", f"{revision}:channels/email/parsing.py"],
-        cwd=ROOT,
-        capture_output=True,
-    )
-    if split.returncode == 0:
-        return PARSING_MODULES
-    return (*PARSING_MODULES[: -len(EMAIL_PARSING_MODULES)], EMAIL_PARSER_BEFORE_SPLIT)
+    modules = PARSING_MODULES
+    if not _exists(revision, "channels/email/parsing.py"):
+        modules = (*modules[: -len(EMAIL_PARSING_MODULES)], EMAIL_PARSER_BEFORE_SPLIT)
+    if not _exists(revision, "gateway/conversation/__init__.py"):
+        modules = tuple(m for m in modules if m not in ENGINE_MODULES)
+        modules = (modules[0], *ENGINE_BEFORE_SPLIT, *modules[1:])
+    return modules
 
 
 def install_modules_from(revision: str) -> None:
@@ -81,7 +106,14 @@ def install_modules_from(revision: str) -> None:
     import channels.email  # noqa: F401
     import gateway.moderation  # noqa: F401  (the packages themselves stay current)
 
-    for name, path in modules_at(revision):
+    modules = modules_at(revision)
+    if ENGINE_MODULES[-1] in modules:
+        # The package's modules import one another as gateway.conversation.<name>: the package
+        # must be in sys.modules, as an empty shell, before they run (its own code runs last).
+        shell = types.ModuleType("gateway.conversation")
+        shell.__path__ = [str(ROOT / "gateway" / "conversation")]
+        sys.modules["gateway.conversation"] = shell
+    for name, path in modules:
         source = subprocess.run(
             ["git", "show", f"{revision}:{path}"],
             cwd=ROOT,
@@ -89,11 +121,14 @@ def install_modules_from(revision: str) -> None:
             text=True,
             check=True,
         ).stdout
-        spec = importlib.util.spec_from_loader(name, loader=None, origin=str(ROOT / path))
-        assert spec is not None
-        module = importlib.util.module_from_spec(spec)
+        if path.endswith("/__init__.py"):
+            module = sys.modules[name]  # the shell made above
+        else:
+            spec = importlib.util.spec_from_loader(name, loader=None, origin=str(ROOT / path))
+            assert spec is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
         module.__file__ = str(ROOT / path)
-        sys.modules[name] = module
         exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)  # noqa: S102
         package, _, attribute = name.rpartition(".")
         setattr(sys.modules[package], attribute, module)
