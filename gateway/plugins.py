@@ -22,6 +22,8 @@ everything the core needs from it, in the spirit of courier's ``ChannelHandler``
   verification); a channel without one gives the engine the message's text as it is;
 - ``buttons(key, state, titles, language)``: the answer buttons a reply carries on media that
   show them (chat apps), ``None`` elsewhere (SMS numbers its choices in the text);
+- ``thread(runtime, message)``: what a reply to a stored message threads on, for media that
+  thread (email: subject, In-Reply-To, References); given to its sender in ``OutgoingText``;
 - ``default_from(settings)``: the address a reply is sent from when the resident's message
   does not say (the city's SMS number);
 - ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
@@ -115,6 +117,7 @@ class ChannelPlugin:
     interpret: Callable[[Arrival], Interpretation] | None = None
     buttons: Callable[[str, engine.State, dict[str, str], str], Buttons | None] | None = None
     default_from: Callable[[Settings], str | None] | None = None
+    thread: Callable[[Runtime, InboundMessage], dict[str, Any] | None] | None = None
     fetch_media: Callable[[Runtime, int, bool], None] | None = None
     fetch_recording: Callable[[Runtime, dict[str, Any], Path], tuple[Path, str]] | None = None
     delete_recording: Callable[[Runtime, dict[str, Any]], None] | None = None

@@ -10,20 +10,19 @@ sending twice is worse for a resident than a missing receipt an operator can see
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from gateway import residents
+from gateway import plugins, residents
 from gateway.clock import now_utc
 from gateway.logs import describe
 from gateway.messages import OutgoingText, SendError
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
-from gateway.privacy import inbound_raw, outbound_recipient, redact
+from gateway.privacy import outbound_recipient, redact
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             sender=row.sender,
             text=row.text,
             buttons=row.buttons or None,
-            thread=_thread(runtime, origin) if row.channel == "email" else None,
+            thread=_thread(runtime, row.channel, origin),
             key=row.message_key,
         )
         attempts = row.attempts
@@ -119,20 +118,15 @@ def _origin(session: Session, row: OutboundMessage) -> InboundMessage | None:
     return session.get(InboundMessage, inbound_id) if inbound_id else None
 
 
-def _thread(runtime: Runtime, message: InboundMessage | None) -> dict[str, Any] | None:
-    """What an email reply threads on: the message it answers (``_origin``)."""
-    if message is None or message.raw_encrypted is None or message.channel != "email":
+def _thread(
+    runtime: Runtime, channel: str, message: InboundMessage | None
+) -> dict[str, Any] | None:
+    """What the reply threads on, for channels that thread (the plugin's ``thread`` hook):
+    the message it answers (``_origin``), when it came by the same channel."""
+    thread = plugins.hook(channel, "thread")
+    if thread is None or message is None or message.channel != channel:
         return None
-    try:
-        binding = inbound_raw(message.channel, message.provider_message_id)
-        meta = json.loads(runtime.vault.decrypt_bytes(message.raw_encrypted, binding))
-    except (ValueError, TypeError):
-        return None
-    return {
-        "subject": meta.get("subject") or "",
-        "in_reply_to": meta.get("message_id") or "",
-        "references": [*(meta.get("references") or []), meta.get("message_id") or ""],
-    }
+    return cast("dict[str, Any] | None", thread(runtime, message))
 
 
 def _failed(

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from channels.email.settings import EmailSettings, of
 from gateway.messages import Sender
+from gateway.models import InboundMessage
 from gateway.plugins import Arrival, ChannelPlugin, Interpretation, Service, Stop
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -47,6 +49,21 @@ def _interpret(arrival: Arrival) -> Interpretation:
     if not verified:
         log.info("email %d: sender not verified: filed for moderators, unanswered", message.id)
     return Interpretation(text=text, verified=verified)
+
+
+def _thread(runtime: Runtime, message: InboundMessage) -> dict[str, Any] | None:
+    """A reply threads on the resident's message: its subject, In-Reply-To, References.
+    None once the message is erased or unreadable."""
+    from channels.email import routing
+
+    meta = routing.meta(runtime.vault, message)
+    if not meta:
+        return None
+    return {
+        "subject": meta.get("subject") or "",
+        "in_reply_to": meta.get("message_id") or "",
+        "references": [*(meta.get("references") or []), meta.get("message_id") or ""],
+    }
 
 
 async def _start_receiver(runtime: Runtime) -> Stop:
@@ -88,6 +105,7 @@ plugin = ChannelPlugin(
     sender=_sender,
     commands=_commands,
     interpret=_interpret,
+    thread=_thread,
     services=(
         # SMTP_RECEIVER_PORT > 0: mail is received by the gateway itself.
         Service("smtp-receiver", lambda s: of(s).smtp_receiver_port > 0, _start_receiver),
