@@ -62,8 +62,8 @@ def fetch_pending(runtime: Runtime, message_id: int, *, last_attempt: bool) -> N
         message = session.get(InboundMessage, message_id)
         if message is None or message.state != "received":
             return
-        channel = message.channel
-    fetch = plugins.hook(channel, "fetch_media")
+        channel, provider = message.channel, message.provider
+    fetch = plugins.hook(channel, "fetch_media", provider)
     if fetch is not None:
         fetch(runtime, message_id, last_attempt)
 

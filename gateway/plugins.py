@@ -173,9 +173,11 @@ def address_spaces() -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def hook(channel: str, name: str) -> Any:
-    """The first installed plugin's ``name`` hook for ``channel``, or None."""
-    for plugin in for_channel(channel):
+def hook(channel: str, name: str, provider: str | None = None) -> Any:
+    """The ``name`` hook for ``channel`` of ``provider`` (the plugin that carried a stored
+    message) when it has one, else of the first installed plugin that has one; or None."""
+    carriers = for_channel(channel)
+    for plugin in sorted(carriers, key=lambda p: p.name != provider):  # provider's first
         value = getattr(plugin, name)
         if value is not None:
             return value

@@ -217,7 +217,7 @@ def _incoming(
     automatic sender's loop): the channel's plugin says which (gateway.plugins.interpret)."""
     refs, lost = media.kept(message)
     meaning = plugins.Interpretation()
-    interpret = plugins.hook(message.channel, "interpret")
+    interpret = plugins.hook(message.channel, "interpret", message.provider)
     if interpret is not None:
         meaning = interpret(
             plugins.Arrival(

@@ -63,7 +63,7 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
         message.attempts += 1
         attempts = message.attempts
         details = dict((message.attachments or [{}])[0])
-        kind = message.kind
+        kind, provider = message.kind, message.provider
     if kind in PRIVACY_REQUESTS:
         _privacy_request(runtime, message_id)
         return [], None
@@ -71,7 +71,7 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
     if status != "completed":
         _finish(runtime, message_id, "ignored", f"no audio: recording status {status!r}")
         return [], None
-    fetch = plugins.hook("voice", "fetch_recording")
+    fetch = plugins.hook("voice", "fetch_recording", provider)
     if fetch is None:
         _finish(runtime, message_id, "failed", "no installed plugin fetches voice recordings")
         return [], None
@@ -88,7 +88,7 @@ def process_recording(runtime: Runtime, message_id: int) -> tuple[list[int], int
             return [], None
         _note_error(runtime, message_id, str(exc))
         raise
-    delete = plugins.hook("voice", "delete_recording")
+    delete = plugins.hook("voice", "delete_recording", provider)
     if runtime.settings.voice_delete_recordings and delete is not None:
         delete(runtime, details)  # kept here, not at the provider
 

@@ -139,3 +139,21 @@ def test_one_person_across_both_providers(
     sent = len(fake_twilio.messages)
     deliver(runtime, "BUDGET Un kiosque", "twilio", PARC_NUMBER)
     assert len(fake_twilio.messages) == sent
+
+
+def test_a_hook_is_the_carrying_providers_when_it_has_one(monkeypatch: pytest.MonkeyPatch):
+    def mine(settings: object) -> str:
+        return OTHER_NUMBER
+
+    with_hook = ChannelPlugin(
+        name="othersms", channels=("sms",), configured=lambda s: True, default_from=mine
+    )
+    without = replace(with_hook, name="thirdsms", default_from=None)
+    registered = plugins.installed()
+    monkeypatch.setattr(plugins, "installed", lambda: (*registered, with_hook, without))
+    first = plugins.hook("sms", "default_from")
+    assert first is not None and first is not mine  # the registry's first SMS plugin's
+    assert plugins.hook("sms", "default_from", "othersms") is mine
+    assert plugins.hook("sms", "default_from", "thirdsms") is first  # it has none: the first
+    assert plugins.hook("sms", "default_from", "unknown") is first
+    assert plugins.hook("sms", "thread", "othersms") is None  # nobody threads SMS

@@ -123,7 +123,7 @@ def _thread(
 ) -> dict[str, Any] | None:
     """What the reply threads on, for channels that thread (the plugin's ``thread`` hook):
     the message it answers (``_origin``), when it came by the same channel."""
-    thread = plugins.hook(channel, "thread")
+    thread = plugins.hook(channel, "thread", message.provider if message else None)
     if thread is None or message is None or message.channel != channel:
         return None
     return cast("dict[str, Any] | None", thread(runtime, message))
