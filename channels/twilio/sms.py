@@ -31,8 +31,7 @@ MAX_MEDIA = 10  # Twilio's own limit per message
 # Twilio error codes (https://www.twilio.com/docs/api/errors)
 UNSUBSCRIBED = 21610  # the recipient replied STOP to this sender
 TOO_MANY_REQUESTS = 20429
-# Errors that sending again will not fix: invalid/unreachable numbers, blocked destinations.
-PERMANENT_4XX = frozenset({21211, 21214, 21408, 21606, 21612, 21614, 30006, 30007})
+# Every other 4xx (an invalid or unreachable number, a blocked destination) is for good.
 
 
 class InvalidPayload(ValueError):
