@@ -1,0 +1,198 @@
+"""Voice calls: what the gateway remembers of a call in progress, for the voice channel's
+plugins (a provider's call flow: greeting, keypad menu, recording, broadcast consent).
+
+A call is keyed by the provider's call id. Its row (``VoiceCall``) holds the caller's number,
+encrypted, and the number called, so that the campaign chosen on one request (by the number
+called or on the keypad) is known on the next, and the caller's consent to broadcast reaches
+the contribution made from the recording, whichever is stored first. Every function here runs
+in a thread (blocking database I/O); the plugin's views call them through
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.i18n import DEFAULT_LANGUAGE
+from gateway.models import Campaign, Contribution, VoiceCall
+from gateway.privacy import AddressVault, normalise_address, voice_caller
+from gateway.runtime import Runtime
+
+CHANNEL = "voice"
+# One keypad digit per campaign: a menu longer than eight would need two digits and would be
+# too long to listen to anyway (9 is the caller's own data, on every call).
+MAX_MENU = 8
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CampaignChoice:
+    """What the call flow needs of a campaign, read in the database thread."""
+
+    id: int
+    title: str
+    question: str
+    language: str
+    greeting: str | None
+    greeting_audio: str | None
+
+
+# -- choosing the campaign (pure) ----------------------------------------------------------
+
+
+def candidates(open_campaigns: Sequence[Campaign], called: str) -> list[Campaign]:
+    """The campaigns a call to ``called`` may be for, in menu order.
+
+    The ones listing the number, else every open campaign (a number not yet in any campaign
+    file still reaches someone). ``open_campaigns`` comes ordered by id so the menu said on the
+    first request and the one the answer is read against are the same list.
+    """
+    number = normalise_address(CHANNEL, called)
+    matching = [
+        c
+        for c in open_campaigns
+        if any(normalise_address(CHANNEL, str(n)) == number for n in c.phone_numbers or [])
+    ]
+    return (matching or list(open_campaigns))[:MAX_MENU]
+
+
+def choice(campaign: Campaign) -> CampaignChoice:
+    return CampaignChoice(
+        id=campaign.id,
+        title=campaign.title,
+        question=campaign.question or "",
+        language=campaign.language or DEFAULT_LANGUAGE,
+        greeting=campaign.voice_greeting,
+        greeting_audio=campaign.voice_greeting_audio,
+    )
+
+
+# -- the call's state ------------------------------------------------------------------------
+
+
+def _open_campaigns(session: Session) -> list[Campaign]:
+    return list(
+        session.scalars(select(Campaign).where(Campaign.status == "open").order_by(Campaign.id))
+    )
+
+
+def _upsert_call(
+    session: Session,
+    vault: AddressVault,
+    call_sid: str,
+    caller: str,
+    called: str,
+    campaign_id: int | None,
+) -> None:
+    call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+    if call is None:
+        call = VoiceCall(call_sid=call_sid)
+        session.add(call)
+    call.caller_hash = vault.lookup_hash(CHANNEL, caller)
+    call.caller_encrypted = vault.encrypt(caller, voice_caller(call_sid))
+    call.called = called
+    if campaign_id is not None or call.campaign_id is None:
+        call.campaign_id = campaign_id
+
+
+def _retrying_once(fn: Callable[[], T]) -> T:
+    # Two requests for one new call id at once (a provider's retry racing the first) both insert;
+    # the loser finds the row on its second try and updates it instead.
+    try:
+        return fn()
+    except IntegrityError:
+        return fn()
+
+
+def start_call(runtime: Runtime, call_sid: str, caller: str, called: str) -> list[CampaignChoice]:
+    """Remember the call; return the campaigns it may be for (one: chosen; several: a menu)."""
+
+    def attempt() -> list[CampaignChoice]:
+        with runtime.sessions.begin() as session:
+            choices = [choice(c) for c in candidates(_open_campaigns(session), called)]
+            chosen = choices[0].id if len(choices) == 1 else None
+            _upsert_call(session, runtime.vault, call_sid, caller, called, chosen)
+            return choices
+
+    return _retrying_once(attempt)
+
+
+def choose_campaign(
+    runtime: Runtime, call_sid: str, caller: str, called: str, digits: str
+) -> tuple[CampaignChoice | None, list[CampaignChoice]]:
+    """The campaign the menu's key stands for (None if no such key), and the menu itself."""
+
+    def attempt() -> tuple[CampaignChoice | None, list[CampaignChoice]]:
+        with runtime.sessions.begin() as session:
+            call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+            # The number stored on the first request is the one the menu was built for.
+            number = (call.called if call is not None else None) or called
+            choices = [choice(c) for c in candidates(_open_campaigns(session), number)]
+            index = int(digits) - 1 if digits.isdigit() and len(digits) == 1 else -1
+            if not 0 <= index < len(choices):
+                return None, choices
+            chosen = choices[index]
+            if call is None:
+                _upsert_call(session, runtime.vault, call_sid, caller, number, chosen.id)
+            else:
+                call.campaign_id = chosen.id
+            return chosen, choices
+
+    return _retrying_once(attempt)
+
+
+def call_campaign(runtime: Runtime, call_sid: str) -> CampaignChoice | None:
+    """The campaign the call was put through to, once chosen (by number or keypad)."""
+    with runtime.sessions() as session:
+        campaign = session.scalar(
+            select(Campaign)
+            .join(VoiceCall, VoiceCall.campaign_id == Campaign.id)
+            .where(VoiceCall.call_sid == call_sid)
+        )
+        return choice(campaign) if campaign is not None else None
+
+
+def call_language(runtime: Runtime, call_sid: str) -> str:
+    with runtime.sessions() as session:
+        language = session.scalar(
+            select(Campaign.language)
+            .join(VoiceCall, VoiceCall.campaign_id == Campaign.id)
+            .where(VoiceCall.call_sid == call_sid)
+        )
+    return language or DEFAULT_LANGUAGE
+
+
+def record_consent(runtime: Runtime, call_sid: str, consent: bool) -> str:
+    """Store the answer on the call and on a contribution already made from its recording
+    (the worker copies the call's answer onto one made later); returns the call's language."""
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(VoiceCall)
+            .where(VoiceCall.call_sid == call_sid)
+            .values(broadcast_consent=consent)
+        )
+        session.execute(
+            update(Contribution)
+            .where(Contribution.call_sid == call_sid)
+            .values(broadcast_consent=consent)
+        )
+    return call_language(runtime, call_sid)
+
+
+def caller_of(runtime: Runtime, call_sid: str) -> tuple[str, str | None]:
+    """The caller's number (decrypted) and the number called, or ("", None) for an unknown call."""
+    with runtime.sessions() as session:
+        call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+        if call is None:
+            return "", None
+        # Unreadable (copied from another call): an unknown caller, not another caller.
+        caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))
+        caller = caller or ""
+        return caller, call.called
