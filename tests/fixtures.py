@@ -1,5 +1,10 @@
 """Shared fixtures: real Redis servers, real PostgreSQL and SQLite, a fake Twilio.
 
+A pytest plugin, registered for the whole repository by the root ``conftest.py``
+(``pytest_plugins``), so that the tests under ``tests/`` and those beside each channel
+(``channels/<provider>/tests/``) get the same fixtures: a ``tests/conftest.py`` applies only
+below ``tests/``.
+
 Servers the tests need but cannot find are skipped locally with the reason, and are errors
 under CI=true (CI installs them; a skip there would hide a missing install step).
 """
