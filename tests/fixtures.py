@@ -25,11 +25,11 @@ from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import campaigns, db
 from gateway.models import Base
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.fakes.twilio_api import FakeTwilio
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent

@@ -728,9 +728,9 @@ def crafted_mail(body: str, number: int) -> bytes:
 
 @pytest.fixture
 def served_smtp(tmp_path: Path, sink: Any, dns: Any) -> Iterator[Any]:  # noqa: F811
+    from channels.twilio.tests.fake_api import FakeTwilio
     from tests.conftest import free_port
     from tests.email.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
-    from tests.fakes.twilio_api import FakeTwilio
     from tests.test_e2e_serve import Gateway, base_env
 
     campaigns = tmp_path / "campaigns"

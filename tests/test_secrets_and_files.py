@@ -29,6 +29,7 @@ from channels.telegram import updates
 from channels.telegram.bot import MediaError, MediaFetcher
 from channels.twilio import recordings as twilio_recordings
 from channels.twilio import voice
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import files, recordings
 from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.privacy import (
@@ -50,7 +51,6 @@ from gateway.webkeys import RUNTIME
 from tests.conftest import REPO, TEST_CAMPAIGNS, free_port
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import send_sms, sign
 from workers import outbound
 

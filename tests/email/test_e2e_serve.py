@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.conftest import free_port
 from tests.email.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
 from tests.email.servers import DnsServer, DovecotServer, SmtpSink
 from tests.email.test_paths import mail
-from tests.fakes.twilio_api import FakeTwilio
 from tests.test_e2e_serve import Gateway, base_env
 
 pytestmark = pytest.mark.e2e

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from channels.telegram.webhook import PATH, SECRET_HEADER
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.fakes import telegram_updates as tu
 from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.twilio_api import FakeTwilio
 from tests.telegram.conftest import SECRET
 from tests.telegram.test_media import korean_model, photos, speech_ogg  # noqa: F401 - fixtures
 from tests.test_e2e_serve import Gateway, base_env

@@ -50,7 +50,7 @@ From sync test code::
 From a subprocess test, run the fake in the test process (as above) and hand
 ``fake.base_url`` to the subprocess; or run it on its own::
 
-    python -m tests.fakes.twilio_api --port 0   # prints {"base_url": ...} on one line
+    python -m channels.twilio.tests.fake_api --port 0   # prints {"base_url": ...} on one line
 
 Shapes follow twilio-python's own fixtures
 (tests/integration/api/v2010/account/test_message.py) and Twilio's docs

@@ -1,5 +1,6 @@
 """The answering machine over Twilio Voice: what a caller hears (the TwiML Twilio is given) and
-what is stored, at every step, from real-shaped Twilio payloads (tests/voice_fixtures/)."""
+what is stored, at every step, from real-shaped Twilio payloads
+(channels/twilio/tests/voice_fixtures/)."""
 
 from __future__ import annotations
 

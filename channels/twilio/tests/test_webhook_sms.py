@@ -15,7 +15,7 @@ from redis import Redis
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
-from tests.conftest import RedisServer
+from tests.fixtures import RedisServer
 from tests.helpers import drain, inbound, raw_binding, sender_binding, sign, sms_form
 
 PATH = "/webhooks/twilio/sms"

@@ -14,7 +14,7 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.fakes.twilio_api import FakeTwilio, count_segments
+from channels.twilio.tests.fake_api import FakeTwilio, count_segments
 
 RESIDENT = "+33612345678"
 GATEWAY = "+33100000001"
@@ -334,9 +334,9 @@ def test_two_fakes_get_their_own_ports_and_stop_cleanly() -> None:
 
 
 def test_runs_as_a_subprocess() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.twilio_api", "--port", "0"],
+        [sys.executable, "-m", "channels.twilio.tests.fake_api", "--port", "0"],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,
@@ -374,7 +374,7 @@ async def test_async_client_reaches_the_fake_the_same_way(fake: FakeTwilio) -> N
     assert [m["sid"] for m in fake.messages] == [message.sid]
 
 
-FIXTURES = sorted((Path(__file__).resolve().parents[2] / "channels/twilio/fixtures").glob("*.json"))
+FIXTURES = sorted((Path(__file__).resolve().parents[3] / "channels/twilio/fixtures").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])

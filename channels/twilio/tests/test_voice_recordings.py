@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import ingest
 from gateway.messages import IncomingMessage
 from gateway.models import Campaign, Contribution, InboundMessage, VoiceCall
 from gateway.privacy import voice_caller
 from gateway.runtime import Runtime
 from gateway.transcripts import transcribe_contribution
-from tests.conftest import require_tool, unavailable
-from tests.fakes.twilio_api import FakeTwilio
+from tests.fixtures import require_tool, unavailable
 from tests.helpers import contributions, drain, inbound, runtime_with
 from workers import context
 
