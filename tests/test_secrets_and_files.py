@@ -27,6 +27,8 @@ from channels.email.inbound import to_incoming
 from channels.email.parsing import parse as parse_email
 from channels.telegram import updates
 from channels.telegram.bot import MediaError, MediaFetcher
+from channels.telegram.tests import updates as tg
+from channels.telegram.tests.fake_api import FakeTelegram
 from channels.twilio import recordings as twilio_recordings
 from channels.twilio import voice
 from channels.twilio.tests.fake_api import FakeTwilio
@@ -49,8 +51,6 @@ from gateway.settings import Settings, SettingsError, secret_key_weakness
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
 from tests.conftest import REPO, TEST_CAMPAIGNS, free_port
-from tests.fakes import telegram_updates as tg
-from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import send_sms, sign
 from workers import outbound
 

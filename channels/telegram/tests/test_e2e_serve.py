@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import requests
 
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.conftest import SECRET
+from channels.telegram.tests.fake_api import FakeTelegram
+from channels.telegram.tests.test_media import korean_model, photos, speech_ogg  # noqa: F401 - fixtures
 from channels.telegram.webhook import PATH, SECRET_HEADER
-from channels.twilio.tests.fake_api import FakeTwilio
-from tests.fakes import telegram_updates as tu
-from tests.fakes.telegram_api import FakeTelegram
-from tests.telegram.conftest import SECRET
-from tests.telegram.test_media import korean_model, photos, speech_ogg  # noqa: F401 - fixtures
 from tests.test_e2e_serve import Gateway, base_env
 
 pytestmark = pytest.mark.e2e
@@ -26,9 +25,13 @@ RESIDENT = 515151
 
 
 @pytest.fixture
-def served(tmp_path: Path, korean_model: str) -> Iterator[tuple[Gateway, FakeTelegram]]:  # noqa: F811
-    with FakeTwilio() as twilio, FakeTelegram() as telegram:
-        env = base_env(tmp_path, twilio)
+def served(
+    tmp_path: Path,
+    korean_model: str,  # noqa: F811
+    fake_twilio: Any,  # the base set-up's SMS provider (tests/fixtures.py): not this channel's
+) -> Iterator[tuple[Gateway, FakeTelegram]]:
+    with FakeTelegram() as telegram:
+        env = base_env(tmp_path, fake_twilio)
         env.update(
             {
                 "GATEWAY_TELEGRAM_BOT_TOKEN": telegram.token,

@@ -3,12 +3,12 @@ chat they wrote from, through the Bot API; a resident who blocked the bot is not
 
 from __future__ import annotations
 
+from channels.telegram.tests import updates as tg
+from channels.telegram.tests.conftest import CHAT
+from channels.telegram.tests.test_conversation import send
 from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
-from tests.fakes import telegram_updates as tg
 from tests.helpers import contributions, drain
-from tests.telegram.conftest import CHAT
-from tests.telegram.test_conversation import send
 
 ALICE = Actor(name="alice", role="moderator")
 

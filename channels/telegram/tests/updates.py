@@ -18,7 +18,7 @@ them downloadable) and a ``file_unique_id`` derived from it, the same value the 
 
 Typical use::
 
-    from tests.fakes import telegram_updates as tu
+    from channels.telegram.tests import updates as tu
 
     update = tu.voice(4242, fake.add_file(ogg_bytes), duration=4)
     fake.push_update(update)                  # for a getUpdates consumer

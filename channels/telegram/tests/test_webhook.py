@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
+from channels.telegram.tests import updates as tg
+from channels.telegram.tests.conftest import CHAT, SECRET, post_update
 from gateway.webkeys import RUNTIME
-from tests.fakes import telegram_updates as tg
 from tests.helpers import inbound, sender_binding
-from tests.telegram.conftest import CHAT, SECRET, post_update
 
 
 async def test_text_update_is_stored_encrypted_and_enqueued_then_answered_200(client):

@@ -1,6 +1,6 @@
-"""Telegram tests: the gateway against a local fake Bot API server (tests.fakes.telegram_api),
-with real Redis, SQLite and PostgreSQL. Updates are built by tests.fakes.telegram_updates in the
-Bot API's own shapes."""
+"""Telegram tests: the gateway against a local fake Bot API server
+(channels.telegram.tests.fake_api), with real Redis, SQLite and PostgreSQL. Updates are built by
+channels.telegram.tests.updates in the Bot API's own shapes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from channels.telegram.tests.fake_api import FakeTelegram
 from channels.telegram.webhook import PATH, SECRET_HEADER
 from gateway.models import OutboundMessage
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
-from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import runtime_with
 
 SECRET = "webhook-secret-for-tests_0123456789"

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.telegram import updates
+from channels.telegram.tests import updates as tg
+from channels.telegram.tests.conftest import CHAT, outbound_rows
+from channels.telegram.tests.fake_api import FakeTelegram
 from gateway import ingest
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.runtime import Runtime
-from tests.fakes import telegram_updates as tg
-from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import contributions, drain
-from tests.telegram.conftest import CHAT, outbound_rows
 
 
 def send(runtime: Runtime, fake: FakeTelegram, *batch: dict[str, Any]) -> list[dict[str, Any]]:

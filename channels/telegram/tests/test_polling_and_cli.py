@@ -16,17 +16,17 @@ from sqlalchemy import select
 
 from channels.telegram import commands, updates
 from channels.telegram.cli import poll_updates
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.conftest import CHAT, SECRET, post_update
+from channels.telegram.tests.fake_api import FakeTelegram
 from gateway import logs
 from gateway.cli import main
 from gateway.i18n import translate
 from gateway.models import OutboundMessage
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.conftest import TEST_CAMPAIGNS
-from tests.fakes import telegram_updates as tu
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fixtures import TEST_CAMPAIGNS
 from tests.helpers import DrainWorker, contributions, inbound
-from tests.telegram.conftest import CHAT, SECRET, post_update
 from workers import context
 
 PUBLIC_URL = "https://gateway.example.org"

@@ -21,6 +21,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.conftest import CHAT, post_update
+from channels.telegram.tests.fake_api import FakeTelegram
 from gateway.i18n import translate, translate_for
 from gateway.models import Conversation
 from gateway.queues import inbound_job_id
@@ -28,12 +31,9 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
-from tests.conftest import require_tool, unavailable
 from tests.console.conftest import Browser, add_account
-from tests.fakes import telegram_updates as tu
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fixtures import require_tool, unavailable
 from tests.helpers import DrainWorker, contributions, inbound, replies_to, runtime_with
-from tests.telegram.conftest import CHAT, post_update
 from tests.transcription.conftest import encode
 from workers import context
 from workers.sweeper import sweep

@@ -27,8 +27,8 @@ from telegram import (
 )
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from tests.fakes import telegram_updates as tu
-from tests.fakes.telegram_api import DEFAULT_TOKEN, MAX_POLL_WAIT, FakeTelegram
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.fake_api import DEFAULT_TOKEN, MAX_POLL_WAIT, FakeTelegram
 
 # PTB 22 warns when a duration (Voice.duration, RetryAfter.retry_after ...) is read as
 # an int: they become datetime.timedelta in a future major (opt in: PTB_TIMEDELTA=1).
@@ -580,9 +580,9 @@ def test_reset_forgets_everything_but_files(tg: FakeTelegram) -> None:
 
 
 def test_runs_as_a_subprocess() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     with subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.telegram_api", "--port", "0"],
+        [sys.executable, "-m", "channels.telegram.tests.fake_api", "--port", "0"],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,

@@ -54,7 +54,7 @@ Behaviour worth knowing
   not delivered, and ``push_update`` returns None for them.
 * ``setWebhook`` enforces Telegram's rules (HTTPS, ports 80/88/443/8443, secret
   token characters). The fake does not deliver updates to the webhook: tests POST
-  builder payloads (tests.fakes.telegram_updates) to the gateway themselves.
+  builder payloads (channels.telegram.tests.updates) to the gateway themselves.
 
 Use
 ---
@@ -65,7 +65,7 @@ From test code::
 
 Or run it on its own (prints ``{"base_url": ..., "token": ...}`` on one line)::
 
-    python -m tests.fakes.telegram_api --port 0
+    python -m channels.telegram.tests.fake_api --port 0
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from tests.fakes.serving import ThreadedServer
-from tests.fakes.telegram_updates import (
+from channels.telegram.tests.updates import (
     BOT_FIRST_NAME,
     BOT_ID,
     BOT_USERNAME,
@@ -99,6 +98,7 @@ from tests.fakes.telegram_updates import (
     update_type,
     utf16_len,
 )
+from tests.fakes.serving import ThreadedServer
 
 DEFAULT_TOKEN = f"{BOT_ID}:AAEfakeTokenForTestsOnly_abcdefghij"
 MAX_TEXT_CHARS = 4096
@@ -653,7 +653,7 @@ async def edit_message_reply_markup(state: _State, params: dict[str, Any]) -> we
         chat = state.chat(chat_id)
         message = state.messages.get((chat["id"], message_id))
         if message is None:
-            # Sent before the fake started (or built by telegram_updates.callback).
+            # Sent before the fake started (or built by channels.telegram.tests.updates.callback).
             message = {
                 "message_id": message_id,
                 "from": state.bot_as_sender(),
