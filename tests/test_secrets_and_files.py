@@ -499,7 +499,7 @@ def test_everything_the_gateway_writes_in_its_data_folder_is_private(
                 fetcher.fetch(telegram.add_file(b"\xff\xd8\xff\xe0 a photo"), photo)
             finally:
                 fetcher.close()
-            raw = (REPO / "tests" / "email" / "corpus" / "photo.eml").read_bytes()
+            raw = (REPO / "channels" / "email" / "tests" / "corpus" / "photo.eml").read_bytes()
             mail = to_incoming(
                 parse_email(raw), raw, data_path=data, own_address=settings.email_address
             )

@@ -1,6 +1,6 @@
 """Email tests: a private Dovecot (Debian's dovecot-imapd) on loopback, the gateway's own SMTP
 receiver, an SMTP sink for the replies and a name server for DKIM, SPF and DMARC records
-(tests/email/servers.py).
+(channels/email/tests/servers.py).
 
 The gateway is set up as the city's would be behind its mail server ``mx.participez.ville.
 example``: that server's Authentication-Results are believed (``EMAIL_AUTHSERV_ID``), also when
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from channels.email.tests.servers import DnsServer, DovecotServer, SmtpSink
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.email.servers import DnsServer, DovecotServer, SmtpSink
 from tests.helpers import runtime_with
 
 GATEWAY_ADDRESS = "participez@participez.ville.example"

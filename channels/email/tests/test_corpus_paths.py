@@ -1,6 +1,6 @@
-"""Every email of the corpus (tests/email/corpus, with expected.json), through both inbound
-paths: the expected message stored once with its attachments and an answer threaded to it, or
-silence for what must never be answered. Delivered twice, it is still stored once."""
+"""Every email of the corpus (channels/email/tests/corpus, with expected.json), through both
+inbound paths: the expected message stored once with its attachments and an answer threaded to
+it, or silence for what must never be answered. Delivered twice, it is still stored once."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from channels.email import imap
+from channels.email.tests.conftest import CORPUS
+from channels.email.tests.servers import DovecotServer, SmtpSink
 from gateway.runtime import Runtime
-from tests.email.conftest import CORPUS
-from tests.email.servers import DovecotServer, SmtpSink
 from tests.helpers import drain, inbound
 
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())

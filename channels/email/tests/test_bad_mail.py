@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from channels.email import imap
+from channels.email.tests.conftest import Receiver
+from channels.email.tests.servers import DovecotServer, SmtpSink
+from channels.email.tests.test_paths import RESIDENT, mail
 from gateway.models import OutboundMessage, QuarantinedMessage
 from gateway.runtime import Runtime
-from tests.email.conftest import Receiver
-from tests.email.servers import DovecotServer, SmtpSink
-from tests.email.test_paths import RESIDENT, mail
 from tests.helpers import contributions, drain, inbound
 
 LONG_TAG = "participez+" + "x" * 200 + "@participez.ville.example"

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from channels.email import imap
+from channels.email.tests.conftest import GATEWAY_ADDRESS, authenticated
+from channels.email.tests.servers import DovecotServer, SmtpSink
 from gateway.models import Contribution, InboundMessage
 from gateway.runtime import Runtime
-from tests.email.conftest import GATEWAY_ADDRESS, authenticated
-from tests.email.servers import DovecotServer, SmtpSink
 from tests.helpers import contributions, drain, inbound
 
 RESIDENT = "marie.dupont@example.org"
@@ -210,7 +210,7 @@ def test_a_robot_repeating_itself_in_reply_is_answered_once(
 def test_smtp_receiver_refuses_other_recipients_and_oversized_mail(
     mail_settings: Any, sink: SmtpSink
 ):
-    from tests.email.conftest import Receiver
+    from channels.email.tests.conftest import Receiver
     from tests.helpers import runtime_with
 
     runtime = runtime_with(mail_settings, email_max_bytes=50_000)
@@ -297,7 +297,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Korean speech (espeak-ng) as a voice memo a neighbour forwards: 16 kHz mono WAV."""
     import subprocess
 
-    from tests.conftest import require_tool
+    from tests.fixtures import require_tool
 
     folder = tmp_path_factory.mktemp("memo")
     raw, wav = folder / "espeak.wav", folder / "memo.wav"

@@ -1,7 +1,7 @@
-"""Reading one email: the corpus of real-shaped mails (tests/email/corpus, with expected.json,
-which the IMAP and SMTP tests reuse) and targeted cases built here: charsets, HTML, quotes and
-signatures, forwards, attachments (voice messages made from real speech by espeak-ng), loop
-detection, identifiers, and hostile input that must neither raise nor hang."""
+"""Reading one email: the corpus of real-shaped mails (channels/email/tests/corpus, with
+expected.json, which the IMAP and SMTP tests reuse) and targeted cases built here: charsets,
+HTML, quotes and signatures, forwards, attachments (voice messages made from real speech by
+espeak-ng), loop detection, identifiers, and hostile input that must neither raise nor hang."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import pytest
 
 from channels.email.attachments import Attachment
 from channels.email.parsing import ParsedEmail, parse
-from tests.conftest import require_tool
+from tests.fixtures import require_tool
 from tests.transcription.conftest import encode
 
 CORPUS = Path(__file__).parent / "corpus"

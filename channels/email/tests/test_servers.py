@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.email.servers import DovecotServer, SmtpSink, self_signed_context
+from channels.email.tests.servers import DovecotServer, SmtpSink, self_signed_context
 
 KEYWORD = "$AgoraStored"
 

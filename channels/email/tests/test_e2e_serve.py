@@ -8,14 +8,14 @@ import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from channels.twilio.tests.fake_api import FakeTwilio
-from tests.conftest import free_port
-from tests.email.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
-from tests.email.servers import DnsServer, DovecotServer, SmtpSink
-from tests.email.test_paths import mail
+from channels.email.tests.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
+from channels.email.tests.servers import DnsServer, DovecotServer, SmtpSink
+from channels.email.tests.test_paths import mail
+from tests.fixtures import free_port
 from tests.test_e2e_serve import Gateway, base_env
 
 pytestmark = pytest.mark.e2e
@@ -23,33 +23,34 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def served(
-    tmp_path: Path, mailbox: DovecotServer, sink: SmtpSink, dns: DnsServer
+    tmp_path: Path,
+    mailbox: DovecotServer,
+    sink: SmtpSink,
+    dns: DnsServer,
+    fake_twilio: Any,  # the base set-up's SMS provider (tests/fixtures.py): not this channel's
 ) -> Iterator[Gateway]:
-    with FakeTwilio() as twilio:
-        env = base_env(tmp_path, twilio)
-        env.update(
-            {f"GATEWAY_{k.upper()}": str(v) for k, v in mailbox.settings_overrides().items()}
-        )
-        env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in sink.settings_overrides().items()})
-        env.update(
-            {
-                "GATEWAY_EMAIL_ADDRESS": GATEWAY_ADDRESS,
-                "GATEWAY_SMTP_RECEIVER_PORT": str(free_port()),
-                "GATEWAY_IMAP_IDLE_SECONDS": "5",
-                # Behind the city's mail server, whose Authentication-Results the test mail
-                # carries (tests/email/conftest.py).
-                "GATEWAY_EMAIL_AUTHSERV_ID": AUTHSERV_ID,
-                "GATEWAY_SMTP_RECEIVER_TRUSTED_RELAYS": "127.0.0.1",
-                "GATEWAY_DNS_NAMESERVER": dns.nameserver,
-            }
-        )
-        gateway = Gateway(env, tmp_path)
-        gateway.start("serve")
-        try:
-            gateway.wait_healthy()
-            yield gateway
-        finally:
-            gateway.stop()
+    env = base_env(tmp_path, fake_twilio)
+    env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in mailbox.settings_overrides().items()})
+    env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in sink.settings_overrides().items()})
+    env.update(
+        {
+            "GATEWAY_EMAIL_ADDRESS": GATEWAY_ADDRESS,
+            "GATEWAY_SMTP_RECEIVER_PORT": str(free_port()),
+            "GATEWAY_IMAP_IDLE_SECONDS": "5",
+            # Behind the city's mail server, whose Authentication-Results the test mail
+            # carries (channels/email/tests/conftest.py).
+            "GATEWAY_EMAIL_AUTHSERV_ID": AUTHSERV_ID,
+            "GATEWAY_SMTP_RECEIVER_TRUSTED_RELAYS": "127.0.0.1",
+            "GATEWAY_DNS_NAMESERVER": dns.nameserver,
+        }
+    )
+    gateway = Gateway(env, tmp_path)
+    gateway.start("serve")
+    try:
+        gateway.wait_healthy()
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 def test_serve_receives_by_smtp_and_imap_and_replies(

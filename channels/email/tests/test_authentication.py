@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from channels.email import authentication, imap
 from channels.email.authentication import SmtpPeer, from_authentication_results, verify
+from channels.email.tests.conftest import AUTHSERV_ID, Receiver, authenticated
+from channels.email.tests.servers import DnsServer, DovecotServer, SmtpSink
+from channels.email.tests.test_paths import mail
 from gateway.models import Contribution, Contributor, OutboundMessage
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.email.conftest import AUTHSERV_ID, Receiver, authenticated
-from tests.email.servers import DnsServer, DovecotServer, SmtpSink
-from tests.email.test_paths import mail
 from tests.helpers import contributions, drain, runtime_with
 
 DOMAIN = "quartier.example"  # the resident's mail provider: DKIM, SPF and DMARC published
@@ -507,7 +507,7 @@ def test_dns_down_fails_the_check_within_its_timeout(
 ):
     import time
 
-    from tests.conftest import free_port
+    from tests.fixtures import free_port
 
     monkeypatch.setattr(authentication, "DNS_TIMEOUT", 0.3)
     settings = mail_settings.with_overrides(

@@ -45,8 +45,8 @@ from typing import Any, Self, TypedDict
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-# The module, not its names: tests/conftest.py may import this module while it is loading.
-from tests import conftest
+# The module, not its names: tests/fixtures.py may import this module while it is loading.
+from tests import fixtures
 
 # Debian's system user for mail (uid/gid 8): an unprivileged uid that exists on every Debian
 # system, which dovecot accepts once first_valid_uid/gid allow it.
@@ -202,7 +202,7 @@ class DovecotServer:
                 pwd.getpwnam("dovenull")
                 pwd.getpwnam("dovecot")
             except KeyError as exc:
-                conftest.unavailable(f"dovecot's system users are missing ({exc})")
+                fixtures.unavailable(f"dovecot's system users are missing ({exc})")
                 raise
             return mail.pw_uid, mail.pw_gid, ""
         # Not root: every process runs as the current user, without chroots.
@@ -211,7 +211,7 @@ class DovecotServer:
 
     def _config(self, directory: Path, uid: int, gid: int, same_user: str) -> str:
         lines = [
-            "# Written by tests/email/servers.py for one test session: nothing from /etc.",
+            "# Written by channels/email/tests/servers.py for one test session: nothing from /etc.",
             f"base_dir = {directory}/run",
             f"state_dir = {directory}/state",
             f"instance_name = {directory.name}",
@@ -295,7 +295,7 @@ class DovecotServer:
                     continue
                 if os.geteuid() != 0 and not isinstance(exc, KeyboardInterrupt):
                     user = pwd.getpwuid(os.geteuid()).pw_name
-                    conftest.unavailable(
+                    fixtures.unavailable(
                         f"dovecot could not start as the non-root user {user} (run the email "
                         f"tests as root, or see dovecot's log):\n{exc}"
                     )
@@ -305,13 +305,13 @@ class DovecotServer:
     def _binary() -> str:
         binary = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/sbin")
         if binary is None or not Path("/usr/lib/dovecot/imap").exists():
-            conftest.unavailable("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
+            fixtures.unavailable("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
         assert binary is not None
         version = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=False
         ).stdout.strip()
         if not version.startswith("2.3."):
-            conftest.unavailable(f"the tests write a dovecot 2.3 configuration, found {version!r}")
+            fixtures.unavailable(f"the tests write a dovecot 2.3 configuration, found {version!r}")
         return binary
 
     def _prepare(self) -> None:
@@ -328,7 +328,7 @@ class DovecotServer:
         passwd = directory / "passwd"
         passwd.write_text(f"{self.user}:{{PLAIN}}{self.password}::::::\n")
         passwd.chmod(0o644)  # read by the auth process (user dovecot)
-        self.port = conftest.free_port()
+        self.port = fixtures.free_port()
         self.config_path.write_text(self._config(directory, uid, gid, same_user))
 
     def _launch(self, binary: str) -> None:
@@ -599,7 +599,7 @@ class SmtpSink:
         if self.starttls is not None:
             kwargs.update(tls_context=self.starttls, require_starttls=self.require_starttls)
         for attempt in range(3):
-            self.port = conftest.free_port()
+            self.port = fixtures.free_port()
             controller = Controller(
                 _SinkHandler(self),
                 hostname=self.host,
@@ -771,7 +771,7 @@ class DnsServer:
                 return reply
 
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", logf=str)
-        self.port = conftest.free_port()
+        self.port = fixtures.free_port()
         for tcp in (False, True):
             server = DNSServer(Resolver(), address=self.host, port=self.port, tcp=tcp, logger=quiet)
             server.start_thread()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from channels.email.sender import EmailSender, build
+from channels.email.tests.conftest import GATEWAY_ADDRESS
+from channels.email.tests.servers import SmtpSink, self_signed_context
 from gateway.messages import OutgoingText, SendError
 from gateway.settings import Settings
-from tests.email.conftest import GATEWAY_ADDRESS
-from tests.email.servers import SmtpSink, self_signed_context
 
 RESIDENT = "marie.dupont@example.org"
 
