@@ -1,6 +1,6 @@
 """The answering machine over Twilio Voice: what a caller hears (the TwiML Twilio is given) and
 what is stored, at every step, from real-shaped Twilio payloads
-(channels/twilio/tests/voice_fixtures/)."""
+(channels/twilio/fixtures/voice_*.json)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from gateway.web import create_app
 from gateway.webkeys import RUNTIME, SETTINGS
 from tests.helpers import count, inbound, raw_binding, sender_binding, sign
 
-FIXTURES = Path(__file__).resolve().parent / "voice_fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CALLER = "+33612345678"
 RADIO_NUMBER = "+33100000101"  # one campaign, audio greeting
 PARC_NUMBER = "+33100000102"  # one campaign, greeting from the catalogue
@@ -74,7 +74,8 @@ def write_campaigns(directory: Path, campaigns: dict[str, dict[str, Any]]) -> Pa
 
 
 def fixture(name: str, **changes: str) -> dict[str, str]:
-    form = dict(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))["form"])
+    case = json.loads((FIXTURES / f"voice_{name}.json").read_text(encoding="utf-8"))
+    form = dict(case["request"]["form"])
     form.update(changes)
     return form
 
