@@ -34,7 +34,7 @@ import vosk
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.twilio_api import FakeTwilio  # noqa: E402
+from channels.twilio.tests.fake_api import FakeTwilio  # noqa: E402
 from transcription import vosk_engine  # noqa: E402
 from transcription.audio import Audio, decode_to_pcm  # noqa: E402
 from transcription.models import resolve  # noqa: E402

@@ -25,8 +25,8 @@ from redis import Redis
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.models import Contribution, InboundMessage, OutboundMessage
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import sms_form
 from tests.test_e2e_serve import Gateway, base_env
 

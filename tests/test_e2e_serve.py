@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.conftest import TEST_CAMPAIGNS, RedisServer, free_port
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import sign, sms_form
 
 pytestmark = pytest.mark.e2e

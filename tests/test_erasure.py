@@ -23,6 +23,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from channels.twilio import voice
+from channels.twilio.tests import test_voice_recordings
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import audio_cache
 from gateway.i18n import translate
 from gateway.models import Contribution, Contributor, InboundMessage, OutboundMessage, VoiceCall
@@ -32,8 +34,6 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME, SETTINGS
-from tests import test_voice_recordings
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import cli_env, contributions, drain, sign, sms_form
 from tests.privacy_scan import in_database, in_files, in_redis, phone_forms
 

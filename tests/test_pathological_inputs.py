@@ -32,6 +32,7 @@ import requests
 
 from channels.email import parsing as email_parsing
 from channels.email import routing
+from channels.email.tests.conftest import dns, dns_session, sink  # noqa: F401  (fixtures)
 from channels.telegram import commands
 from gateway import conversation as engine
 from gateway import ingest, sms_segments, textcap, textnorm
@@ -45,7 +46,6 @@ from tests.console.conftest import (  # noqa: F401  (fixtures)
     rt,
     server,
 )
-from tests.email.conftest import dns, dns_session, sink  # noqa: F401  (fixtures)
 from tests.helpers import contributions, drain, inbound
 
 CEILING = 2.0  # seconds: generous; the benchmark records the real figures
@@ -713,7 +713,7 @@ status: open
 
 
 def crafted_mail(body: str, number: int) -> bytes:
-    from tests.email.conftest import GATEWAY_ADDRESS, authenticated
+    from channels.email.tests.conftest import GATEWAY_ADDRESS, authenticated
 
     return (
         f"Authentication-Results: {authenticated('example.org')}\r\n"
@@ -728,9 +728,9 @@ def crafted_mail(body: str, number: int) -> bytes:
 
 @pytest.fixture
 def served_smtp(tmp_path: Path, sink: Any, dns: Any) -> Iterator[Any]:  # noqa: F811
+    from channels.email.tests.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
+    from channels.twilio.tests.fake_api import FakeTwilio
     from tests.conftest import free_port
-    from tests.email.conftest import AUTHSERV_ID, GATEWAY_ADDRESS
-    from tests.fakes.twilio_api import FakeTwilio
     from tests.test_e2e_serve import Gateway, base_env
 
     campaigns = tmp_path / "campaigns"
@@ -759,7 +759,7 @@ def served_smtp(tmp_path: Path, sink: Any, dns: Any) -> Iterator[Any]:  # noqa: 
 
 
 def _send(port: int, raw: bytes) -> None:
-    from tests.email.conftest import GATEWAY_ADDRESS
+    from channels.email.tests.conftest import GATEWAY_ADDRESS
 
     deadline = time.monotonic() + 20
     while True:  # the receiver starts with the app

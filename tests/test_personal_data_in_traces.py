@@ -23,6 +23,9 @@ from aiohttp.test_utils import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.fake_api import FakeTelegram
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import conversation, ingest, logs
 from gateway.models import InboundMessage, OutboundMessage, QuarantinedMessage
 from gateway.privacy import redact
@@ -30,9 +33,6 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
-from tests.fakes import telegram_updates as tu
-from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain, incoming_sms, sign, sms_form
 from tests.privacy_scan import in_redis, phone_forms
 

@@ -11,13 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import ingest, processing
 from gateway.clock import now_utc
 from gateway.exports import contribution_dict
 from gateway.models import Base, Contribution, Contributor, InboundMessage, OutboundMessage
 from gateway.privacy import outbound_recipient
 from gateway.runtime import Runtime
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import (
     CONTRACT_FIELDS,
     contributions,

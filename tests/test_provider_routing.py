@@ -21,7 +21,7 @@ from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
 from gateway.plugins import ChannelPlugin
 from gateway.runtime import Runtime
-from tests.fakes.twilio_api import FakeTwilio
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.helpers import contributions, drain, incoming_sms
 
 RESIDENT = "+33612345678"

@@ -18,12 +18,12 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from sqlalchemy import select, update
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import ingest, locks, processing
 from gateway.clock import now_utc
 from gateway.models import Contribution, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND
 from gateway.runtime import Runtime
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain, incoming_sms
 from workers import jobs
 from workers.recovery import INTERRUPTED, PROCESS_FIELD, recover, running

@@ -27,8 +27,11 @@ from channels.email.inbound import to_incoming
 from channels.email.parsing import parse as parse_email
 from channels.telegram import updates
 from channels.telegram.bot import MediaError, MediaFetcher
+from channels.telegram.tests import updates as tg
+from channels.telegram.tests.fake_api import FakeTelegram
 from channels.twilio import recordings as twilio_recordings
 from channels.twilio import voice
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import files, recordings
 from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.privacy import (
@@ -48,9 +51,6 @@ from gateway.settings import Settings, SettingsError, secret_key_weakness
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
 from tests.conftest import REPO, TEST_CAMPAIGNS, free_port
-from tests.fakes import telegram_updates as tg
-from tests.fakes.telegram_api import FakeTelegram
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import send_sms, sign
 from workers import outbound
 
@@ -499,7 +499,7 @@ def test_everything_the_gateway_writes_in_its_data_folder_is_private(
                 fetcher.fetch(telegram.add_file(b"\xff\xd8\xff\xe0 a photo"), photo)
             finally:
                 fetcher.close()
-            raw = (REPO / "tests" / "email" / "corpus" / "photo.eml").read_bytes()
+            raw = (REPO / "channels" / "email" / "tests" / "corpus" / "photo.eml").read_bytes()
             mail = to_incoming(
                 parse_email(raw), raw, data_path=data, own_address=settings.email_address
             )

@@ -19,8 +19,8 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.conftest import RedisServer
-from tests.fakes.twilio_api import FakeTwilio
 from tests.test_e2e_serve import Gateway, base_env
 from workers.runner import STOP_GRACE
 

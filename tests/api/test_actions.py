@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.models import Contribution
 from gateway.runtime import Runtime
 from gateway.webkeys import SETTINGS
 from tests.api.client import Api, events, notices, seed, sms, stored, voice
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain
 
 RESIDENT = "+33612345678"

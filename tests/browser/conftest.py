@@ -33,8 +33,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from tests.conftest import require_tool, unavailable
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import sms_form
 from tests.test_e2e_serve import GATEWAY, Gateway, base_env
 

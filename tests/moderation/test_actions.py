@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.clock import now_utc
 from gateway.models import Contribution, Contributor, ModerationEvent, OutboundMessage
 from gateway.moderation import actions
@@ -14,7 +15,6 @@ from gateway.moderation.actions import ActionError
 from gateway.privacy import contributor_address, new_contributor_id
 from gateway.references import next_reference
 from gateway.runtime import Runtime
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import contributions, drain, runtime_with, send_sms
 
 PARC = "+33100000001"

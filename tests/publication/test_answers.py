@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.models import ModerationEvent, OutboundMessage
 from gateway.moderation import actions, answers
 from gateway.moderation.accounts import Actor
@@ -20,7 +21,6 @@ from gateway.settings import Settings
 from gateway.web import create_app
 from tests.api.client import Api
 from tests.api.conftest import make_token
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import drain, send_sms
 from tests.moderation.test_actions import file_sms, file_voice, reload
 

@@ -1,0 +1,510 @@
+"""A fake of Twilio's REST API (api.twilio.com/2010-04-01), for tests.
+
+It speaks the wire format that the official ``twilio`` library (9.x) expects, so
+the gateway's production code can be exercised unchanged against it.
+
+Pointing ``twilio.rest.Client`` at another base URL
+---------------------------------------------------
+In twilio-python 9.x every API domain is a ``twilio.base.domain.Domain`` whose
+``base_url`` attribute (``"https://api.twilio.com"`` for ``client.api``) is
+joined to each request path by ``Domain.absolute_url``. ``client.api`` is
+created once and cached on the client, so setting its ``base_url`` once
+redirects every ``2010-04-01`` call (``client.messages``,
+``client.api.account.messages``, ``client.recordings``, ...) made with that
+client, sync or async (``AsyncTwilioHttpClient`` goes through the same
+domain)::
+
+    from twilio.rest import Client
+
+    client = Client(account_sid, auth_token)
+    client.api.base_url = api_base          # e.g. settings.TWILIO_API_BASE
+    client.region = None                    # see the note below
+    client.edge = None
+    client.messages.create(to="+33612345678", from_="+33100000001", body="Merci !")
+
+Why reset ``region``/``edge``: when either is set (they also default from the
+``TWILIO_REGION``/``TWILIO_EDGE`` environment variables), ``Client.get_hostname``
+rewrites the host by splitting it on dots, which mangles any host that is not
+``<product>.twilio.com``: ``127.0.0.1:5555`` becomes ``127.ie1.0.1:5555``.
+Passing ``environment={}`` to ``Client`` does not help (an empty mapping falls
+back to ``os.environ``), hence the explicit reset.
+
+Only the ``api`` domain moves: other domains (``client.messaging`` ...) keep
+their own ``base_url``. Recording audio is not downloaded through the Client:
+fetch the ``RecordingUrl`` of the callback (plus ``.wav`` or ``.mp3``) with
+HTTP Basic auth ``(account_sid, auth_token)``; this fake hands out such URLs
+rooted at its own ``base_url``.
+
+Errors use Twilio's legacy error JSON ``{"code", "message", "more_info",
+"status"}``, which ``twilio.base.version.Version.exception`` turns into a
+``TwilioRestException`` with ``.status`` (HTTP status) and ``.code`` (Twilio
+error code) populated.
+
+Use
+---
+From sync test code::
+
+    with FakeTwilio() as fake:
+        ...                     # fake.base_url, fake.messages, fake.fail_next(...)
+
+From a subprocess test, run the fake in the test process (as above) and hand
+``fake.base_url`` to the subprocess; or run it on its own::
+
+    python -m channels.twilio.tests.fake_api --port 0   # prints {"base_url": ...} on one line
+
+Shapes follow twilio-python's own fixtures
+(tests/integration/api/v2010/account/test_message.py) and Twilio's docs
+(https://www.twilio.com/docs/messaging/api/message-resource,
+https://www.twilio.com/docs/usage/twilios-response).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import BasicAuth, web
+
+from tests.fakes.serving import ThreadedServer
+
+API_VERSION = "2010-04-01"
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "test-token"
+
+# Messages Twilio returns for the error codes this fake produces. A code not
+# listed here gets the message of its HTTP status.
+ERROR_MESSAGES: dict[int, str] = {
+    20003: "Authenticate",
+    20404: "The requested resource {path} was not found",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+}
+DEFAULT_CODE_FOR_STATUS: dict[int, int] = {
+    401: 20003,
+    404: 20404,
+    429: 20429,
+    500: 20500,
+    503: 20503,
+}
+MAX_BODY_CHARS = 1600
+
+# GSM 03.38 default alphabet and its extension table (each extension character
+# costs two septets: ESC + the character).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+_VALID_TO = re.compile(r"^(?:[a-z]+:)?\+?[0-9]{3,15}$")
+
+
+def _pack(costs: Iterable[int], single: int, multi: int) -> int:
+    """Segments needed for characters of the given costs; a character is never split."""
+    costs = list(costs)
+    if sum(costs) <= single:
+        return 1
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > multi:
+            segments, used = segments + 1, 0
+        used += cost
+    return segments
+
+
+def count_segments(body: str) -> int:
+    """SMS segments for ``body``: GSM-7 160/153 septets, else UCS-2 70/67 UTF-16 units."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body):
+        return _pack((2 if ch in GSM7_EXTENSION else 1 for ch in body), 160, 153)
+    return _pack((2 if ord(ch) > 0xFFFF else 1 for ch in body), 70, 67)
+
+
+def rfc2822_now() -> str:
+    """Twilio's date format: ``Thu, 30 Jul 2015 20:12:31 +0000``."""
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+class _Blanks(dict[str, str]):
+    """Format values; a placeholder without one becomes empty rather than a KeyError."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def error_body(status: int, code: int | None, message: str | None = None, **fmt: str) -> dict:
+    code = code if code is not None else DEFAULT_CODE_FOR_STATUS.get(status, status)
+    if message is None:
+        template = ERROR_MESSAGES.get(code) or HTTPStatus(status).phrase
+        message = template.format_map(_Blanks(fmt))
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def error_response(
+    status: int,
+    code: int | None,
+    message: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fmt: str,
+) -> web.Response:
+    body = error_body(status, code, message, **fmt)
+    return web.json_response(body, status=status, headers=headers)
+
+
+@dataclass
+class _Failure:
+    status: int
+    code: int | None
+    message: str | None
+    retry_after: int | None
+
+
+@dataclass
+class _Recording:
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class _State:
+    account_sid: str
+    auth_token: str
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[_Failure] = field(default_factory=list)
+    recordings: dict[str, _Recording] = field(default_factory=dict)
+
+    def authenticated(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        try:
+            auth = BasicAuth.decode(header)
+        except ValueError:
+            return False
+        return auth.login == self.account_sid and auth.password == self.auth_token
+
+
+STATE = web.AppKey("twilio_state", _State)
+
+
+def _form_dict(form: Any) -> dict[str, Any]:
+    """A MultiDict as a dict; a repeated key (MediaUrl) keeps all its values in a list."""
+    out: dict[str, Any] = {}
+    for key in form:
+        values = form.getall(key)
+        out[key] = values[0] if len(values) == 1 else list(values)
+    return out
+
+
+@web.middleware
+async def _record_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Keep every request with the status answered; failures of the fake itself are 500s."""
+    form = _form_dict(await request.post()) if request.method == "POST" else {}
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = error_response(exc.status, None, path=request.path)
+    state = request.app[STATE]
+    with state.lock:
+        state.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "form": form,
+                "status": response.status,
+            }
+        )
+        state.lock.notify_all()
+    return response
+
+
+def _text(form: Any, key: str) -> str:
+    value = form.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def _check_account(request: web.Request) -> web.Response | None:
+    state = request.app[STATE]
+    if not state.authenticated(request):
+        return error_response(401, 20003, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    if request.match_info["account_sid"] != state.account_sid:
+        return error_response(404, 20404, path=request.path)
+    return None
+
+
+async def create_message(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    form = await request.post()
+    with state.lock:
+        failure = state.failures.pop(0) if state.failures else None
+    if failure is not None:
+        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
+        return error_response(
+            failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
+        )
+
+    to = _text(form, "To")
+    from_ = _text(form, "From")
+    service = _text(form, "MessagingServiceSid")
+    body = _text(form, "Body")
+    media_urls = form.getall("MediaUrl", [])
+    if not to:
+        return error_response(400, 21604)
+    if not from_ and not service:
+        return error_response(400, 21603)
+    if not body and not media_urls:
+        return error_response(400, 21602)
+    if len(body) > MAX_BODY_CHARS:
+        return error_response(400, 21617)
+    if not _VALID_TO.match(to):
+        return error_response(400, 21211, to=to)
+
+    sid = ("MM" if media_urls else "SM") + secrets.token_hex(16)
+    now = rfc2822_now()
+    base = f"/{API_VERSION}/Accounts/{state.account_sid}/Messages/{sid}"
+    # Without a From, a Messaging Service picks the sender later: Twilio answers
+    # "accepted", from null and num_segments "0" (message-resource docs).
+    through_service_only = bool(service) and not from_
+    resource = {
+        "account_sid": state.account_sid,
+        "api_version": API_VERSION,
+        "body": body,
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": from_ or None,
+        "messaging_service_sid": service or None,
+        "num_media": str(len(media_urls)),
+        "num_segments": "0" if through_service_only else str(count_segments(body)),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "accepted" if through_service_only else "queued",
+        "subresource_uris": {"media": f"{base}/Media.json"},
+        "to": to,
+        "uri": f"{base}.json",
+    }
+    with state.lock:
+        state.messages.append({**_form_dict(form), "sid": sid})
+        state.resources[sid] = resource
+        state.lock.notify_all()
+    return web.json_response(resource, status=201)
+
+
+async def fetch_message(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    with state.lock:
+        resource = state.resources.get(request.match_info["sid"])
+    if resource is None:
+        return error_response(404, 20404, path=request.path)
+    return web.json_response(resource)
+
+
+_AUDIO_EXTENSIONS = {".wav": ("audio/wav", "audio/x-wav", "audio/wave"), ".mp3": ("audio/mpeg",)}
+
+
+async def recording(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    name = request.match_info["name"]
+    sid, dot, ext = name.partition(".")
+    extension = dot + ext
+    with state.lock:
+        stored = state.recordings.get(sid)
+    if request.method == "DELETE":
+        if extension != ".json" or stored is None:
+            return error_response(404, 20404, path=request.path)
+        with state.lock:
+            del state.recordings[sid]
+        return web.Response(status=204)
+    if stored is None:
+        return error_response(404, 20404, path=request.path)
+    # Twilio transcodes on the fly; the fake does not, so it serves only the
+    # extension matching the stored audio (no extension: as stored).
+    if extension and stored.content_type not in _AUDIO_EXTENSIONS.get(extension, ()):
+        return error_response(404, 20404, path=request.path)
+    return web.Response(body=stored.data, content_type=stored.content_type)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return error_response(404, 20404, path=request.path)
+
+
+def create_app(state: _State) -> web.Application:
+    app = web.Application(middlewares=[_record_requests])
+    app[STATE] = state
+    accounts = f"/{API_VERSION}/Accounts/{{account_sid}}"
+    app.router.add_post(f"{accounts}/Messages.json", create_message)
+    app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
+    app.router.add_get(f"{accounts}/Recordings/{{name}}", recording)
+    app.router.add_delete(f"{accounts}/Recordings/{{name}}", recording)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+class FakeTwilio:
+    """Twilio's REST API on 127.0.0.1, served from a background thread with its own loop."""
+
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        port: int = 0,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._port = port
+        self._state = _State(account_sid, auth_token)
+        self._server = ThreadedServer("fake-twilio")
+        self.base_url = ""
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> FakeTwilio:
+        self.base_url = self._server.start(create_app(self._state), self._port)
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeTwilio:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what was seen -----------------------------------------------------
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Accepted Messages create requests, in arrival order: form parameters plus ``sid``.
+
+        A snapshot (a new list each time). Parameters are those Twilio received
+        (To, From, Body, StatusCallback, MessagingServiceSid, ...); a repeated
+        one (MediaUrl) is a list.
+        """
+        with self._state.lock:
+            return [dict(m) for m in self._state.messages]
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request: ``{"method", "path", "form", "status"}``, in arrival order."""
+        with self._state.lock:
+            return [dict(r) for r in self._state.requests]
+
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` messages were accepted; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._state.lock:
+            while len(self._state.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{len(self._state.messages)} message(s) accepted, {count} expected"
+                    )
+                self._state.lock.wait(remaining)
+            return [dict(m) for m in self._state.messages]
+
+    def reset(self) -> None:
+        """Forget messages, requests and pending failures (recordings stay)."""
+        with self._state.lock:
+            self._state.messages.clear()
+            self._state.resources.clear()
+            self._state.requests.clear()
+            self._state.failures.clear()
+
+    # -- behaviour ---------------------------------------------------------
+    def fail_next(
+        self,
+        status: int,
+        code: int | None = None,
+        message: str | None = None,
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next ``times`` authenticated Messages create calls with a Twilio error.
+
+        ``code`` defaults from ``status`` (429 -> 20429, 500 -> 20500, 503 -> 20503, ...);
+        ``message`` defaults to Twilio's message for the code. ``retry_after``
+        adds a ``Retry-After`` header (seconds). Unauthenticated calls get their
+        401 and do not use up a failure.
+        """
+        with self._state.lock:
+            self._state.failures.extend(
+                _Failure(status, code, message, retry_after) for _ in range(times)
+            )
+
+    def add_recording(self, sid: str, data: bytes, content_type: str) -> str:
+        """Serve ``data`` as recording ``sid``; return its URL as a callback's RecordingUrl.
+
+        GET ``<url>``, ``<url>.wav`` or ``<url>.mp3`` (the one matching
+        ``content_type``) with Basic auth returns the bytes; DELETE ``<url>.json``
+        answers 204 and removes it.
+        """
+        with self._state.lock:
+            self._state.recordings[sid] = _Recording(data, content_type)
+        return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{sid}"
+
+    def has_recording(self, sid: str) -> bool:
+        with self._state.lock:
+            return sid in self._state.recordings
+
+    def twilio_client(self) -> Any:
+        """A ``twilio.rest.Client`` pointed at this fake, set up as the module docstring says."""
+        from twilio.rest import Client
+
+        client = Client(self.account_sid, self.auth_token)
+        client.api.base_url = self.base_url
+        client.region = None
+        client.edge = None
+        return client
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake Twilio REST API.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    with FakeTwilio(args.account_sid, args.auth_token, port=args.port) as fake:
+        print(json.dumps({"base_url": fake.base_url, "account_sid": fake.account_sid}), flush=True)
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()
