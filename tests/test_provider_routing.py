@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import ingest, plugins, settings
 from gateway.messages import OutgoingText
 from gateway.models import Contributor, InboundMessage, OutboundMessage
@@ -21,7 +22,6 @@ from gateway.moderation import actions
 from gateway.moderation.accounts import Actor
 from gateway.plugins import ChannelPlugin
 from gateway.runtime import Runtime
-from channels.twilio.tests.fake_api import FakeTwilio
 from tests.helpers import contributions, drain, incoming_sms
 
 RESIDENT = "+33612345678"
