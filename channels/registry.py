@@ -7,9 +7,11 @@ the replies that do not say which provider they came through.
 from channels.email.plugin import plugin as email
 from channels.telegram.plugin import plugin as telegram
 from channels.twilio.plugin import plugin as twilio
+from channels.vonage.plugin import plugin as vonage
 
 PLUGINS = [
     twilio,
     telegram,
     email,
+    vonage,
 ]
