@@ -114,9 +114,12 @@ def outbound_rows(gateway: Gateway) -> list[OutboundMessage]:
         return list(session.scalars(select(OutboundMessage)))
 
 
-def assert_normalised(gateway: Gateway, message: InboundMessage, fixture: Fixture) -> None:
+def assert_normalised(
+    gateway: Gateway, message: InboundMessage, fixture: Fixture, plugin: str
+) -> None:
     expected = dict(fixture.expected or {})
     vault = gateway.runtime.vault
+    assert message.provider == plugin  # so that its replies go back through it
     assert vault.decrypt(message.sender_encrypted or b"", sender_binding(message)) == (
         expected.pop("sender")
     )
@@ -140,7 +143,7 @@ async def test_a_fixture_is_stored_as_its_normalised_message(
             assert stored == []
             return
         (message,) = stored
-        assert_normalised(gateway, message, fixture)
+        assert_normalised(gateway, message, fixture, plugin)
 
 
 @pytest.mark.parametrize("signing", [Signing.FORGED, Signing.MISSING], ids=lambda s: s.value)
