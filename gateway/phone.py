@@ -5,18 +5,45 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
 from gateway import plugins
 from gateway.models import Campaign
 from gateway.settings import Settings
 
-# Numbers that can receive an SMS: French mobiles, and any other E.164 number (a provider refuses
-# landlines with an error the outbound job records). French landlines and short codes: no.
-_FRENCH_LANDLINE = re.compile(r"^\+33[1-59]\d{8}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Number types that cannot receive an SMS, from the number plan of each country (Google's
+# libphonenumber data, shipped with the phonenumbers package: offline, France's overseas
+# departments and every other country included). VOIP is among them: in France, 09 numbers
+# are internet boxes' lines, which take calls, not texts.
+_NO_SMS = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.UAN,
+        PhoneNumberType.VOICEMAIL,
+        PhoneNumberType.PAGER,
+    }
+)
 
 
 def can_receive_sms(number: str) -> bool:
-    return bool(_E164.match(number)) and not _FRENCH_LANDLINE.match(number)
+    """Whether an SMS can be sent to ``number``: an international (E.164) number whose type is
+    not one that cannot (a landline, a toll-free or premium number, ...). Mobiles can, and so
+    can numbers whose type the plan does not tell (the North American plan's "fixed line or
+    mobile", a range too new for the data): there the provider decides, and a refusal is
+    recorded by the outbound job. Short codes and alphanumeric senders cannot."""
+    if not _E164.match(number):
+        return False
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(parsed) not in _NO_SMS
 
 
 def sms_sender(settings: Settings, called: str | None, campaign: Campaign | None) -> str | None:
