@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from gateway.i18n import DEFAULT_LANGUAGE
 from gateway.models import Campaign, Contribution, VoiceCall
 from gateway.privacy import AddressVault, normalise_address, voice_caller
+from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
 
 CHANNEL = "voice"
@@ -196,3 +197,37 @@ def caller_of(runtime: Runtime, call_sid: str) -> tuple[str, str | None]:
         caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))
         caller = caller or ""
         return caller, call.called
+
+
+def reserve_reference(runtime: Runtime, call_sid: str) -> str | None:
+    """The reference the call's message is filed under, taken now so that the caller hears it
+    before hanging up (a landline caller gets no SMS receipt). Idempotent: the provider's
+    retry, the consent step and the worker filing the recording all get the same one; if the
+    recording was filed first, its reference. None for an unknown call.
+
+    The call's row is locked (PostgreSQL; SQLite's transactions are serial) so that this and
+    the worker filing the recording (gateway.recordings) never take two references. A reference
+    said for a message that could not be kept (silence, a corrupt file) is not reused."""
+    with runtime.sessions.begin() as session:
+        call = session.scalar(
+            select(VoiceCall).where(VoiceCall.call_sid == call_sid).with_for_update()
+        )
+        if call is None:
+            return None
+        if call.reference is None:
+            filed = session.scalar(
+                select(Contribution.reference)
+                .where(Contribution.call_sid == call_sid)
+                .order_by(Contribution.id)
+                .limit(1)
+            )
+            campaign = session.get(Campaign, call.campaign_id) if call.campaign_id else None
+            prefix = campaign.reference_prefix if campaign else UNASSIGNED_PREFIX
+            call.reference = filed or next_reference(session, prefix)
+        return call.reference
+
+
+def call_reference(runtime: Runtime, call_sid: str) -> str | None:
+    """The reference reserved for the call's message, if any."""
+    with runtime.sessions() as session:
+        return session.scalar(select(VoiceCall.reference).where(VoiceCall.call_sid == call_sid))

@@ -283,6 +283,9 @@ class VoiceCall(Base):
     called: Mapped[str | None] = mapped_column(String(64))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     broadcast_consent: Mapped[bool | None]
+    # The contribution's reference, taken when the message was recorded so that the caller hears
+    # it before hanging up (gateway.calls.reserve_reference); the recording is filed under it.
+    reference: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -33,7 +33,7 @@ from gateway.moderation import grouping
 from gateway.outbox import outbound_row, replies_last_hour
 from gateway.phone import can_receive_sms, sms_sender
 from gateway.privacy import contributor_address, log_id
-from gateway.references import next_reference
+from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ def _file(
             return [], None
         details = dict((message.attachments or [{}])[0])
         call = session.scalar(
-            select(VoiceCall).where(VoiceCall.call_sid == str(details.get("call_sid") or ""))
+            select(VoiceCall)
+            .where(VoiceCall.call_sid == str(details.get("call_sid") or ""))
+            .with_for_update()  # against gateway.calls.reserve_reference at the same moment
         )
         campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
         contributor = _contributor(runtime, session, message)
@@ -145,9 +147,19 @@ def _file(
             # address (for the receipt and notices); the call keeps its campaign and consent
             # until the sweeper deletes it (gateway.residents.purge_calls).
             call.caller_hash = call.caller_encrypted = None
-        prefix = campaign.reference_prefix if campaign else "AGORA"
+        prefix = campaign.reference_prefix if campaign else UNASSIGNED_PREFIX
+        # The reference the caller heard on the phone, unless it is taken (a second recording
+        # on one call); with none reserved, a new one, which the call then keeps.
+        reference = call.reference if call is not None else None
+        if reference is not None and session.scalar(
+            select(Contribution.id).where(Contribution.reference == reference)
+        ):
+            reference = None
+        reference = reference or next_reference(session, prefix)
+        if call is not None and call.reference is None:
+            call.reference = reference
         contribution = Contribution(
-            reference=next_reference(session, prefix),
+            reference=reference,
             campaign_id=campaign.id if campaign else None,
             contributor_id=contributor.id if contributor else None,
             inbound_message_id=message.id,

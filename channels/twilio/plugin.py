@@ -34,6 +34,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(voice.CHOOSE_PATH, voice.menu_choice)
     app.router.add_post(voice.RECORDED_PATH, voice.recorded)
     app.router.add_post(voice.CONSENT_PATH, voice.consent)
+    app.router.add_post(voice.REFERENCE_PATH, voice.reference_again)
     app.router.add_post(voice.PRIVACY_PATH, voice.privacy)
     app.router.add_post(voice.RECORDING_PATH, voice.recording_status)
 

@@ -41,14 +41,17 @@ from gateway.calls import (
     CampaignChoice,
     call_campaign,
     call_language,
+    call_reference,
     caller_of,
     choose_campaign,
     record_consent,
+    reserve_reference,
     start_call,
 )
 from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.messages import IncomingMessage
 from gateway.privacy import log_id
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
 
@@ -63,6 +66,7 @@ RECORDED_PATH = "/webhooks/twilio/voice/recorded"
 CONSENT_PATH = "/webhooks/twilio/voice/consent"
 RECORDING_PATH = "/webhooks/twilio/recording"
 PRIVACY_PATH = "/webhooks/twilio/voice/privacy"
+REFERENCE_PATH = "/webhooks/twilio/voice/reference"
 
 # One keypad digit per campaign (gateway.calls.MAX_MENU); 9 is the caller's own data (opt
 # out, erasure) on every call.
@@ -77,6 +81,15 @@ MENU_TIMEOUT = 6  # seconds Twilio waits for a key once the menu has been said
 CONSENT_TIMEOUT = 6
 RECORD_SILENCE_TIMEOUT = 5  # seconds of silence that end a message
 CONSENT_YES = "1"
+# The reference at the end of the call: said once, then again each time the caller presses 1,
+# at most this many times in all.
+REFERENCE_AGAIN = "1"
+REFERENCE_SAYINGS = 3
+REFERENCE_TIMEOUT = 5
+# The pause between two characters of the reference, and around the dash: slow enough to write
+# each one down.
+CHARACTER_PAUSE = "600ms"
+DASH_PAUSE = "1s"
 
 # <Say> language and voice per catalogue language. The voice is named rather than left to the
 # account's default: with no voice Twilio uses "man", whose French depends on console settings;
@@ -215,6 +228,43 @@ def twiml_consent_question(language: str) -> str:
     _say(gather, "voice.consent", language)
     # No key pressed: the consent step runs without Digits, which means no.
     response.redirect(CONSENT_PATH, method="POST")
+    return str(response)
+
+
+def _say_reference(parent: TwiML, reference: str, language: str) -> None:
+    """The reference read slowly, one character at a time (« P, A, R, C, 0, 0, 4, 2 »): a
+    caller writes it down as it is said, and keys it in later to follow the message."""
+    locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
+    say = parent.say(translate("voice.reference", language), language=locale, voice=voice)
+    say.break_(time=CHARACTER_PAUSE)
+    for character in reference:
+        if character == "-":
+            say.break_(time=DASH_PAUSE)
+            continue
+        say.say_as(character, interpret_as="characters")
+        say.break_(time=CHARACTER_PAUSE)
+
+
+def twiml_reference(reference: str, language: str, saying: int, thanks: str | None = None) -> str:
+    """The end of a call: ``thanks`` (a catalogue key) if given, the reference, and a key to
+    hear it again (``saying`` travels in the query string, which Twilio signs); then goodbye."""
+    response = VoiceResponse()
+    if thanks is not None:
+        _say(response, thanks, language)
+    if saying < REFERENCE_SAYINGS:
+        gather = response.gather(
+            action=f"{REFERENCE_PATH}?saying={saying + 1}",
+            method="POST",
+            num_digits=1,
+            timeout=REFERENCE_TIMEOUT,
+            input="dtmf",
+        )
+        _say_reference(gather, reference, language)
+        _say(gather, "voice.reference_again", language)
+    else:
+        _say_reference(response, reference, language)
+    _say(response, "voice.goodbye", language)
+    response.hangup()
     return str(response)
 
 
@@ -437,6 +487,8 @@ async def recorded(request: web.Request) -> web.Response:
     call_sid = _call_sid(form)
     runtime = request.app[RUNTIME]
     try:
+        # The message's reference, taken now: the caller hears it before hanging up.
+        await _in_thread(lambda: reserve_reference(runtime, call_sid))
         language = await _in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
         # The message is recorded either way: ask in French rather than drop the caller.
@@ -452,11 +504,45 @@ async def consent(request: web.Request) -> web.Response:
     given = consent_from(form.get("Digits"))
     try:
         language = await _in_thread(lambda: record_consent(runtime, call_sid, given))
+        reference = await _in_thread(lambda: reserve_reference(runtime, call_sid))
     except SQLAlchemyError as exc:
         # Unrecorded consent reads as "no" later, the safe side; the caller is still thanked.
         log.error("twilio voice consent: database unavailable (%s)", type(exc).__name__)
-        language = DEFAULT_LANGUAGE
-    return _twiml(twiml_goodbye("voice.thanks_yes" if given else "voice.thanks_no", language))
+        language, reference = DEFAULT_LANGUAGE, None
+    if reference is None:  # an unknown call, or no database: thanks and goodbye
+        return _twiml(twiml_goodbye("voice.thanks_yes" if given else "voice.thanks_no", language))
+    thanks = "voice.saved_yes" if given else "voice.saved_no"
+    return _twiml(twiml_reference(reference, language, 1, thanks=thanks))
+
+
+async def reference_again(request: web.Request) -> web.Response:
+    """The caller pressed a key after their reference: 1 says it again; anything else, or
+    nothing, ends the call."""
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime = request.app[RUNTIME]
+    try:
+        saying = int(request.query.get("saying", str(REFERENCE_SAYINGS)))
+    except ValueError:
+        saying = REFERENCE_SAYINGS
+    if (form.get("Digits") or "").strip() != REFERENCE_AGAIN:
+        return _twiml(twiml_goodbye("voice.goodbye", await _language_or_default(runtime, call_sid)))
+    try:
+        reference = await _in_thread(lambda: call_reference(runtime, call_sid))
+        language = await _in_thread(lambda: call_language(runtime, call_sid))
+    except SQLAlchemyError as exc:
+        log.error("twilio voice reference: database unavailable (%s)", type(exc).__name__)
+        reference, language = None, DEFAULT_LANGUAGE
+    if reference is None:
+        return _twiml(twiml_goodbye("voice.goodbye", language))
+    return _twiml(twiml_reference(reference, language, max(1, min(saying, REFERENCE_SAYINGS))))
+
+
+async def _language_or_default(runtime: Runtime, call_sid: str) -> str:
+    try:
+        return await _in_thread(lambda: call_language(runtime, call_sid))
+    except SQLAlchemyError:
+        return DEFAULT_LANGUAGE
 
 
 async def recording_status(request: web.Request) -> web.Response:

@@ -126,6 +126,11 @@ def said(element: ET.Element) -> list[str]:
     return [say.text or "" for say in element.iter("Say")]
 
 
+def spelled(element: ET.Element) -> str:
+    """The characters a <Say> spells out (SSML say-as), in order."""
+    return "".join(e.text or "" for e in element.iter("say-as"))
+
+
 def calls(runtime: Runtime) -> list[VoiceCall]:
     with runtime.sessions() as session:
         return list(session.scalars(select(VoiceCall).order_by(VoiceCall.id)))
@@ -361,8 +366,11 @@ async def test_consent_is_stored_on_the_call_and_its_contribution(client, digits
     else:
         form["Digits"] = digits
     root = await twiml(await post_signed(client, voice.CONSENT_PATH, form))
-    assert verbs(root) == ["Say", "Hangup"]
-    assert root[0].text == translate("voice.thanks_yes" if consent else "voice.thanks_no")
+    # Thanks, then the reference (the message's, filed already here) and a key to hear it
+    # again, then goodbye.
+    assert verbs(root) == ["Say", "Gather", "Say", "Hangup"]
+    assert root[0].text == translate("voice.saved_yes" if consent else "voice.saved_no")
+    assert spelled(root[1]) == "PARCV0001"
 
     assert calls(runtime)[0].broadcast_consent is consent
     with runtime.sessions() as session:
@@ -505,3 +513,67 @@ async def test_unsigned_or_forged_requests_are_refused_and_nothing_stored(
     with runtime.sessions() as session:
         assert session.scalar(select(Contribution.broadcast_consent)) is None
     assert count(runtime, VoiceCall) == 0
+
+
+# -- the reference at the end of the call (issue 15: the landline loop) ---------------------------
+
+
+async def test_the_caller_hears_their_reference_slowly_and_can_hear_it_again(client):
+    runtime = client.app[RUNTIME]
+    call_sid = "CA" + "1" * 32
+    await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER, call_sid)))
+    recorded = fixture("record_action", To=PARC_NUMBER, CallSid=call_sid)
+    await twiml(await post_signed(client, voice.RECORDED_PATH, recorded))
+    (call,) = calls(runtime)
+    assert call.reference == "PARCVOIX-0001"  # taken when the message was recorded
+
+    form = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, Digits="1")
+    root = await twiml(await post_signed(client, voice.CONSENT_PATH, form))
+    assert verbs(root) == ["Say", "Gather", "Say", "Hangup"]
+    gather = root[1]
+    assert gather.attrib["action"] == f"{voice.REFERENCE_PATH}?saying=2"
+    assert gather.attrib["numDigits"] == "1"
+    (reference, again) = gather.findall("Say")
+    assert (reference.text or "").startswith(translate("voice.reference"))
+    assert spelled(reference) == "PARCVOIX0001"  # one character at a time
+    breaks = [b.attrib["time"] for b in reference.iter("break")]
+    assert breaks.count(voice.DASH_PAUSE) == 1 and voice.CHARACTER_PAUSE in breaks
+    assert again.text == translate("voice.reference_again")
+    assert root[2].text == translate("voice.goodbye")
+
+    # 1: said again, with the key offered once more; the last saying offers none.
+    again_form = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, Digits="1")
+    root = await twiml(await post_signed(client, f"{voice.REFERENCE_PATH}?saying=2", again_form))
+    assert verbs(root) == ["Gather", "Say", "Hangup"]
+    assert spelled(root[0]) == "PARCVOIX0001"
+    assert root[0].attrib["action"] == f"{voice.REFERENCE_PATH}?saying=3"
+    root = await twiml(await post_signed(client, f"{voice.REFERENCE_PATH}?saying=3", again_form))
+    assert verbs(root) == ["Say", "Say", "Hangup"]
+    assert spelled(root[0]) == "PARCVOIX0001"
+    # Any other key, or none: goodbye.
+    other = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, Digits="2")
+    root = await twiml(await post_signed(client, f"{voice.REFERENCE_PATH}?saying=2", other))
+    assert verbs(root) == ["Say", "Hangup"]
+    assert root[0].text == translate("voice.goodbye")
+    assert calls(runtime)[0].reference == "PARCVOIX-0001"  # the same, however often it is said
+
+
+async def test_the_reference_is_said_in_the_campaigns_language(make_client):
+    english = {**CAMPAIGNS["parc-voix"], "language": "en"}
+    client = await make_client({"parc-voix": english})
+    call_sid = "CA" + "1" * 32
+    await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER, call_sid)))
+    form = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, Digits="2")
+    root = await twiml(await post_signed(client, voice.CONSENT_PATH, form))
+    assert root[0].text == translate("voice.saved_no", "en")
+    (reference, _again) = root[1].findall("Say")
+    assert reference.attrib["language"] == "en-GB"
+    assert (reference.text or "").startswith(translate("voice.reference", "en"))
+
+
+async def test_a_forged_request_for_the_reference_is_refused(client):
+    form = fixture("gather_digits", To=PARC_NUMBER, CallSid="CA" + "1" * 32, Digits="1")
+    response = await client.post(
+        f"{voice.REFERENCE_PATH}?saying=2", data=form, headers={"X-Twilio-Signature": "forged"}
+    )
+    assert response.status == 403

@@ -291,3 +291,55 @@ def test_caller_who_texts_later_can_follow_the_voice_reference_by_sms(
             == "processed"
         )
         assert session.scalar(select(Contribution.channel)) == "voice"
+
+
+# -- the reference said on the phone (issue 15: the landline loop) ------------------------------
+
+
+def test_the_reference_said_on_the_phone_is_the_one_the_message_is_filed_under(
+    runtime: Runtime, fake_twilio: FakeTwilio, speech_wav: bytes
+):
+    from gateway import calls
+
+    first, second = "CA" + "1" * 32, "CA" + "2" * 32
+    start_call(runtime, first)
+    start_call(runtime, second)
+    said = calls.reserve_reference(runtime, first)
+    assert said == "PARC-0001"
+    assert calls.reserve_reference(runtime, first) == said  # the provider's retry, the consent
+    assert calls.reserve_reference(runtime, second) == "PARC-0002"
+    assert calls.reserve_reference(runtime, "CA" + "9" * 32) is None  # no such call
+    recording_callback(runtime, fake_twilio, speech_wav, call_sid=first)
+    drain_all(runtime)
+    (filed,) = contributions(runtime)
+    assert filed.reference == said
+    assert calls.call_reference(runtime, first) == said
+
+
+def test_a_recording_filed_before_the_caller_heard_a_reference_gives_its_own(
+    runtime: Runtime, fake_twilio: FakeTwilio, speech_wav: bytes
+):
+    """The recording callback may be filed by a worker before the call's last step: the caller
+    then hears the reference it was filed under, never another one."""
+    from gateway import calls
+
+    call_sid = "CA" + "1" * 32
+    start_call(runtime, call_sid)
+    recording_callback(runtime, fake_twilio, speech_wav, call_sid=call_sid)
+    drain_all(runtime)
+    (filed,) = contributions(runtime)
+    assert calls.reserve_reference(runtime, call_sid) == filed.reference == "PARC-0001"
+
+
+def test_a_second_recording_on_one_call_gets_a_reference_of_its_own(
+    runtime: Runtime, fake_twilio: FakeTwilio, speech_wav: bytes
+):
+    from gateway import calls
+
+    call_sid = "CA" + "1" * 32
+    start_call(runtime, call_sid)
+    said = calls.reserve_reference(runtime, call_sid)
+    recording_callback(runtime, fake_twilio, speech_wav, call_sid=call_sid)
+    recording_callback(runtime, fake_twilio, speech_wav, call_sid=call_sid, sid="RE" + "2" * 32)
+    drain_all(runtime)
+    assert sorted(c.reference for c in contributions(runtime)) == [said, "PARC-0002"]
