@@ -11,6 +11,7 @@ in a thread (blocking database I/O); the plugin's views call them through
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,8 +20,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.i18n import DEFAULT_LANGUAGE
-from gateway.models import Campaign, Contribution, VoiceCall
+from gateway import conversation as engine
+from gateway.i18n import DEFAULT_LANGUAGE, translate
+from gateway.models import Campaign, Contribution, Contributor, VoiceCall
 from gateway.privacy import AddressVault, normalise_address, voice_caller
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
@@ -231,3 +233,75 @@ def call_reference(runtime: Runtime, call_sid: str) -> str | None:
     """The reference reserved for the call's message, if any."""
     with runtime.sessions() as session:
         return session.scalar(select(VoiceCall.reference).where(VoiceCall.call_sid == call_sid))
+
+
+# A number that names one person (E.164); a withheld one ("anonymous", "+266696687", empty)
+# names nobody, and must never open anyone's contributions.
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Digits of a reference keyed in: "42" names PARC-0042 among the caller's own contributions.
+MAX_FOLLOW_DIGITS = 8
+
+
+def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
+    """What a caller hears after keying in the number of a reference: the state of each of
+    their own contributions with that number, and the city's answer (the SUIVI of SMS, by
+    phone). Only contributions sent from the caller's own number, by call or SMS, are looked
+    up: a number keyed in never opens someone else's. In the call's language."""
+    with runtime.sessions() as session:
+        call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+        campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
+        language = (campaign.language if campaign else None) or DEFAULT_LANGUAGE
+        caller = None
+        if call is not None and call.caller_encrypted is not None:
+            caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))
+        if call is None or not call.caller_hash or not caller or not _E164.match(caller):
+            return [translate("voice.followup_hidden", language)]
+        digits = digits.strip()
+        if not digits.isdigit() or len(digits) > MAX_FOLLOW_DIGITS:
+            return [translate("voice.followup_not_found", language)]
+        rows = session.execute(
+            select(
+                Contribution.reference,
+                Contribution.status,
+                Campaign.title,
+                Contribution.decision_reason,
+                Contribution.answer_state,
+                Contribution.answer_text,
+                Contribution.answer_text_en,
+            )
+            .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
+            .join(Contributor, Contribution.contributor_id == Contributor.id)
+            # The same number by SMS and by voice is one resident (gateway.privacy.lookup_hash).
+            .where(Contributor.address_hash == call.caller_hash)
+            .order_by(Contribution.received_at.desc())
+            .limit(50)
+        ).all()
+    own = [
+        engine.OwnContribution(
+            reference=reference,
+            status=status,
+            campaign_title=title or "",
+            reason=reason,
+            answer_state=answer_state,
+            answer_text=text,
+            answer_text_en=text_en,
+        )
+        for reference, status, title, reason, answer_state, text, text_en in rows
+    ]
+    found = [c for c in own if engine.same_reference(digits, c.reference)]
+    if not found:
+        return [translate("voice.followup_not_found", language)]
+    said: list[str] = []
+    for contribution in found[: engine.FOLLOW_UP_LIST_SIZE]:
+        said.append(
+            translate(
+                "voice.followup_status",
+                language,
+                campaign=contribution.campaign_title,
+                status=engine.status_text(contribution, language),
+            )
+        )
+        answer = engine.answer_text(contribution, language)
+        if answer:
+            said.append(translate("voice.followup_answer", language, text=answer))
+    return said

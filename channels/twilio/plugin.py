@@ -35,6 +35,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(voice.RECORDED_PATH, voice.recorded)
     app.router.add_post(voice.CONSENT_PATH, voice.consent)
     app.router.add_post(voice.REFERENCE_PATH, voice.reference_again)
+    app.router.add_post(voice.FOLLOW_PATH, voice.follow)
     app.router.add_post(voice.PRIVACY_PATH, voice.privacy)
     app.router.add_post(voice.RECORDING_PATH, voice.recording_status)
 

@@ -38,12 +38,14 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels.twilio import ids, sms
 from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
 from gateway.calls import (
+    MAX_FOLLOW_DIGITS,
     CampaignChoice,
     call_campaign,
     call_language,
     call_reference,
     caller_of,
     choose_campaign,
+    follow_up,
     record_consent,
     reserve_reference,
     start_call,
@@ -67,10 +69,15 @@ CONSENT_PATH = "/webhooks/twilio/voice/consent"
 RECORDING_PATH = "/webhooks/twilio/recording"
 PRIVACY_PATH = "/webhooks/twilio/voice/privacy"
 REFERENCE_PATH = "/webhooks/twilio/voice/reference"
+FOLLOW_PATH = "/webhooks/twilio/voice/follow"
 
 # One keypad digit per campaign (gateway.calls.MAX_MENU); 9 is the caller's own data (opt
 # out, erasure) on every call.
 PRIVACY_KEY = "9"
+# Star, during the greeting or the menu: follow a contribution already sent (its reference's
+# number keyed in, then #), its state and the city's answer said.
+FOLLOW_KEY = "*"
+FOLLOW_TIMEOUT = 10
 PRIVACY_STOP, PRIVACY_FORGET, PRIVACY_BACK = "1", "2", "0"
 PRIVACY_TIMEOUT = 6
 # After the greeting, how long a key press is waited for before the beep: short, since most
@@ -136,6 +143,7 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
         _say(gather, "voice.greeting", language, title=campaign.title, question=campaign.question)
     else:
         _say(gather, "voice.greeting_no_question", language, title=campaign.title)
+    _say(gather, "voice.followup_hint", language)
     _say(gather, "voice.privacy_hint", language)
     _record(response, campaign, settings)
     return str(response)
@@ -184,6 +192,7 @@ def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
     _say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
     for number, choice in enumerate(choices, start=1):
         _say(gather, "voice.menu_line", language, title=choice.title, number=number)
+    _say(gather, "voice.followup_hint", language)
     _say(gather, "voice.privacy_hint", language)
     response.redirect(action, method="POST")
     return str(response)
@@ -263,6 +272,41 @@ def twiml_reference(reference: str, language: str, saying: int, thanks: str | No
         _say(gather, "voice.reference_again", language)
     else:
         _say_reference(response, reference, language)
+    _say(response, "voice.goodbye", language)
+    response.hangup()
+    return str(response)
+
+
+def twiml_follow_ask(language: str, attempt: int) -> str:
+    """Key in the number of a reference, then #; with nothing keyed in, asked once more."""
+    response = VoiceResponse()
+    action = f"{FOLLOW_PATH}?attempt={attempt}"
+    gather = response.gather(
+        action=action,
+        method="POST",
+        finish_on_key="#",
+        num_digits=MAX_FOLLOW_DIGITS + 1,  # one more than a reference has: # ends it anyway
+        timeout=FOLLOW_TIMEOUT,
+        input="dtmf",
+    )
+    _say(gather, "voice.followup_ask", language)
+    response.redirect(action, method="POST")
+    return str(response)
+
+
+def twiml_follow_answer(said: Sequence[str], language: str) -> str:
+    """What the caller's contribution has become; star for another one; goodbye."""
+    response = VoiceResponse()
+    for text in said:
+        _say_text(response, text, language)
+    gather = response.gather(
+        action=f"{FOLLOW_PATH}?step=again",
+        method="POST",
+        num_digits=1,
+        timeout=REFERENCE_TIMEOUT,
+        input="dtmf",
+    )
+    _say(gather, "voice.followup_more", language)
     _say(response, "voice.goodbye", language)
     response.hangup()
     return str(response)
@@ -386,6 +430,8 @@ async def menu_choice(request: web.Request) -> web.Response:
     digits = form.get("Digits") or ""
     if digits == PRIVACY_KEY:
         return _twiml(twiml_privacy_menu(DEFAULT_LANGUAGE, attempt=1))
+    if digits == FOLLOW_KEY:
+        return _twiml(twiml_follow_ask(DEFAULT_LANGUAGE, attempt=1))
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
         chosen, choices = await _in_thread(
@@ -438,6 +484,8 @@ async def privacy(request: web.Request) -> web.Response:
     if step == "greeting":
         if digits == PRIVACY_KEY:
             return _twiml(twiml_privacy_menu(language, attempt=1))
+        if digits == FOLLOW_KEY:
+            return _twiml(twiml_follow_ask(language, attempt=1))
         return await back_to_the_message()
     if step == "choice":
         if digits == PRIVACY_STOP:
@@ -536,6 +584,35 @@ async def reference_again(request: web.Request) -> web.Response:
     if reference is None:
         return _twiml(twiml_goodbye("voice.goodbye", language))
     return _twiml(twiml_reference(reference, language, max(1, min(saying, REFERENCE_SAYINGS))))
+
+
+async def follow(request: web.Request) -> web.Response:
+    """The reference's number keyed in (star, then the digits, then #): the state of the
+    caller's own contribution and the city's answer; star again for another one."""
+    form = await read_signed_form(request)
+    call_sid = _call_sid(form)
+    runtime = request.app[RUNTIME]
+    digits = (form.get("Digits") or "").strip()
+    language = await _language_or_default(runtime, call_sid)
+    if request.query.get("step") == "again":
+        if digits == FOLLOW_KEY:
+            return _twiml(twiml_follow_ask(language, attempt=1))
+        return _twiml(twiml_goodbye("voice.goodbye", language))
+    try:
+        attempt = max(1, int(request.query.get("attempt", "1")))
+    except ValueError:
+        attempt = MENU_ATTEMPTS
+    if not digits:
+        if attempt >= MENU_ATTEMPTS:
+            return _twiml(twiml_goodbye("voice.goodbye", language))
+        return _twiml(twiml_follow_ask(language, attempt=attempt + 1))
+    try:
+        said = await _in_thread(lambda: follow_up(runtime, call_sid, digits))
+    except SQLAlchemyError as exc:
+        log.error("twilio voice follow-up: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    log.info("call %s: a contribution followed by keypad", call_sid[:10])
+    return _twiml(twiml_follow_answer(said, language))
 
 
 async def _language_or_default(runtime: Runtime, call_sid: str) -> str:

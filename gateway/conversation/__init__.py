@@ -95,6 +95,8 @@ from __future__ import annotations
 from gateway.conversation.followup import (
     ANSWER_EXCERPT,
     FOLLOW_UP_LIST_SIZE,
+    answer_text,
+    status_text,
 )
 from gateway.conversation.machine import (
     expire,
@@ -148,6 +150,7 @@ from gateway.conversation.words import (
     POLITE_WORDS,
     SKIP_WORDS,
     STANDALONE_WORDS,
+    same_reference,
 )
 
 __all__ = [
@@ -195,7 +198,10 @@ __all__ = [
     "Reply",
     "Sender",
     "State",
+    "answer_text",
     "expire",
     "handle",
     "is_expired",
+    "same_reference",
+    "status_text",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from gateway.conversation.model import OPEN, OwnContribution
 from gateway.conversation.turn import Turn
 from gateway.conversation.words import echo, looks_like_reference, same_reference
+from gateway.i18n import translate
 
 FOLLOW_UP_LIST_SIZE = 3
 # SUIVI quotes the city's answer up to this length: about two SMS (the whole answer is on the
@@ -64,16 +65,31 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _status(turn: Turn, contribution: OwnContribution) -> str:
+    return status_text(contribution, turn.language)
+
+
+def status_text(contribution: OwnContribution, language: str) -> str:
+    """Where a contribution stands, as its author is told (by SUIVI, or on the phone)."""
     if contribution.status == "published" and contribution.answer_state:
-        return turn.render(
+        return translate(
             "followup.answer_state",
-            state=turn.render(f"answer.state.{contribution.answer_state}"),
+            language,
+            state=translate(f"answer.state.{contribution.answer_state}", language),
         )
     if contribution.status == "published":
-        return turn.render("status.published")
+        return translate("status.published", language)
     if contribution.status == "rejected" and contribution.reason:
-        return turn.render("status.rejected_reason", reason=contribution.reason)
+        return translate("status.rejected_reason", language, reason=contribution.reason)
     # Spam is reported as not kept: naming it would only invite a way around.
     if contribution.status in ("rejected", "spam"):
-        return turn.render("status.rejected")
-    return turn.render("status.pending")
+        return translate("status.rejected", language)
+    return translate("status.pending", language)
+
+
+def answer_text(contribution: OwnContribution, language: str) -> str | None:
+    """The city's answer to a published contribution, in the author's language if written."""
+    if contribution.status != "published" or not contribution.answer_state:
+        return None
+    if language == "en" and contribution.answer_text_en:
+        return contribution.answer_text_en
+    return contribution.answer_text or None

@@ -178,7 +178,8 @@ async def test_call_to_a_campaign_number_hears_its_question_and_is_recorded(
     gather = root[0]
     assert gather.attrib["action"] == f"{voice.PRIVACY_PATH}?step=greeting"
     assert gather.attrib["numDigits"] == "1"
-    greeting, hint = list(gather)
+    greeting, follow_hint, hint = list(gather)
+    assert follow_hint.text == translate("voice.followup_hint")  # star: follow a contribution
     assert hint.text == translate("voice.privacy_hint")
     assert greeting.attrib["language"] == "fr-FR"
     assert "Rénovation du quartier du Parc" in (greeting.text or "")
@@ -236,6 +237,7 @@ async def test_unlisted_number_with_several_open_campaigns_gets_a_menu_of_all(cl
         "Pour Rénovation du quartier du Parc, tapez 2.",
         "Pour Les quais de Seine, tapez 3.",
         "Pour Place du Vieux-Pont, tapez 4.",
+        translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
     ]
 
@@ -254,8 +256,9 @@ async def test_english_campaign_is_read_in_english(make_client):
     english = dict(CAMPAIGNS["parc-voix"], language="en")
     client = await make_client({"parc-voix": english})
     root = await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER)))
-    greeting, hint = list(root[0])
+    greeting, follow_hint, hint = list(root[0])
     assert greeting.attrib["language"] == "en-GB" and hint.attrib["language"] == "en-GB"
+    assert follow_hint.text == translate("voice.followup_hint", "en")
     assert (greeting.text or "").startswith("Hello")
     assert hint.text == translate("voice.privacy_hint", "en")
 
@@ -276,6 +279,7 @@ async def test_shared_number_gets_a_menu_and_2_picks_the_second_campaign(client,
         translate("voice.menu_intro"),
         "Pour Les quais de Seine, tapez 1.",
         "Pour Place du Vieux-Pont, tapez 2.",
+        translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
     ]
     assert all(say.attrib["language"] == "fr-FR" for say in gather.iter("Say"))
@@ -298,7 +302,7 @@ async def test_menu_choice_of_a_campaign_with_its_own_greeting(client):
     assert said(root)[0] == "Bienvenue sur la ligne des quais. Parlez après le bip."
 
 
-@pytest.mark.parametrize("digits", ["8", "0", "*", "#", "12", None], ids=repr)
+@pytest.mark.parametrize("digits", ["8", "0", "#", "12", None], ids=repr)
 async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
     await twiml(await post_signed(client, voice.VOICE_PATH, call_form(SHARED_NUMBER)))
     form = fixture("gather_digits", To=SHARED_NUMBER, CallSid="CA" + "1" * 32)
@@ -315,6 +319,7 @@ async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
     assert said(gather)[1:] == [
         "Pour Les quais de Seine, tapez 1.",
         "Pour Place du Vieux-Pont, tapez 2.",
+        translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
     ]
 
@@ -577,3 +582,120 @@ async def test_a_forged_request_for_the_reference_is_refused(client):
         f"{voice.REFERENCE_PATH}?saying=2", data=form, headers={"X-Twilio-Signature": "forged"}
     )
     assert response.status == 403
+
+
+# -- following a contribution by phone (issue 15: the landline loop) ------------------------------
+
+LANDLINE = "+33147000001"
+NEIGHBOUR = "+33147000002"
+
+
+def seed_contribution(runtime: Runtime, number: str, reference: str, **fields: Any) -> None:
+    """A contribution sent earlier from ``number`` (by a call or an SMS: one person)."""
+    from gateway.models import Contributor
+
+    with runtime.sessions.begin() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == "parc-voix"))
+        assert campaign is not None
+        person = Contributor(
+            public_id=f"c-{reference.lower()}",
+            channel="voice",
+            address_hash=runtime.vault.lookup_hash("voice", number),
+        )
+        session.add(person)
+        session.flush()
+        session.add(
+            Contribution(
+                reference=reference,
+                channel="voice",
+                campaign_id=campaign.id,
+                contributor_id=person.id,
+                **fields,
+            )
+        )
+
+
+async def follow(client: Any, caller: str, digits: str | None, path: str | None = None) -> Any:
+    call_sid = "CA" + "7" * 32
+    await twiml(
+        await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER, call_sid, From=caller))
+    )
+    form = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, From=caller)
+    if digits is None:
+        del form["Digits"], form["FinishedOnKey"], form["msg"]
+    else:
+        form["Digits"] = digits
+    return await twiml(await post_signed(client, path or f"{voice.FOLLOW_PATH}?attempt=1", form))
+
+
+async def test_star_during_the_greeting_or_the_menu_asks_for_a_reference(client):
+    await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER)))
+    form = fixture("gather_digits", To=PARC_NUMBER, CallSid="CA" + "1" * 32, Digits="*")
+    root = await twiml(await post_signed(client, f"{voice.PRIVACY_PATH}?step=greeting", form))
+    assert verbs(root) == ["Gather", "Redirect"]
+    gather = root[0]
+    assert gather.attrib["action"] == f"{voice.FOLLOW_PATH}?attempt=1"
+    assert gather.attrib["finishOnKey"] == "#"
+    assert said(gather) == [translate("voice.followup_ask")]
+
+    await twiml(
+        await post_signed(client, voice.VOICE_PATH, call_form(SHARED_NUMBER, "CA" + "2" * 32))
+    )
+    form = fixture("gather_digits", To=SHARED_NUMBER, CallSid="CA" + "2" * 32, Digits="*")
+    root = await twiml(await post_signed(client, f"{voice.CHOOSE_PATH}?attempt=1", form))
+    assert root[0].attrib["action"] == f"{voice.FOLLOW_PATH}?attempt=1"
+
+
+async def test_a_landline_caller_hears_where_their_contribution_stands_and_the_answer(client):
+    runtime = client.app[RUNTIME]
+    seed_contribution(
+        runtime,
+        LANDLINE,
+        "PARCVOIX-0042",
+        status="published",
+        answer_state="accepted",
+        answer_text="Des bancs seront posés au printemps.",
+    )
+    seed_contribution(runtime, NEIGHBOUR, "PARCVOIX-0043", status="pending")
+    root = await follow(client, LANDLINE, "42")
+    assert verbs(root) == ["Say", "Say", "Gather", "Say", "Hangup"]
+    status, answer = said(root)[:2]
+    assert status == translate(
+        "voice.followup_status",
+        campaign="Rénovation du quartier du Parc",
+        status=translate("followup.answer_state", state=translate("answer.state.accepted")),
+    )
+    assert answer == translate("voice.followup_answer", text="Des bancs seront posés au printemps.")
+    assert root[2].attrib["action"] == f"{voice.FOLLOW_PATH}?step=again"
+    assert said(root[2]) == [translate("voice.followup_more")]
+
+    # A number keyed in never opens someone else's contribution.
+    root = await follow(client, LANDLINE, "43")
+    assert said(root)[0] == translate("voice.followup_not_found")
+
+
+async def test_a_withheld_number_cannot_follow_anything(client):
+    seed_contribution(client.app[RUNTIME], "anonymous", "PARCVOIX-0042", status="pending")
+    root = await follow(client, "anonymous", "42")
+    assert said(root)[0] == translate("voice.followup_hidden")
+
+
+async def test_nothing_keyed_in_asks_once_more_then_goodbye(client):
+    root = await follow(client, LANDLINE, None)
+    assert root[0].attrib["action"] == f"{voice.FOLLOW_PATH}?attempt=2"
+    root = await follow(client, LANDLINE, None, f"{voice.FOLLOW_PATH}?attempt=2")
+    assert verbs(root) == ["Say", "Hangup"]
+    assert root[0].text == translate("voice.goodbye")
+
+
+@pytest.mark.parametrize("digits", ["abc", "123456789012"], ids=["not-digits", "too-long"])
+async def test_what_is_not_a_reference_number_is_not_looked_up(client, digits):
+    root = await follow(client, LANDLINE, digits)
+    assert said(root)[0] == translate("voice.followup_not_found")
+
+
+async def test_star_after_an_answer_asks_for_another_anything_else_ends_the_call(client):
+    root = await follow(client, LANDLINE, "*", f"{voice.FOLLOW_PATH}?step=again")
+    assert root[0].attrib["action"] == f"{voice.FOLLOW_PATH}?attempt=1"
+    root = await follow(client, LANDLINE, "1", f"{voice.FOLLOW_PATH}?step=again")
+    assert verbs(root) == ["Say", "Hangup"]
