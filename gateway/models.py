@@ -293,7 +293,11 @@ class OutboundMessage(Base):
     """A reply, receipt or notice to a resident; sent at most once (see workers.outbound)."""
 
     __tablename__ = "outbound_messages"
-    __table_args__ = (Index("ix_outbound_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbound_status_due", "status", "next_attempt_at"),
+        # A provider's delivery report names the message by its id (gateway.outbox).
+        Index("ix_outbound_provider_id", "provider", "provider_message_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One decision, one row: re-running the job that decided it finds the row and adds none.

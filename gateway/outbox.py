@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Contributor, OutboundMessage
@@ -110,3 +110,23 @@ def withhold_over_limit(
             )
         else:
             recent += 1
+
+
+def delivery_failed(runtime: Runtime, provider: str, provider_message_id: str, why: str) -> bool:
+    """A provider reports that a message it had accepted was not delivered (a rejected or
+    undeliverable status): the row, ``sent`` until now, becomes ``failed`` with the reason, so
+    that moderators see on the contribution's page that the resident was not told. Returns
+    whether a sent message of that provider had that id. ``why`` must carry no address."""
+    with runtime.sessions.begin() as session:
+        changed = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.provider == provider,
+                OutboundMessage.provider_message_id == provider_message_id,
+                OutboundMessage.status == "sent",
+            )
+            .values(status="failed", error=f"not delivered: {why}"[:500])
+        ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        log.info("outbound %s of %s: not delivered", provider_message_id, provider)
+    return bool(changed)

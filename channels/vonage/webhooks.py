@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.vonage import settings as vonage_settings
 from channels.vonage import signature, sms
-from gateway import residents
+from gateway import outbox, residents
 from gateway.clock import now_utc
 from gateway.privacy import log_id, redact
 from gateway.runtime import Runtime
@@ -85,10 +85,11 @@ async def inbound(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """A reply's fate. The gateway keeps no delivery state on its outbound rows (a reply is
-    ``sent`` once Vonage accepted it), so a status is logged, without numbers; a rejection
-    because the resident opted out at Vonage (error 1240) opts them out here too, on every
-    channel of their number, as a refusal at send time would (gateway.residents.opt_out)."""
+    """A reply's fate, logged without numbers. A message Vonage accepted but could not
+    deliver (rejected, undeliverable) is marked failed with the reason on its outbound row
+    (gateway.outbox.delivery_failed), where moderators see it; a rejection because the resident
+    opted out at Vonage (error 1240) opts them out here too, on every channel of their number,
+    as a refusal at send time would (gateway.residents.opt_out)."""
     payload = _json(await read_signed_body(request))
     try:
         update = sms.parse_status(payload)
@@ -106,6 +107,17 @@ async def status(request: web.Request) -> web.Response:
         )
     else:
         log.info("vonage: message %s %s", update.message_uuid, update.status)
+    if update.failed:
+        why = f"Vonage {update.status}" + (
+            f", error {update.error_code}" if update.error_code is not None else ""
+        )
+        try:
+            await asyncio.to_thread(
+                outbox.delivery_failed, request.app[RUNTIME], "vonage", update.message_uuid, why
+            )
+        except SQLAlchemyError as exc:
+            log.error("vonage status webhook: database unavailable (%s)", type(exc).__name__)
+            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     if update.opted_out and update.to:
         try:
             await asyncio.to_thread(_opt_out, request.app[RUNTIME], update.to, update.message_uuid)

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from channels.vonage.signature import MAX_AGE
 from channels.vonage.tests.fake_api import FakeVonage
 from channels.vonage.tests.helpers import inbound_sms, signed
 from gateway import ingest, residents
+from gateway.models import OutboundMessage
 from gateway.privacy import inbound_sender
 from gateway.settings import Settings
 from gateway.web import create_app
@@ -193,6 +195,33 @@ async def test_a_delivery_status_is_logged_and_answered(
     assert "vonage: message aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab delivered" in lines
     assert any("undeliverable (error 1330" in line for line in lines)
     no_number_in(caplog, RESIDENT)
+
+
+async def test_a_reply_vonage_could_not_deliver_is_marked_failed_for_moderators(
+    client: TestClient[Any, Any], fake_vonage: FakeVonage
+):
+    runtime = client.app[RUNTIME]
+    first = inbound_sms("PARC Des arbres", sender=RESIDENT)
+    assert (await client.post(INBOUND, **signed(first, secret(fake_vonage)))).status == 200
+    await asyncio.to_thread(drain, runtime)
+    with runtime.sessions() as session:
+        rows = list(session.scalars(select(OutboundMessage).order_by(OutboundMessage.id)))
+    assert rows and all(r.status == "sent" and r.provider == "vonage" for r in rows)
+    lost, kept = rows[0], rows[1:]
+    message = {"message_uuid": lost.provider_message_id, "to": RESIDENT, "from": "33100000001"}
+    delivered = fake_vonage.status_callback(message, "delivered")
+    assert await post_status(client, fake_vonage, delivered) == 200
+    undeliverable = fake_vonage.status_callback(message, "undeliverable", error_code=1330)
+    assert await post_status(client, fake_vonage, undeliverable) == 200
+    with runtime.sessions() as session:
+        after = {r.id: r for r in session.scalars(select(OutboundMessage))}
+    assert after[lost.id].status == "failed"
+    assert after[lost.id].error == "not delivered: Vonage undeliverable, error 1330"
+    assert all(after[r.id].status == "sent" for r in kept)  # the others are untouched
+    # A status for a message that is not ours changes nothing.
+    other = {**message, "message_uuid": "00000000-0000-4000-8000-000000000000"}
+    stray = fake_vonage.status_callback(other, "rejected", error_code=1330)
+    assert await post_status(client, fake_vonage, stray) == 200
 
 
 async def test_an_unsigned_or_malformed_status_is_refused(
