@@ -305,3 +305,19 @@ def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
         if answer:
             said.append(translate("voice.followup_answer", language, text=answer))
     return said
+
+
+def record_callback_consent(runtime: Runtime, call_sid: str) -> str:
+    """The caller pressed the key to be called back with the outcome: kept on the call and on
+    a contribution already made from its recording (the worker copies it onto one made later);
+    returns the call's language."""
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(VoiceCall).where(VoiceCall.call_sid == call_sid).values(callback_consent=True)
+        )
+        session.execute(
+            update(Contribution)
+            .where(Contribution.call_sid == call_sid)
+            .values(callback_consent=True)
+        )
+    return call_language(runtime, call_sid)

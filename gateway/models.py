@@ -229,6 +229,8 @@ class Contribution(Base):
     transcription_error: Mapped[str | None] = mapped_column(Text)
     transcript_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     broadcast_consent: Mapped[bool | None]
+    # A caller who cannot receive SMS asked, on the call, to be called back with the outcome.
+    callback_consent: Mapped[bool | None]
     call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
     # Moderation (gateway.moderation): themes chosen among the campaign's; the public version
     # (anonymised) published instead of ``text``; the machine transcript, kept when a moderator
@@ -283,10 +285,47 @@ class VoiceCall(Base):
     called: Mapped[str | None] = mapped_column(String(64))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     broadcast_consent: Mapped[bool | None]
+    callback_consent: Mapped[bool | None]  # pressed the key to be called back with the outcome
     # The contribution's reference, taken when the message was recorded so that the caller hears
     # it before hanging up (gateway.calls.reserve_reference); the recording is filed under it.
     reference: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Callback(Base):
+    """A call back to a caller who cannot receive SMS and asked for it on their call: the
+    outcome of their contribution, said on the phone (gateway.callbacks). Placed within the
+    calling hours, tried again when busy or unanswered, given up after the last attempt; every
+    attempt is in ``log`` for moderators."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_status_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    decision_key: Mapped[str] = mapped_column(String(128), unique=True)
+    contribution_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contributions.id", ondelete="SET NULL"), index=True
+    )
+    contributor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contributors.id", ondelete="SET NULL"), index=True
+    )
+    message_key: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)  # what is said: the notice, in their language
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+    # The number to call, its own encrypted copy; wiped once done or given up.
+    recipient_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sender: Mapped[str | None] = mapped_column(String(128))  # the number called, shown to them
+    # queued -> calling -> done | queued again (busy, no answer) | given_up | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    provider: Mapped[str | None] = mapped_column(String(16))
+    provider_call_id: Mapped[str | None] = mapped_column(String(64))
+    # Each attempt: {"at": ISO time, "event": placed | answered | busy | no-answer | ...}.
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class OutboundMessage(Base):

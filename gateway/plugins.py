@@ -24,6 +24,10 @@ everything the core needs from it, in the spirit of courier's ``ChannelHandler``
   show them (chat apps), ``None`` elsewhere (SMS numbers its choices in the text);
 - ``thread(runtime, message)``: what a reply to a stored message threads on, for media that
   thread (email: subject, In-Reply-To, References); given to its sender in ``OutgoingText``;
+- ``place_call(runtime, to, from_, callback_id)``: place a call back (gateway.callbacks) and
+  return the provider's call id; the plugin then says ``gateway.callbacks.script`` when it is
+  answered and reports how it ended with ``gateway.callbacks.result``; ``SendError`` when it
+  could not be placed;
 - ``default_from(settings)``: the address a reply is sent from when the resident's message
   does not say (the city's SMS number);
 - ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
@@ -118,6 +122,7 @@ class ChannelPlugin:
     buttons: Callable[[str, engine.State, dict[str, str], str], Buttons | None] | None = None
     default_from: Callable[[Settings], str | None] | None = None
     thread: Callable[[Runtime, InboundMessage], dict[str, Any] | None] | None = None
+    place_call: Callable[[Runtime, str, str | None, int], str] | None = None
     fetch_media: Callable[[Runtime, int, bool], None] | None = None
     fetch_recording: Callable[[Runtime, dict[str, Any], Path], tuple[Path, str]] | None = None
     delete_recording: Callable[[Runtime, dict[str, Any]], None] | None = None

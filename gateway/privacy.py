@@ -87,6 +87,10 @@ def outbound_recipient(decision_key: str) -> Binding:
     return Binding("outbound_messages.recipient_encrypted", (decision_key,))
 
 
+def callback_recipient(decision_key: str) -> Binding:
+    return Binding("callbacks.recipient_encrypted", (decision_key,))
+
+
 def voice_caller(call_sid: str) -> Binding:
     return Binding("voice_calls.caller_encrypted", (call_sid,))
 

@@ -171,6 +171,7 @@ def _file(
             transcription_status="failed" if decode_error else "pending",
             transcription_error=decode_error,
             broadcast_consent=call.broadcast_consent if call else None,
+            callback_consent=call.callback_consent if call else None,
             call_sid=call.call_sid if call else details.get("call_sid"),
             received_at=call.started_at if call else message.received_at,
             language=campaign.language if campaign else runtime.settings.language,

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from gateway.audio_cache import cached_files
 from gateway.models import (
+    Callback,
     Contribution,
     Contributor,
     Conversation,
@@ -256,6 +257,22 @@ def forget(
         ).rowcount  # type: ignore[attr-defined]
         or 0
     )
+
+    if contributor_ids:
+        # Call backs: the ones waiting would call a person who asked to be forgotten; the
+        # ones done keep their log, without the number (already wiped), detached.
+        session.execute(
+            delete(Callback)
+            .where(Callback.contributor_id.in_(contributor_ids))
+            .where(Callback.status.in_(("queued", "calling")))
+            .execution_options(synchronize_session="fetch")
+        )
+        session.execute(
+            update(Callback)
+            .where(Callback.contributor_id.in_(contributor_ids))
+            .values(contributor_id=None, recipient_encrypted=None)
+            .execution_options(synchronize_session="fetch")
+        )
 
     calls = session.execute(
         delete(VoiceCall)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway import privacy
-from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
+from gateway.models import Callback, Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.privacy import AddressVault, Binding, Unreadable
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ COLUMNS = (
         privacy.outbound_recipient,
     ),
     EncryptedColumn(VoiceCall.caller_encrypted, (VoiceCall.call_sid,), privacy.voice_caller),
+    EncryptedColumn(
+        Callback.recipient_encrypted, (Callback.decision_key,), privacy.callback_recipient
+    ),
 )
 
 

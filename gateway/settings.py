@@ -139,11 +139,22 @@ class _Secret:
     """Marks a secret: its value is never shown in an error."""
 
 
+def _calling_hours(value: str) -> str:
+    match = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", value)
+    if not match or not 0 <= int(match[1]) < int(match[2]) <= 24:
+        raise ValueError(
+            "must be two hours of the day, the first before the second, such as 9-20, "
+            f"not {value!r}"
+        )
+    return f"{int(match[1])}-{int(match[2])}"
+
+
 Flag = Annotated[bool, BeforeValidator(_flag)]  # true/false, 1/0, yes/no, on/off
 PathText = Annotated[str, BeforeValidator(_path_text)]  # a file or folder
 Secret = Annotated[str, _Secret()]
 ImageUrl = Annotated[str, AfterValidator(_image_url)]  # empty, or http(s)://host/path
 DecidimUrl = Annotated[str, AfterValidator(_decidim_url)]  # empty, or https (http: loopback)
+CallingHours = Annotated[str, AfterValidator(_calling_hours)]  # "9-20": from 9:00 to 20:00
 
 # The environment (or the mapping given to Settings.load) while Settings.load builds settings.
 _LOADING: ContextVar[Mapping[str, str] | None] = ContextVar(
@@ -271,6 +282,11 @@ class Settings(_GatewaySettings):
     voice_max_recording_seconds: int = 180  # the answering machine's <Record maxLength>
     voice_delete_recordings: Flag = True  # delete at the provider once stored here
     max_recording_bytes: int = 50 * 1024 * 1024
+    # Calling back the callers who asked for it (gateway.callbacks): only between these local
+    # hours (TIMEZONE), at most this many attempts, this long apart when busy or unanswered.
+    voice_callback_hours: CallingHours = "9-20"
+    voice_callback_attempts: int = 3
+    voice_callback_retry_minutes: int = 30
     # -- Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api) ----------
     # The platform's root URL and the API credentials an administrator made in Decidim's admin
     # (System > API credentials). The secret is never shown: not in repr, not in a log.

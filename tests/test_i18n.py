@@ -30,6 +30,9 @@ REALISTIC = {
     "state": "acceptée",
     "more": " Réponse complète : https://agora.nanterre.fr/campaigns/parc#PARC-0042",
     "url": "https://agora.nanterre.fr/campaigns/parc#PARC-0042",
+    # The calling hours, said to a caller who asked to be called back.
+    "start": "9",
+    "end": "20",
 }
 
 

@@ -46,6 +46,12 @@ def send_outbound_batch(outbound_ids: list[int]) -> list[str]:
     return outbound.send_in_order(get_runtime(), outbound_ids)
 
 
+def place_callback(callback_id: int) -> str:
+    from gateway import callbacks
+
+    return callbacks.place(get_runtime(), callback_id)
+
+
 def expire_conversation(conversation_id: int) -> int:
     runtime = get_runtime()
     outbound_ids = expiry.expire_conversation(runtime, conversation_id)

@@ -24,7 +24,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import or_, select
 
-from gateway import db, enqueue, residents
+from gateway import callbacks, db, enqueue, residents
 from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
@@ -48,10 +48,16 @@ class SweepReport:
     expired: int = 0
     interrupted: int = 0
     calls_purged: int = 0
+    callbacks: int = 0  # call backs due, handed to a worker (gateway.callbacks)
 
     def __bool__(self) -> bool:
         return bool(
-            self.inbound or self.outbound or self.expired or self.interrupted or self.calls_purged
+            self.inbound
+            or self.outbound
+            or self.expired
+            or self.interrupted
+            or self.calls_purged
+            or self.callbacks
         )
 
 
@@ -117,6 +123,7 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
         channels: dict[int, str] = {}
         stale_ids: set[int] = set()
         expired: list[tuple[int, str]] = []
+        due_callbacks: list[tuple[int, int]] = []
         if not only_due_outbound:
             inbound_rows = session.execute(
                 select(InboundMessage.id, InboundMessage.job_id, InboundMessage.channel)
@@ -142,6 +149,7 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
                     .limit(BATCH)
                 )
             )
+            due_callbacks = callbacks.due(session, now)
             expired = [
                 (cid, (exp.strftime("%Y%m%d%H%M%S") if exp else "none"))
                 for cid, exp in session.execute(
@@ -155,7 +163,7 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
         with runtime.sessions.begin() as session:
             # A call's record is kept while its call needs it, then goes (gateway.residents).
             report.calls_purged = residents.purge_calls(session, now)
-    if not (due or inbound_ids or expired):
+    if not (due or inbound_ids or expired or due_callbacks):
         return report
     try:
         if inbound_ids:
@@ -177,6 +185,13 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
                 OUTBOUND,
                 "send_outbound",
                 {oid: outbound_job_id(oid, attempts) for oid, attempts in due},
+            )
+        if due_callbacks:
+            report.callbacks = _enqueue_missing(
+                runtime,
+                OUTBOUND,
+                "place_callback",
+                {cid: f"callback-{cid}-{attempts}" for cid, attempts in due_callbacks},
             )
         if expired:
             report.expired = _enqueue_missing(

@@ -27,7 +27,7 @@ def _sender(settings: Settings) -> Sender:
 
 
 def _routes(app: web.Application) -> None:
-    from channels.twilio import voice, webhooks
+    from channels.twilio import callbacks, voice, webhooks
 
     app.router.add_post("/webhooks/twilio/sms", webhooks.sms_webhook)
     app.router.add_post(voice.VOICE_PATH, voice.incoming_call)
@@ -36,6 +36,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(voice.CONSENT_PATH, voice.consent)
     app.router.add_post(voice.REFERENCE_PATH, voice.reference_again)
     app.router.add_post(voice.FOLLOW_PATH, voice.follow)
+    app.router.add_post(callbacks.CALLBACK_PATH, callbacks.answered)
+    app.router.add_post(callbacks.CALLBACK_STATUS_PATH, callbacks.status)
     app.router.add_post(voice.PRIVACY_PATH, voice.privacy)
     app.router.add_post(voice.RECORDING_PATH, voice.recording_status)
 
@@ -66,6 +68,12 @@ def _delete_recording(runtime: Runtime, details: dict[str, Any]) -> None:
     recordings.delete(runtime, details)
 
 
+def _place_call(runtime: Runtime, to: str, from_: str | None, callback_id: int) -> str:
+    from channels.twilio import callbacks
+
+    return callbacks.place_call(runtime, to, from_, callback_id)
+
+
 def _default_from(settings: Settings) -> str | None:
     return of(settings).twilio_from_number or None
 
@@ -84,4 +92,5 @@ plugin = ChannelPlugin(
     picks_sender=lambda settings: bool(of(settings).twilio_messaging_service_sid),
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
+    place_call=_place_call,
 )

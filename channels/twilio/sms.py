@@ -131,7 +131,7 @@ class TwilioSender:
         try:
             created = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:
-            raise _classify(exc) from exc
+            raise classify(exc) from exc
         except requests.exceptions.ReadTimeout as exc:
             # Twilio may have accepted the message: sending again could send it twice.
             raise SendError(f"Twilio did not answer in time: {exc}", retryable=False) from exc
@@ -141,7 +141,7 @@ class TwilioSender:
         return str(created.sid)
 
 
-def _classify(exc: TwilioRestException) -> SendError:
+def classify(exc: TwilioRestException) -> SendError:
     status, code = exc.status, exc.code
     text = f"Twilio {status} error {code}: {exc.msg}"
     if code == UNSUBSCRIBED:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels.twilio import ids, sms
 from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
+from gateway.callbacks import calling_hours
 from gateway.calls import (
     MAX_FOLLOW_DIGITS,
     CampaignChoice,
@@ -46,12 +48,14 @@ from gateway.calls import (
     caller_of,
     choose_campaign,
     follow_up,
+    record_callback_consent,
     record_consent,
     reserve_reference,
     start_call,
 )
 from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.messages import IncomingMessage
+from gateway.phone import can_receive_sms
 from gateway.privacy import log_id
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -91,6 +95,10 @@ CONSENT_YES = "1"
 # The reference at the end of the call: said once, then again each time the caller presses 1,
 # at most this many times in all.
 REFERENCE_AGAIN = "1"
+# After the reference, a caller who cannot receive SMS may press 2 to be called back with the
+# outcome (gateway.callbacks); nobody is called without having pressed it.
+CALLBACK_KEY = "2"
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 REFERENCE_SAYINGS = 3
 REFERENCE_TIMEOUT = 5
 # The pause between two characters of the reference, and around the dash: slow enough to write
@@ -112,11 +120,11 @@ T = TypeVar("T")
 # -- TwiML (pure) -------------------------------------------------------------------------------
 
 
-def _say(parent: TwiML, key: str, language: str, **params: object) -> None:
-    _say_text(parent, translate(key, language, **params), language)
+def say(parent: TwiML, key: str, language: str, **params: object) -> None:
+    say_text(parent, translate(key, language, **params), language)
 
 
-def _say_text(parent: TwiML, text: str, language: str) -> None:
+def say_text(parent: TwiML, text: str, language: str) -> None:
     locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
     parent.say(text, language=locale, voice=voice)
 
@@ -138,13 +146,13 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
     if campaign.greeting_audio:
         gather.play(campaign.greeting_audio)
     elif campaign.greeting:
-        _say_text(gather, campaign.greeting, language)
+        say_text(gather, campaign.greeting, language)
     elif campaign.question:
-        _say(gather, "voice.greeting", language, title=campaign.title, question=campaign.question)
+        say(gather, "voice.greeting", language, title=campaign.title, question=campaign.question)
     else:
-        _say(gather, "voice.greeting_no_question", language, title=campaign.title)
-    _say(gather, "voice.followup_hint", language)
-    _say(gather, "voice.privacy_hint", language)
+        say(gather, "voice.greeting_no_question", language, title=campaign.title)
+    say(gather, "voice.followup_hint", language)
+    say(gather, "voice.privacy_hint", language)
     _record(response, campaign, settings)
     return str(response)
 
@@ -152,7 +160,7 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
 def twiml_record(campaign: CampaignChoice, settings: Settings) -> str:
     """The beep and the recording, without the greeting (the caller pressed a key during it)."""
     response = VoiceResponse()
-    _say(response, "voice.after_beep", campaign.language)
+    say(response, "voice.after_beep", campaign.language)
     _record(response, campaign, settings)
     return str(response)
 
@@ -176,7 +184,7 @@ def _record(response: VoiceResponse, campaign: CampaignChoice, settings: Setting
     )
     # Reached only when nothing was recorded: Twilio skips the action URL for an empty
     # recording and carries on with the next verb.
-    _say(response, "voice.nothing_recorded", language)
+    say(response, "voice.nothing_recorded", language)
     response.hangup()
 
 
@@ -189,11 +197,11 @@ def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
         action=action, method="POST", num_digits=1, timeout=MENU_TIMEOUT, input="dtmf"
     )
     language = DEFAULT_LANGUAGE  # no campaign yet, hence no campaign language
-    _say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
+    say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
     for number, choice in enumerate(choices, start=1):
-        _say(gather, "voice.menu_line", language, title=choice.title, number=number)
-    _say(gather, "voice.followup_hint", language)
-    _say(gather, "voice.privacy_hint", language)
+        say(gather, "voice.menu_line", language, title=choice.title, number=number)
+    say(gather, "voice.followup_hint", language)
+    say(gather, "voice.privacy_hint", language)
     response.redirect(action, method="POST")
     return str(response)
 
@@ -205,7 +213,7 @@ def twiml_privacy_menu(language: str, attempt: int) -> str:
     gather = response.gather(
         action=action, method="POST", num_digits=1, timeout=PRIVACY_TIMEOUT, input="dtmf"
     )
-    _say(gather, "voice.privacy_menu", language)
+    say(gather, "voice.privacy_menu", language)
     response.redirect(action, method="POST")
     return str(response)
 
@@ -217,14 +225,14 @@ def twiml_privacy_confirm(language: str) -> str:
     gather = response.gather(
         action=action, method="POST", num_digits=1, timeout=PRIVACY_TIMEOUT, input="dtmf"
     )
-    _say(gather, "voice.privacy_confirm", language)
+    say(gather, "voice.privacy_confirm", language)
     response.redirect(action, method="POST")
     return str(response)
 
 
 def twiml_goodbye(key: str, language: str = DEFAULT_LANGUAGE) -> str:
     response = VoiceResponse()
-    _say(response, key, language)
+    say(response, key, language)
     response.hangup()
     return str(response)
 
@@ -234,45 +242,56 @@ def twiml_consent_question(language: str) -> str:
     gather = response.gather(
         action=CONSENT_PATH, method="POST", num_digits=1, timeout=CONSENT_TIMEOUT, input="dtmf"
     )
-    _say(gather, "voice.consent", language)
+    say(gather, "voice.consent", language)
     # No key pressed: the consent step runs without Digits, which means no.
     response.redirect(CONSENT_PATH, method="POST")
     return str(response)
 
 
-def _say_reference(parent: TwiML, reference: str, language: str) -> None:
+def say_reference(parent: TwiML, reference: str, language: str) -> None:
     """The reference read slowly, one character at a time (« P, A, R, C, 0, 0, 4, 2 »): a
     caller writes it down as it is said, and keys it in later to follow the message."""
     locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
-    say = parent.say(translate("voice.reference", language), language=locale, voice=voice)
-    say.break_(time=CHARACTER_PAUSE)
+    spoken = parent.say(translate("voice.reference", language), language=locale, voice=voice)
+    spoken.break_(time=CHARACTER_PAUSE)
     for character in reference:
         if character == "-":
-            say.break_(time=DASH_PAUSE)
+            spoken.break_(time=DASH_PAUSE)
             continue
-        say.say_as(character, interpret_as="characters")
-        say.break_(time=CHARACTER_PAUSE)
+        spoken.say_as(character, interpret_as="characters")
+        spoken.break_(time=CHARACTER_PAUSE)
 
 
-def twiml_reference(reference: str, language: str, saying: int, thanks: str | None = None) -> str:
-    """The end of a call: ``thanks`` (a catalogue key) if given, the reference, and a key to
-    hear it again (``saying`` travels in the query string, which Twilio signs); then goodbye."""
+def twiml_reference(
+    reference: str,
+    language: str,
+    saying: int,
+    thanks: str | None = None,
+    offer_callback: bool = False,
+) -> str:
+    """The end of a call: ``thanks`` (a catalogue key) if given, the reference, a key to hear
+    it again and, to a caller who cannot receive SMS (``offer_callback``), a key to be called
+    back with the outcome (both travel in the query string, which Twilio signs); goodbye."""
     response = VoiceResponse()
     if thanks is not None:
-        _say(response, thanks, language)
-    if saying < REFERENCE_SAYINGS:
+        say(response, thanks, language)
+    offer = "&offer=1" if offer_callback else ""
+    if saying < REFERENCE_SAYINGS or offer_callback:
         gather = response.gather(
-            action=f"{REFERENCE_PATH}?saying={saying + 1}",
+            action=f"{REFERENCE_PATH}?saying={saying + 1}{offer}",
             method="POST",
             num_digits=1,
             timeout=REFERENCE_TIMEOUT,
             input="dtmf",
         )
-        _say_reference(gather, reference, language)
-        _say(gather, "voice.reference_again", language)
+        say_reference(gather, reference, language)
+        if saying < REFERENCE_SAYINGS:
+            say(gather, "voice.reference_again", language)
+        if offer_callback:
+            say(gather, "voice.callback_offer", language)
     else:
-        _say_reference(response, reference, language)
-    _say(response, "voice.goodbye", language)
+        say_reference(response, reference, language)
+    say(response, "voice.goodbye", language)
     response.hangup()
     return str(response)
 
@@ -289,7 +308,7 @@ def twiml_follow_ask(language: str, attempt: int) -> str:
         timeout=FOLLOW_TIMEOUT,
         input="dtmf",
     )
-    _say(gather, "voice.followup_ask", language)
+    say(gather, "voice.followup_ask", language)
     response.redirect(action, method="POST")
     return str(response)
 
@@ -298,7 +317,7 @@ def twiml_follow_answer(said: Sequence[str], language: str) -> str:
     """What the caller's contribution has become; star for another one; goodbye."""
     response = VoiceResponse()
     for text in said:
-        _say_text(response, text, language)
+        say_text(response, text, language)
     gather = response.gather(
         action=f"{FOLLOW_PATH}?step=again",
         method="POST",
@@ -306,8 +325,8 @@ def twiml_follow_answer(said: Sequence[str], language: str) -> str:
         timeout=REFERENCE_TIMEOUT,
         input="dtmf",
     )
-    _say(gather, "voice.followup_more", language)
-    _say(response, "voice.goodbye", language)
+    say(gather, "voice.followup_more", language)
+    say(response, "voice.goodbye", language)
     response.hangup()
     return str(response)
 
@@ -378,11 +397,11 @@ def recording_message(
 # -- aiohttp views ----------------------------------------------------------------------------
 
 
-async def _in_thread(fn: Callable[[], T]) -> T:
+async def in_thread(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
-def _twiml(body: str) -> web.Response:
+def twiml_response(body: str) -> web.Response:
     return web.Response(text=body, content_type="text/xml")
 
 
@@ -400,7 +419,7 @@ async def incoming_call(request: web.Request) -> web.Response:
     runtime, settings = request.app[RUNTIME], request.app[SETTINGS]
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
-        choices = await _in_thread(lambda: start_call(runtime, call_sid, caller, called))
+        choices = await in_thread(lambda: start_call(runtime, call_sid, caller, called))
     except SQLAlchemyError as exc:
         # Without the database no campaign can be chosen: a 5xx sends Twilio to the number's
         # fallback URL (or its own error message) rather than to a call we cannot keep.
@@ -413,10 +432,10 @@ async def incoming_call(request: web.Request) -> web.Response:
         len(choices),
     )
     if not choices:
-        return _twiml(twiml_goodbye("voice.no_campaign"))
+        return twiml_response(twiml_goodbye("voice.no_campaign"))
     if len(choices) == 1:
-        return _twiml(twiml_greeting_and_record(choices[0], settings))
-    return _twiml(twiml_menu(choices, attempt=1))
+        return twiml_response(twiml_greeting_and_record(choices[0], settings))
+    return twiml_response(twiml_menu(choices, attempt=1))
 
 
 async def menu_choice(request: web.Request) -> web.Response:
@@ -429,24 +448,24 @@ async def menu_choice(request: web.Request) -> web.Response:
         attempt = MENU_ATTEMPTS
     digits = form.get("Digits") or ""
     if digits == PRIVACY_KEY:
-        return _twiml(twiml_privacy_menu(DEFAULT_LANGUAGE, attempt=1))
+        return twiml_response(twiml_privacy_menu(DEFAULT_LANGUAGE, attempt=1))
     if digits == FOLLOW_KEY:
-        return _twiml(twiml_follow_ask(DEFAULT_LANGUAGE, attempt=1))
+        return twiml_response(twiml_follow_ask(DEFAULT_LANGUAGE, attempt=1))
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
-        chosen, choices = await _in_thread(
+        chosen, choices = await in_thread(
             lambda: choose_campaign(runtime, call_sid, caller, called, digits)
         )
     except SQLAlchemyError as exc:
         log.error("twilio voice menu: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     if chosen is not None:
-        return _twiml(twiml_greeting_and_record(chosen, settings))
+        return twiml_response(twiml_greeting_and_record(chosen, settings))
     if not choices:  # the campaigns closed while the caller was listening
-        return _twiml(twiml_goodbye("voice.no_campaign"))
+        return twiml_response(twiml_goodbye("voice.no_campaign"))
     if attempt >= MENU_ATTEMPTS:
-        return _twiml(twiml_goodbye("voice.menu_goodbye"))
-    return _twiml(twiml_menu(choices, attempt=attempt + 1))
+        return twiml_response(twiml_goodbye("voice.menu_goodbye"))
+    return twiml_response(twiml_menu(choices, attempt=attempt + 1))
 
 
 async def privacy(request: web.Request) -> web.Response:
@@ -463,7 +482,7 @@ async def privacy(request: web.Request) -> web.Response:
     except ValueError:
         attempt = MENU_ATTEMPTS
     try:
-        campaign = await _in_thread(lambda: call_campaign(runtime, call_sid))
+        campaign = await in_thread(lambda: call_campaign(runtime, call_sid))
     except SQLAlchemyError as exc:
         log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
@@ -471,38 +490,38 @@ async def privacy(request: web.Request) -> web.Response:
 
     async def back_to_the_message() -> web.Response:
         if campaign is not None:
-            return _twiml(twiml_record(campaign, settings))
+            return twiml_response(twiml_record(campaign, settings))
         # No campaign chosen yet (9 was pressed in the campaign menu): the menu again.
         caller, called = form.get("From") or "", form.get("To") or ""
-        choices = await _in_thread(lambda: start_call(runtime, call_sid, caller, called))
+        choices = await in_thread(lambda: start_call(runtime, call_sid, caller, called))
         if not choices:
-            return _twiml(twiml_goodbye("voice.no_campaign"))
+            return twiml_response(twiml_goodbye("voice.no_campaign"))
         if len(choices) == 1:
-            return _twiml(twiml_greeting_and_record(choices[0], settings))
-        return _twiml(twiml_menu(choices, attempt=1))
+            return twiml_response(twiml_greeting_and_record(choices[0], settings))
+        return twiml_response(twiml_menu(choices, attempt=1))
 
     if step == "greeting":
         if digits == PRIVACY_KEY:
-            return _twiml(twiml_privacy_menu(language, attempt=1))
+            return twiml_response(twiml_privacy_menu(language, attempt=1))
         if digits == FOLLOW_KEY:
-            return _twiml(twiml_follow_ask(language, attempt=1))
+            return twiml_response(twiml_follow_ask(language, attempt=1))
         return await back_to_the_message()
     if step == "choice":
         if digits == PRIVACY_STOP:
             await _store_privacy_request(request, form, call_sid, "stop")
-            return _twiml(twiml_goodbye("voice.privacy_stopped", language))
+            return twiml_response(twiml_goodbye("voice.privacy_stopped", language))
         if digits == PRIVACY_FORGET:
-            return _twiml(twiml_privacy_confirm(language))
+            return twiml_response(twiml_privacy_confirm(language))
         if digits == PRIVACY_BACK:
             return await back_to_the_message()
         if attempt >= MENU_ATTEMPTS:
-            return _twiml(twiml_goodbye("voice.privacy_goodbye", language))
-        return _twiml(twiml_privacy_menu(language, attempt=attempt + 1))
+            return twiml_response(twiml_goodbye("voice.privacy_goodbye", language))
+        return twiml_response(twiml_privacy_menu(language, attempt=attempt + 1))
     if step == "confirm":
         if digits == PRIVACY_FORGET:
             await _store_privacy_request(request, form, call_sid, "forget")
-            return _twiml(twiml_goodbye("voice.privacy_forgotten", language))
-        return _twiml(twiml_goodbye("voice.privacy_cancelled", language))
+            return twiml_response(twiml_goodbye("voice.privacy_forgotten", language))
+        return twiml_response(twiml_goodbye("voice.privacy_cancelled", language))
     raise web.HTTPBadRequest(text="unknown step")
 
 
@@ -536,13 +555,13 @@ async def recorded(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
         # The message's reference, taken now: the caller hears it before hanging up.
-        await _in_thread(lambda: reserve_reference(runtime, call_sid))
-        language = await _in_thread(lambda: call_language(runtime, call_sid))
+        await in_thread(lambda: reserve_reference(runtime, call_sid))
+        language = await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
         # The message is recorded either way: ask in French rather than drop the caller.
         log.error("twilio voice recorded: database unavailable (%s)", type(exc).__name__)
         language = DEFAULT_LANGUAGE
-    return _twiml(twiml_consent_question(language))
+    return twiml_response(twiml_consent_question(language))
 
 
 async def consent(request: web.Request) -> web.Response:
@@ -551,16 +570,31 @@ async def consent(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     given = consent_from(form.get("Digits"))
     try:
-        language = await _in_thread(lambda: record_consent(runtime, call_sid, given))
-        reference = await _in_thread(lambda: reserve_reference(runtime, call_sid))
+        language = await in_thread(lambda: record_consent(runtime, call_sid, given))
+        reference = await in_thread(lambda: reserve_reference(runtime, call_sid))
     except SQLAlchemyError as exc:
         # Unrecorded consent reads as "no" later, the safe side; the caller is still thanked.
         log.error("twilio voice consent: database unavailable (%s)", type(exc).__name__)
         language, reference = DEFAULT_LANGUAGE, None
     if reference is None:  # an unknown call, or no database: thanks and goodbye
-        return _twiml(twiml_goodbye("voice.thanks_yes" if given else "voice.thanks_no", language))
+        return twiml_response(
+            twiml_goodbye("voice.thanks_yes" if given else "voice.thanks_no", language)
+        )
     thanks = "voice.saved_yes" if given else "voice.saved_no"
-    return _twiml(twiml_reference(reference, language, 1, thanks=thanks))
+    offer = await _offers_callback(runtime, call_sid)
+    return twiml_response(
+        twiml_reference(reference, language, 1, thanks=thanks, offer_callback=offer)
+    )
+
+
+async def _offers_callback(runtime: Runtime, call_sid: str) -> bool:
+    """Whether to offer a call back: only to a caller whose number cannot receive SMS (a
+    landline; mobiles get the outcome by SMS), and whose number is known."""
+    try:
+        caller, _called = await in_thread(lambda: caller_of(runtime, call_sid))
+    except SQLAlchemyError:
+        return False
+    return bool(caller) and E164.match(caller) is not None and not can_receive_sms(caller)
 
 
 async def reference_again(request: web.Request) -> web.Response:
@@ -573,17 +607,34 @@ async def reference_again(request: web.Request) -> web.Response:
         saying = int(request.query.get("saying", str(REFERENCE_SAYINGS)))
     except ValueError:
         saying = REFERENCE_SAYINGS
-    if (form.get("Digits") or "").strip() != REFERENCE_AGAIN:
-        return _twiml(twiml_goodbye("voice.goodbye", await _language_or_default(runtime, call_sid)))
+    digits = (form.get("Digits") or "").strip()
+    offer = request.query.get("offer") == "1"
+    if offer and digits == CALLBACK_KEY:
+        try:
+            language = await in_thread(lambda: record_callback_consent(runtime, call_sid))
+        except SQLAlchemyError as exc:
+            log.error("twilio voice call back: database unavailable (%s)", type(exc).__name__)
+            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        log.info("call %s: the caller asked to be called back", call_sid[:10])
+        start, end = calling_hours(request.app[SETTINGS])
+        response = VoiceResponse()
+        say(response, "voice.callback_noted", language, start=start, end=end)
+        response.hangup()
+        return twiml_response(str(response))
+    if digits != REFERENCE_AGAIN:
+        return twiml_response(
+            twiml_goodbye("voice.goodbye", await _language_or_default(runtime, call_sid))
+        )
     try:
-        reference = await _in_thread(lambda: call_reference(runtime, call_sid))
-        language = await _in_thread(lambda: call_language(runtime, call_sid))
+        reference = await in_thread(lambda: call_reference(runtime, call_sid))
+        language = await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
         log.error("twilio voice reference: database unavailable (%s)", type(exc).__name__)
         reference, language = None, DEFAULT_LANGUAGE
     if reference is None:
-        return _twiml(twiml_goodbye("voice.goodbye", language))
-    return _twiml(twiml_reference(reference, language, max(1, min(saying, REFERENCE_SAYINGS))))
+        return twiml_response(twiml_goodbye("voice.goodbye", language))
+    saying = max(1, min(saying, REFERENCE_SAYINGS))
+    return twiml_response(twiml_reference(reference, language, saying, offer_callback=offer))
 
 
 async def follow(request: web.Request) -> web.Response:
@@ -596,28 +647,28 @@ async def follow(request: web.Request) -> web.Response:
     language = await _language_or_default(runtime, call_sid)
     if request.query.get("step") == "again":
         if digits == FOLLOW_KEY:
-            return _twiml(twiml_follow_ask(language, attempt=1))
-        return _twiml(twiml_goodbye("voice.goodbye", language))
+            return twiml_response(twiml_follow_ask(language, attempt=1))
+        return twiml_response(twiml_goodbye("voice.goodbye", language))
     try:
         attempt = max(1, int(request.query.get("attempt", "1")))
     except ValueError:
         attempt = MENU_ATTEMPTS
     if not digits:
         if attempt >= MENU_ATTEMPTS:
-            return _twiml(twiml_goodbye("voice.goodbye", language))
-        return _twiml(twiml_follow_ask(language, attempt=attempt + 1))
+            return twiml_response(twiml_goodbye("voice.goodbye", language))
+        return twiml_response(twiml_follow_ask(language, attempt=attempt + 1))
     try:
-        said = await _in_thread(lambda: follow_up(runtime, call_sid, digits))
+        said = await in_thread(lambda: follow_up(runtime, call_sid, digits))
     except SQLAlchemyError as exc:
         log.error("twilio voice follow-up: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     log.info("call %s: a contribution followed by keypad", call_sid[:10])
-    return _twiml(twiml_follow_answer(said, language))
+    return twiml_response(twiml_follow_answer(said, language))
 
 
 async def _language_or_default(runtime: Runtime, call_sid: str) -> str:
     try:
-        return await _in_thread(lambda: call_language(runtime, call_sid))
+        return await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError:
         return DEFAULT_LANGUAGE
 
@@ -631,7 +682,7 @@ async def recording_status(request: web.Request) -> web.Response:
         log.warning("twilio recording callback refused: %s", exc)
         raise web.HTTPBadRequest(text=str(exc)) from exc
     try:
-        caller, called = await _in_thread(lambda: caller_of(runtime, call_sid))
+        caller, called = await in_thread(lambda: caller_of(runtime, call_sid))
         message = recording_message(form, caller, called, datetime.now(UTC))
         # A second delivery of the same RecordingSid is absorbed by ingest's unique key.
         await request.app[INGEST].accept(message)
@@ -639,4 +690,4 @@ async def recording_status(request: web.Request) -> web.Response:
         # Not stored: ask Twilio to try again rather than pretend.
         log.error("twilio recording callback: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
-    return _twiml(EMPTY_TWIML)
+    return twiml_response(EMPTY_TWIML)

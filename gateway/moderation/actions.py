@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import enqueue, plugins, residents, textcap
+from gateway import callbacks, enqueue, plugins, residents, textcap
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
@@ -270,6 +270,19 @@ def notify(
         now=now,
     )
     result = "queued"
+    if problem == "landline" and contribution.callback_consent:
+        # A caller without SMS who asked, on their call, to be called back with the outcome.
+        callbacks.schedule(
+            runtime,
+            session,
+            contribution=contribution,
+            contributor=contributor,
+            decision_key=decision_key,
+            key=key,
+            text=text,
+            sender=_called_number(session, contribution),
+        )
+        return callbacks.SCHEDULED
     if problem is not None:
         row.status, row.recipient_encrypted, row.error = "failed", None, NOTICE_PROBLEMS[problem]
         result = problem
@@ -324,6 +337,14 @@ def _reply_route(
     return contribution.channel, recipient, None
 
 
+def _called_number(session: Session, contribution: Contribution) -> str | None:
+    """The number the caller called: a call back comes from it, so that they know who calls."""
+    if not contribution.inbound_message_id:
+        return None
+    message = session.get(InboundMessage, contribution.inbound_message_id)
+    return message.recipient if message else None
+
+
 def _has_messaging_service(runtime: Runtime) -> bool:
     """Whether a configured SMS provider picks the sending number itself."""
     return any(
@@ -347,7 +368,7 @@ def reply(runtime: Runtime, actor: Actor, contribution_id: int, text: str) -> Do
             runtime, session, done, contribution, "outcome.answer", f"mod{event.id}", text=text
         )
         event.after = {"text": text, "notice": result}
-        if result != "queued":
+        if result not in ("queued", callbacks.SCHEDULED):
             # Nothing is kept: the moderator is told at once, and can try again later (a
             # resident over the hourly cap) or knows the resident cannot be answered.
             raise ActionError(

@@ -371,3 +371,28 @@ async def test_an_empty_message_says_so_in_the_conversation(rt, moderator: Brows
     texts = [li.one(".bubble__text").text for li in dom.select("#conversation li")]
     assert sorted(texts) == ["(message vide)", "PARC Des bancs"]
     assert all(t.strip() for t in texts)
+
+
+async def test_a_call_back_and_its_attempts_are_on_the_contribution_page(
+    rt: Runtime, moderator: Browser
+):
+    """A caller with only a landline who asked to be called back (gateway.callbacks): the
+    publication schedules a call back, shown with each attempt, instead of a failed SMS."""
+    from gateway import callbacks
+
+    landline = seed.contributor(rt, "+33147000001", "voice")
+    cid = seed.contribution(
+        rt, "Des bancs", channel="voice", person=landline, callback_consent=True
+    )
+    await moderator.post(
+        f"/moderation/contributions/{cid}/decision?channel=voice", {"action": "publish"}
+    )
+    assert seed.notices(rt, cid) == []  # no SMS to a landline: a call back instead
+    dom = (await moderator.get(f"/moderation/contributions/{cid}")).dom
+    (shown,) = [li for li in dom.select("#callbacks li") if li.get("data-status")]
+    assert "scheduled" in shown.text  # its log, step by step
+    assert dom.one("#history li[data-action=publish]") is not None
+    with rt.sessions() as session:
+        (row,) = callbacks.of_contribution(session, cid)
+    assert row.log[0]["event"] == "scheduled"
+    assert shown.get("data-status") in ("queued", "calling", "failed")  # as the page was read

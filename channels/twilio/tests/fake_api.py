@@ -94,6 +94,9 @@ ERROR_MESSAGES: dict[int, str] = {
     21602: "Message body is required.",
     21603: "A 'From' phone number is required.",
     21604: "A 'To' phone number is required.",
+    21201: "No 'To' number is specified",
+    21213: "No 'From' number is specified",
+    21205: "Url parameter is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21617: "The concatenated message body exceeds the 1600 character limit.",
 }
@@ -197,6 +200,7 @@ class _State:
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
     recordings: dict[str, _Recording] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -320,6 +324,52 @@ async def create_message(request: web.Request) -> web.Response:
     return web.json_response(resource, status=201)
 
 
+async def create_call(request: web.Request) -> web.Response:
+    """Calls create (https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource):
+    To, From and Url (or Twiml) required; answers 201 with the call resource, status queued.
+    The call itself is not made: a test plays Twilio's part (the TwiML request to Url, then the
+    StatusCallback) with what was recorded here."""
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    form = await request.post()
+    with state.lock:
+        failure = state.failures.pop(0) if state.failures else None
+    if failure is not None:
+        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
+        return error_response(
+            failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
+        )
+    to, from_ = _text(form, "To"), _text(form, "From")
+    if not to:
+        return error_response(400, 21201)
+    if not from_:
+        return error_response(400, 21213)
+    if not _text(form, "Url") and not _text(form, "Twiml"):
+        return error_response(400, 21205)
+    if not _VALID_TO.match(to):
+        return error_response(400, 21211, to=to)
+    sid = "CA" + secrets.token_hex(16)
+    now = rfc2822_now()
+    resource = {
+        "account_sid": state.account_sid,
+        "api_version": API_VERSION,
+        "date_created": now,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "from": from_,
+        "sid": sid,
+        "status": "queued",
+        "to": to,
+        "uri": f"/{API_VERSION}/Accounts/{state.account_sid}/Calls/{sid}.json",
+    }
+    with state.lock:
+        state.calls.append({**_form_dict(form), "sid": sid})
+        state.lock.notify_all()
+    return web.json_response(resource, status=201)
+
+
 async def fetch_message(request: web.Request) -> web.Response:
     state = request.app[STATE]
     refused = _check_account(request)
@@ -370,6 +420,7 @@ def create_app(state: _State) -> web.Application:
     accounts = f"/{API_VERSION}/Accounts/{{account_sid}}"
     app.router.add_post(f"{accounts}/Messages.json", create_message)
     app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
+    app.router.add_post(f"{accounts}/Calls.json", create_call)
     app.router.add_get(f"{accounts}/Recordings/{{name}}", recording)
     app.router.add_delete(f"{accounts}/Recordings/{{name}}", recording)
     app.router.add_route("*", "/{tail:.*}", not_found)
@@ -419,6 +470,13 @@ class FakeTwilio:
             return [dict(m) for m in self._state.messages]
 
     @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Accepted Calls create requests: form parameters (To, From, Url, StatusCallback,
+        ...) plus ``sid``."""
+        with self._state.lock:
+            return [dict(c) for c in self._state.calls]
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
         """Every request: ``{"method", "path", "form", "status"}``, in arrival order."""
         with self._state.lock:
@@ -441,6 +499,7 @@ class FakeTwilio:
         """Forget messages, requests and pending failures (recordings stay)."""
         with self._state.lock:
             self._state.messages.clear()
+            self._state.calls.clear()
             self._state.resources.clear()
             self._state.requests.clear()
             self._state.failures.clear()

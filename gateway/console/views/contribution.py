@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from gateway import textcap
+from gateway import callbacks, textcap
 from gateway.console import flash, present
 from gateway.console.rendering import error_page, render, see_other, timezone, translator
 from gateway.console.views.common import (
@@ -23,7 +23,7 @@ from gateway.console.views.common import (
     with_query,
 )
 from gateway.console.work import act, read
-from gateway.models import Campaign, Contribution, OutboundMessage
+from gateway.models import Callback, Campaign, Contribution, OutboundMessage
 from gateway.moderation import actions, answers, queries, redaction
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError, Done
@@ -51,6 +51,7 @@ class ContributionData:
     campaign: Campaign | None
     conversation: list[queries.ConversationLine]
     notices: list[OutboundMessage]
+    callbacks: list[Callback]  # call backs to a caller without SMS (gateway.callbacks)
     history: queries.LogPage
     previous: Neighbour | None
     following: Neighbour | None
@@ -93,6 +94,7 @@ async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionD
             campaign=c.campaign,
             conversation=queries.conversation(session, c),
             notices=queries.notices(session, cid),
+            callbacks=callbacks.of_contribution(session, cid),
             history=queries.log_page(session, contribution_id=cid, per_page=200),
             previous=_neighbour(session, previous),
             following=_neighbour(session, following),
