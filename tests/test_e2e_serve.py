@@ -311,3 +311,104 @@ def test_voice_call_and_recording_become_a_transcribed_contribution_after_a_burs
         assert item["text"] == item["transcript"]
     finally:
         gateway.stop()
+
+
+def test_the_landline_loop_through_gateway_serve(tmp_path: Path, fake: FakeTwilio):
+    """Issue 15's done-when, against `gateway serve` as an operator runs it: a caller with
+    only a landline leaves a message, hears their reference, asks to be called back; the
+    city publishes it; the gateway calls back through Twilio and says the outcome."""
+    import xml.etree.ElementTree as ET
+
+    from tests.conftest import require_tool as _tool
+
+    raw, phone = tmp_path / "raw.wav", tmp_path / "phone.wav"
+    subprocess.run(
+        [
+            _tool("espeak-ng"),
+            "-v",
+            "fr",
+            "-w",
+            str(raw),
+            "Il faudrait des bancs et des arbres dans le parc du quartier, merci beaucoup.",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [_tool("sox"), str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(phone)], check=True
+    )
+    env = base_env(tmp_path, fake)
+    # Any hour: this test runs whenever CI does (the hours have their own tests).
+    env["GATEWAY_VOICE_CALLBACK_HOURS"] = "0-24"
+    gateway = Gateway(env, tmp_path)
+    gateway.start("serve")
+
+    def said(response: requests.Response) -> ET.Element:
+        assert response.status_code == 200, response.text
+        return ET.fromstring(response.text)  # noqa: S314 - our own server's answer
+
+    def spelled(root: ET.Element) -> str:
+        return "".join(e.text or "" for e in root.iter("say-as"))
+
+    try:
+        gateway.wait_healthy()
+        landline, call_sid = "+33147000001", "CA" + "8" * 32
+        call = {
+            "AccountSid": fake.account_sid,
+            "CallSid": call_sid,
+            "From": landline,
+            "To": "+33100000001",
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
+        said(gateway.post_signed("/webhooks/twilio/voice", call))
+        said(gateway.post_signed("/webhooks/twilio/voice/recorded", call))
+        end = said(gateway.post_signed("/webhooks/twilio/voice/consent", {**call, "Digits": "1"}))
+        gather = end.find("Gather")
+        assert gather is not None
+        offer = gather.get("action", "")
+        assert offer == "/webhooks/twilio/voice/reference?saying=2&offer=1"
+        heard = spelled(gather)
+        assert heard.startswith("PARC")
+        said(gateway.post_signed(offer, {**call, "Digits": "2"}))  # call me back
+
+        url = fake.add_recording("RE" + "8" * 32, phone.read_bytes(), "audio/wav")
+        recording = {
+            "AccountSid": fake.account_sid,
+            "CallSid": call_sid,
+            "RecordingSid": "RE" + "8" * 32,
+            "RecordingUrl": url,
+            "RecordingStatus": "completed",
+            "RecordingDuration": "2",
+            "RecordingChannels": "1",
+            "RecordingSource": "RecordVerb",
+        }
+        assert gateway.post_signed("/webhooks/twilio/recording", recording).status_code == 200
+        (item,) = gateway.wait_for_contributions(1)
+        assert str(item["reference"]).replace("-", "") == heard
+
+        token = gateway.cli("tokens", "create", "radio", "--scope", "moderate").strip()
+        published = requests.post(
+            f"{gateway.url}/api/v1/contributions/{item['id']}/decision",
+            json={"action": "publish"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert published.status_code == 200, published.text
+
+        deadline = time.monotonic() + 60
+        while not fake.calls and time.monotonic() < deadline:
+            time.sleep(0.5)  # the sweeper places due call backs
+        (placed,) = fake.calls
+        assert (placed["To"], placed["From"]) == (landline, "+33100000001")
+        base = env["GATEWAY_PUBLIC_URL"]
+        answered = {"AccountSid": fake.account_sid, "CallSid": placed["sid"], "To": landline}
+        script = said(gateway.post_signed(placed["Url"].removeprefix(base), answered))
+        assert spelled(script) == heard
+        assert any(str(item["reference"]) in (s.text or "") for s in script.iter("Say"))
+        ended = {**answered, "CallStatus": "completed"}
+        status = gateway.post_signed(placed["StatusCallback"].removeprefix(base), ended)
+        assert status.status_code == 200
+        assert fake.messages == []  # a landline: no SMS at all
+    finally:
+        gateway.stop()
