@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
 from gateway.i18n import DEFAULT_LANGUAGE, translate
-from gateway.models import Campaign, Contribution, Contributor, VoiceCall
+from gateway.models import Campaign, Contribution, VoiceCall
+from gateway.outcomes import own_contributions
 from gateway.privacy import AddressVault, normalise_address, voice_caller
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
@@ -259,35 +260,7 @@ def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
         digits = digits.strip()
         if not digits.isdigit() or len(digits) > MAX_FOLLOW_DIGITS:
             return [translate("voice.followup_not_found", language)]
-        rows = session.execute(
-            select(
-                Contribution.reference,
-                Contribution.status,
-                Campaign.title,
-                Contribution.decision_reason,
-                Contribution.answer_state,
-                Contribution.answer_text,
-                Contribution.answer_text_en,
-            )
-            .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
-            .join(Contributor, Contribution.contributor_id == Contributor.id)
-            # The same number by SMS and by voice is one resident (gateway.privacy.lookup_hash).
-            .where(Contributor.address_hash == call.caller_hash)
-            .order_by(Contribution.received_at.desc())
-            .limit(50)
-        ).all()
-    own = [
-        engine.OwnContribution(
-            reference=reference,
-            status=status,
-            campaign_title=title or "",
-            reason=reason,
-            answer_state=answer_state,
-            answer_text=text,
-            answer_text_en=text_en,
-        )
-        for reference, status, title, reason, answer_state, text, text_en in rows
-    ]
+        own = own_contributions(session, call.caller_hash)
     found = [c for c in own if engine.same_reference(digits, c.reference)]
     if not found:
         return [translate("voice.followup_not_found", language)]

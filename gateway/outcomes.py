@@ -56,10 +56,15 @@ def campaign_infos(session: Session) -> tuple[engine.CampaignInfo, ...]:
     )
 
 
-def context(
-    runtime: Runtime, session: Session, contributor: Contributor, now: datetime
-) -> engine.Context:
-    own = session.execute(
+def own_contributions(
+    session: Session, address_hash: str | None, limit: int = 50
+) -> tuple[engine.OwnContribution, ...]:
+    """A person's latest contributions, as SUIVI tells them (by SMS, chat, or on the phone):
+    every channel of their address (the same number by SMS and by voice is one resident,
+    gateway.privacy.lookup_hash), newest first."""
+    if not address_hash:
+        return ()
+    rows = session.execute(
         select(
             Contribution.reference,
             Contribution.status,
@@ -71,27 +76,32 @@ def context(
         )
         .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
         .join(Contributor, Contribution.contributor_id == Contributor.id)
-        # The same number by SMS and by voice is one resident (gateway.privacy.lookup_hash).
-        .where(Contributor.address_hash == contributor.address_hash)
+        .where(Contributor.address_hash == address_hash)
         .order_by(Contribution.received_at.desc())
-        .limit(50)
+        .limit(limit)
     ).all()
+    return tuple(
+        engine.OwnContribution(
+            reference=r,
+            status=s,
+            campaign_title=t or "",
+            reason=reason,
+            answer_state=answer_state,
+            answer_text=answer_text,
+            answer_text_en=answer_text_en,
+        )
+        for r, s, t, reason, answer_state, answer_text, answer_text_en in rows
+    )
+
+
+def context(
+    runtime: Runtime, session: Session, contributor: Contributor, now: datetime
+) -> engine.Context:
     sender = engine.Sender(
         first_contact=contributor.notice_sent_at is None,
         opted_out=contributor.opted_out,
         language=contributor.language,
-        contributions=tuple(
-            engine.OwnContribution(
-                reference=r,
-                status=s,
-                campaign_title=t or "",
-                reason=reason,
-                answer_state=answer_state,
-                answer_text=answer_text,
-                answer_text_en=answer_text_en,
-            )
-            for r, s, t, reason, answer_state, answer_text, answer_text_en in own
-        ),
+        contributions=own_contributions(session, contributor.address_hash),
     )
     return engine.Context(
         now=now,

@@ -259,19 +259,27 @@ def _check_account(request: web.Request) -> web.Response | None:
     return None
 
 
+def _injected_failure(state: _State, form: Any) -> web.Response | None:
+    """The next failure a test asked for (``fail_next``), answered as Twilio would."""
+    with state.lock:
+        failure = state.failures.pop(0) if state.failures else None
+    if failure is None:
+        return None
+    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
+    return error_response(
+        failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
+    )
+
+
 async def create_message(request: web.Request) -> web.Response:
     state = request.app[STATE]
     refused = _check_account(request)
     if refused is not None:
         return refused
     form = await request.post()
-    with state.lock:
-        failure = state.failures.pop(0) if state.failures else None
-    if failure is not None:
-        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
-        return error_response(
-            failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
-        )
+    failed = _injected_failure(state, form)
+    if failed is not None:
+        return failed
 
     to = _text(form, "To")
     from_ = _text(form, "From")
@@ -334,13 +342,9 @@ async def create_call(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     form = await request.post()
-    with state.lock:
-        failure = state.failures.pop(0) if state.failures else None
-    if failure is not None:
-        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
-        return error_response(
-            failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
-        )
+    failed = _injected_failure(state, form)
+    if failed is not None:
+        return failed
     to, from_ = _text(form, "To"), _text(form, "From")
     if not to:
         return error_response(400, 21201)
