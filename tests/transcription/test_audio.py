@@ -8,13 +8,13 @@ import math
 import struct
 import subprocess
 import threading
-import time
 import wave
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.helpers import best_time
 from tests.transcription.conftest import require_tool
 from transcription import audio as audio_module
 from transcription.audio import SAMPLE_RATE, Audio, AudioError, decode_to_pcm, has_speech_energy
@@ -193,11 +193,12 @@ def test_the_two_hour_file_is_what_it_claims(two_hour_wav: Path) -> None:
 
 
 def test_two_hour_file_is_refused_at_once(two_hour_wav: Path) -> None:
-    started = time.perf_counter()
-    with pytest.raises(AudioError) as caught:
-        decode_to_pcm(two_hour_wav)
-    assert caught.value.code == "too_long"
-    assert time.perf_counter() - started < 1.0
+    def refuse() -> None:
+        with pytest.raises(AudioError) as caught:
+            decode_to_pcm(two_hour_wav)
+        assert caught.value.code == "too_long"
+
+    assert best_time(refuse, 1.0) < 1.0  # the best of up to three runs (tests.helpers)
 
 
 def test_too_long_without_announced_duration_stops_at_the_limit(
@@ -205,12 +206,14 @@ def test_too_long_without_announced_duration_stops_at_the_limit(
 ) -> None:
     """Containers that announce no duration (or lie) are cut off while decoding."""
     monkeypatch.setattr(audio_module, "_announced_duration", lambda container, stream: None)
-    started = time.perf_counter()
-    with pytest.raises(AudioError) as caught:
-        decode_to_pcm(two_hour_wav, max_seconds=60)
-    assert caught.value.code == "too_long"
+
+    def refuse() -> None:
+        with pytest.raises(AudioError) as caught:
+            decode_to_pcm(two_hour_wav, max_seconds=60)
+        assert caught.value.code == "too_long"
+
     # Decoding all 2 hours takes several seconds; stopping at a minute takes a fraction.
-    assert time.perf_counter() - started < 1.0
+    assert best_time(refuse, 1.0) < 1.0
 
 
 def test_under_the_limit_is_accepted(speech: dict[str, dict[str, Path]]) -> None:

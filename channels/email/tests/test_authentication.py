@@ -464,10 +464,17 @@ def test_authentication_results_as_real_servers_write_them(name: str):
 def test_a_pathological_header_is_read_quickly():
     import time
 
+    from tests.helpers import best_time
+
     values = [f"{AUTHSERV_ID}; dmarc=pass " + "(" * 4000, f"{AUTHSERV_ID}; " + "a=b; " * 1500]
-    started = time.perf_counter()
-    assert not from_authentication_results(values, AUTHSERV_ID, DOMAIN).verified
-    assert time.perf_counter() - started < 1.0
+
+    # This thread's CPU time, best of up to three runs (tests.helpers.best_time): with one test
+    # worker per core, the wall clock of one run was seen at 3.9 s.
+    def read() -> None:
+        assert not from_authentication_results(values, AUTHSERV_ID, DOMAIN).verified
+
+    elapsed = best_time(read, 1.0, clock=time.thread_time)
+    assert elapsed < 1.0, f"{elapsed:.2f} s of CPU"
 
 
 PEER = SmtpPeer(ip="127.0.0.1", helo="client.example", mail_from=RESIDENT)
