@@ -26,7 +26,8 @@ from gateway.moderation.actions import ActionError
 from gateway.moderation.queries import QueueFilter
 
 PATH = "/moderation/queue"
-STATUS_TABS = ("pending", "published", "rejected", "spam", "all")
+# "review": published at once (a posteriori campaign), waiting for a moderator's review.
+STATUS_TABS = ("pending", queries.REVIEW, "published", "rejected", "spam", "all")
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,11 @@ async def _page(
     if select_all:
         selected = frozenset(r.contribution.id for r in data.rows)
     page = data.page
+    counts = {**page.counts, queries.REVIEW: page.to_review}
     tabs = [
         (
             name,
-            page.counts.get(name, 0),
+            counts.get(name, 0),
             with_query(PATH, query_string(f, status=None if name == "all" else name, page=1)),
             (f.status or "all") == name,
         )
