@@ -83,6 +83,9 @@ async def _page(
             (f.status or "all") == name,
         )
         for name in STATUS_TABS
+        # Only where there is something to review: a city without a posteriori campaigns
+        # never sees the tab.
+        if name != queries.REVIEW or page.to_review or f.status == queries.REVIEW
     ]
     return await render(
         request,
