@@ -15,6 +15,8 @@ from gateway.models import Campaign
 from gateway.textnorm import token as normalise_word
 
 STATUSES = ("draft", "open", "closed")
+# a_priori: a moderator publishes; a_posteriori: published at once (redacted), reviewed after.
+MODERATION_MODES = ("a_priori", "a_posteriori")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PREFIX = re.compile(r"^[A-Z0-9]{2,12}$")
 
@@ -40,6 +42,7 @@ class CampaignSpec:
     voice_sms_receipt: bool = True
     public_rejected_text: bool = True
     decidim_component: int | None = None
+    moderation_mode: str = "a_priori"  # one of MODERATION_MODES (file key ``moderation``)
     source: str | None = None
 
 
@@ -87,6 +90,9 @@ def parse(data: Any, source: str) -> CampaignSpec:
     rejected_text = str(publication.get("rejected_text", "shown"))
     if rejected_text not in ("shown", "hidden"):
         raise fail(f"publication.rejected_text {rejected_text!r} must be shown or hidden")
+    moderation = str(data.get("moderation") or "a_priori")
+    if moderation not in MODERATION_MODES:
+        raise fail(f"moderation {moderation!r} must be one of {', '.join(MODERATION_MODES)}")
     decidim = data.get("decidim") or {}
     if not isinstance(decidim, dict):
         raise fail("decidim must be a mapping (component: ID)")
@@ -98,6 +104,7 @@ def parse(data: Any, source: str) -> CampaignSpec:
     return CampaignSpec(
         public_rejected_text=rejected_text == "shown",
         decidim_component=int(component) if component is not None else None,
+        moderation_mode=moderation,
         voice_greeting=str(voice.get("greeting") or "").strip() or None,
         voice_greeting_audio=audio,
         voice_sms_receipt=bool(voice.get("sms_receipt", True)),
@@ -153,6 +160,7 @@ def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]
             "voice_sms_receipt": spec.voice_sms_receipt,
             "public_rejected_text": spec.public_rejected_text,
             "decidim_component": spec.decidim_component,
+            "moderation_mode": spec.moderation_mode,
             "source": spec.source,
         }
         campaign = existing.get(spec.slug)

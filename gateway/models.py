@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import true
+from sqlalchemy.sql.expression import false, true
 from sqlalchemy.types import TypeDecorator
 
 
@@ -80,6 +80,11 @@ class Campaign(Base):
     # Decidim proposals component its contributions are published to (campaign file).
     public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
     decidim_component: Mapped[int | None]
+    # a_priori: published once a moderator says so; a_posteriori: published at once, redacted,
+    # and reviewed after (gateway.moderation.aposteriori; campaign file ``moderation:``).
+    moderation_mode: Mapped[str] = mapped_column(
+        String(16), default="a_priori", server_default="a_priori"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -241,6 +246,9 @@ class Contribution(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     moderated_by: Mapped[str | None] = mapped_column(String(100))
     moderated_at: Mapped[datetime | None]
+    # Published by the system at once (a posteriori campaign) and not yet reviewed by a
+    # moderator: any moderator's decision clears it (gateway.moderation.aposteriori).
+    awaiting_review: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Folded text, transcript, public version and reference, for accent-blind search.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Identical and near-identical texts (a tract many residents sent) share a group: the id

@@ -25,12 +25,15 @@ from gateway.models import (
     InboundMessage,
     OutboundMessage,
 )
-from gateway.moderation import grouping
+from gateway.moderation import aposteriori, grouping
 from gateway.outbox import outbound_row, withhold_over_limit
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# The engine's receipts that say "recorded"; once published at once, "published" is true.
+_PUBLISHED_RECEIPT_FOR = (engine.RECEIPT, engine.RECEIPT_EXPIRED)
 
 
 def contributor_for(
@@ -165,8 +168,11 @@ def apply(
         created.append(contribution)
         media.attach(session, contribution, new.media)
     session.flush()
-    for contribution, new in zip(created, outcome.contributions, strict=True):
+    published: set[int] = set()  # indexes in ``created`` published at once (a posteriori)
+    for index, (contribution, new) in enumerate(zip(created, outcome.contributions, strict=True)):
         grouping.assign(session, contribution)
+        if aposteriori.publish_at_once(session, contribution, now):
+            published.add(index)
         if contribution.transcription_status == "pending" and contribution.audio_path:
             to_transcribe.append(contribution.id)
         log.info(
@@ -188,8 +194,11 @@ def apply(
     for index, reply in enumerate(outcome.replies):
         params = dict(reply.params)
         contribution_id = None
+        key = reply.key
         if reply.contribution is not None:
             filed = created[reply.contribution]
+            if reply.contribution in published and key in _PUBLISHED_RECEIPT_FOR:
+                key = engine.RECEIPT_PUBLISHED  # "published", not "recorded"
             params["reference"] = filed.reference
             contribution_id = filed.id
         rows.append(
@@ -201,8 +210,8 @@ def apply(
                 inbound_id=inbound_id,
                 contribution_id=contribution_id,
                 sender=sender,
-                key=reply.key,
-                text=translate_for(channel, reply.key, language, **params),
+                key=key,
+                text=translate_for(channel, key, language, **params),
                 now=now,
             )
         )
@@ -240,7 +249,9 @@ def _update_contribution(
     if change.media:
         media.attach(session, contribution, change.media)
     if change.append_text:
+        old_text = contribution.text
         contribution.text = f"{contribution.text}\n{change.append_text}".strip()
+        aposteriori.refresh_public_text(contribution, old_text)
         grouping.assign(session, contribution)
     return contribution
 

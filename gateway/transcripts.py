@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from gateway import enqueue
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import grouping
+from gateway.moderation import actions, aposteriori, grouping
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def transcribe_contribution(runtime: Runtime, contribution_id: int) -> str:
         return _record(
             runtime, contribution_id, status="failed", error=f"{type(exc).__name__}: {exc}"
         )
+    done = actions.Done()
     with runtime.sessions.begin() as session:
         contribution = session.get(Contribution, contribution_id)
         assert contribution is not None
@@ -68,6 +70,19 @@ def transcribe_contribution(runtime: Runtime, contribution_id: int) -> str:
         contribution.updated_at = now_utc()
         session.flush()
         grouping.assign(session, contribution)
+        # A posteriori: a voice message is published once its words exist. The caller had a
+        # receipt saying "recorded"; the "published" notice tells them the rest, once.
+        if aposteriori.publish_at_once(session, contribution, now_utc()):
+            actions.notify(
+                runtime,
+                session,
+                done,
+                contribution,
+                actions.NOTICES["publish"],
+                f"auto{contribution.id}",
+            )
+    if done.outbound:
+        enqueue.outbound(runtime, done.outbound)
     log.info(
         "contribution %d transcribed with %s (%.1f s of audio)",
         contribution_id,

@@ -30,7 +30,16 @@ RECEIPT = "receipt.default"
 RECEIPT_EXPIRED = "receipt.expired"
 RECEIPT_UNSORTED = "receipt.unsorted"
 STOP_CONFIRMED_FILED = "stop.confirmed_filed"
-RECEIPT_KEYS = (RECEIPT, RECEIPT_EXPIRED, RECEIPT_UNSORTED, STOP_CONFIRMED_FILED)
+# The receipt of a contribution that the caller published at once (a campaign moderated a
+# posteriori, gateway.moderation.aposteriori): the caller puts it in place of the engine's.
+RECEIPT_PUBLISHED = "receipt.published"
+RECEIPT_KEYS = (
+    RECEIPT,
+    RECEIPT_EXPIRED,
+    RECEIPT_UNSORTED,
+    STOP_CONFIRMED_FILED,
+    RECEIPT_PUBLISHED,
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ Decisions and notices, by design:
 - reject: a reason is required; it is shown publicly and sent to the resident.
 - spam: no notice (answering spam encourages it).
 - reopen: back to pending, no notice.
+- confirm: publishing a contribution that the system published at once (a posteriori
+  campaign, gateway.moderation.aposteriori) and that awaits review: it stays as it is, the
+  review is logged, no second notice. Any other decision on it is its review too.
 A decision that does not change the status (publishing a published contribution) records
 nothing and sends nothing, so a double click or a retried API call is harmless.
 """
@@ -28,7 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import callbacks, enqueue, plugins, residents, textcap
+from gateway import callbacks, enqueue, plugins, residents
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
@@ -39,7 +42,7 @@ from gateway.models import (
     ModerationEvent,
     OutboundMessage,
 )
-from gateway.moderation import grouping, redaction
+from gateway.moderation import aposteriori, grouping
 from gateway.moderation.accounts import Actor
 from gateway.outbox import outbound_row, replies_last_hour
 from gateway.phone import can_receive_sms, sms_sender
@@ -201,15 +204,21 @@ def _decide_one(
     if contribution.status == status and (
         decision != "reject" or reason == contribution.decision_reason
     ):
+        if decision == "publish" and contribution.awaiting_review:
+            _confirm(session, done, actor, contribution)
         return
-    before = {"status": contribution.status, "public_text": contribution.public_text}
+    before: dict[str, Any] = {
+        "status": contribution.status,
+        "public_text": contribution.public_text,
+    }
+    if contribution.awaiting_review:
+        before["awaiting_review"] = True
     contribution.status = status
+    contribution.awaiting_review = False  # any decision is the review
     contribution.decision_reason = reason if decision == "reject" else None
     contribution.moderated_by, contribution.moderated_at = actor.name, now_utc()
     if decision == "publish" and contribution.public_text is None:
-        contribution.public_text = textcap.without_marker(
-            redaction.apply(contribution.text or "", language="fr")
-        )
+        contribution.public_text = aposteriori.automatic_public_text(contribution.text)
     after: dict[str, Any] = {"status": status, "public_text": contribution.public_text}
     event = log_event(session, done, contribution, actor, decision, before, after, reason)
     key = NOTICES.get(decision)
@@ -219,6 +228,23 @@ def _decide_one(
         )
         event.after = {**after, "notice": notice}  # a new dict: JSON columns track assignment
     log.info("contribution %s: %s by %s", contribution.reference, decision, actor.name)
+
+
+def _confirm(session: Session, done: Done, actor: Actor, contribution: Contribution) -> None:
+    """A moderator's review of a contribution published at once (a posteriori): it stays
+    as it is, and the resident, told at filing that it was published, is told nothing more."""
+    contribution.awaiting_review = False
+    contribution.moderated_by, contribution.moderated_at = actor.name, now_utc()
+    log_event(
+        session,
+        done,
+        contribution,
+        actor,
+        "confirm",
+        {"awaiting_review": True},
+        {"awaiting_review": False},
+    )
+    log.info("contribution %s: publication confirmed by %s", contribution.reference, actor.name)
 
 
 # -- notices ------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ from gateway.textnorm import fold
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
+# Not a status: the published contributions that the system published at once (a campaign
+# moderated a posteriori) and no moderator has reviewed yet (gateway.moderation.aposteriori).
+REVIEW = "review"
 
 
 def _flag(value: str | None) -> bool | None:
@@ -84,7 +87,7 @@ class QueueFilter:
         channel = params.get("channel") or None
         category = params.get("category") or None
         return cls(
-            status=status if status in STATUSES else None,
+            status=status if status in (*STATUSES, REVIEW) else None,
             campaign=params.get("campaign") or None,
             channel=channel if channel in CHANNELS else None,
             category=category if category in (*CATEGORIES, "none") else None,
@@ -149,7 +152,9 @@ def conditions(
     """The filter as SQL conditions on ``entity`` (Contribution, or an alias of it)."""
     c = entity
     conds: list[ColumnElement[bool]] = []
-    if with_status and f.status:
+    if with_status and f.status == REVIEW:
+        conds += [c.status == "published", c.awaiting_review.is_(True)]
+    elif with_status and f.status:
         conds.append(c.status == f.status)
     if f.campaign:
         if f.campaign == "none":
@@ -200,6 +205,7 @@ class QueuePage:
     total: int  # rows (groups, when grouped) matching, over every page
     contributions: int  # contributions matching, over every page
     counts: dict[str, int] = field(default_factory=dict)  # per status, under the other filters
+    to_review: int = 0  # published at once and not reviewed yet, under the other filters
 
     @property
     def pages(self) -> int:
@@ -218,7 +224,8 @@ def queue(session: Session, f: QueueFilter, tz: ZoneInfo) -> QueuePage:
     """
     conds = conditions(f, tz)
     counts = status_counts(session, f, tz)
-    matching = counts[f.status] if f.status else counts["all"]
+    to_review = review_count(session, f, tz)
+    matching = to_review if f.status == REVIEW else counts[f.status] if f.status else counts["all"]
     offset = (f.page - 1) * f.per_page
     order = (
         (Contribution.received_at.desc(), Contribution.id.desc())
@@ -230,7 +237,14 @@ def queue(session: Session, f: QueueFilter, tz: ZoneInfo) -> QueuePage:
             select(Contribution).where(*conds).order_by(*order).offset(offset).limit(f.per_page)
         )
         rows = [QueueRow(contribution=c, group_size=1) for c in flat]
-        return QueuePage(filter=f, rows=rows, total=matching, contributions=matching, counts=counts)
+        return QueuePage(
+            filter=f,
+            rows=rows,
+            total=matching,
+            contributions=matching,
+            counts=counts,
+            to_review=to_review,
+        )
     earlier = aliased(Contribution)
     first_of_group = ~exists().where(
         earlier.group_id == Contribution.group_id,
@@ -277,7 +291,14 @@ def queue(session: Session, f: QueueFilter, tz: ZoneInfo) -> QueuePage:
         total=int(distinct_groups or 0) + int(ungrouped or 0),
         contributions=matching,
         counts=counts,
+        to_review=to_review,
     )
+
+
+def review_count(session: Session, f: QueueFilter, tz: ZoneInfo) -> int:
+    """How many contributions wait for a review after publication, under the other filters."""
+    conds = conditions(replace(f, status=REVIEW), tz)
+    return int(session.scalar(select(func.count()).select_from(Contribution).where(*conds)) or 0)
 
 
 def status_counts(session: Session, f: QueueFilter, tz: ZoneInfo) -> dict[str, int]:

@@ -441,6 +441,11 @@ def _refusal(errors: list[dict[str, Any]], component: int) -> Refusal:
 # -- the publisher -----------------------------------------------------------------------------
 
 
+# A contribution published at once (a posteriori) goes to Decidim once a moderator has
+# reviewed it: a proposal created there is not withdrawn from here (docs/publishing-decidim-api.md).
+AWAITING_REVIEW = "published at once, awaiting a moderator's review"
+
+
 @dataclass(frozen=True)
 class Outcome:
     reference: str
@@ -587,6 +592,9 @@ def _dry_run(
         if decidim_id:
             report.already += 1
             continue
+        if record.awaiting_review:
+            report.outcomes.append(Outcome(record.reference, "skipped", detail=AWAITING_REVIEW))
+            continue
         title, body = _texts(record, settings, language)
         problems = decidim_text.validation_errors(title, body)
         if problems:
@@ -643,6 +651,9 @@ def _publish(
         decidim_id, sent_at = states.get(cid, (None, None))
         if decidim_id:
             report.already += 1
+            continue
+        if record.awaiting_review:
+            report.outcomes.append(Outcome(reference, "skipped", detail=AWAITING_REVIEW))
             continue
         title, body = _texts(record, runtime.settings, language)
         problems = decidim_text.validation_errors(title, body)

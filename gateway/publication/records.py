@@ -15,7 +15,10 @@ place:
   channel of one address gets one id within a campaign; a forgotten person has none.
 - no address, chat id, phone number, original text, transcript, attachment or group
   self-description; audio only for a published voice contribution whose caller said yes to
-  a broadcast (``broadcastable``).
+  a broadcast (``broadcastable``), and not before a moderator reviewed it.
+- a contribution published at once (a campaign moderated a posteriori) is public like any
+  published one, in its automatically redacted version; a moderator's rejection withdraws
+  it from every output at once, since they all read through here.
 """
 
 from __future__ import annotations
@@ -73,13 +76,18 @@ class PublicRecord:
     # Internal: used to find the recording and the Decidim id; never written to an output.
     contribution_id: int
     decidim_id: str | None
+    awaiting_review: bool = False  # published at once, no moderator has reviewed it yet
 
 
 def broadcastable(contribution: Contribution) -> bool:
     """Whether this contribution's recording may be heard publicly (page, podcast, studio):
-    published, a voice message with its recording still kept, and the caller said yes."""
+    published and reviewed by a moderator, a voice message with its recording still kept,
+    and the caller said yes."""
     return (
         contribution.status == "published"
+        # Published at once (a posteriori): its words are public, its voice waits for a
+        # moderator's review (gateway.moderation.aposteriori).
+        and not contribution.awaiting_review
         and contribution.channel == "voice"
         and contribution.broadcast_consent is True
         and bool(contribution.audio_path)
@@ -188,6 +196,7 @@ def _record(
         audio_duration=c.audio_duration if broadcastable(c) else None,
         contribution_id=c.id,
         decidim_id=c.decidim_id,
+        awaiting_review=c.awaiting_review,
     )
 
 

@@ -26,7 +26,8 @@ from gateway.moderation.actions import ActionError
 from gateway.moderation.queries import QueueFilter
 
 PATH = "/moderation/queue"
-STATUS_TABS = ("pending", "published", "rejected", "spam", "all")
+# "review": published at once (a posteriori campaign), waiting for a moderator's review.
+STATUS_TABS = ("pending", queries.REVIEW, "published", "rejected", "spam", "all")
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,18 @@ async def _page(
     if select_all:
         selected = frozenset(r.contribution.id for r in data.rows)
     page = data.page
+    counts = {**page.counts, queries.REVIEW: page.to_review}
     tabs = [
         (
             name,
-            page.counts.get(name, 0),
+            counts.get(name, 0),
             with_query(PATH, query_string(f, status=None if name == "all" else name, page=1)),
             (f.status or "all") == name,
         )
         for name in STATUS_TABS
+        # Only where there is something to review: a city without a posteriori campaigns
+        # never sees the tab.
+        if name != queries.REVIEW or page.to_review or f.status == queries.REVIEW
     ]
     return await render(
         request,
