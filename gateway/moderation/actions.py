@@ -331,10 +331,13 @@ def _reply_route(
             return "sms", None, "landline"
         sender = sms_sender(runtime.settings, recipient, campaign)
         return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
-    if contribution.channel == "sms":
+    # Collected by an agent (gateway.moderation.collected): the resident is reached on the
+    # channel of the address they gave, as if they had written from it.
+    channel = contributor.channel if contribution.collected_by else contribution.channel
+    if channel == "sms":
         sender = recipient or sms_sender(runtime.settings, None, campaign)
         return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
-    return contribution.channel, recipient, None
+    return channel, recipient, None
 
 
 def _called_number(session: Session, contribution: Contribution) -> str | None:
