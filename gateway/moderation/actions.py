@@ -52,7 +52,11 @@ DECISIONS = {"publish": "published", "reject": "rejected", "spam": "spam", "reop
 STATUSES = ("pending", "published", "rejected", "spam")
 CATEGORIES = ("diagnostic", "proposal", "question")
 KINDS = ("individual", "collective")
-CHANNELS = plugins.channels()  # the installed channel plugins' channels
+# How an agent collected a contribution in person (gateway.moderation.collected): at a stand
+# or door to door, on a paper form, at a public meeting or a workshop.
+COLLECTED_CHANNELS = ("street", "paper", "meeting")
+# The installed channel plugins' channels, and the agents'.
+CHANNELS = (*plugins.channels(), *COLLECTED_CHANNELS)
 MAX_TEXT = 5000
 MAX_REPLY = 600  # about four SMS segments in UCS-2: an answer, not a letter
 MAX_TAGS = 20

@@ -45,7 +45,15 @@ from gateway.files import private_dir, write_private
 from gateway.models import Campaign, Contribution
 from gateway.moderation import grouping
 from gateway.moderation.accounts import Actor
-from gateway.moderation.actions import KINDS, MAX_TEXT, Done, log_event, notify, run
+from gateway.moderation.actions import (
+    COLLECTED_CHANNELS,
+    KINDS,
+    MAX_TEXT,
+    Done,
+    log_event,
+    notify,
+    run,
+)
 from gateway.phone import can_receive_sms
 from gateway.privacy import contributor_address
 from gateway.references import next_reference
@@ -53,9 +61,6 @@ from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# How the contribution was collected: at a stand or door to door, on a paper form, at a
-# public meeting or a workshop. The contract's ``channel`` field takes these values.
-COLLECTED_CHANNELS = ("street", "paper", "meeting")
 MAX_PLACE = 200
 MAX_GROUP = 500
 MAX_CONTACT = 320  # the longest email address RFC 5321 allows
