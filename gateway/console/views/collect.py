@@ -106,13 +106,18 @@ async def collect(request: web.Request) -> web.StreamResponse:
     scan = await _scan(form)
     data_path = request.app[SETTINGS].data_path
 
+    key = collected.client_key(f"form:{actor.name}", form_key) if form_key else None
+
     def work() -> collected.Filed:
         with runtime.sessions() as session:
             checked = collected.check(
                 session, collected.Entry(**values), tz=tz, now=datetime.now(UTC)
             )
+            # A form sent twice: its scan is not stored again.
+            first = collected.already_filed(session, key) if key else None
+        if first is not None:
+            return collected.Filed(first.id, first.reference, False, None)
         stored = collected.store_scan(data_path, *scan) if scan else None
-        key = collected.client_key(f"form:{actor.name}", form_key) if form_key else None
         return collected.file(runtime, actor, checked, key=key, scan=stored)
 
     try:
