@@ -344,3 +344,33 @@ def test_an_xlsx_upload_files_its_rows_and_keeps_formulas_as_text(runtime):
         "atelier, 12 personnes",
     )
     assert workshop.collected_at.astimezone(PARIS).date().isoformat() == "2026-03-01"
+
+
+# -- who may enter -----------------------------------------------------------------------------
+
+
+def test_the_collect_scope_enters_contributions_and_nothing_else():
+    from gateway.moderation.accounts import COLLECT, SCOPES, scope_allows
+
+    assert [s for s in (*SCOPES, COLLECT) if scope_allows(s, COLLECT)] == [
+        "moderate",
+        "admin",
+        "collect",
+    ]
+    assert not any(scope_allows(COLLECT, s) for s in SCOPES)
+    assert Actor(name="sam", role="agent").allows(COLLECT)
+    assert not Actor(name="sam", role="agent").allows("read")
+
+
+def test_the_commands_make_agent_accounts_and_collect_tokens(tmp_path):
+    import os
+
+    from tests.moderation.test_accounts import PASSWORD, _gateway
+
+    env = {**os.environ, "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_LOG_LEVEL": "WARNING"}
+    made = _gateway(["moderators", "add", "sam", "--role", "agent"], env, tmp_path, PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    token = _gateway(["tokens", "create", "tablet-1", "--scope", "collect"], env, tmp_path)
+    assert token.returncode == 0 and "scope collect" in token.stderr and "90 days" in token.stderr
+    listed = _gateway(["tokens", "list"], env, tmp_path)
+    assert listed.stdout.split()[:2] == ["tablet-1", "collect"]
