@@ -198,6 +198,28 @@ def test_forgetting_the_person_detaches_the_collected_contribution(runtime):
         assert session.scalars(select(Contributor)).all() == []
 
 
+def test_the_contact_is_kept_encrypted_only_and_erasure_leaves_no_trace(
+    runtime, fake_twilio, caplog
+):
+    from gateway import residents
+    from tests.privacy_scan import in_database, in_files, in_redis, phone_forms
+
+    caplog.set_level("DEBUG")
+    number = "+33698765432"
+    filed = collected.file(runtime, AGENT, checked(runtime, contact="06 98 76 54 32"))
+    drain(runtime)
+    assert fake_twilio.messages[0]["To"] == number
+    found = in_database(runtime, phone_forms(number))
+    assert found and all(f.split("#")[0].endswith("_encrypted") for f in found), found
+    assert not any(form in caplog.text for form in phone_forms(number))
+    residents.forget_address(runtime, "sms", number, actor="alex")
+    assert in_database(runtime, phone_forms(number)) == []
+    assert in_files(runtime.settings.data_path, phone_forms(number)) == []
+    assert in_redis(runtime.redis, phone_forms(number)) == []
+    with runtime.sessions() as session:
+        assert session.get(Contribution, filed.contribution_id).contributor_id is None
+
+
 # -- provenance --------------------------------------------------------------------------------
 
 
