@@ -188,3 +188,22 @@ async def test_moderators_enter_contributions_too(rt, moderator):
     assert "/moderation/collect" in [a.get("href") for a in page.dom.select("#main-nav a")]
     form = await moderator.get("/moderation/collect")
     assert form.status == 200
+
+
+async def test_the_public_page_and_open_data_say_an_agent_never_who(rt, new_browser, anonymous):
+    from gateway.moderation import actions
+    from gateway.moderation.accounts import Actor
+
+    browser = await agent(rt, new_browser)
+    fields = {**FORM, "contact": "06 98 76 54 32"}
+    assert (await post_form(browser, "/moderation/collect", fields)).status == 303
+    with rt.sessions() as session:
+        cid = session.scalars(select(Contribution.id)).one()
+    actions.decide(rt, Actor(name="camille", role="moderator"), [cid], "publish")
+    page = await anonymous.get("/campaigns/parc")
+    assert page.status == 200
+    assert "Recueilli par un agent, marché du Parc, 12 mars" in page.text
+    opendata = await anonymous.get("/campaigns/parc/contributions.csv")
+    assert "recueilli par un agent, marché du Parc, 12 mars" in opendata.text
+    for shown in (page.text, opendata.text):
+        assert "sam" not in shown.split() and "98 76" not in shown and "987654" not in shown
