@@ -198,6 +198,7 @@ class Contribution(Base):
         Index("ix_contributions_group_status", "group_id", "status", "received_at"),
         # The neighbourhood filter's list (SELECT DISTINCT without reading every row).
         Index("ix_contributions_neighbourhood", "neighbourhood"),
+        Index("ix_contributions_collected_key", "collected_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -271,6 +272,15 @@ class Contribution(Base):
     decidim_id: Mapped[str | None] = mapped_column(String(32))
     decidim_published_at: Mapped[datetime | None]
     decidim_error: Mapped[str | None] = mapped_column(Text)
+    # Collected by an agent in person, on paper or at a workshop (gateway.moderation.collected;
+    # ``channel`` is then one of its COLLECTED_CHANNELS): the day the agent gives (distinct from
+    # received_at, when it was entered), the place (public, in the provenance line), the agent's
+    # account (never public), and the key that keeps a retried entry or a re-uploaded
+    # spreadsheet's row from being filed twice.
+    collected_at: Mapped[datetime | None]
+    collected_place: Mapped[str | None] = mapped_column(String(200))
+    collected_by: Mapped[str | None] = mapped_column(String(100))
+    collected_key: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Indexed: the live board follows changes by this column.

@@ -32,6 +32,7 @@ from gateway.moderation.actions import (
     ActionError,
 )
 from gateway.moderation.answers import ANSWER_STATES, MAX_ANSWER
+from gateway.moderation.collected import COLLECTED_CHANNELS, MAX_CONTACT, MAX_GROUP, MAX_PLACE
 from gateway.moderation.queries import MAX_PER_PAGE
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
@@ -140,6 +141,41 @@ class ResidentRequest(Request):
     ] = Field(
         description="A phone number (E.164, or French national: 06 12 34 56 78), a chat app's "
         "chat id or an email address. Used to find the person, never stored nor shown back."
+    )
+
+
+# Checked by gateway.moderation.collected, the same way for the console's form and spreadsheet
+# upload: a value it refuses is a 422 naming every field at fault, not a 400.
+Collected = Annotated[str, Field(max_length=MAX_TEXT * 4)]
+
+
+class CollectedContributionRequest(Request):
+    """A contribution an agent collected in person, on paper or at a meeting."""
+
+    campaign: Annotated[str, Field(max_length=64)] = Field(description="The campaign's slug.")
+    text: Annotated[Collected, Stated(minLength=1, maxLength=MAX_TEXT)]
+    channel: Annotated[str, Stated(enum=list(COLLECTED_CHANNELS))] = Field(
+        description="How it was collected: street (a stand, door to door), paper, meeting."
+    )
+    collected_on: Collected | None = Field(
+        default=None,
+        description="The day it was collected (2027-03-12, 12/03/2027) or an ISO 8601 date "
+        "and time; default today. Not in the future.",
+    )
+    place: Annotated[Collected, Stated(maxLength=MAX_PLACE)] | None = Field(
+        default=None, description="Where (« marché du Parc »): public, in the provenance line."
+    )
+    neighbourhood: Annotated[Collected, Stated(maxLength=MAX_PLACE)] | None = Field(
+        default=None, description="One of the campaign's, when it lists them."
+    )
+    kind: Annotated[str, Stated(enum=list(KINDS))] | None = None
+    group_description: Annotated[Collected, Stated(maxLength=MAX_GROUP)] | None = Field(
+        default=None, description="Required for a collective contribution."
+    )
+    contact: Annotated[Collected, Stated(maxLength=MAX_CONTACT)] | None = Field(
+        default=None,
+        description="A phone number (SMS) or an email address, when the resident wants the "
+        "receipt and the outcome; encrypted, never shown back nor published.",
     )
 
 

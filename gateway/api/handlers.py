@@ -25,12 +25,12 @@ from gateway import residents
 from gateway.api import bodies, responses, scopes, shapes
 from gateway.api.auth import ACTOR
 from gateway.api.bodies import DASHBOARD_DAYS, EVENTS_PER_PAGE, MAX_DASHBOARD_DAYS, MAX_PAGE
-from gateway.api.errors import ApiError
+from gateway.api.errors import ApiError, error_response
 from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answers, queries
+from gateway.moderation import actions, answers, collected, queries
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
 from gateway.runtime import Runtime
@@ -205,6 +205,71 @@ async def get_contribution(request: web.Request) -> web.Response:
             return shapes.contribution_detail(session, found)
 
     return respond(await _db(work))
+
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+async def collect_contribution(request: web.Request) -> web.Response:
+    """A contribution an agent collected (gateway.moderation.collected: the console's form and
+    spreadsheet upload check and file the same way). An ``Idempotency-Key`` header makes a
+    retry answer with what the first request filed (200, ``created`` false)."""
+    body = await bodies.read(request, bodies.CollectedContributionRequest)
+    idempotency = request.headers.get("Idempotency-Key")
+    if idempotency is not None and not 1 <= len(idempotency.strip()) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            field="Idempotency-Key",
+        )
+    runtime, actor = _runtime(request), request[ACTOR]
+    tz = ZoneInfo(runtime.settings.timezone)
+    entry = collected.Entry(
+        campaign=body.campaign,
+        text=body.text,
+        channel=body.channel,
+        collected_on=body.collected_on or "",
+        place=body.place or "",
+        neighbourhood=body.neighbourhood or "",
+        kind=body.kind or "individual",
+        group_description=body.group_description or "",
+        contact=body.contact or "",
+    )
+    key = (
+        collected.client_key(f"api:{actor.name}", idempotency.strip())
+        if idempotency is not None
+        else None
+    )
+
+    def work() -> responses.CollectedContribution:
+        with runtime.sessions() as session:
+            if key is not None and (found := collected.already_filed(session, key)) is not None:
+                item = _items(session, [found.id])[0]
+                return responses.CollectedContribution(
+                    contribution=item, created=False, receipt=None
+                )
+            checked = collected.check(session, entry, tz=tz, now=now_utc())
+        filed = collected.file(runtime, actor, checked, key=key)
+        with runtime.sessions() as session:
+            return responses.CollectedContribution(
+                contribution=_items(session, [filed.contribution_id])[0],
+                created=filed.created,
+                receipt=filed.receipt,
+            )
+
+    try:
+        answer = await _db(work)
+    except collected.Invalid as invalid:
+        first = next(iter(invalid.errors))
+        return error_response(
+            422,
+            "invalid_contribution",
+            f"refused: {', '.join(invalid.errors)}",
+            field=first,
+            params={"fields": invalid.errors},
+        )
+    return respond(answer, 201 if answer.created else 200)
 
 
 def _show_one(contribution_id: int) -> Show:
@@ -503,6 +568,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/openapi.json", openapi_document, name="api_openapi")
     routes: list[tuple[str, str, Any, str | None]] = [
         ("GET", "/contributions", list_contributions, "api_contributions"),
+        ("POST", "/contributions", collect_contribution, None),
         ("GET", f"/contributions/{ID}", get_contribution, "api_contribution"),
         ("POST", f"/contributions/{ID}/decision", decide_contribution, None),
         ("POST", f"/contributions/{ID}/classification", classify_contribution, None),

@@ -134,6 +134,13 @@ REFUSALS: dict[int, tuple[str, str, dict[str, Any] | None]] = {
         None,
     ),
     413: ("PayloadTooLarge", "The body is over the server's size limit.", None),
+    422: (
+        "UnprocessableContent",
+        "A value refused by the checks the console's forms share: code "
+        "invalid_contribution, params.fields naming every field at fault with the "
+        "catalogue key of the reason (console.collect.errors.*).",
+        None,
+    ),
 }
 # Every request with a body may be malformed, refused, too large or about nothing; a read
 # needs a token only, and says what else it may answer.
@@ -167,6 +174,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "A page of contributions (PublicContributionList for a read token).",
         parameters=QUEUE_PARAMETERS,
         refusals=(403,),
+    ),
+    ("POST", "/contributions"): Operation(
+        "File a contribution an agent collected in the street, on paper or at a meeting "
+        "(token scope collect, moderate or admin). With a contact, the resident gets the "
+        "receipt on its channel, and later the outcome. A retry with the same "
+        "Idempotency-Key answers 200 with what the first request filed.",
+        r.CollectedContribution,
+        "The contribution filed (201), or filed before under this Idempotency-Key (200).",
+        body=bodies.CollectedContributionRequest,
+        status=201,
+        parameters=(
+            Param(
+                "Idempotency-Key",
+                Annotated[str, Field(min_length=1, max_length=200)],
+                "A key the client chooses per contribution: sent again, nothing is filed twice.",
+                where="header",
+            ),
+        ),
+        refusals=(422,),
     ),
     ("GET", "/contributions/{id}"): Operation(
         "One contribution with its transcript details, notices and log. A read token "
@@ -289,7 +315,9 @@ BEARER = {
     "scheme": "bearer",
     "description": "A token from `gateway tokens create NAME --scope "
     "read|moderate|admin [--expires-in DAYS]`. Scopes: read (public data only), "
-    "moderate, admin; each includes the ones before it. Every token expires "
+    "moderate, admin; each includes the ones before it. Beside them, collect (an agent's "
+    "tablet) only enters contributions collected in person (moderate and admin may too). "
+    "Every token expires "
     f"(by default after {DEFAULT_TOKEN_DAYS['read']} days for read, "
     f"{DEFAULT_TOKEN_DAYS['moderate']} for moderate and admin) and can be "
     "revoked at once (`gateway tokens revoke NAME`).",

@@ -334,6 +334,21 @@ class OptOut(Response):
 # -- refusals -------------------------------------------------------------------------------
 
 
+class CollectedContribution(Response):
+    """A contribution collected by an agent, as filed (or as filed before, for a retry that
+    carries the same Idempotency-Key: then ``created`` is false)."""
+
+    contribution: Contribution
+    created: bool
+    receipt: Annotated[
+        str | None,
+        Field(
+            description="What became of the resident's receipt: queued, withheld, opted_out, "
+            "forgotten, no_sender; null without a contact (hand the reference over)."
+        ),
+    ]
+
+
 class ErrorDetail(Response):
     code: str = Field(
         description="A refused moderation action's catalogue key "

@@ -11,19 +11,23 @@ before any handler runs) and by the OpenAPI description (each operation's ``secu
 - ``moderate``: what a moderator does in the console (read everything, decide, classify,
   anonymise, answer residents, read the log and the statistics).
 - ``admin``: also what only admins do (campaign status, a resident's erasure or opt-out).
+- ``collect``: beside that ladder, entering contributions collected by agents (an agent's
+  tablet) and nothing else; ``moderate`` and ``admin`` may enter them too.
 
 A scope includes the ones before it (gateway.moderation.accounts.scope_allows).
 """
 
 from __future__ import annotations
 
-from gateway.moderation.accounts import ADMIN, ANSWER, MODERATE, READ
+from gateway.moderation.accounts import ADMIN, ANSWER, COLLECT, MODERATE, READ
 
 PREFIX = "/api/v1"
 
 NEEDED: dict[tuple[str, str], str] = {
     ("GET", "/contributions"): READ,
     ("GET", "/contributions/{id}"): READ,
+    # A contribution collected by an agent (gateway.moderation.collected).
+    ("POST", "/contributions"): COLLECT,
     ("POST", "/contributions/{id}/decision"): MODERATE,
     ("POST", "/contributions/{id}/classification"): MODERATE,
     ("PUT", "/contributions/{id}/transcript"): MODERATE,

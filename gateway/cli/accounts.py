@@ -137,11 +137,12 @@ def tokens_group() -> None:
 @click.argument("name")
 @click.option(
     "--scope",
-    type=click.Choice(accounts.SCOPES),
+    type=click.Choice(accounts.TOKEN_SCOPES),
     default=None,
     help="read: published contributions and their public text only (open data; the "
     "default); answer: also the city's answers to published contributions; moderate: the "
-    "console's moderator rights; admin: also campaign status.",
+    "console's moderator rights; admin: also campaign status; collect: entering "
+    "contributions collected by agents, nothing else.",
 )
 @click.option("--admin", is_flag=True, help="The same as --scope admin.")
 @click.option(

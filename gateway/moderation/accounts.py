@@ -51,8 +51,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.models import ApiToken, LoginFailure, Moderator, ModeratorSession
 
 # answerer: gives the city's answers to published contributions and does nothing else
-# (gateway.moderation.answers); moderators and admins answer too.
-ROLES = ("moderator", "admin", "answerer")
+# (gateway.moderation.answers); moderators and admins answer too. agent: enters contributions
+# collected in person, on paper or at a meeting (gateway.moderation.collected) and does nothing
+# else; moderators and admins enter them too.
+ROLES = ("moderator", "admin", "answerer", "agent")
 MIN_PASSWORD_LENGTH = 10
 SESSION_LIFETIME = timedelta(hours=12)
 # The default idle timeout (Settings.session_idle_minutes overrides it).
@@ -69,11 +71,15 @@ FAILURE_MEMORY = timedelta(hours=24)
 # API token scopes, from least to most: each includes the ones before it.
 READ, ANSWER, MODERATE, ADMIN = "read", "answer", "moderate", "admin"
 SCOPES = (READ, ANSWER, MODERATE, ADMIN)
+# Beside that ladder: entering collected contributions only (an agent's tablet), which
+# moderate and admin also allow; a collect token may do nothing else, not even read.
+COLLECT = "collect"
+TOKEN_SCOPES = (*SCOPES, COLLECT)
 # A console account's role, as a scope (and existing tokens' roles, by migration 0006).
-SCOPE_OF_ROLE = {"moderator": MODERATE, "admin": ADMIN, "answerer": ANSWER}
+SCOPE_OF_ROLE = {"moderator": MODERATE, "admin": ADMIN, "answerer": ANSWER, "agent": COLLECT}
 # Tokens always expire. An open-data reader is a long-lived, low-risk script: a year. A token
 # that can publish, reject or write to residents is rotated more often: 90 days.
-DEFAULT_TOKEN_DAYS = {READ: 365, ANSWER: 90, MODERATE: 90, ADMIN: 90}
+DEFAULT_TOKEN_DAYS = {READ: 365, ANSWER: 90, MODERATE: 90, ADMIN: 90, COLLECT: 90}
 MAX_TOKEN_DAYS = 3 * 366
 
 _hasher = PasswordHasher()
@@ -119,6 +125,8 @@ class Actor:
 
 def scope_allows(held: str, needed: str) -> bool:
     """Whether a token of scope ``held`` may do what needs ``needed`` (an unknown scope: no)."""
+    if needed == COLLECT:
+        return held in (COLLECT, MODERATE, ADMIN)
     if held not in SCOPES or needed not in SCOPES:
         return False
     return SCOPES.index(held) >= SCOPES.index(needed)
@@ -403,8 +411,8 @@ def create_token(
     """A new API token; the clear token is returned once and never stored. It expires after
     ``expires_in_days`` (default: ``DEFAULT_TOKEN_DAYS`` for its scope)."""
     name = _check_name(name)
-    if scope not in SCOPES:
-        raise AccountError("console.accounts.bad_scope", f"scope must be one of {SCOPES}")
+    if scope not in TOKEN_SCOPES:
+        raise AccountError("console.accounts.bad_scope", f"scope must be one of {TOKEN_SCOPES}")
     days = DEFAULT_TOKEN_DAYS[scope] if expires_in_days is None else expires_in_days
     if not 1 <= days <= MAX_TOKEN_DAYS:
         raise AccountError(
@@ -444,5 +452,7 @@ def token_actor(session: Session, token: str, now: datetime) -> Actor | None:
     # Touch at most once a minute: a busy API client must not turn every read into a write.
     if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
         found.last_used_at = now
-    role = {ADMIN: "admin", MODERATE: "moderator", ANSWER: "answerer"}.get(found.scope, "reader")
+    role = {ADMIN: "admin", MODERATE: "moderator", ANSWER: "answerer", COLLECT: "agent"}.get(
+        found.scope, "reader"
+    )
     return Actor(name=f"api:{found.name}", role=role, scope=found.scope)

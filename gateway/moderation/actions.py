@@ -55,7 +55,11 @@ DECISIONS = {"publish": "published", "reject": "rejected", "spam": "spam", "reop
 STATUSES = ("pending", "published", "rejected", "spam")
 CATEGORIES = ("diagnostic", "proposal", "question")
 KINDS = ("individual", "collective")
-CHANNELS = plugins.channels()  # the installed channel plugins' channels
+# How an agent collected a contribution in person (gateway.moderation.collected): at a stand
+# or door to door, on a paper form, at a public meeting or a workshop.
+COLLECTED_CHANNELS = ("street", "paper", "meeting")
+# The installed channel plugins' channels, and the agents'.
+CHANNELS = (*plugins.channels(), *COLLECTED_CHANNELS)
 MAX_TEXT = 5000
 MAX_REPLY = 600  # about four SMS segments in UCS-2: an answer, not a letter
 MAX_TAGS = 20
@@ -357,10 +361,13 @@ def _reply_route(
             return "sms", None, "landline"
         sender = sms_sender(runtime.settings, recipient, campaign)
         return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
-    if contribution.channel == "sms":
+    # Collected by an agent (gateway.moderation.collected): the resident is reached on the
+    # channel of the address they gave, as if they had written from it.
+    channel = contributor.channel if contribution.collected_by else contribution.channel
+    if channel == "sms":
         sender = recipient or sms_sender(runtime.settings, None, campaign)
         return "sms", sender, None if sender or _has_messaging_service(runtime) else "no_sender"
-    return contribution.channel, recipient, None
+    return channel, recipient, None
 
 
 def _called_number(session: Session, contribution: Contribution) -> str | None:

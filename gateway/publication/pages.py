@@ -28,9 +28,9 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import func, select
 
-from gateway import plugins
 from gateway.i18n import DEFAULT_LANGUAGE, catalogue, translate
 from gateway.models import Campaign, Contribution
+from gateway.moderation.actions import CHANNELS
 from gateway.moderation.answers import ANSWER_STATES
 from gateway.publication import opendata
 from gateway.publication.records import (
@@ -212,7 +212,7 @@ async def campaign_page(request: web.Request) -> web.Response:
     filters = PublicFilter(
         category=_choice(request, "category", CATEGORIES),
         neighbourhood=_choice(request, "neighbourhood", None),
-        channel=_choice(request, "channel", plugins.channels()),
+        channel=_choice(request, "channel", CHANNELS),
         state=_choice(request, "state", STATES),
     )
     number = _page(request)
@@ -260,7 +260,7 @@ async def campaign_page(request: web.Request) -> web.Response:
         current=current,
         filtered=bool(any(current.values())),
         categories=CATEGORIES,
-        channels=plugins.channels(),
+        channels=CHANNELS,
         states=STATES,
         page=number,
         pages=pages,

@@ -77,6 +77,10 @@ class PublicRecord:
     contribution_id: int
     decidim_id: str | None
     awaiting_review: bool = False  # published at once, no moderator has reviewed it yet
+    # Collected by an agent (gateway.moderation.collected): the day and place they gave, which
+    # the provenance line shows instead of the arrival; never the agent's name.
+    collected_at: datetime | None = None
+    collected_place: str | None = None
 
 
 def broadcastable(contribution: Contribution) -> bool:
@@ -197,11 +201,16 @@ def _record(
         contribution_id=c.id,
         decidim_id=c.decidim_id,
         awaiting_review=c.awaiting_review,
+        collected_at=c.collected_at,
+        collected_place=c.collected_place,
     )
 
 
 def provenance(record: PublicRecord, language: str, tz: ZoneInfo) -> str:
-    """« recueilli par SMS le 12 mars à 18 h 04, quartier du Parc », in the city's time."""
+    """« recueilli par SMS le 12 mars à 18 h 04, quartier du Parc », in the city's time; for a
+    contribution an agent collected, « recueilli par un agent, marché du Parc, 12 mars »."""
+    if record.collected_at is not None:
+        return _collected(record, record.collected_at, language, tz)
     local = record.received_at.astimezone(tz)
     place = (
         translate("public.provenance.place", language, neighbourhood=record.neighbourhood)
@@ -217,6 +226,25 @@ def provenance(record: PublicRecord, language: str, tz: ZoneInfo) -> str:
         hour=local.hour,
         minute=local.minute,
         place=place,
+    )
+
+
+def _collected(record: PublicRecord, collected_at: datetime, language: str, tz: ZoneInfo) -> str:
+    local = collected_at.astimezone(tz)
+    if record.collected_place:
+        place = translate(
+            "public.provenance.collected_place", language, place=record.collected_place
+        )
+    elif record.neighbourhood:
+        place = translate("public.provenance.place", language, neighbourhood=record.neighbourhood)
+    else:
+        place = ""
+    return translate(
+        "public.provenance.collected",
+        language,
+        place=place,
+        day=translate("public.provenance.first_day", language) if local.day == 1 else local.day,
+        month=translate(f"public.months.m{local.month}", language),
     )
 
 

@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 19
+    assert len(routes) == 20
     assert routes == described
 
 
@@ -180,6 +180,9 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
 
     await call("GET", "/contributions?status=all")
     await call("GET", "/contributions?grouped=1")
+    collected = {"campaign": "parc", "text": "Un banc", "channel": "paper", "place": "mairie"}
+    await call("POST", "/contributions", collected, 201)
+    await call("POST", "/contributions", {**collected, "channel": "fax"}, 422)
     await call("PUT", "/contributions/{id}/public-text", {"public_text": "Des bancs"}, id=cid)
     await call(
         "POST",

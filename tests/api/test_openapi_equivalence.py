@@ -183,7 +183,7 @@ def test_the_same_operations_and_statuses():
         }
 
     assert statuses(DOCUMENT) == statuses(BEFORE)
-    assert len(statuses(BEFORE)) == 99  # 19 operations
+    assert len(statuses(BEFORE)) == 106  # 20 operations
 
 
 def test_every_path_says_the_same():

@@ -141,6 +141,10 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
     group = stored(runtime, tract[0]).group_id
     calls: dict[tuple[str, str], tuple[str, Any]] = {
         ("GET", "/contributions"): ("/contributions", None),
+        ("POST", "/contributions"): (
+            "/contributions",
+            {"campaign": "parc", "text": "Un banc de plus", "channel": "street"},
+        ),
         ("GET", "/contributions/{id}"): (f"/contributions/{text}", None),
         ("POST", "/contributions/{id}/decision"): (
             f"/contributions/{ids['a']}/decision",
