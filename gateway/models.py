@@ -80,6 +80,9 @@ class Campaign(Base):
     # Decidim proposals component its contributions are published to (campaign file).
     public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
     decidim_component: Mapped[int | None]
+    # After this instant (UTC) the campaign counts as closed whatever its status
+    # (gateway.campaigns.is_open): residents get the polite "closed" reply.
+    closes_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -115,9 +115,9 @@ def load_campaigns(runtime: Runtime) -> None:
     if not directory.is_dir():
         log.warning("no campaign folder at %s", directory)
         return
-    specs = campaigns.read_files([directory])
+    specs = campaigns.read_files([directory], runtime.settings.timezone)
     with runtime.sessions.begin() as session:
-        for slug, result in campaigns.upsert(session, specs):
+        for slug, result in campaigns.upsert(session, specs, keep_edited=True):
             log.info("campaign %s: %s", slug, result)
 
 
