@@ -355,8 +355,9 @@ def _check_keywords(specs: list[CampaignSpec], existing: list[Campaign]) -> None
     ``parc`` or ``ÉTÉ`` and ``ETE`` name one campaign only."""
     owners: dict[str, str] = {}
     loading = {s.slug for s in specs}
-    pairs = [(s.slug, s.keywords) for s in specs] + [
-        (c.slug, list(c.keywords)) for c in existing if c.slug not in loading
+    # The campaigns already there first: a refusal names the one that has the keyword.
+    pairs = [(c.slug, list(c.keywords)) for c in existing if c.slug not in loading] + [
+        (s.slug, s.keywords) for s in specs
     ]
     for slug, keywords in pairs:
         for keyword in keywords:

@@ -17,6 +17,7 @@ from gateway.console import auth, live, rendering
 from gateway.console.views import (
     admin,
     answers,
+    campaign_form,
     contribution,
     dashboard,
     groups,
@@ -39,7 +40,17 @@ def setup(app: web.Application) -> None:
     app.router.add_get(auth.ROOT, _home)
     app.router.add_get(auth.PREFIX, _home)
     auth.add_routes(app)
-    for page in (queue, contribution, groups, log, dashboard, admin, residents, answers):
+    for page in (
+        queue,
+        contribution,
+        groups,
+        log,
+        dashboard,
+        admin,
+        campaign_form,
+        residents,
+        answers,
+    ):
         page.add_routes(app)
     live.setup(app)
     app.router.add_static(auth.PREFIX + "static", STATIC, follow_symlinks=False)
