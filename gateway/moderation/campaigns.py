@@ -101,3 +101,30 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
             _status_event(session, done, actor, campaign, before)
 
     return run(runtime, work)
+
+
+def set_greeting_audio(runtime: Runtime, actor: Actor, slug: str, url: str) -> str | None:
+    """The answering machine's greeting becomes the audio at ``url`` (an uploaded greeting,
+    gateway.greetings); returns the URL it replaces."""
+    _admin(actor)
+    replaced: list[str | None] = []
+
+    def work(session: Session, done: Done) -> None:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+        if campaign is None:
+            raise ActionError("console.errors.not_found", "no such campaign", 404)
+        replaced.append(campaign.voice_greeting_audio)
+        log_event(
+            session,
+            done,
+            None,
+            actor,
+            "campaign_edit",
+            {"campaign": slug, "voice": {"audio": campaign.voice_greeting_audio}},
+            {"campaign": slug, "voice": {"audio": url}},
+        )
+        campaign.voice_greeting_audio = url
+        campaign.source = "console"
+
+    run(runtime, work)
+    return replaced[0]

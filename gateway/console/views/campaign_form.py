@@ -10,6 +10,7 @@ API's path: the same rules, the same admin events. A new campaign file key is on
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,24 +18,31 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import campaigns
+from gateway import campaigns, greetings
 from gateway.console import flash
+from gateway.console.keys import VIEWER
 from gateway.console.rendering import error_page, render, see_other
 from gateway.console.views.common import field
-from gateway.console.work import act, read
+from gateway.console.work import act, offload, read
 from gateway.i18n import languages
 from gateway.models import Campaign
 from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.actions import ActionError
 from gateway.webkeys import RUNTIME
 
+log = logging.getLogger(__name__)
+
 CAMPAIGNS = "/moderation/admin/campaigns"
 NEW = CAMPAIGNS + "/new"
 EXPORT = CAMPAIGNS + "/export.yaml"
+_GREETING_UPLOAD = re.compile(r"^/moderation/admin/campaigns/[^/]+/greeting$")
+# A greeting's form: the file and the CSRF token, well within this.
+UPLOAD_LIMIT = greetings.MAX_BYTES + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,8 @@ async def _form_page(
             "slug": slug,
             "action": f"{CAMPAIGNS}/{slug}" if slug else CAMPAIGNS,
             "error_field": error_field,
+            "max_mb": greetings.MAX_BYTES // (1024 * 1024),
+            "max_seconds": greetings.MAX_SECONDS,
         },
         status=status,
         errors=errors,
@@ -226,9 +236,52 @@ async def export_campaigns(request: web.Request) -> web.StreamResponse:
     )
 
 
+@web.middleware
+async def larger_upload(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The greeting upload may be larger than any other form (``MAX_WEBHOOK_BYTES``): its
+    request gets its own limit before the console middleware reads the form (CSRF)."""
+    if request.method == "POST" and _GREETING_UPLOAD.match(request.path):
+        try:
+            return await handler(request.clone(client_max_size=UPLOAD_LIMIT))
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("console: a greeting upload over %d bytes refused", UPLOAD_LIMIT)
+            raise
+    return await handler(request)
+
+
+async def upload_greeting(request: web.Request) -> web.StreamResponse:
+    """An audio file for the answering machine's greeting: decoded to check it, kept, and
+    played to callers instead of the text (gateway.greetings)."""
+    slug = request.match_info["slug"][:64]
+    settings = request.app[RUNTIME].settings
+    upload = (await request.post()).get("greeting")
+    data = upload.file.read(greetings.MAX_BYTES + 1) if isinstance(upload, web.FileField) else b""
+    try:
+        if not data:
+            raise greetings.GreetingError("missing", "no file")
+        fmt = await offload(lambda: greetings.check(data))
+    except greetings.GreetingError as error:
+        log.info("console: greeting for %s refused (%s)", slug, error)
+        response = see_other(f"{CAMPAIGNS}/{slug}/edit")
+        flash.add(request, response, f"console.greeting.{error.key}", error=True)
+        return response
+    runtime, actor = request.app[RUNTIME], request[VIEWER].actor
+    url = await offload(lambda: greetings.store(settings, data, fmt))
+    try:
+        old = await offload(lambda: campaign_admin.set_greeting_audio(runtime, actor, slug, url))
+    except ActionError as error:
+        greetings.remove(settings, url)
+        return await error_page(request, error.status, error.key)
+    greetings.remove(settings, old)
+    response = see_other(f"{CAMPAIGNS}/{slug}/edit")
+    flash.add(request, response, "console.greeting.saved")
+    return response
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(NEW, new_campaign)
     app.router.add_get(EXPORT, export_campaigns)
     app.router.add_post(CAMPAIGNS, create_campaign)
     app.router.add_get(CAMPAIGNS + "/{slug}/edit", edit_campaign)
     app.router.add_post(CAMPAIGNS + "/{slug}", save_campaign)
+    app.router.add_post(CAMPAIGNS + "/{slug}/greeting", upload_greeting)
