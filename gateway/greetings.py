@@ -4,7 +4,7 @@ voice provider fetches (``<Play>``): ``{PUBLIC_URL}/greetings/<random>.<mp3|wav>
 
 A greeting is the city's own recording, nothing personal: public by design, like the audio
 URL a campaign file may give (``voice.audio``), which the upload replaces. Only MP3 and WAV
-are kept: what Twilio's ``<Play>`` plays.
+are kept: what a voice provider's ``<Play>`` plays.
 """
 
 from __future__ import annotations
