@@ -468,6 +468,7 @@ async def _save_campaign(request: web.Request, slug: str | None) -> web.Response
                 f"campaign.{exc.code}",
                 str(exc).removeprefix("api: "),
                 field=exc.field,
+                params=exc.params,
             ) from None
 
     return await _act(

@@ -10,6 +10,7 @@ message. Status changes go through gateway.campaigns.set_status, the only place 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,8 @@ from gateway.models import Campaign
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError, Done, log_event, run
 from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 # What a campaign saved from the console or the API says in ``campaigns.source``: loading the
 # campaign folder at start-up leaves such a campaign alone (gateway.campaigns.upsert).
@@ -51,6 +54,23 @@ def save_campaign(
     """Create a campaign (``slug`` None) or replace the one named ``slug`` with ``data`` (a
     campaign file's keys). Raises CampaignFileError (refused), ActionError (403, 404)."""
     _admin(actor)
+    try:
+        return _save(runtime, actor, data, slug=slug, source=source)
+    except campaigns.CampaignFileError as refused:
+        # The rule and the field only: enough to see what scripts or admins trip over.
+        log.info(
+            "campaign refused from %s by %s: %s (%s)",
+            source,
+            actor.name,
+            refused.code,
+            refused.field,
+        )
+        raise
+
+
+def _save(
+    runtime: Runtime, actor: Actor, data: dict[str, Any], *, slug: str | None, source: str
+) -> Done:
     spec = campaigns.parse(data, source, runtime.settings.timezone)
     timezone = runtime.settings.timezone
 

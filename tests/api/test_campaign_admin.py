@@ -3,7 +3,10 @@ admin tokens only, the campaign file's rules, an admin event in the log for each
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from gateway.runtime import Runtime
 from tests.api.client import Api, events
@@ -50,12 +53,15 @@ async def test_an_existing_slug_is_a_conflict_and_changes_nothing(admin_api: Api
 
 
 async def test_a_keyword_of_another_campaign_is_refused_once_normalised(
-    admin_api: Api, read_api: Api, runtime: Runtime
+    admin_api: Api, read_api: Api, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ):
     # "Parc" with an accent and in lower case is the keyword PARC of the campaign parc.
-    refused = await admin_api.post("/campaigns", quais(keywords=["QUAIS", "pârc"]))
+    with caplog.at_level(logging.INFO, logger="gateway.moderation.campaigns"):
+        refused = await admin_api.post("/campaigns", quais(keywords=["QUAIS", "pârc"]))
     assert (refused.status, refused.error) == (422, "campaign.keyword_taken")
     assert refused.body["error"]["field"] == "keywords"
+    assert refused.body["error"]["params"] == {"keyword": "PÂRC", "other": "parc"}
+    assert "campaign refused from api by api:ops: keyword_taken (keywords)" in caplog.text
     listed = await read_api.get("/campaigns")
     assert "quais" not in [c["slug"] for c in listed.body["items"]]
     assert events(runtime) == []
