@@ -225,6 +225,15 @@ def end_instant(value: Any, timezone: str = DEFAULT_TIMEZONE) -> datetime | None
     return moment.astimezone(UTC)
 
 
+def status_at(campaign: Campaign, now: datetime) -> str:
+    """The status residents and the public see: ``closed`` once the end date has passed."""
+    return (
+        "open"
+        if is_open(campaign, now)
+        else ("closed" if campaign.status == "open" else campaign.status)
+    )
+
+
 def is_open(campaign: Campaign, now: datetime) -> bool:
     """Open to contributions: its status says so and its end date, if any, has not passed."""
     return campaign.status == "open" and (campaign.closes_at is None or now < campaign.closes_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -13,6 +14,8 @@ from gateway.clock import now_utc
 from gateway.conversation import CampaignInfo, Context, Incoming, Sender, State, handle
 from gateway.models import Campaign
 from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.web import create_app
 from tests.helpers import contributions, send_sms
 
 PARC = CampaignInfo(
@@ -101,3 +104,17 @@ def test_an_end_date_still_to_come_changes_nothing(runtime: Runtime):
     send_sms(runtime, "PARC des bancs", "+33611110003")
     (filed,) = contributions(runtime)
     assert filed.reference.startswith("PARC-")
+
+
+async def test_the_public_pages_show_a_campaign_past_its_end_date_as_ended(
+    runtime: Runtime, settings: Settings, aiohttp_client: Any
+):
+    client = await aiohttp_client(create_app(settings))
+    page = await (await client.get("/campaigns/parc")).text()
+    assert "État de la consultation : Ouverte" in page
+    ended_before = (await (await client.get("/campaigns")).text()).count("badge--closed")
+    _close_parc(runtime, now_utc() - timedelta(minutes=1))
+    page = await (await client.get("/campaigns/parc")).text()
+    assert "État de la consultation : Terminée" in page
+    index = await (await client.get("/campaigns")).text()
+    assert index.count("badge--closed") == ended_before + 1  # parc's card, besides ecoles
