@@ -20,7 +20,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import campaigns
 from gateway import conversation as engine
+from gateway.clock import now_utc
 from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.models import Campaign, Contribution, VoiceCall
 from gateway.outcomes import own_contributions
@@ -82,9 +84,15 @@ def choice(campaign: Campaign) -> CampaignChoice:
 
 
 def _open_campaigns(session: Session) -> list[Campaign]:
-    return list(
-        session.scalars(select(Campaign).where(Campaign.status == "open").order_by(Campaign.id))
-    )
+    # Past its end date a campaign is closed to callers too (gateway.campaigns.is_open).
+    now = now_utc()
+    return [
+        c
+        for c in session.scalars(
+            select(Campaign).where(Campaign.status == "open").order_by(Campaign.id)
+        )
+        if campaigns.is_open(c, now)
+    ]
 
 
 def _upsert_call(

@@ -85,6 +85,9 @@ class Campaign(Base):
     moderation_mode: Mapped[str] = mapped_column(
         String(16), default="a_priori", server_default="a_priori"
     )
+    # After this instant (UTC) the campaign counts as closed whatever its status
+    # (gateway.campaigns.is_open): residents get the polite "closed" reply.
+    closes_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

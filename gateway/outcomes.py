@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,7 +45,8 @@ def contributor_for(
     return residents.contributor_for(session, message.channel, message.sender_hash, address, now)
 
 
-def campaign_infos(session: Session) -> tuple[engine.CampaignInfo, ...]:
+def campaign_infos(session: Session, timezone: str) -> tuple[engine.CampaignInfo, ...]:
+    zone = ZoneInfo(timezone)
     return tuple(
         engine.CampaignInfo(
             slug=c.slug,
@@ -54,6 +56,11 @@ def campaign_infos(session: Session) -> tuple[engine.CampaignInfo, ...]:
             status=c.status,
             phone_numbers=tuple(c.phone_numbers or ()),
             neighbourhoods=tuple(c.neighbourhoods or ()),
+            closes_at=c.closes_at,
+            # The last local day it was open (closing at midnight: the day before).
+            closes_on=(c.closes_at.astimezone(zone) - timedelta(microseconds=1)).date().isoformat()
+            if c.closes_at
+            else "",
         )
         for c in session.scalars(select(Campaign).order_by(Campaign.id))
     )
@@ -108,7 +115,7 @@ def context(
     )
     return engine.Context(
         now=now,
-        campaigns=campaign_infos(session),
+        campaigns=campaign_infos(session, runtime.settings.timezone),
         sender=sender,
         expiry=timedelta(minutes=runtime.settings.conversation_expiry_minutes),
         organisation=runtime.settings.organisation,

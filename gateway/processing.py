@@ -226,7 +226,10 @@ def _incoming(
                 message=message,
                 state=state,
                 conversation=conv,
-                campaigns=outcomes.campaign_infos(session),
+                campaigns=engine.as_of(
+                    outcomes.campaign_infos(session, runtime.settings.timezone),
+                    message.received_at,
+                ),
             )
         )
     if meaning.handled or meaning.reply:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import api, campaigns, console, plugins
+from gateway import api, campaigns, console, greetings, plugins
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.runtime import Runtime
@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     api.setup(app)
     pages.add_routes(app)
     radio_web.add_routes(app)
+    greetings.add_routes(app)
     return app
 
 
@@ -115,9 +116,9 @@ def load_campaigns(runtime: Runtime) -> None:
     if not directory.is_dir():
         log.warning("no campaign folder at %s", directory)
         return
-    specs = campaigns.read_files([directory])
+    specs = campaigns.read_files([directory], runtime.settings.timezone)
     with runtime.sessions.begin() as session:
-        for slug, result in campaigns.upsert(session, specs):
+        for slug, result in campaigns.upsert(session, specs, keep_edited=True):
             log.info("campaign %s: %s", slug, result)
 
 

@@ -33,6 +33,10 @@ REALISTIC = {
     # The calling hours, said to a caller who asked to be called back.
     "start": "9",
     "end": "20",
+    # The day a campaign ended on (campaign.ended).
+    "day": "31",
+    "month": "03",
+    "year": "2027",
 }
 
 

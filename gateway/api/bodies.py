@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from gateway import plugins
 from gateway.api.errors import ApiError
 from gateway.api.fields import Omittable, Request, Stated
+from gateway.campaigns import MODERATION_MODES
 from gateway.campaigns import STATUSES as CAMPAIGN_STATUSES
 from gateway.moderation.actions import (
     CATEGORIES,
@@ -120,6 +121,64 @@ class ReplyRequest(Request):
 
 class CampaignStatusRequest(Request):
     status: Annotated[str, Stated(enum=list(CAMPAIGN_STATUSES))]
+
+
+class Part(Request):
+    """A mapping inside a body (a campaign's ``voice``), checked as strictly."""
+
+
+class CampaignVoice(Part):
+    greeting: str | None = Field(default=None, description="Read aloud to callers (TTS).")
+    audio: str | None = Field(
+        default=None,
+        description="An http(s) URL of an audio file played instead of the greeting; an "
+        "uploaded greeting (console) wins over it.",
+    )
+    sms_receipt: bool | None = Field(default=None, description="Text callers their receipt.")
+
+
+class CampaignPublication(Part):
+    rejected_text: Annotated[str, Stated(enum=["shown", "hidden"])] | None = None
+
+
+class CampaignDecidim(Part):
+    component: int | None = Field(default=None, description="A proposals component's number.")
+
+
+class CampaignRequest(Request):
+    """A whole campaign, with a campaign file's keys (docs/campaigns.md); checked by the same
+    rules as a file (a refusal is a 422 naming the field). PUT replaces it wholly: a key left
+    out takes its default."""
+
+    slug: str = Field(description="Lower case letters, digits and dashes; fixed once created.")
+    title: str
+    question: str | None = None
+    keywords: list[str] | None = Field(
+        default=None, description="Single words, unique across campaigns once normalised."
+    )
+    status: Annotated[str, Stated(enum=list(CAMPAIGN_STATUSES))] | None = None
+    phone_numbers: list[str] | None = Field(default=None, description="E.164 (+33100000001).")
+    neighbourhoods: list[str] | None = None
+    themes: list[str] | None = None
+    reference_prefix: str | None = None
+    language: str | None = Field(default=None, description="One with a catalogue (fr, en).")
+    voice: CampaignVoice | None = None
+    publication: CampaignPublication | None = None
+    decidim: CampaignDecidim | None = None
+    closes_at: str | None = Field(
+        default=None,
+        description="End date: an ISO date (open through that day) or date and time; "
+        "without an offset, the city's local time (TIMEZONE).",
+    )
+    moderation: Annotated[str, Stated(enum=list(MODERATION_MODES))] | None = Field(
+        default=None,
+        description="a_priori (a moderator publishes) or a_posteriori (published at once, "
+        "redacted, reviewed after); a_priori by default.",
+    )
+
+    def file_data(self) -> dict[str, object]:
+        """The campaign file's mapping gateway.campaigns.parse reads."""
+        return self.model_dump(exclude_none=True)
 
 
 def _installed_channel(value: str) -> str:

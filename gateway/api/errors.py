@@ -47,10 +47,12 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.field = status, code, field
         self.headers = dict(headers or {})
+        self.params = dict(params or {})
 
 
 def error_response(
@@ -90,7 +92,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, str(exc), field=exc.field, headers=exc.headers)
+        return error_response(
+            exc.status, exc.code, str(exc), field=exc.field, params=exc.params, headers=exc.headers
+        )
     except ActionError as exc:
         return error_response(exc.status, exc.key, str(exc), params=exc.params)
     except web.HTTPException as exc:

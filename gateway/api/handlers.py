@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import residents
+from gateway import campaigns, residents
 from gateway.api import bodies, responses, scopes, shapes
 from gateway.api.auth import ACTOR
 from gateway.api.bodies import DASHBOARD_DAYS, EVENTS_PER_PAGE, MAX_DASHBOARD_DAYS, MAX_PAGE
@@ -31,6 +31,7 @@ from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
 from gateway.moderation import actions, answers, collected, queries
+from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
 from gateway.runtime import Runtime
@@ -507,9 +508,48 @@ async def set_campaign_status(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     return await _act(
         request,
-        lambda: actions.set_campaign_status(runtime, actor, slug, status),
+        lambda: campaign_admin.set_campaign_status(runtime, actor, slug, status),
         lambda session, _done: {"campaign": shapes.campaign(_campaign(session, slug))},
     )
+
+
+async def _save_campaign(request: web.Request, slug: str | None) -> web.Response:
+    """POST (create, 201) or PUT (replace wholly) a campaign; the rules are a campaign
+    file's (gateway.campaigns.parse): a refused one is a 422 naming the field, an existing
+    slug on POST a 409."""
+    actor = request[ACTOR]
+    body = await bodies.read(request, bodies.CampaignRequest)
+    runtime = _runtime(request)
+    saved_slug = slug or body.slug
+
+    def save() -> Done:
+        try:
+            return campaign_admin.save_campaign(
+                runtime, actor, body.file_data(), slug=slug, source="api"
+            )
+        except campaigns.CampaignFileError as exc:
+            raise ApiError(
+                409 if exc.code == "exists" else 422,
+                f"campaign.{exc.code}",
+                str(exc).removeprefix("api: "),
+                field=exc.field,
+                params=exc.params,
+            ) from None
+
+    return await _act(
+        request,
+        save,
+        lambda session, _done: {"campaign": shapes.campaign(_campaign(session, saved_slug))},
+        201 if slug is None else 200,
+    )
+
+
+async def create_campaign(request: web.Request) -> web.Response:
+    return await _save_campaign(request, None)
+
+
+async def replace_campaign(request: web.Request) -> web.Response:
+    return await _save_campaign(request, request.match_info["slug"])
 
 
 # -- residents (admins: a request made in person) --------------------------------------------
@@ -582,6 +622,8 @@ def add_routes(app: web.Application) -> None:
         ("POST", f"/groups/{GROUP_ID}/answer", answer_group, None),
         ("GET", "/events", list_events, "api_events"),
         ("GET", "/campaigns", list_campaigns, "api_campaigns"),
+        ("POST", "/campaigns", create_campaign, None),
+        ("PUT", f"/campaigns/{SLUG}", replace_campaign, None),
         ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),
         ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
         ("POST", "/residents/forget", forget_resident, None),

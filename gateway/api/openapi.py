@@ -136,9 +136,11 @@ REFUSALS: dict[int, tuple[str, str, dict[str, Any] | None]] = {
     413: ("PayloadTooLarge", "The body is over the server's size limit.", None),
     422: (
         "UnprocessableContent",
-        "A value refused by the checks the console's forms share: code "
+        "A value refused by the checks the console's forms share. A contribution: code "
         "invalid_contribution, params.fields naming every field at fault with the "
-        "catalogue key of the reason (console.collect.errors.*).",
+        "catalogue key of the reason (console.collect.errors.*). A campaign that a campaign "
+        "file's rules refuse (a keyword another campaign has, a number not in E.164...): "
+        "code campaign.<rule>, field the key at fault.",
         None,
     ),
 }
@@ -271,6 +273,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/campaigns"): Operation(
         "Every campaign (a read token: not the drafts).", r.CampaignList, "The campaigns."
+    ),
+    ("POST", "/campaigns"): Operation(
+        "Create a campaign from a campaign file's keys, checked by the file's rules (admin "
+        "tokens only): 409 when the slug exists, 422 naming the field a rule refuses.",
+        r.ActionResult,
+        "Created.",
+        body=bodies.CampaignRequest,
+        status=201,
+        refusals=(409, 422),
+    ),
+    ("PUT", "/campaigns/{slug}"): Operation(
+        "Replace a campaign wholly (admin tokens only); the slug does not change. 422 "
+        "naming the field a rule refuses.",
+        r.ActionResult,
+        body=bodies.CampaignRequest,
+        refusals=(422,),
     ),
     ("PUT", "/campaigns/{slug}/status"): Operation(
         "Open, close or set a campaign back to draft (admin tokens only).",

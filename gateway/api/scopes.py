@@ -10,7 +10,8 @@ before any handler runs) and by the OpenAPI description (each operation's ``secu
   a city department: ``answerer`` accounts), nothing else.
 - ``moderate``: what a moderator does in the console (read everything, decide, classify,
   anonymise, answer residents, read the log and the statistics).
-- ``admin``: also what only admins do (campaign status, a resident's erasure or opt-out).
+- ``admin``: also what only admins do (campaigns: create, replace, status; a resident's
+  erasure or opt-out).
 - ``collect``: beside that ladder, entering contributions collected by agents (an agent's
   tablet) and nothing else; ``moderate`` and ``admin`` may enter them too.
 
@@ -41,6 +42,8 @@ NEEDED: dict[tuple[str, str], str] = {
     ("POST", "/groups/{group_id}/answer"): ANSWER,
     ("GET", "/events"): MODERATE,
     ("GET", "/campaigns"): READ,
+    ("POST", "/campaigns"): ADMIN,
+    ("PUT", "/campaigns/{slug}"): ADMIN,
     ("PUT", "/campaigns/{slug}/status"): ADMIN,
     ("GET", "/campaigns/{slug}/stats"): MODERATE,
     # A resident's request made in person (gateway.residents): admins, as in the console.

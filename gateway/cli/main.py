@@ -201,8 +201,9 @@ def campaigns_group() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def campaigns_load(paths: tuple[Path, ...]) -> None:
     """Load campaign files or folders; a campaign is updated in place by slug."""
+    timezone = load_settings().timezone
     try:
-        specs = campaign_files.read_files(list(paths))
+        specs = campaign_files.read_files(list(paths), timezone)
     except campaign_files.CampaignFileError as exc:
         raise click.ClickException(str(exc)) from exc
     runtime = open_runtime(redis=False)
@@ -215,6 +216,31 @@ def campaigns_load(paths: tuple[Path, ...]) -> None:
         runtime.close()
     for slug, result in results:
         click.echo(f"{slug}: {result}")
+
+
+@campaigns_group.command("export")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A folder (one <slug>.yaml per campaign) or a .yaml file (all of them); "
+    "default: print them.",
+)
+def campaigns_export(output: Path | None) -> None:
+    """Write every campaign as campaign files that `campaigns load` reads back unchanged."""
+    runtime = open_runtime(redis=False)
+    timezone = runtime.settings.timezone
+    try:
+        with runtime.sessions() as session:
+            if output is None:
+                rows = campaign_files.all_campaigns(session)
+                click.echo(campaign_files.dump_all(rows, timezone), nl=False)
+                return
+            written = campaign_files.export(session, output, timezone)
+    finally:
+        runtime.close()
+    for path in written:
+        click.echo(str(path))
 
 
 @campaigns_group.command("list")

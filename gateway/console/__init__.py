@@ -17,6 +17,7 @@ from gateway.console import auth, live, rendering
 from gateway.console.views import (
     admin,
     answers,
+    campaign_form,
     collect,
     contribution,
     dashboard,
@@ -36,11 +37,23 @@ async def _home(_request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Add the console's routes, templates and middlewares to the gateway's app."""
     rendering.setup(app)
+    app.middlewares.append(campaign_form.larger_upload)  # before the CSRF check reads forms
     app.middlewares.append(auth.console_middleware)
     app.router.add_get(auth.ROOT, _home)
     app.router.add_get(auth.PREFIX, _home)
     auth.add_routes(app)
-    for page in (queue, contribution, groups, log, dashboard, admin, residents, answers, collect):
+    for page in (
+        queue,
+        contribution,
+        groups,
+        log,
+        dashboard,
+        admin,
+        campaign_form,
+        residents,
+        answers,
+        collect,
+    ):
         page.add_routes(app)
     live.setup(app)
     app.router.add_static(auth.PREFIX + "static", STATIC, follow_symlinks=False)

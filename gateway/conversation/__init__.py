@@ -92,6 +92,7 @@ The names below are the engine's interface: the rest of the project imports only
 
 from __future__ import annotations
 
+from gateway.conversation.campaigns import as_of
 from gateway.conversation.followup import (
     ANSWER_EXCERPT,
     FOLLOW_UP_LIST_SIZE,
@@ -201,6 +202,7 @@ __all__ = [
     "Sender",
     "State",
     "answer_text",
+    "as_of",
     "expire",
     "handle",
     "is_expired",

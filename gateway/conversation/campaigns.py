@@ -5,9 +5,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from gateway.conversation.model import CLOSED, DRAFT, OPEN, CampaignInfo
 from gateway.textnorm import token
+
+
+def as_of(campaigns: Sequence[CampaignInfo], moment: datetime) -> tuple[CampaignInfo, ...]:
+    """The campaigns as they stand at ``moment``: an open campaign past its end date is
+    closed, and behaves exactly as one an admin closed. ``closes_on`` is kept only where the
+    end date has passed (the reply names the day only then)."""
+
+    def at(c: CampaignInfo) -> CampaignInfo:
+        if c.closes_at is not None and c.closes_at <= moment and c.status in (OPEN, CLOSED):
+            return replace(c, status=CLOSED)
+        return replace(c, closes_on="") if c.closes_on else c
+
+    return tuple(at(c) for c in campaigns)
 
 
 def by_slug(campaigns: Sequence[CampaignInfo], slug: str | None) -> CampaignInfo | None:

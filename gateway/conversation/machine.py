@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from gateway.conversation import steps
-from gateway.conversation.campaigns import campaign_for_keyword, default_candidates
+from gateway.conversation.campaigns import as_of, campaign_for_keyword, default_candidates
 from gateway.conversation.followup import follow_up, say_help
 from gateway.conversation.model import (
     AWAITING_TEXT,
@@ -66,6 +66,9 @@ def handle(state: State, message: Incoming, context: Context) -> Outcome:
     """Work through one message from a resident."""
     # never mutate the caller's state
     state = replace(state, options=list(state.options), media=list(state.media))
+    # What counts is when the resident wrote: a message sent before the end date is taken
+    # even when it is worked through after.
+    context = replace(context, campaigns=as_of(context.campaigns, message.received_at))
     if message.verified is False:
         return unverified(state, message, context)
     sender = context.sender

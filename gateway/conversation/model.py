@@ -51,6 +51,11 @@ class CampaignInfo:
     status: str  # "draft" | "open" | "closed"
     phone_numbers: tuple[str, ...] = ()  # a message sent to one of them picks this campaign
     neighbourhoods: tuple[str, ...] = ()
+    # The end date (gateway.campaigns): from this instant an open campaign counts as closed
+    # (``campaigns.as_of``), and ``closes_on`` is the local day residents are told it ended
+    # on (ISO, "2027-03-31"), since the engine knows no time zone.
+    closes_at: datetime | None = None
+    closes_on: str = ""
 
 
 @dataclass(frozen=True)

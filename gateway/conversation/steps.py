@@ -49,7 +49,11 @@ def _keyword(
     turn: Turn, state: State, message: Incoming, campaign: CampaignInfo, rest: str
 ) -> State:
     if campaign.status == CLOSED:
-        turn.say("campaign.closed", title=campaign.title)
+        if campaign.closes_on:  # closed by its end date
+            year, month, day = campaign.closes_on.split("-")
+            turn.say("campaign.ended", title=campaign.title, day=day, month=month, year=year)
+        else:
+            turn.say("campaign.closed", title=campaign.title)
         return State()
     if campaign.status != OPEN:
         turn.say("campaign.not_open", title=campaign.title)

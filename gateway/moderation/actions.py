@@ -525,33 +525,3 @@ def set_public_text(runtime: Runtime, actor: Actor, contribution_id: int, text: 
         log_event(session, done, contribution, actor, "anonymise", before, {"public_text": text})
 
     return run(runtime, work)
-
-
-# -- campaigns (admin) ------------------------------------------------------------------------
-
-
-def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) -> Done:
-    if not actor.is_admin:
-        raise ActionError("console.errors.admin_only", "admins only", 403)
-    if status not in ("draft", "open", "closed"):
-        raise ActionError("console.errors.bad_status", f"unknown status {status!r}")
-
-    def work(session: Session, done: Done) -> None:
-        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
-        if campaign is None:
-            raise ActionError("console.errors.not_found", "no such campaign", 404)
-        if campaign.status == status:
-            return
-        before = {"campaign": slug, "status": campaign.status}
-        campaign.status = status
-        log_event(
-            session,
-            done,
-            None,
-            actor,
-            "campaign_status",
-            before,
-            {"campaign": slug, "status": status},
-        )
-
-    return run(runtime, work)

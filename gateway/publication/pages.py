@@ -13,6 +13,7 @@ prepared.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import math
 from collections.abc import Callable
@@ -28,6 +29,8 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import func, select
 
+from gateway import campaigns
+from gateway.clock import now_utc
 from gateway.i18n import DEFAULT_LANGUAGE, catalogue, translate
 from gateway.models import Campaign, Contribution
 from gateway.moderation.actions import CHANNELS
@@ -148,6 +151,8 @@ async def _render(
         "lang": _.language,
         "lang_query": ("?lang=en" if _.language == "en" else ""),
         "other_language_url": request.path + ("?" + urlencode(query) if query else ""),
+        # A campaign past its end date shows as closed (gateway.campaigns.status_at).
+        "status_of": functools.partial(campaigns.status_at, now=now_utc()),
         **context,
     }
     compiled = _environment.get_template(template)

@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 20
+    assert len(routes) == 22
     assert routes == described
 
 
@@ -209,6 +209,11 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("GET", "/campaigns")
     await call("GET", "/campaigns/{slug}/stats", slug="parc")
     await admin("PUT", "/campaigns/{slug}/status", {"status": "closed"}, slug="velo")
+    quais = {"slug": "quais", "title": "Quais", "keywords": ["QUAIS"], "closes_at": "2027-03-31"}
+    await admin("POST", "/campaigns", quais, 201)
+    await admin("PUT", "/campaigns/{slug}", {**quais, "title": "Les quais"}, slug="quais")
+    await admin("POST", "/campaigns", quais, 409)
+    await admin("PUT", "/campaigns/{slug}", {**quais, "keywords": ["PARC"]}, 422, slug="quais")
     await admin("POST", "/residents/opt-out", {"channel": "sms", "address": "+33611111111"})
     await admin("POST", "/residents/forget", {"channel": "sms", "address": "+33622222222"})
 

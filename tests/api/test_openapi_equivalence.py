@@ -50,6 +50,12 @@ NEW_SCHEMAS = {
     "Erased",  # Erasure.erased
 }
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+# Operations added since the hand-written document (path, method), and their models.
+NEW_OPERATIONS = {
+    ("/api/v1/campaigns", "post"),  # campaigns administered through the API (issue 15)
+    ("/api/v1/campaigns/{slug}", "put"),
+}
+NEW_SCHEMAS |= {"CampaignRequest", "CampaignVoice", "CampaignPublication", "CampaignDecidim"}
 
 
 def resolve(document: dict[str, Any], pointer: str) -> Any:
@@ -134,16 +140,20 @@ def operation(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 
 def paths(document: dict[str, Any]) -> dict[str, Any]:
+    """The document's paths, without the operations added since (NEW_OPERATIONS)."""
     normalised: dict[str, Any] = {}
     for path, item in document["paths"].items():
-        normalised[path] = {
+        kept = {
             key: (
                 operation(document, value)
                 if key in METHODS
                 else [parameter(document, p) for p in value]
             )
             for key, value in item.items()
+            if (path, key) not in NEW_OPERATIONS
         }
+        if any(key in METHODS for key in kept):
+            normalised[path] = kept
     return normalised
 
 
@@ -180,6 +190,7 @@ def test_the_same_operations_and_statuses():
             for method, op in item.items()
             if method in METHODS
             for status in op["responses"]
+            if (path, method) not in NEW_OPERATIONS
         }
 
     assert statuses(DOCUMENT) == statuses(BEFORE)
@@ -251,5 +262,6 @@ def test_every_request_model_is_documented():
         if isinstance(value, type)
         and issubclass(value, bodies.Request)
         and value is not bodies.Request
+        and not issubclass(value, bodies.Part)  # inside a body, not one
     }
     assert used == declared

@@ -180,6 +180,8 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         ("GET", "/events"): ("/events", None),
         ("GET", "/campaigns"): ("/campaigns", None),
         ("PUT", "/campaigns/{slug}/status"): ("/campaigns/parc/status", {"status": "closed"}),
+        ("POST", "/campaigns"): ("/campaigns", {"slug": "quais", "title": "Quais"}),
+        ("PUT", "/campaigns/{slug}"): ("/campaigns/parc", {"slug": "parc", "title": "Parc"}),
         ("GET", "/campaigns/{slug}/stats"): ("/campaigns/parc/stats", None),
         ("POST", "/residents/opt-out"): (
             "/residents/opt-out",

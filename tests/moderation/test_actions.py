@@ -10,6 +10,7 @@ from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.clock import now_utc
 from gateway.models import Contribution, Contributor, ModerationEvent, OutboundMessage
 from gateway.moderation import actions
+from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError
 from gateway.privacy import contributor_address, new_contributor_id
@@ -330,15 +331,15 @@ def test_reply_reaches_the_resident_or_is_refused_and_not_logged(
 
 def test_only_admins_change_a_campaign_status(runtime: Runtime):
     with pytest.raises(ActionError) as refused:
-        actions.set_campaign_status(runtime, ALICE, "parc", "closed")
+        campaign_admin.set_campaign_status(runtime, ALICE, "parc", "closed")
     assert refused.value.status == 403
-    actions.set_campaign_status(runtime, ADMIN, "parc", "closed")
+    campaign_admin.set_campaign_status(runtime, ADMIN, "parc", "closed")
     replies = send_sms(runtime, "PARC encore une idée", "+33611111124", PARC)
     assert contributions(runtime) == [] and replies  # closed: answered, not filed
     (event,) = events(runtime)
     assert event.after == {"campaign": "parc", "status": "closed"} and event.actor == "root"
     with pytest.raises(ActionError):
-        actions.set_campaign_status(runtime, ADMIN, "parc", "archived")
+        campaign_admin.set_campaign_status(runtime, ADMIN, "parc", "archived")
     with pytest.raises(ActionError) as missing:
-        actions.set_campaign_status(runtime, ADMIN, "nope", "open")
+        campaign_admin.set_campaign_status(runtime, ADMIN, "nope", "open")
     assert missing.value.status == 404

@@ -16,7 +16,8 @@ from gateway.console.rendering import error_page, render, see_other
 from gateway.console.views.common import field, parse_id, refused
 from gateway.console.work import act, offload, read, write
 from gateway.models import Campaign, Contribution, Moderator
-from gateway.moderation import accounts, actions
+from gateway.moderation import accounts
+from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.actions import ActionError
 from gateway.publication import decidim_api
 from gateway.webkeys import RUNTIME
@@ -179,7 +180,7 @@ async def campaign_status(request: web.Request) -> web.StreamResponse:
     wanted = field(await request.post(), "status")
     try:
         done = await act(
-            request, lambda rt, actor: actions.set_campaign_status(rt, actor, slug, wanted)
+            request, lambda rt, actor: campaign_admin.set_campaign_status(rt, actor, slug, wanted)
         )
     except ActionError as error:
         return await _campaigns_page(request, status=error.status, errors=[refused(error)])
