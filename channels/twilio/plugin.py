@@ -68,6 +68,12 @@ def _delete_recording(runtime: Runtime, details: dict[str, Any]) -> None:
     recordings.delete(runtime, details)
 
 
+def _fetch_media(runtime: Runtime, message_id: int, last_attempt: bool) -> None:
+    from channels.twilio import media
+
+    media.fetch(runtime, message_id, last_attempt)
+
+
 def _place_call(runtime: Runtime, to: str, from_: str | None, callback_id: int) -> str:
     from channels.twilio import callbacks
 
@@ -93,4 +99,5 @@ plugin = ChannelPlugin(
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
     place_call=_place_call,
+    fetch_media=_fetch_media,  # an MMS's photos and sounds
 )
