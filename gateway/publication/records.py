@@ -15,7 +15,8 @@ place:
   channel of one address gets one id within a campaign; a forgotten person has none.
 - no address, chat id, phone number, original text, transcript, attachment or group
   self-description; audio only for a published voice contribution whose caller said yes to
-  a broadcast (``broadcastable``).
+  a broadcast (``broadcastable``); a photo only when a moderator published it, checked for
+  faces and plates, and only while the contribution is published (gateway.moderation.photos).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gateway import textcap
 from gateway.i18n import translate
 from gateway.models import Campaign, Contribution, Contributor
 from gateway.moderation import redaction
+from gateway.moderation.photos import public_photos
 from gateway.privacy import AddressVault
 
 PUBLIC_STATUSES = ("published", "rejected")
@@ -73,6 +75,9 @@ class PublicRecord:
     # Internal: used to find the recording and the Decidim id; never written to an output.
     contribution_id: int
     decidim_id: str | None
+    # The photos a moderator published (their numbers among the contribution's attachments,
+    # from 1), for a published contribution only: served at /campaigns/{slug}/photos/.
+    photos: tuple[int, ...] = ()
 
 
 def broadcastable(contribution: Contribution) -> bool:
@@ -188,6 +193,7 @@ def _record(
         audio_duration=c.audio_duration if broadcastable(c) else None,
         contribution_id=c.id,
         decidim_id=c.decidim_id,
+        photos=tuple(i + 1 for i in public_photos(c)) if published else (),
     )
 
 

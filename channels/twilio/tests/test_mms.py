@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.i18n import translate
@@ -25,6 +26,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
+from tests.console.conftest import Browser, add_account
 from tests.fixtures import require_tool, unavailable
 from tests.helpers import DrainWorker, contributions, drain, inbound, replies_to, sign, sms_form
 from tests.images import jpeg, png
@@ -399,3 +401,185 @@ async def test_a_voice_clip_by_mms_is_kept_and_transcribed_by_vosk(
     assert c.transcription_status == "done", c.transcription_error
     assert c.transcript and c.transcript.strip()
     assert c.text == c.transcript
+
+
+# -- moderators, the public, erasure -------------------------------------------------------
+
+
+@pytest.fixture
+async def console(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    mms_settings: Settings,
+) -> tuple[TestServer, Callable[[], Awaitable[Browser]]]:
+    server = await aiohttp_server(create_app(mms_settings))
+
+    async def browser() -> Browser:
+        jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=str(server.make_url("/")))
+        return Browser(await aiohttp_client(server, cookie_jar=jar))
+
+    return server, browser
+
+
+async def photo_and_video(
+    client: TestClient[Any, Any], settings: Settings, fake: FakeTwilio, photo: bytes
+) -> int:
+    """An MMS with a photo (kept) and a video (refused), filed as PARC's contribution."""
+    runtime = client.app[RUNTIME]
+    sid = message_sid()
+    video = fake.add_media(sid, b"\x00\x00\x00\x18ftypmp42" + bytes(64), "video/mp4")
+    urls = [(fake.add_media(sid, photo, "image/jpeg"), "image/jpeg"), (video, "video/mp4")]
+    await post_mms(client, settings, sid, "PARC Le lavoir abandonné", urls)
+    await work(runtime)
+    (c,) = contributions(runtime)
+    return c.id
+
+
+async def test_moderators_see_the_photo_and_the_refusal_and_publish_the_photo_when_they_choose(
+    console: tuple[TestServer, Callable[[], Awaitable[Browser]]],
+    mms_settings: Settings,
+    fake_twilio: FakeTwilio,
+    photo: bytes,
+):
+    server, new_browser = console
+    anonymous = await new_browser()
+    runtime = server.app[RUNTIME]
+    cid = await photo_and_video(anonymous.client, mms_settings, fake_twilio, photo)
+    (c,) = contributions(runtime)
+    attachment = f"/moderation/contributions/{cid}/attachments/0"
+    public_photo = f"/campaigns/parc/photos/{c.reference}-1"
+
+    # Never public: not to an anonymous visitor of the console, not on the public pages.
+    async with anonymous.client.get(attachment, allow_redirects=False) as response:
+        assert response.status == 401
+    add_account(runtime, "camille")
+    moderator = await new_browser()
+    assert (await moderator.login("camille")).status == 303
+
+    page = await moderator.get(f"/moderation/contributions/{cid}")
+    assert page.status == 200
+    assert f'<img src="{attachment}"' in page.text
+    refused = translate(
+        "console.attachments.refused",
+        "fr",
+        reason=translate("console.attachments.refused_reasons.type", "fr"),
+    )
+    assert [n.text.strip() for n in page.dom.select(".attachment-refused")] == [refused]
+    assert "Pièce jointe refusée (type de fichier non accepté)" == refused
+    async with moderator.client.get(attachment, allow_redirects=False) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert await response.read() == photo
+
+    # Published contribution, photo not yet: the page shows the text, not the photo.
+    decided = await moderator.post(
+        f"/moderation/contributions/{cid}/decision", {"action": "publish"}
+    )
+    assert decided.status == 303
+    public = await anonymous.get("/campaigns/parc")
+    assert "Le lavoir abandonné" in public.text and "/photos/" not in public.text
+    async with anonymous.client.get(public_photo) as response:
+        assert response.status == 404
+    json_rows = await (await anonymous.client.get("/campaigns/parc/contributions.json")).json()
+    assert [r["photo_urls"] for r in json_rows["contributions"]] == [[]]
+
+    # The moderator checks for faces and plates, then publishes the photo.
+    page = await moderator.get(f"/moderation/contributions/{cid}")
+    (form,) = page.dom.select("form.photo-publication")
+    assert form.get("action", "").startswith(f"{attachment}/public")
+    done = await moderator.post(f"{attachment}/public", {"public": "1"})
+    assert done.status == 303
+    page = await moderator.get(done.location)
+    assert translate("console.flash.photo_published", "fr") in page.flashes()
+    (c,) = contributions(runtime)
+    assert c.attachments[0]["public"] is True
+
+    public = await anonymous.get("/campaigns/parc")
+    assert f'src="{public_photo}"' in public.text
+    async with anonymous.client.get(public_photo) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Content-Disposition"] == f'inline; filename="{c.reference}-1"'
+        assert await response.read() == photo
+    json_rows = await (await anonymous.client.get("/campaigns/parc/contributions.json")).json()
+    (row,) = json_rows["contributions"]
+    assert row["photo_urls"] == [mms_settings.public_url.rstrip("/") + public_photo]
+    csv_text = await (await anonymous.client.get("/campaigns/parc/contributions.csv")).read()
+    assert public_photo.encode() in csv_text
+
+    # Withdrawn: gone from the page and the URL; both acts in the log.
+    assert (await moderator.post(f"{attachment}/public", {"public": "0"})).status == 303
+    async with anonymous.client.get(public_photo) as response:
+        assert response.status == 404
+    assert "/photos/" not in (await anonymous.get("/campaigns/parc")).text
+    page = await moderator.get(f"/moderation/contributions/{cid}")
+    for action in ("publish_photo", "unpublish_photo"):
+        assert translate(f"console.actions.{action}", "fr") in page.text
+
+    # A contribution taken back from publication takes its photo with it.
+    assert (await moderator.post(f"{attachment}/public", {"public": "1"})).status == 303
+    async with anonymous.client.get(public_photo) as response:
+        assert response.status == 200
+    reason = {"action": "reject", "reason": "Hors sujet"}
+    assert (await moderator.post(f"/moderation/contributions/{cid}/decision", reason)).status == 303
+    async with anonymous.client.get(public_photo) as response:
+        assert response.status == 404
+
+
+async def test_only_a_photo_can_be_published(
+    console: tuple[TestServer, Callable[[], Awaitable[Browser]]],
+    mms_settings: Settings,
+    fake_twilio: FakeTwilio,
+    photo: bytes,
+):
+    server, new_browser = console
+    runtime = server.app[RUNTIME]
+    sid = message_sid()
+    pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    url = fake_twilio.add_media(sid, pdf, "application/pdf")
+    await post_mms(
+        (await new_browser()).client, mms_settings, sid, "PARC Un plan", [(url, "application/pdf")]
+    )
+    await work(runtime)
+    (c,) = contributions(runtime)
+    assert [a["kind"] for a in c.attachments] == ["file"]
+    add_account(runtime, "camille")
+    moderator = await new_browser()
+    await moderator.login("camille")
+    page = await moderator.get(f"/moderation/contributions/{c.id}")
+    assert page.dom.select("form.photo-publication") == []
+    refused = await moderator.post(
+        f"/moderation/contributions/{c.id}/attachments/0/public", {"public": "1"}
+    )
+    assert refused.status == 409
+    assert translate("console.errors.not_a_photo", "fr") in refused.text
+    missing = await moderator.post(
+        f"/moderation/contributions/{c.id}/attachments/5/public", {"public": "1"}
+    )
+    assert missing.status == 404
+    (c,) = contributions(runtime)
+    assert "public" not in c.attachments[0]
+
+
+async def test_forgetting_the_resident_deletes_their_photos(
+    client: TestClient[Any, Any], mms_settings: Settings, fake_twilio: FakeTwilio, photo: bytes
+):
+    runtime = client.app[RUNTIME]
+    sid = message_sid()
+    url = fake_twilio.add_media(sid, photo, "image/jpeg")
+    await post_mms(client, mms_settings, sid, "PARC Le pont rouillé", [(url, "image/jpeg")])
+    await work(runtime)
+    (c,) = contributions(runtime)
+    path = runtime.settings.data_path / c.attachments[0]["path"]
+    assert path.read_bytes() == photo
+
+    await post_mms(client, mms_settings, message_sid(), "OUBLIER", [])
+    await work(runtime)
+    (c,) = contributions(runtime)
+    assert c.contributor_id is None and c.text == "Le pont rouillé"  # what was said stays
+    assert c.attachments == []
+    assert not path.exists() and files_under(runtime, "media") == []
+    for message in inbound(runtime):
+        assert message.attachments == [] or all("path" not in a for a in message.attachments)
