@@ -41,6 +41,7 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 PROVIDER = "twilio"
+CHANNEL = "sms"
 MAX_REDIRECTS = 2
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 AUDIO_TYPES = frozenset(
@@ -197,8 +198,10 @@ def fetch(runtime: Runtime, message_id: int, last_attempt: bool) -> None:
         message = session.get(InboundMessage, message_id)
         if message is None or message.state != "received":
             return
-        if message.provider not in (None, PROVIDER):
-            return  # another SMS provider's message: its URLs are not Twilio's to fetch
+        if message.channel != CHANNEL or message.provider not in (None, PROVIDER):
+            # A call's recording is gateway.recordings' (its own hook); another SMS
+            # provider's message has no Twilio media.
+            return
         message_sid = message.provider_message_id
         items = [dict(a) if isinstance(a, dict) else {} for a in message.attachments or []]
     pending = [

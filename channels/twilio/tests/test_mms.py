@@ -179,6 +179,8 @@ async def test_a_photo_alone_to_the_campaigns_number_is_filed_and_the_job_is_ide
         ("foreign_host", "origin", False),
         ("foreign_redirect", "origin", True),  # a medium of ours: not left at Twilio
         ("other_message", "origin", False),
+        ("userinfo", "origin", False),
+        ("traversal", "origin", False),
     ],
 )
 async def test_a_refused_medium_costs_nothing_of_the_text(
@@ -212,6 +214,11 @@ async def test_a_refused_medium_costs_nothing_of_the_text(
         )
     elif case == "foreign_redirect":
         url = fake_twilio.add_media(sid, photo, declared, redirect_to="http://127.0.0.1:9/x.jpg")
+    elif case == "userinfo":  # credentials of someone else's choosing in the URL
+        url = fake_twilio.add_media(sid, photo, declared).replace("http://", "http://x:y@")
+    elif case == "traversal":
+        sids = fake_twilio.add_media(sid, photo, declared).rsplit("/", 1)[0]
+        url = f"{sids}/../../../Recordings/RE{'1' * 32}"
     else:  # a medium of another message of the account
         url = fake_twilio.add_media(message_sid(), photo, declared)
     text = "PARC Des arbres le long de l'avenue"
@@ -234,7 +241,7 @@ async def test_a_refused_medium_costs_nothing_of_the_text(
     assert RESIDENT not in caplog.text and "33612345678" not in caplog.text
     path = url.removeprefix(fake_twilio.base_url)
     assert (("DELETE", path + ".json", 204) in media_requests(fake_twilio)) is deleted
-    if case in ("foreign_host", "other_message"):
+    if case in ("foreign_host", "other_message", "userinfo", "traversal"):
         assert [r for r in media_requests(fake_twilio) if r[0] == "GET"] == []
 
 
