@@ -102,6 +102,20 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why ``origin`` cannot be a redirect target (a setting's value), or None: an origin is
+    ``https://host[:port]``, nothing after it; plain http only to this machine (tests)."""
+    parts = urlsplit(origin)
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        return f"{origin[:80]!r} is not an origin (https://host or https://host:port)"
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        return f"{origin[:80]!r}: https only, except to a loopback host"
+    return None
+
+
 def media_path(settings: TwilioSettings, message_sid: str, url: str) -> tuple[str, str]:
     """(URL to fetch, MediaSid) when ``url`` names a medium of this account's ``message_sid``
     on the API's origin; MediaRefused otherwise."""

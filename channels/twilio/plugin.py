@@ -44,6 +44,18 @@ def _routes(app: web.Application) -> None:
 
 def _check(settings: Settings) -> None:
     from channels.twilio.ids import ACCOUNT_SID
+    from channels.twilio.media import origin_problem
+
+    twilio = of(settings)
+    for origin in twilio.twilio_media_redirect_origins.split(","):
+        problem = origin_problem(origin.strip()) if origin.strip() else None
+        if problem:
+            raise SettingsError(f"GATEWAY_TWILIO_MEDIA_REDIRECT_ORIGINS: {problem}")
+    if twilio.twilio_media_max_bytes < 1 or twilio.twilio_media_max_message_bytes < 1:
+        raise SettingsError(
+            "GATEWAY_TWILIO_MEDIA_MAX_BYTES and GATEWAY_TWILIO_MEDIA_MAX_MESSAGE_BYTES must be "
+            "positive"
+        )
 
     # The account SID goes into the REST API's URLs (recordings fetched and deleted).
     sid = of(settings).twilio_account_sid

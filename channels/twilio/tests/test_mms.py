@@ -23,7 +23,7 @@ from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.i18n import translate
 from gateway.queues import inbound_job_id
 from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
 from tests.console.conftest import Browser, add_account
@@ -590,3 +590,18 @@ async def test_forgetting_the_resident_deletes_their_photos(
     assert not path.exists() and files_under(runtime, "media") == []
     for message in inbound(runtime):
         assert message.attachments == [] or all("path" not in a for a in message.attachments)
+
+
+@pytest.mark.parametrize(
+    "origins",
+    ["mms.twiliocdn.com", "http://mms.twiliocdn.com", "https://cdn.example/path", "ftp://x"],
+)
+def test_a_redirect_origin_that_is_not_one_stops_the_gateway_at_start(origins: str):
+    with pytest.raises(SettingsError, match="GATEWAY_TWILIO_MEDIA_REDIRECT_ORIGINS"):
+        Settings(twilio_media_redirect_origins=origins)
+
+
+def test_the_default_redirect_origins_and_a_loopback_one_are_accepted():
+    Settings(twilio_media_redirect_origins="https://mms.twiliocdn.com,http://127.0.0.1:8081")
+    with pytest.raises(SettingsError, match="positive"):
+        Settings(twilio_media_max_bytes=0)
