@@ -64,7 +64,7 @@ _EXTENSIONS = {
 }
 
 # Why a medium was not kept, as the console names it (console catalogue:
-# contribution.attachment_refused.<reason>).
+# console.attachments.refused_reasons.<reason>).
 TYPE, TOO_LARGE, NOT_WHAT_IT_SAYS, FOREIGN, GONE, UNAVAILABLE = (
     "type",
     "too_large",
@@ -95,8 +95,13 @@ class Fetched:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port
+    """(scheme, host, port) of a URL; an unreadable one (a port out of range, a broken IPv6
+    literal) is nobody's origin, so it matches nothing allowed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "", "", None
     if port is None:
         port = {"https": 443, "http": 80}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
@@ -108,7 +113,11 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 def origin_problem(origin: str) -> str | None:
     """Why ``origin`` cannot be a redirect target (a setting's value), or None: an origin is
     ``https://host[:port]``, nothing after it; plain http only to this machine (tests)."""
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return f"{origin[:80]!r} is not an origin (https://host or https://host:port)"
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
         return f"{origin[:80]!r} is not an origin (https://host or https://host:port)"
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
@@ -121,7 +130,7 @@ def media_path(settings: TwilioSettings, message_sid: str, url: str) -> tuple[st
     on the API's origin; MediaRefused otherwise."""
     if _origin(url) != _origin(settings.twilio_api_base):
         raise MediaRefused(FOREIGN, "media URL is not on the Twilio API host")
-    parts = urlsplit(url)
+    parts = urlsplit(url)  # readable: its origin was
     if parts.username or parts.password or parts.query or parts.fragment:
         raise MediaRefused(FOREIGN, "media URL is not a Twilio Media resource")
     prefix = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Messages/{message_sid}/Media/"

@@ -181,6 +181,7 @@ async def test_a_photo_alone_to_the_campaigns_number_is_filed_and_the_job_is_ide
         ("other_message", "origin", False),
         ("userinfo", "origin", False),
         ("traversal", "origin", False),
+        ("bad_port", "origin", False),
     ],
 )
 async def test_a_refused_medium_costs_nothing_of_the_text(
@@ -216,6 +217,8 @@ async def test_a_refused_medium_costs_nothing_of_the_text(
         url = fake_twilio.add_media(sid, photo, declared, redirect_to="http://127.0.0.1:9/x.jpg")
     elif case == "userinfo":  # credentials of someone else's choosing in the URL
         url = fake_twilio.add_media(sid, photo, declared).replace("http://", "http://x:y@")
+    elif case == "bad_port":  # unreadable: no origin at all
+        url = fake_twilio.add_media(sid, photo, declared).replace("127.0.0.1:", "127.0.0.1:99999")
     elif case == "traversal":
         sids = fake_twilio.add_media(sid, photo, declared).rsplit("/", 1)[0]
         url = f"{sids}/../../../Recordings/RE{'1' * 32}"
@@ -241,7 +244,7 @@ async def test_a_refused_medium_costs_nothing_of_the_text(
     assert RESIDENT not in caplog.text and "33612345678" not in caplog.text
     path = url.removeprefix(fake_twilio.base_url)
     assert (("DELETE", path + ".json", 204) in media_requests(fake_twilio)) is deleted
-    if case in ("foreign_host", "other_message", "userinfo", "traversal"):
+    if case in ("foreign_host", "other_message", "userinfo", "traversal", "bad_port"):
         assert [r for r in media_requests(fake_twilio) if r[0] == "GET"] == []
 
 
@@ -594,7 +597,13 @@ async def test_forgetting_the_resident_deletes_their_photos(
 
 @pytest.mark.parametrize(
     "origins",
-    ["mms.twiliocdn.com", "http://mms.twiliocdn.com", "https://cdn.example/path", "ftp://x"],
+    [
+        "mms.twiliocdn.com",
+        "http://mms.twiliocdn.com",
+        "https://cdn.example/path",
+        "ftp://x",
+        "https://cdn.example:99999",
+    ],
 )
 def test_a_redirect_origin_that_is_not_one_stops_the_gateway_at_start(origins: str):
     with pytest.raises(SettingsError, match="GATEWAY_TWILIO_MEDIA_REDIRECT_ORIGINS"):
