@@ -13,8 +13,9 @@ carried their address and raw payload, the calls that recorded their number, the
 already sent to them (or still waiting, except the confirmation of this erasure), and the
 recordings and voice notes in which their voice can be heard (and the copies made for the
 radio). Their contributions stay, as the city's record of what was said, detached from them
-and without audio (the transcript stays as their text); photos and documents they sent stay
-with the contribution as content.
+and without audio (the transcript stays as their text) or the photos and files they sent (a
+face, a home, a document with a name can say who they are; a photo a moderator published is
+withdrawn with its file); the whole text of a long message, kept as a file, stays as text.
 
 Everything here runs inside the caller's transaction; files are deleted before it commits, so
 that an erasure that fails half-way is retried and completes (a missing file is not an error).
@@ -46,6 +47,7 @@ from gateway.models import (
     VoiceCall,
 )
 from gateway.privacy import log_id, new_contributor_id
+from gateway.textcap import KIND as TEXT_KIND
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,7 @@ def forget(
     files: set[str] = set()
     for contribution in contributions:
         files.update(_strip_audio(contribution))
+        files.update(_strip_files(contribution))
         # The normalised copy made for Radio Agora is the same voice (gateway.audio_cache).
         files.update(
             str(path.relative_to(data_path)) for path in cached_files(data_path, contribution.id)
@@ -212,7 +215,7 @@ def forget(
     message_ids = [m.id for m in messages]
     for message in messages:
         files.update(_paths(message.attachments))
-    # Attachments stay with the contributions that kept them (photos, documents: content).
+    # Only the whole text of a long message stays with its contribution (gateway.textcap).
     kept = {p for c in contributions for p in _paths(c.attachments)}
     files -= kept
 
@@ -314,6 +317,16 @@ def _paths(items: Iterable[Any] | None) -> set[str]:
         for item in items or []
         if isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]
     }
+
+
+def _strip_files(contribution: Contribution) -> set[str]:
+    """Remove the photos and files from a contribution (published or not); returns their
+    paths. The whole text of a long message (kind ``text``) stays: it is what was said."""
+    items = list(contribution.attachments or [])
+    sent = [i for i in items if isinstance(i, dict) and i.get("kind") != TEXT_KIND]
+    if sent:
+        contribution.attachments = [i for i in items if i not in sent]
+    return _paths(sent)
 
 
 def _strip_audio(contribution: Contribution) -> set[str]:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from gateway import api, campaigns, console, greetings, plugins
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
+from gateway.publication import photos as public_photos
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SERVICES, SETTINGS
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     pages.add_routes(app)
     radio_web.add_routes(app)
     greetings.add_routes(app)
+    public_photos.add_routes(app)
     return app
 
 

@@ -29,6 +29,7 @@ from channels.email.headers import (
     fix_surrogates,
 )
 from channels.email.mime_parts import part_payload
+from gateway.filetypes import IMAGE_TYPES, is_pdf, sniff_image
 
 MAX_FILENAME = 100
 LAYOUT_IMAGE_BYTES = 20 * 1024  # an HTML-referenced image under this is a logo, not a photo
@@ -42,7 +43,6 @@ class Attachment:
     data: bytes
 
 
-_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/heic"})
 _TYPE_ALIASES = {
     "image/jpg": "image/jpeg",
     "image/pjpeg": "image/jpeg",
@@ -84,21 +84,6 @@ _IGNORED_TYPES = frozenset(
         "text/rfc822-headers",
     }
 )
-_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
-
-
-def _sniff_image(data: bytes, declared: str) -> str | None:
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if declared == "image/heic" and data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS:
-        return "image/heic"
-    return None
 
 
 def _kind(content_type: str, filename: str) -> tuple[str, str] | None:
@@ -106,7 +91,7 @@ def _kind(content_type: str, filename: str) -> tuple[str, str] | None:
     content_type = _TYPE_ALIASES.get(content_type, content_type)
     if content_type.startswith("audio/"):
         return "audio", content_type
-    if content_type in _IMAGE_TYPES:
+    if content_type in IMAGE_TYPES:
         return "image", content_type
     if content_type == "application/pdf":
         return "pdf", content_type
@@ -207,12 +192,12 @@ class Attachments:
             return
         name, stored_type = kind
         if name == "image":
-            sniffed = _sniff_image(data, stored_type)
+            sniffed = sniff_image(data, stored_type)
             if sniffed is None:
                 self._refuse(filename, "unreadable")
                 return
             stored_type = sniffed
-        elif name == "pdf" and b"%PDF-" not in data[:1024]:
+        elif name == "pdf" and not is_pdf(data):
             self._refuse(filename, "unreadable")
             return
         if any(a.data == data and a.filename == filename for a in self.kept):

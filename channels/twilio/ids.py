@@ -3,7 +3,8 @@ or in a URL.
 
 A SID is two letters naming the resource type and 32 hexadecimal digits
 (https://www.twilio.com/docs/glossary/what-is-a-sid): ``AC`` an account, ``CA`` a call, ``RE``
-a recording, ``SM``/``MM`` a message (``MM`` when it carries media). A callback is signed, but
+a recording, ``SM``/``MM`` a message (``MM`` when it carries media), ``ME`` one of a
+message's media. A callback is signed, but
 the signature only proves Twilio sent it; a SID that is not of its shape is refused all the
 same, because a RecordingSid becomes a file name under DATA_DIR and part of a REST URL: a
 ``../`` or a ``?`` in it must never reach either.
@@ -18,6 +19,7 @@ ACCOUNT_SID = re.compile(rf"AC{_HEX32}")
 CALL_SID = re.compile(rf"CA{_HEX32}")
 RECORDING_SID = re.compile(rf"RE{_HEX32}")
 MESSAGE_SID = re.compile(rf"(?:SM|MM){_HEX32}")
+MEDIA_SID = re.compile(rf"ME{_HEX32}")
 
 
 class InvalidSid(ValueError):

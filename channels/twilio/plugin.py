@@ -44,6 +44,18 @@ def _routes(app: web.Application) -> None:
 
 def _check(settings: Settings) -> None:
     from channels.twilio.ids import ACCOUNT_SID
+    from channels.twilio.media import origin_problem
+
+    twilio = of(settings)
+    for origin in twilio.twilio_media_redirect_origins.split(","):
+        problem = origin_problem(origin.strip()) if origin.strip() else None
+        if problem:
+            raise SettingsError(f"GATEWAY_TWILIO_MEDIA_REDIRECT_ORIGINS: {problem}")
+    if twilio.twilio_media_max_bytes < 1 or twilio.twilio_media_max_message_bytes < 1:
+        raise SettingsError(
+            "GATEWAY_TWILIO_MEDIA_MAX_BYTES and GATEWAY_TWILIO_MEDIA_MAX_MESSAGE_BYTES must be "
+            "positive"
+        )
 
     # The account SID goes into the REST API's URLs (recordings fetched and deleted).
     sid = of(settings).twilio_account_sid
@@ -66,6 +78,12 @@ def _delete_recording(runtime: Runtime, details: dict[str, Any]) -> None:
     from channels.twilio import recordings
 
     recordings.delete(runtime, details)
+
+
+def _fetch_media(runtime: Runtime, message_id: int, last_attempt: bool) -> None:
+    from channels.twilio import media
+
+    media.fetch(runtime, message_id, last_attempt)
 
 
 def _place_call(runtime: Runtime, to: str, from_: str | None, callback_id: int) -> str:
@@ -93,4 +111,5 @@ plugin = ChannelPlugin(
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
     place_call=_place_call,
+    fetch_media=_fetch_media,  # an MMS's photos and sounds
 )

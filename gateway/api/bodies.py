@@ -115,6 +115,13 @@ class PublicTextRequest(Request):
     public_text: Annotated[str, Stated(minLength=1, maxLength=MAX_TEXT)]
 
 
+class PhotoPublicRequest(Request):
+    public: bool = Field(
+        description="true: publish the photo, after checking it for faces and number plates; "
+        "false: withdraw it."
+    )
+
+
 class ReplyRequest(Request):
     text: Annotated[str, Stated(minLength=1, maxLength=MAX_REPLY)]
 

@@ -30,7 +30,7 @@ from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answers, collected, queries
+from gateway.moderation import actions, answers, collected, photos, queries
 from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
@@ -40,6 +40,7 @@ from gateway.webkeys import RUNTIME
 PREFIX = "/api/v1"
 ID = "{id:[0-9]+}"
 GROUP_ID = "{group_id:[0-9]+}"
+NUMBER = "{number:[0-9]+}"
 SLUG = "{slug}"
 
 T = TypeVar("T")
@@ -354,6 +355,18 @@ async def set_public_text(request: web.Request) -> web.Response:
     return await _set_text(request, contribution_id, body.public_text, actions.set_public_text)
 
 
+async def set_photo_public(request: web.Request) -> web.Response:
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    number = bodies.path_id(request, "number", "attachment")
+    body = await bodies.read(request, bodies.PhotoPublicRequest)
+    runtime, actor = _runtime(request), request[ACTOR]
+    return await _act(
+        request,
+        lambda: photos.set_public(runtime, actor, contribution_id, number - 1, body.public),
+        _show_one(contribution_id),
+    )
+
+
 async def reply_to_contributor(request: web.Request) -> web.Response:
     contribution_id = bodies.path_id(request, "id", "contribution")
     body = await bodies.read(request, bodies.ReplyRequest)
@@ -614,6 +627,7 @@ def add_routes(app: web.Application) -> None:
         ("POST", f"/contributions/{ID}/classification", classify_contribution, None),
         ("PUT", f"/contributions/{ID}/transcript", correct_transcript, None),
         ("PUT", f"/contributions/{ID}/public-text", set_public_text, None),
+        ("PUT", f"/contributions/{ID}/attachments/{NUMBER}/public", set_photo_public, None),
         ("POST", f"/contributions/{ID}/replies", reply_to_contributor, None),
         ("POST", f"/contributions/{ID}/answer", answer_contribution, None),
         ("POST", "/decisions", decide_many, None),

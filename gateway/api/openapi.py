@@ -65,10 +65,16 @@ Flag = Literal["1", "0", "true", "false", "yes", "no", "on", "off"]
 PARAMETERS = {
     "ContributionId": Param("id", Id, where="path"),
     "GroupId": Param("group_id", Id, where="path"),
+    "AttachmentNumber": Param("number", Annotated[int, Field(ge=1, le=1000)], where="path"),
     "Slug": Param("slug", str, where="path"),
     "Page": Param("page", Annotated[int, Field(ge=1)], default=1),
 }
-PATH_PARAMETERS = {"id": "ContributionId", "group_id": "GroupId", "slug": "Slug"}
+PATH_PARAMETERS = {
+    "id": "ContributionId",
+    "group_id": "GroupId",
+    "slug": "Slug",
+    "number": "AttachmentNumber",
+}
 
 # The queue's filters (gateway.moderation.queries.QueueFilter.from_params).
 QUEUE_PARAMETERS: tuple[Param | str, ...] = (
@@ -231,6 +237,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Set the anonymised version that is published.",
         r.ActionResult,
         body=bodies.PublicTextRequest,
+    ),
+    ("PUT", "/contributions/{id}/attachments/{number}/public"): Operation(
+        "Publish a photo the resident sent (off by default), after checking it for faces and "
+        "number plates, or withdraw it; logged. It is public only while the contribution is "
+        "published. 409 for an attachment that is not a photo.",
+        r.ActionResult,
+        body=bodies.PhotoPublicRequest,
+        refusals=(409,),
     ),
     ("POST", "/contributions/{id}/replies"): Operation(
         "Write to the resident through the channel they used.",

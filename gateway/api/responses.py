@@ -165,7 +165,23 @@ class Event(Response):
     at: Timestamp
 
 
+class Attachment(Response):
+    """A photo or file the resident sent, as moderators see it (the file itself: the console's
+    authenticated route); never in a public answer."""
+
+    number: int = Field(ge=1, description="Its number on the contribution, from 1.")
+    kind: str = Field(examples=["photo", "file", "text"])
+    content_type: str
+    size: int | None
+    publishable: bool = Field(description="A photo a moderator may publish (JPEG, PNG, WebP, GIF).")
+    public: bool = Field(
+        description="Published by a moderator: shown on the public page and in open data while "
+        "the contribution is published."
+    )
+
+
 class ContributionDetail(Contribution):
+    attachments: list[Attachment]
     transcript_machine: str | None = Field(
         description="The machine's transcript, kept once a moderator corrects it."
     )

@@ -33,6 +33,7 @@ NEEDED: dict[tuple[str, str], str] = {
     ("POST", "/contributions/{id}/classification"): MODERATE,
     ("PUT", "/contributions/{id}/transcript"): MODERATE,
     ("PUT", "/contributions/{id}/public-text"): MODERATE,
+    ("PUT", "/contributions/{id}/attachments/{number}/public"): MODERATE,
     ("POST", "/contributions/{id}/replies"): MODERATE,
     # The city's answer: moderators, and answerers who may do nothing else.
     ("POST", "/contributions/{id}/answer"): ANSWER,

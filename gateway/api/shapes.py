@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from gateway.api import responses
 from gateway.exports import contribution_dict, timestamp
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
-from gateway.moderation import queries, redaction
+from gateway.moderation import photos, queries, redaction
 
 # A contribution's own log in its detail; a longer history is on /api/v1/events.
 DETAIL_EVENTS = 200
@@ -143,10 +143,26 @@ def transcript_detail(c: Contribution) -> responses.TranscriptDetail | None:
     )
 
 
+def attachments(c: Contribution) -> list[responses.Attachment]:
+    return [
+        responses.Attachment(
+            number=index + 1,
+            kind=str(item.get("kind") or "file"),
+            content_type=str(item.get("content_type") or "application/octet-stream"),
+            size=item.get("size") if isinstance(item.get("size"), int) else None,
+            publishable=photos.publishable(item),
+            public=photos.publishable(item) and item.get("public") is True,
+        )
+        for index, item in enumerate(c.attachments or [])
+        if isinstance(item, dict)
+    ]
+
+
 def contribution_detail(session: Session, c: Contribution) -> responses.ContributionDetail:
     history = queries.log_page(session, contribution_id=c.id, per_page=DETAIL_EVENTS)
     return responses.ContributionDetail(
         **_contribution_fields(c, group_sizes(session, [c])),
+        attachments=attachments(c),
         transcript_machine=c.transcript_machine,
         transcript_detail=transcript_detail(c),
         notices=[notice(n) for n in queries.notices(session, c.id)],

@@ -53,12 +53,12 @@ Decisions worth knowing (also in the tests):
 * SUIVI is forgiving about the reference ("parc-42", "PARC 42") but only ever
   looks in the sender's own contributions; a spam verdict is told as "not
   retained".
-* A message with media but no text gets a reply that media are not handled by
-  SMS yet; with text, the text is handled and a short note says the media
-  were not kept.
+* A message whose media could not be kept (``Incoming.attachments``: refused by
+  type or size, or gone) and no text gets a reply saying so; with text, the text
+  is handled and a short note says the media were not kept.
 * The first-contact notice comes after the other replies, so that the receipt
   is the first thing the resident reads; it is not sent on STOP or OUBLIER.
-* Media the channel keeps (``Incoming.media``: a chat app's photos, drawings and
+* Media the channel keeps (``Incoming.media``: a chat app's or an MMS's photos, drawings and
   voice notes, as opaque references the caller resolves) are content: a voice
   note alone is a contribution (its text is the transcript, filled in later),
   and media travel with the kept text until it is filed

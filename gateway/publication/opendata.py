@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from gateway.exports import timestamp
 from gateway.models import Campaign
+from gateway.publication.photos import photo_path
 from gateway.publication.records import PublicRecord, provenance, public_records
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -49,6 +50,7 @@ COLUMNS = (
     "answer_text_en",
     "answered_at",
     "audio_url",
+    "photo_urls",
 )
 LIST_SEPARATOR = " | "
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -64,6 +66,12 @@ def audio_url(settings: Settings, record: PublicRecord) -> str | None:
         return None
     base = settings.public_url.rstrip("/")
     return f"{base}/campaigns/{record.campaign}/audio/{record.reference}.mp3"
+
+
+def photo_urls(settings: Settings, record: PublicRecord) -> list[str]:
+    """The photos a moderator published (gateway.publication.photos serves them)."""
+    base = settings.public_url.rstrip("/")
+    return [f"{base}{photo_path(record.campaign, record.reference, n)}" for n in record.photos]
 
 
 def row(record: PublicRecord, settings: Settings) -> dict[str, Any]:
@@ -88,6 +96,7 @@ def row(record: PublicRecord, settings: Settings) -> dict[str, Any]:
         "answer_text_en": record.answer_text_en,
         "answered_at": timestamp(record.answered_at),
         "audio_url": audio_url(settings, record),
+        "photo_urls": photo_urls(settings, record),
     }
 
 

@@ -15,7 +15,9 @@ place:
   channel of one address gets one id within a campaign; a forgotten person has none.
 - no address, chat id, phone number, original text, transcript, attachment or group
   self-description; audio only for a published voice contribution whose caller said yes to
-  a broadcast (``broadcastable``), and not before a moderator reviewed it.
+  a broadcast (``broadcastable``), and not before a moderator reviewed it; a photo only when a
+  moderator published it, checked for faces and plates, and only while the contribution is
+  published (gateway.moderation.photos).
 - a contribution published at once (a campaign moderated a posteriori) is public like any
   published one, in its automatically redacted version; a moderator's rejection withdraws
   it from every output at once, since they all read through here.
@@ -35,6 +37,7 @@ from gateway import textcap
 from gateway.i18n import translate
 from gateway.models import Campaign, Contribution, Contributor
 from gateway.moderation import redaction
+from gateway.moderation.photos import public_photos
 from gateway.privacy import AddressVault
 
 PUBLIC_STATUSES = ("published", "rejected")
@@ -81,6 +84,9 @@ class PublicRecord:
     # the provenance line shows instead of the arrival; never the agent's name.
     collected_at: datetime | None = None
     collected_place: str | None = None
+    # The photos a moderator published (their numbers among the contribution's attachments,
+    # from 1), for a published contribution only: served at /campaigns/{slug}/photos/.
+    photos: tuple[int, ...] = ()
 
 
 def broadcastable(contribution: Contribution) -> bool:
@@ -203,6 +209,7 @@ def _record(
         awaiting_review=c.awaiting_review,
         collected_at=c.collected_at,
         collected_place=c.collected_place,
+        photos=tuple(i + 1 for i in public_photos(c)) if published else (),
     )
 
 

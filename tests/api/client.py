@@ -15,6 +15,7 @@ from gateway.moderation import grouping
 from gateway.references import next_reference
 from gateway.runtime import Runtime
 from tests.helpers import contributions, send_sms
+from tests.images import png
 
 PARC_NUMBER = "+33100000001"
 
@@ -150,3 +151,23 @@ def notices(runtime: Runtime, key: str | None = None) -> list[OutboundMessage]:
 def events(runtime: Runtime) -> list[ModerationEvent]:
     with runtime.sessions() as session:
         return list(session.scalars(select(ModerationEvent).order_by(ModerationEvent.id)))
+
+
+def with_photo(runtime: Runtime, cid: int) -> None:
+    """A photo on the contribution, as a channel keeps one (gateway.media)."""
+    data = png(8, 8)
+    folder = runtime.settings.data_path / "media" / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{cid}.png").write_bytes(data)
+    with runtime.sessions.begin() as session:
+        c = session.get(Contribution, cid)
+        assert c is not None
+        c.attachments = [
+            {
+                "kind": "photo",
+                "path": f"media/test/{cid}.png",
+                "content_type": "image/png",
+                "size": len(data),
+                "name": None,
+            }
+        ]

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.api.openapi import DOCUMENT
 from gateway.runtime import Runtime
-from tests.api.client import Api, Reply, sms, voice
+from tests.api.client import Api, Reply, sms, voice, with_photo
 from tests.api.schema import errors, resolve
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 22
+    assert len(routes) == 23
     assert routes == described
 
 
@@ -184,6 +184,9 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("POST", "/contributions", collected, 201)
     await call("POST", "/contributions", {**collected, "channel": "fax"}, 422)
     await call("PUT", "/contributions/{id}/public-text", {"public_text": "Des bancs"}, id=cid)
+    with_photo(runtime, cid)
+    photo = "/contributions/{id}/attachments/{number}/public"
+    await call("PUT", photo, {"public": True}, id=cid, number=1)
     await call(
         "POST",
         "/contributions/{id}/classification",

@@ -28,7 +28,7 @@ from gateway.moderation import accounts
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
-from tests.api.client import Api, seed, sms, stored, voice
+from tests.api.client import Api, seed, sms, stored, voice, with_photo
 from tests.api.conftest import make_token
 from tests.api.schema import errors
 
@@ -62,7 +62,15 @@ def state(runtime: Runtime) -> dict[str, Any]:
     with runtime.sessions() as session:
         return {
             "contributions": [
-                (c.id, c.status, list(c.tags), c.transcript, c.public_text, c.category)
+                (
+                    c.id,
+                    c.status,
+                    list(c.tags),
+                    c.transcript,
+                    c.public_text,
+                    c.category,
+                    [dict(a) for a in c.attachments or []],
+                )
                 for c in session.scalars(select(Contribution).order_by(Contribution.id)).unique()
             ],
             "events": session.scalar(select(func.count()).select_from(ModerationEvent)),
@@ -135,6 +143,7 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
     resident = sms(runtime, "Il faut plus de bancs", "+33611111111").id
     spoken = voice(runtime, "réparer la fontaine du square")
     ids = {name: seed(runtime, f"Contribution {name}") for name in ("a", "b", "c", "d")}
+    with_photo(runtime, ids["c"])
     tract = [
         sms(runtime, "Non au parking sous le parc", n).id for n in ("+33622222222", "+33633333333")
     ]
@@ -157,6 +166,10 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         ("PUT", "/contributions/{id}/transcript"): (
             f"/contributions/{spoken}/transcript",
             {"transcript": "Réparer la fontaine."},
+        ),
+        ("PUT", "/contributions/{id}/attachments/{number}/public"): (
+            f"/contributions/{ids['c']}/attachments/1/public",
+            {"public": True},
         ),
         ("PUT", "/contributions/{id}/public-text"): (
             f"/contributions/{ids['c']}/public-text",

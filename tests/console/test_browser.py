@@ -151,3 +151,41 @@ async def test_clicking_a_word_plays_the_recording_from_there(rt, page):
     await page.click("#transcript span.word.low-confidence")
     position = await page.evaluate("document.querySelector('audio#contribution-audio').currentTime")
     assert 1.5 <= position < 2.5
+
+
+async def test_a_photo_is_shown_to_the_moderator_and_public_only_once_published(rt, page):
+    from tests.images import png
+
+    photo = png(64, 48)
+    folder = rt.settings.data_path / "media" / "twilio"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "1-0.png").write_bytes(photo)
+    item = {"kind": "photo", "path": "media/twilio/1-0.png", "content_type": "image/png"}
+    cid = seed.contribution(
+        rt, "Le lavoir", status="published", attachments=[dict(item, size=len(photo))]
+    )
+    reference = seed.get(rt, cid).reference
+    await page.goto(page.base + f"/moderation/contributions/{cid}")
+    shown = page.locator("#attachments img").first
+    await shown.wait_for()
+    # Loaded by the browser from the authenticated route, under the console's CSP.
+    await page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 64", arg=await shown.element_handle()
+    )
+
+    # Another browser context: a visitor without the moderator's session.
+    public = await page.context.browser.new_page()
+    await public.goto(page.base + "/campaigns/parc")
+    assert await public.locator("figure.photo img").count() == 0
+    await page.click("form.photo-publication button[type=submit]")
+    await page.wait_for_url(f"**/moderation/contributions/{cid}*")
+    assert "Photo publiée" in await page.locator(".flash").first.text_content()
+    assert await page.locator(".photo-public").count() == 1
+
+    await public.goto(page.base + "/campaigns/parc")
+    img = public.locator("figure.photo img")
+    assert await img.get_attribute("src") == f"/campaigns/parc/photos/{reference}-1"
+    await public.wait_for_function(
+        "img => img.complete && img.naturalWidth === 64", arg=await img.element_handle()
+    )
+    assert page.console_errors == []

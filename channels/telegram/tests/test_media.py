@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
@@ -34,6 +32,7 @@ from gateway.webkeys import RUNTIME
 from tests.console.conftest import Browser, add_account
 from tests.fixtures import require_tool, unavailable
 from tests.helpers import DrainWorker, contributions, inbound, replies_to, runtime_with
+from tests.images import jpeg
 from tests.transcription.conftest import encode
 from workers import context
 from workers.sweeper import sweep
@@ -48,22 +47,6 @@ COULD_NOT_FETCH = "n'a pas pu être récupéré"
 
 
 # -- media made for the tests --------------------------------------------------------------
-
-
-def jpeg(width: int, height: int, shade: int) -> bytes:
-    """A real JPEG (PyAV's bundled MJPEG encoder), a horizontal gradient."""
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height = width, height
-    codec.pix_fmt = "yuvj420p"
-    codec.time_base = Fraction(1, 25)
-    frame = av.VideoFrame(width, height, "rgb24")
-    plane = frame.planes[0]
-    row = bytes((x * 7 + shade) % 256 for x in range(width * 3))
-    plane.update((row + bytes(plane.line_size - len(row))) * height)
-    packets = codec.encode(frame.reformat(format="yuvj420p")) + codec.encode(None)
-    data = b"".join(bytes(p) for p in packets)
-    assert data.startswith(b"\xff\xd8\xff") and data.endswith(b"\xff\xd9")
-    return data
 
 
 @pytest.fixture(scope="module")

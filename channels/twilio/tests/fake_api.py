@@ -191,6 +191,19 @@ class _Recording:
 
 
 @dataclass
+class _Medium:
+    """One medium of an inbound MMS (Twilio's Media subresource)."""
+
+    message_sid: str
+    data: bytes
+    content_type: str
+    token: str  # the presigned CDN URL's secret part
+    redirect_to: str | None = None  # answer the GET with a redirect there (a hostile test)
+    direct: bool = False  # serve the bytes on the API's URL itself, no CDN hop
+    fail: list[int] = field(default_factory=list)  # statuses to answer before serving
+
+
+@dataclass
 class _State:
     account_sid: str
     auth_token: str
@@ -201,6 +214,8 @@ class _State:
     failures: list[_Failure] = field(default_factory=list)
     recordings: dict[str, _Recording] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, _Medium] = field(default_factory=dict)
+    cdn_base: str = ""
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -414,6 +429,89 @@ async def recording(request: web.Request) -> web.Response:
     return web.Response(body=stored.data, content_type=stored.content_type)
 
 
+def _media_resource(state: _State, sid: str, medium: _Medium) -> dict[str, Any]:
+    """The Media resource's JSON (https://www.twilio.com/docs/messaging/api/media-resource)."""
+    base = f"/{API_VERSION}/Accounts/{state.account_sid}/Messages/{medium.message_sid}"
+    now = rfc2822_now()
+    return {
+        "account_sid": state.account_sid,
+        "content_type": medium.content_type,
+        "date_created": now,
+        "date_updated": now,
+        "parent_sid": medium.message_sid,
+        "sid": sid,
+        "uri": f"{base}/Media/{sid}.json",
+    }
+
+
+async def message_media(request: web.Request) -> web.StreamResponse:
+    """GET ``.../Messages/{MessageSid}/Media/{MediaSid}``: with Basic auth, a 307 to a presigned
+    URL on the CDN (as Twilio does once HTTP auth is enforced on media; or the bytes themselves
+    when the medium was added ``direct``); ``.json``: the resource; DELETE ``.json``: 204, the
+    medium is gone (recorded in ``requests``)."""
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    sid, dot, ext = request.match_info["name"].partition(".")
+    with state.lock:
+        medium = state.media.get(sid)
+    if medium is None or medium.message_sid != request.match_info["message_sid"]:
+        return error_response(404, 20404, path=request.path)
+    if request.method == "DELETE":
+        if ext != "json":
+            return error_response(404, 20404, path=request.path)
+        with state.lock:
+            state.media.pop(sid, None)
+        return web.Response(status=204)
+    if ext == "json":
+        return web.json_response(_media_resource(state, sid, medium))
+    if dot:
+        return error_response(404, 20404, path=request.path)
+    with state.lock:
+        failure = medium.fail.pop(0) if medium.fail else None
+    if failure is not None:
+        return error_response(failure, None, path=request.path)
+    if medium.redirect_to is not None:
+        return _redirect(medium.redirect_to)
+    if medium.direct or not state.cdn_base:
+        return _media_bytes(medium)
+    return _redirect(f"{state.cdn_base}/{medium.token}")
+
+
+def _redirect(location: str) -> web.Response:
+    # Returned, not raised: the request-recording middleware answers raised HTTP errors.
+    return web.Response(status=307, headers={"Location": location})
+
+
+def _media_bytes(medium: _Medium) -> web.Response:
+    return web.Response(
+        body=medium.data,
+        headers={
+            "Content-Type": medium.content_type,
+            "Cache-Control": "private, max-age=14400",
+            "ETag": f'"{secrets.token_hex(8)}"',
+        },
+    )
+
+
+async def cdn_media(request: web.Request) -> web.Response:
+    """The CDN's presigned URL: no credentials asked, the token is the secret."""
+    state = request.app[STATE]
+    with state.lock:
+        found = [m for m in state.media.values() if m.token == request.match_info["token"]]
+    if not found:
+        return web.Response(status=403, text="AccessDenied", content_type="application/xml")
+    return _media_bytes(found[0])
+
+
+def create_cdn_app(state: _State) -> web.Application:
+    app = web.Application()
+    app[STATE] = state
+    app.router.add_get("/{token}", cdn_media)
+    return app
+
+
 async def not_found(request: web.Request) -> web.Response:
     return error_response(404, 20404, path=request.path)
 
@@ -427,6 +525,9 @@ def create_app(state: _State) -> web.Application:
     app.router.add_post(f"{accounts}/Calls.json", create_call)
     app.router.add_get(f"{accounts}/Recordings/{{name}}", recording)
     app.router.add_delete(f"{accounts}/Recordings/{{name}}", recording)
+    media = f"{accounts}/Messages/{{message_sid}}/Media/{{name}}"
+    app.router.add_get(media, message_media)
+    app.router.add_delete(media, message_media)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 
@@ -445,15 +546,20 @@ class FakeTwilio:
         self._port = port
         self._state = _State(account_sid, auth_token)
         self._server = ThreadedServer("fake-twilio")
+        self._cdn = ThreadedServer("fake-twilio-cdn")
         self.base_url = ""
+        self.cdn_url = ""  # the media CDN's origin (another port: another origin)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeTwilio:
         self.base_url = self._server.start(create_app(self._state), self._port)
+        self.cdn_url = self._cdn.start(create_cdn_app(self._state))
+        self._state.cdn_base = self.cdn_url
         return self
 
     def stop(self) -> None:
         self._server.stop()
+        self._cdn.stop()
 
     def __enter__(self) -> FakeTwilio:
         return self.start()
@@ -539,6 +645,48 @@ class FakeTwilio:
         with self._state.lock:
             self._state.recordings[sid] = _Recording(data, content_type)
         return f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{sid}"
+
+    def add_media(
+        self,
+        message_sid: str,
+        data: bytes,
+        content_type: str,
+        *,
+        redirect_to: str | None = None,
+        direct: bool = False,
+        fail: tuple[int, ...] = (),
+    ) -> str:
+        """Serve ``data`` as a medium of inbound message ``message_sid``; return its URL as a
+        webhook's ``MediaUrl<N>`` (no extension). A GET with Basic auth answers 307 to the
+        CDN (``cdn_url``), which serves the bytes without credentials; ``direct``: the bytes
+        on the API's URL; ``redirect_to``: a 307 there instead; ``fail``: these statuses first.
+        DELETE ``<url>.json`` answers 204 and removes it (``media_deleted``)."""
+        sid = "ME" + secrets.token_hex(16)
+        with self._state.lock:
+            self._state.media[sid] = _Medium(
+                message_sid,
+                data,
+                content_type,
+                secrets.token_urlsafe(24),
+                redirect_to,
+                direct,
+                list(fail),
+            )
+        account = f"{self.base_url}/{API_VERSION}/Accounts/{self.account_sid}"
+        return f"{account}/Messages/{message_sid}/Media/{sid}"
+
+    def has_media(self, url: str) -> bool:
+        with self._state.lock:
+            return url.rsplit("/", 1)[-1] in self._state.media
+
+    @property
+    def media_deleted(self) -> list[str]:
+        """The paths of accepted media DELETEs, in order."""
+        return [
+            r["path"]
+            for r in self.requests
+            if r["method"] == "DELETE" and "/Media/" in r["path"] and r["status"] == 204
+        ]
 
     def has_recording(self, sid: str) -> bool:
         with self._state.lock:

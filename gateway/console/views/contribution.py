@@ -23,8 +23,8 @@ from gateway.console.views.common import (
     with_query,
 )
 from gateway.console.work import act, read
-from gateway.models import Callback, Campaign, Contribution, OutboundMessage
-from gateway.moderation import actions, answers, queries, redaction
+from gateway.models import Callback, Campaign, Contribution, InboundMessage, OutboundMessage
+from gateway.moderation import actions, answers, photos, queries, redaction
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError, Done
 from gateway.moderation.queries import QueueFilter
@@ -62,6 +62,10 @@ class ContributionData:
     suggestions: list[redaction.Redaction]
     segments: list[present.Segment]
     redacted: str  # the text with the suggestions applied: the public version's first draft
+    # Media of the message that brought it in which were not kept, by reason (an MMS's
+    # video, a file too large); and the attachments a moderator may publish (photos).
+    refused: list[str]
+    publishable: list[int]
 
 
 def _neighbour(session: Session, contribution_id: int | None) -> Neighbour | None:
@@ -69,6 +73,12 @@ def _neighbour(session: Session, contribution_id: int | None) -> Neighbour | Non
         return None
     other = session.get(Contribution, contribution_id)
     return Neighbour(other.id, other.reference) if other else None
+
+
+def _refused(session: Session, c: Contribution) -> list[str]:
+    message = session.get(InboundMessage, c.inbound_message_id) if c.inbound_message_id else None
+    items = message.attachments if message is not None else []
+    return [str(i["refused"]) for i in items or [] if isinstance(i, dict) and i.get("refused")]
 
 
 def _reachable(c: Contribution) -> str:
@@ -103,6 +113,10 @@ async def _load(request: web.Request, cid: int, f: QueueFilter) -> ContributionD
             suggestions=suggestions,
             segments=present.segments(text, suggestions),
             redacted=textcap.without_marker(redaction.apply(text, suggestions, language="fr")),
+            refused=_refused(session, c),
+            publishable=[
+                i for i, item in enumerate(c.attachments or []) if photos.publishable(item)
+            ],
         )
 
     return await read(request, load)
@@ -275,6 +289,21 @@ public_text = _text_form("public_text", actions.set_public_text, "console.flash.
 reply = _text_form("text", actions.reply, "console.flash.reply_sent")
 
 
+async def photo_public(request: web.Request) -> web.StreamResponse:
+    """Publish a photo (public=1) after checking it for faces and plates, or withdraw it."""
+    cid = parse_id(request, "id")
+    index = parse_id(request, "n", lowest=0)
+    public = field(await request.post(), "public") == "1"
+    success = "console.flash.photo_published" if public else "console.flash.photo_unpublished"
+    return await _perform(
+        request,
+        cid,
+        lambda rt, actor: photos.set_public(rt, actor, cid, index, public),
+        success,
+        {},
+    )
+
+
 AUDIO_TYPES = ("audio/",)
 
 
@@ -349,6 +378,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH + "{id}", contribution_page)
     app.router.add_get(PATH + "{id}/audio", audio)
     app.router.add_get(PATH + "{id}/attachments/{n}", attachment)
+    app.router.add_post(PATH + "{id}/attachments/{n}/public", photo_public)
     app.router.add_post(PATH + "{id}/decision", decision)
     app.router.add_post(PATH + "{id}/classify", classify)
     app.router.add_post(PATH + "{id}/transcript", transcript)
