@@ -50,6 +50,13 @@ NEW_SCHEMAS = {
     "Erased",  # Erasure.erased
 }
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+# Operations added since, which the old document could not say: compared with nothing.
+NEW_OPERATIONS = {
+    ("/api/v1/contributions/{id}/answer/audio", "post"),
+    ("/api/v1/contributions/{id}/answer/audio", "delete"),
+    ("/api/v1/groups/{group_id}/answer/audio", "post"),
+    ("/api/v1/groups/{group_id}/answer/audio", "delete"),
+}
 
 
 def resolve(document: dict[str, Any], pointer: str) -> Any:
@@ -136,6 +143,8 @@ def operation(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def paths(document: dict[str, Any]) -> dict[str, Any]:
     normalised: dict[str, Any] = {}
     for path, item in document["paths"].items():
+        if all((path, key) in NEW_OPERATIONS for key in item if key in METHODS):
+            continue
         normalised[path] = {
             key: (
                 operation(document, value)
@@ -143,6 +152,7 @@ def paths(document: dict[str, Any]) -> dict[str, Any]:
                 else [parameter(document, p) for p in value]
             )
             for key, value in item.items()
+            if (path, key) not in NEW_OPERATIONS
         }
     return normalised
 
@@ -178,7 +188,7 @@ def test_the_same_operations_and_statuses():
             (path, method, status)
             for path, item in document["paths"].items()
             for method, op in item.items()
-            if method in METHODS
+            if method in METHODS and (path, method) not in NEW_OPERATIONS
             for status in op["responses"]
         }
 
