@@ -1,19 +1,19 @@
 """The city's answer recorded: an elected official or an agent reading the answer, played to
-callers instead of the answer's text said by text to speech (channels/twilio/voice.md).
+callers instead of the answer's text said by text to speech.
 
 An upload is checked by decoding it (``transcription.audio``: only plain audio containers,
 no playlist, no network), refused when empty, unreadable, over ``MAX_BYTES``, over
 ``MAX_SECONDS`` or silent, then made into a loudness-normalised MP3 with no tag
-(``gateway.loudness``, as Radio Agora's episodes are), which Twilio's ``<Play>`` accepts.
-The normaliser only ever reads the WAV made here from the decoded samples, never the upload.
+(``gateway.loudness``, as Radio Agora's episodes are), which a voice provider plays. The
+normaliser only ever reads the WAV made here from the decoded samples, never the upload.
 
 The file is ``DATA_DIR/answers/<token>.mp3``, owner-only; the token (32 random URL-safe
 characters) is in the contribution's ``answer_audio`` (French) or ``answer_audio_en``
 (English) column, and names the file at ``/audio/answers/<token>.mp3``, a URL without login
-that Twilio fetches: nobody can guess it, and it answers 404 once no contribution refers to
-the token (a recording replaced, removed, or its answer changed), whatever is on disk. A
-group's answer shares one file between its members; a file is deleted once no contribution
-refers to it any more.
+that the voice provider fetches: nobody can guess it, and it answers 404 once no contribution
+refers to the token (a recording replaced, removed, or its answer changed), whatever is on
+disk. A group's answer shares one file between its members; a file is deleted once no
+contribution refers to it any more.
 
 Nothing here knows who may record an answer or logs it: that is
 gateway.moderation.answer_recordings.
@@ -91,7 +91,7 @@ def path_of(data_path: Path, token: str) -> Path | None:
 
 
 def url_for(settings: Settings, token: str) -> str:
-    """The address Twilio fetches for ``<Play>`` (the public URL it calls the gateway at)."""
+    """The address the voice provider fetches to play it (the public URL it calls the gateway at)."""
     return settings.public_url.rstrip("/") + URL_PATH.format(token=token)
 
 

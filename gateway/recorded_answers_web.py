@@ -1,6 +1,6 @@
 """The city's recorded answer on the web (gateway.recorded_answers).
 
-``GET /audio/answers/<token>.mp3``: the file, without login, for Twilio's ``<Play>`` and the
+``GET /audio/answers/<token>.mp3``: the file, without login, for the voice provider's player and the
 console's player. A wrong token, a token no contribution refers to any more and a missing
 file all answer 404, alike.
 
