@@ -91,7 +91,7 @@ def path_of(data_path: Path, token: str) -> Path | None:
 
 
 def url_for(settings: Settings, token: str) -> str:
-    """The address the voice provider fetches to play it (the public URL it calls the gateway at)."""
+    """The address the voice provider fetches to play it (under PUBLIC_URL)."""
     return settings.public_url.rstrip("/") + URL_PATH.format(token=token)
 
 
