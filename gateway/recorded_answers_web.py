@@ -25,7 +25,7 @@ PATH = "/audio/answers/{token}.mp3"
 # The audio, and room for a form's other fields and its boundaries.
 UPLOAD_LIMIT = recorded_answers.MAX_BYTES + 64 * 1024
 UPLOAD_PATHS = re.compile(
-    r"^/(api/v1/(contributions|groups)/[0-9]+/answer/audio|moderation/answers/[0-9]+/recording)$"
+    r"^/(api/v1/(contributions|groups)/[0-9]+/answer/audio|moderation/answers/[0-9]+)$"
 )
 
 
