@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestClient
 
 from gateway import recorded_answers
 from gateway.runtime import Runtime
-from tests.api.client import Api, events, sms, stored
+from tests.api.client import PARC_NUMBER, Api, events, sms, stored
 from tests.api.conftest import make_token
+from tests.helpers import send_sms
 from tests.speech import silence, spoken, tone
 
 ANSWER = {"state": "accepted", "text": "Des bancs seront posés au printemps."}
@@ -233,3 +234,14 @@ async def test_a_group_shares_one_file_kept_until_its_last_member_is_erased(
 
     unknown = await api.call("DELETE", "/groups/4242/answer/audio")
     assert unknown.status == 404
+
+
+async def test_written_channels_keep_the_text(api: Api, runtime: Runtime):
+    """SUIVI by SMS quotes the answer's text, recording or not; no audio is ever texted."""
+    resident = "+33633333333"
+    cid = await answered(api, runtime, "Des bancs près des jeux", resident)
+    assert (await upload(api, cid, spoken(SPOKEN))).status == 200
+    reference = stored(runtime, cid).reference
+    replies = "\n".join(send_sms(runtime, f"SUIVI {reference}", resident, PARC_NUMBER))
+    assert ANSWER["text"] in replies
+    assert "/audio/answers/" not in replies
