@@ -28,6 +28,7 @@ import secrets
 import wave
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import or_, select
@@ -217,3 +218,48 @@ def discard_unreferenced(runtime: Runtime, tokens: Iterable[str]) -> int:
     with runtime.sessions() as session:
         gone = unreferenced(session, tokens)
     return discard(runtime.settings.data_path, gone)
+
+
+# A file younger than this may be an upload whose transaction has not committed yet.
+ORPHAN_AGE = timedelta(hours=1)
+
+
+def prune(runtime: Runtime, now: datetime | None = None) -> int:
+    """Delete what no contribution refers to and is older than ORPHAN_AGE: a file left by a
+    process killed between the upload and its commit, or whose deletion failed, and the
+    temporary files of an encoding cut short. The sweeper (workers.sweeper) runs it."""
+    directory = folder(runtime.settings.data_path)
+    if not directory.is_dir():
+        return 0
+    cutoff = ((now or datetime.now(UTC)) - ORPHAN_AGE).timestamp()
+    old: dict[str, list[Path]] = {}
+    for path in directory.iterdir():
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        token = path.name.lstrip(".").split(".", 1)[0]
+        old.setdefault(token, []).append(path)
+    if not old:
+        return 0
+    tokens = sorted(old)
+    kept: set[str] = set()
+    with runtime.sessions() as session:
+        for i in range(0, len(tokens), 500):
+            batch = tokens[i : i + 500]
+            for fr, en in session.execute(
+                select(Contribution.answer_audio, Contribution.answer_audio_en).where(
+                    or_(
+                        Contribution.answer_audio.in_(batch),
+                        Contribution.answer_audio_en.in_(batch),
+                    )
+                )
+            ):
+                kept.update(t for t in (fr, en) if t)
+    gone = [path for token in tokens if token not in kept for path in old[token]]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    if gone:
+        log.info("recorded answers: %d file(s) no contribution refers to deleted", len(gone))
+    return len(gone)

@@ -6,9 +6,11 @@ PostgreSQL, with the real app."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.api.client import PARC_NUMBER, Api, events, sms, stored
 from tests.api.conftest import make_token
 from tests.helpers import send_sms
 from tests.speech import silence, spoken, tone
+from workers.sweeper import sweep
 
 ANSWER = {"state": "accepted", "text": "Des bancs seront posés au printemps."}
 SPOKEN = "Bonjour, ici la mairie. Des bancs seront posés au printemps dans le parc."
@@ -245,3 +248,22 @@ async def test_written_channels_keep_the_text(api: Api, runtime: Runtime):
     replies = "\n".join(send_sms(runtime, f"SUIVI {reference}", resident, PARC_NUMBER))
     assert ANSWER["text"] in replies
     assert "/audio/answers/" not in replies
+
+
+async def test_the_sweeper_deletes_only_old_files_nobody_refers_to(api: Api, runtime: Runtime):
+    """A process killed between the upload and its commit leaves a file: the sweeper takes it
+    once it is an hour old, and never a recording in use or an upload in flight."""
+    cid = await answered(api, runtime)
+    assert (await upload(api, cid, spoken(SPOKEN))).status == 200
+    (kept,) = files_of(runtime)
+    folder = recorded_answers.folder(runtime.settings.data_path)
+    orphan = folder / ("o" * 32 + ".mp3")
+    leftover = folder / (".p" + "q" * 31 + ".part")
+    fresh = folder / ("f" * 32 + ".mp3")
+    for path in (orphan, leftover, fresh):
+        path.write_bytes(b"\xff\xfb" + b"\0" * 100)
+    hours_ago = time.time() - 2 * 3600
+    for path in (kept, orphan, leftover):
+        os.utime(path, (hours_ago, hours_ago))
+    await asyncio.to_thread(sweep, runtime)
+    assert files_of(runtime) == sorted([kept, fresh])
