@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -29,9 +29,11 @@ from sqlalchemy.orm import Session
 
 from gateway import plugins, residents
 from gateway.clock import now_utc
+from gateway.i18n import translate
 from gateway.messages import SendError
 from gateway.models import Callback, Contribution, Contributor
 from gateway.privacy import callback_recipient, contributor_address, redact
+from gateway.recorded_answers import Recording, in_language, url_for
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -41,6 +43,8 @@ CHANNEL = "voice"
 # A call's end as providers report it: answered, or one of the outcomes worth another try.
 ANSWERED = "completed"
 TRY_AGAIN = frozenset({"busy", "no-answer", "failed", "canceled"})
+# The notices of the city's answer (gateway.moderation.answers), whose recording may be played.
+ANSWER_NOTICE = "answer.notice."
 # Results for gateway.moderation.actions.notify.
 SCHEDULED = "callback"
 
@@ -237,9 +241,21 @@ def result(runtime: Runtime, callback_id: int, outcome: str) -> str:
         return "given_up"
 
 
-def script(runtime: Runtime, callback_id: int) -> tuple[str, str, str] | None:
-    """(language, reference, text) for a call back being answered; None for an unknown one or
-    one not being placed (a forged or replayed request)."""
+class Script(NamedTuple):
+    """What a call back says: the notice's ``text`` in ``language`` after the ``reference``;
+    when the city's answer is recorded, ``text`` gives the answer's state only and
+    ``recording`` is played after it (gateway.recorded_answers)."""
+
+    language: str
+    reference: str
+    text: str
+    recording: Recording | None = None
+
+
+def script(runtime: Runtime, callback_id: int) -> Script | None:
+    """What to say on a call back being answered; None for an unknown one or one not being
+    placed (a forged or replayed request). Read when the resident picks up: a recording made
+    after the answer was given is played."""
     with runtime.sessions() as session:
         row = session.get(Callback, callback_id)
         if row is None or row.status != "calling":
@@ -247,7 +263,29 @@ def script(runtime: Runtime, callback_id: int) -> tuple[str, str, str] | None:
         contribution = (
             session.get(Contribution, row.contribution_id) if row.contribution_id else None
         )
-        return row.language, contribution.reference if contribution else "", row.text
+        if contribution is None:
+            return Script(row.language, "", row.text)
+        recording = _recording(runtime, row, contribution)
+        if recording is not None:
+            status = translate(
+                "followup.answer_state",
+                row.language,
+                state=translate(f"answer.state.{contribution.answer_state}", row.language),
+            )
+            text = translate("voice.callback_answer_recorded", row.language, status=status)
+            return Script(row.language, contribution.reference, text, recording)
+        return Script(row.language, contribution.reference, row.text)
+
+
+def _recording(runtime: Runtime, row: Callback, contribution: Contribution) -> Recording | None:
+    """The recorded answer, for a call back that tells the city's answer (not a moderation
+    decision), in the resident's language or the only one there is."""
+    if not (row.message_key or "").startswith(ANSWER_NOTICE):
+        return None
+    if contribution.status != "published" or not contribution.answer_state:
+        return None
+    token = in_language(contribution.answer_audio, contribution.answer_audio_en, row.language)
+    return Recording(url_for(runtime.settings, token)) if token else None
 
 
 def of_contribution(session: Session, contribution_id: int) -> list[Callback]:

@@ -27,6 +27,7 @@ from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.models import Campaign, Contribution, VoiceCall
 from gateway.outcomes import own_contributions
 from gateway.privacy import AddressVault, normalise_address, voice_caller
+from gateway.recorded_answers import Recording, in_language, url_for
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
 
@@ -251,11 +252,12 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_FOLLOW_DIGITS = 8
 
 
-def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
+def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str | Recording]:
     """What a caller hears after keying in the number of a reference: the state of each of
     their own contributions with that number, and the city's answer (the SUIVI of SMS, by
     phone). Only contributions sent from the caller's own number, by call or SMS, are looked
-    up: a number keyed in never opens someone else's. In the call's language."""
+    up: a number keyed in never opens someone else's. In the call's language. A recorded
+    answer comes as a ``Recording`` to play, instead of the answer's text."""
     with runtime.sessions() as session:
         call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
         campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
@@ -272,7 +274,7 @@ def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
     found = [c for c in own if engine.same_reference(digits, c.reference)]
     if not found:
         return [translate("voice.followup_not_found", language)]
-    said: list[str] = []
+    said: list[str | Recording] = []
     for contribution in found[: engine.FOLLOW_UP_LIST_SIZE]:
         said.append(
             translate(
@@ -282,10 +284,26 @@ def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str]:
                 status=engine.status_text(contribution, language),
             )
         )
+        recording = recorded_answer(runtime, contribution, language)
+        if recording is not None:
+            said.append(translate("voice.followup_answer_recorded", language))
+            said.append(recording)
+            continue
         answer = engine.answer_text(contribution, language)
         if answer:
             said.append(translate("voice.followup_answer", language, text=answer))
     return said
+
+
+def recorded_answer(
+    runtime: Runtime, contribution: engine.OwnContribution, language: str
+) -> Recording | None:
+    """The city's recorded answer a caller hears instead of its text: in their language, or
+    the only one (gateway.recorded_answers); None when there is none."""
+    if contribution.status != "published" or not contribution.answer_state:
+        return None
+    token = in_language(contribution.answer_audio, contribution.answer_audio_en, language)
+    return Recording(url_for(runtime.settings, token)) if token else None
 
 
 def record_callback_consent(runtime: Runtime, call_sid: str) -> str:

@@ -268,6 +268,10 @@ class Contribution(Base):
     answer_state: Mapped[str | None] = mapped_column(String(16), index=True)
     answer_text: Mapped[str | None] = mapped_column(Text)
     answer_text_en: Mapped[str | None] = mapped_column(Text)
+    # The city's answer recorded (gateway.recorded_answers): the MP3's token, in French and
+    # English, played to callers instead of the text; a group shares one file.
+    answer_audio: Mapped[str | None] = mapped_column(String(64), index=True)
+    answer_audio_en: Mapped[str | None] = mapped_column(String(64), index=True)
     answered_by: Mapped[str | None] = mapped_column(String(100))
     answered_at: Mapped[datetime | None]
     # Decidim (gateway.publication.decidim_api): the proposal's id once created there (never

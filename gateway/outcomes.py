@@ -83,6 +83,8 @@ def own_contributions(
             Contribution.answer_state,
             Contribution.answer_text,
             Contribution.answer_text_en,
+            Contribution.answer_audio,
+            Contribution.answer_audio_en,
         )
         .outerjoin(Campaign, Contribution.campaign_id == Campaign.id)
         .join(Contributor, Contribution.contributor_id == Contributor.id)
@@ -99,8 +101,10 @@ def own_contributions(
             answer_state=answer_state,
             answer_text=answer_text,
             answer_text_en=answer_text_en,
+            answer_audio=audio,
+            answer_audio_en=audio_en,
         )
-        for r, s, t, reason, answer_state, answer_text, answer_text_en in rows
+        for r, s, t, reason, answer_state, answer_text, answer_text_en, audio, audio_en in rows
     )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway import recorded_answers
 from gateway.audio_cache import cached_files
 from gateway.models import (
     Callback,
@@ -188,6 +189,7 @@ def forget(
         else []
     )
     files: set[str] = set()
+    answer_recordings: list[str] = []
     for contribution in contributions:
         files.update(_strip_audio(contribution))
         files.update(_strip_files(contribution))
@@ -195,8 +197,18 @@ def forget(
         files.update(
             str(path.relative_to(data_path)) for path in cached_files(data_path, contribution.id)
         )
+        # The city's recorded answer to it (gateway.recorded_answers) goes too: it speaks to
+        # this person's own words. A group's file stays while another member keeps it.
+        answer_recordings.extend(recorded_answers.strip(contribution))
         contribution.contributor_id = None
     erased.contributions = len(contributions)
+    if answer_recordings:
+        session.flush()
+        files.update(
+            recorded_answers.relative_paths(
+                recorded_answers.unreferenced(session, answer_recordings)
+            )
+        )
 
     # Stored messages: their sender, raw payload (an email's whole source), attachments.
     query = select(InboundMessage).where(InboundMessage.sender_hash == address_hash)

@@ -133,8 +133,10 @@ def test_a_landline_caller_who_asked_is_called_back_and_nobody_else(
     assert callbacks.place(runtime, callback.id) == "calling"  # placed once, not twice
     assert len(fake_twilio.calls) == 1
 
-    language, reference, text = callbacks.script(runtime, callback.id) or ("", "", "")
-    assert reference.startswith("PARC-") and reference in text and language == "fr"
+    said = callbacks.script(runtime, callback.id)
+    assert said is not None and said.recording is None  # nothing recorded: the text is said
+    assert said.reference.startswith("PARC-") and said.reference in said.text
+    assert said.language == "fr"
     assert callbacks.result(runtime, callback.id, "completed") == "done"
     (done,) = rows(runtime)
     assert done.recipient_encrypted is None  # the number goes once it is done

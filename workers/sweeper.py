@@ -24,7 +24,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import or_, select
 
-from gateway import callbacks, db, enqueue, residents
+from gateway import callbacks, db, enqueue, recorded_answers, residents
 from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
@@ -163,6 +163,7 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
         with runtime.sessions.begin() as session:
             # A call's record is kept while its call needs it, then goes (gateway.residents).
             report.calls_purged = residents.purge_calls(session, now)
+        recorded_answers.prune(runtime)
     if not (due or inbound_ids or expired or due_callbacks):
         return report
     try:

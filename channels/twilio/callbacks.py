@@ -81,7 +81,8 @@ def _callback_id(request: web.Request) -> int:
 
 async def answered(request: web.Request) -> web.Response:
     """Twilio fetches what to say once the resident picks up: who calls, their reference read
-    slowly, the outcome; then goodbye."""
+    slowly, the outcome (the city's recorded answer played when there is one); then
+    goodbye."""
     from channels.twilio import voice
 
     await read_signed_form(request)
@@ -96,11 +97,13 @@ async def answered(request: web.Request) -> web.Response:
     if found is None:  # not a call back being placed: a replay, or a forged id
         response.hangup()
         return voice.twiml_response(str(response))
-    language, reference, text = found
+    language, reference, text, recording = found
     voice.say(response, "voice.callback_intro", language)
     if reference:
         voice.say_reference(response, reference, language)
     voice.say_text(response, text, language)
+    if recording is not None:  # the city's answer in its own voice, instead of its text
+        response.play(recording.url)
     voice.say(response, "voice.goodbye", language)
     response.hangup()
     return voice.twiml_response(str(response))

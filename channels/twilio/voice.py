@@ -57,6 +57,7 @@ from gateway.i18n import DEFAULT_LANGUAGE, translate
 from gateway.messages import IncomingMessage
 from gateway.phone import can_receive_sms
 from gateway.privacy import log_id
+from gateway.recorded_answers import Recording
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -313,11 +314,15 @@ def twiml_follow_ask(language: str, attempt: int) -> str:
     return str(response)
 
 
-def twiml_follow_answer(said: Sequence[str], language: str) -> str:
-    """What the caller's contribution has become; star for another one; goodbye."""
+def twiml_follow_answer(said: Sequence[str | Recording], language: str) -> str:
+    """What the caller's contribution has become (the city's recorded answer played with
+    ``<Play>``, a text said); star for another one; goodbye."""
     response = VoiceResponse()
-    for text in said:
-        say_text(response, text, language)
+    for item in said:
+        if isinstance(item, Recording):
+            response.play(item.url)
+        else:
+            say_text(response, item, language)
     gather = response.gather(
         action=f"{FOLLOW_PATH}?step=again",
         method="POST",

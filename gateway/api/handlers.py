@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import campaigns, residents
+from gateway import campaigns, recorded_answers_web, residents
 from gateway.api import bodies, responses, scopes, shapes
 from gateway.api.auth import ACTOR
 from gateway.api.bodies import DASHBOARD_DAYS, EVENTS_PER_PAGE, MAX_DASHBOARD_DAYS, MAX_PAGE
@@ -30,7 +30,7 @@ from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answers, collected, photos, queries
+from gateway.moderation import actions, answer_recordings, answers, collected, photos, queries
 from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
@@ -389,6 +389,34 @@ async def answer_contribution(request: web.Request) -> web.Response:
     )
 
 
+def _recording_language(request: web.Request, fields: dict[str, str] | None = None) -> str:
+    return request.query.get("language") or (fields or {}).get("language") or "fr"
+
+
+async def record_answer(request: web.Request) -> web.Response:
+    """The city's answer recorded (raw audio body, or a multipart form's ``audio`` file)."""
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    data, fields = await recorded_answers_web.read_upload(request)
+    language = _recording_language(request, fields)
+    runtime, actor = _runtime(request), request[ACTOR]
+    return await _act(
+        request,
+        lambda: answer_recordings.attach(runtime, actor, [contribution_id], data, language),
+        _show_one(contribution_id),
+    )
+
+
+async def remove_answer_recording(request: web.Request) -> web.Response:
+    contribution_id = bodies.path_id(request, "id", "contribution")
+    language = _recording_language(request)
+    runtime, actor = _runtime(request), request[ACTOR]
+    return await _act(
+        request,
+        lambda: answer_recordings.remove(runtime, actor, [contribution_id], language),
+        _show_one(contribution_id),
+    )
+
+
 # -- groups ---------------------------------------------------------------------------------
 
 
@@ -452,6 +480,41 @@ async def answer_group(request: web.Request) -> web.Response:
             "contributions": _items(session, _group_members(session, group_id))
         },
     )
+
+
+def _group_show(group_id: int) -> Show:
+    return lambda session, _done: {
+        "contributions": _items(session, _group_members(session, group_id))
+    }
+
+
+async def record_group_answer(request: web.Request) -> web.Response:
+    """One recording for every published contribution of a group (one file, shared)."""
+    group_id = bodies.path_id(request, "group_id", "group")
+    data, fields = await recorded_answers_web.read_upload(request)
+    language = _recording_language(request, fields)
+    runtime, actor = _runtime(request), request[ACTOR]
+
+    def act() -> Done:
+        with runtime.sessions() as session:
+            _group_members(session, group_id)  # an unknown group is a 404
+        ids = answers.published_members(runtime, group_id)
+        return answer_recordings.attach(runtime, actor, ids, data, language)
+
+    return await _act(request, act, _group_show(group_id))
+
+
+async def remove_group_answer_recording(request: web.Request) -> web.Response:
+    group_id = bodies.path_id(request, "group_id", "group")
+    language = _recording_language(request)
+    runtime, actor = _runtime(request), request[ACTOR]
+
+    def act() -> Done:
+        with runtime.sessions() as session:
+            ids = _group_members(session, group_id)  # an unknown group is a 404
+        return answer_recordings.remove(runtime, actor, ids, language)
+
+    return await _act(request, act, _group_show(group_id))
 
 
 # -- the moderation log ---------------------------------------------------------------------
@@ -630,10 +693,14 @@ def add_routes(app: web.Application) -> None:
         ("PUT", f"/contributions/{ID}/attachments/{NUMBER}/public", set_photo_public, None),
         ("POST", f"/contributions/{ID}/replies", reply_to_contributor, None),
         ("POST", f"/contributions/{ID}/answer", answer_contribution, None),
+        ("POST", f"/contributions/{ID}/answer/audio", record_answer, None),
+        ("DELETE", f"/contributions/{ID}/answer/audio", remove_answer_recording, None),
         ("POST", "/decisions", decide_many, None),
         ("GET", f"/groups/{GROUP_ID}", get_group, "api_group"),
         ("POST", f"/groups/{GROUP_ID}/decision", decide_group, None),
         ("POST", f"/groups/{GROUP_ID}/answer", answer_group, None),
+        ("POST", f"/groups/{GROUP_ID}/answer/audio", record_group_answer, None),
+        ("DELETE", f"/groups/{GROUP_ID}/answer/audio", remove_group_answer_recording, None),
         ("GET", "/events", list_events, "api_events"),
         ("GET", "/campaigns", list_campaigns, "api_campaigns"),
         ("POST", "/campaigns", create_campaign, None),

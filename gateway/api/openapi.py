@@ -146,7 +146,8 @@ REFUSALS: dict[int, tuple[str, str, dict[str, Any] | None]] = {
         "invalid_contribution, params.fields naming every field at fault with the "
         "catalogue key of the reason (console.collect.errors.*). A campaign that a campaign "
         "file's rules refuse (a keyword another campaign has, a number not in E.164...): "
-        "code campaign.<rule>, field the key at fault.",
+        "code campaign.<rule>, field the key at fault. A recording refused: "
+        "unreadable, not audio, too long or silent (the code says which).",
         None,
     ),
 }
@@ -154,6 +155,30 @@ REFUSALS: dict[int, tuple[str, str, dict[str, Any] | None]] = {
 # needs a token only, and says what else it may answer.
 BODY_REFUSALS = (400, 401, 403, 404, 413)
 READ_REFUSALS = (401,)
+
+# A recorded answer's audio (gateway.recorded_answers): the file as the body, with its own
+# content type, or a form's ``audio`` file (and ``language``).
+_AUDIO_FILE: Schema = {"type": "string", "format": "binary"}
+UPLOAD_CONTENT: Schema = {
+    "audio/*": {"schema": _AUDIO_FILE},
+    "application/octet-stream": {"schema": _AUDIO_FILE},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["audio"],
+            "properties": {
+                "audio": _AUDIO_FILE,
+                "language": {"type": "string", "enum": ["fr", "en"], "default": "fr"},
+            },
+        }
+    },
+}
+RECORDING_LANGUAGE = Param(
+    "language",
+    Literal["fr", "en"],
+    "The recording's language; callers hear the one in their language, or the only one.",
+    default="fr",
+)
 
 # -- operations -----------------------------------------------------------------------------
 
@@ -170,6 +195,8 @@ class Operation:
     parameters: tuple[Param | str, ...] = ()
     # Refusals besides the usual ones (BODY_REFUSALS with a body, READ_REFUSALS without).
     refusals: tuple[int, ...] = ()
+    # A body that is a file, not JSON (a recorded answer's audio): said so, with its form.
+    upload: bool = False
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -221,6 +248,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.ActionResult,
         body=bodies.AnswerRequest,
         refusals=(409,),
+    ),
+    ("POST", "/contributions/{id}/answer/audio"): Operation(
+        "Record the city's answer (an elected official or an agent reading it), played to "
+        "callers who follow the contribution by phone or are called back, instead of the "
+        "text said by text to speech. Any audio up to 10 MB and 3 minutes; replaces the one "
+        "in that language. Taken off when the answer changes. 409 without an answer; 413 "
+        "too large; 422 unreadable, too long or silent.",
+        r.ActionResult,
+        upload=True,
+        parameters=(RECORDING_LANGUAGE,),
+        refusals=(409, 422),
+    ),
+    ("DELETE", "/contributions/{id}/answer/audio"): Operation(
+        "Remove the recorded answer in that language (its file is deleted).",
+        r.ActionResult,
+        parameters=(RECORDING_LANGUAGE,),
+        refusals=(403, 404),
     ),
     ("POST", "/contributions/{id}/classification"): Operation(
         "Set category, themes, tags, neighbourhood or kind.",
@@ -277,6 +321,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.ActionResult,
         body=bodies.AnswerRequest,
         refusals=(409,),
+    ),
+    ("POST", "/groups/{group_id}/answer/audio"): Operation(
+        "One recorded answer (one file) for every published contribution of a group.",
+        r.ActionResult,
+        upload=True,
+        parameters=(RECORDING_LANGUAGE,),
+        refusals=(409, 422),
+    ),
+    ("DELETE", "/groups/{group_id}/answer/audio"): Operation(
+        "Remove the group's recorded answer in that language.",
+        r.ActionResult,
+        parameters=(RECORDING_LANGUAGE,),
+        refusals=(403, 404),
     ),
     ("GET", "/events"): Operation(
         "The moderation log, newest first.",
@@ -382,7 +439,9 @@ def _operation(method: str, path: str, operation: Operation) -> Schema:
             "required": True,
             "content": _json(ref(operation.body.__name__)),
         }
-    usual = BODY_REFUSALS if operation.body is not None else READ_REFUSALS
+    if operation.upload:
+        described["requestBody"] = {"required": True, "content": UPLOAD_CONTENT}
+    usual = BODY_REFUSALS if operation.body is not None or operation.upload else READ_REFUSALS
     described["responses"] = {
         str(operation.status): {
             "description": operation.answered,

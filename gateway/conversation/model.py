@@ -70,6 +70,10 @@ class OwnContribution:
     answer_state: str | None = None
     answer_text: str | None = None
     answer_text_en: str | None = None
+    # The answer recorded (gateway.recorded_answers): tokens of the French and English files,
+    # played on the phone instead of the text; written channels keep the text.
+    answer_audio: str | None = None
+    answer_audio_en: str | None = None
 
 
 @dataclass(frozen=True)

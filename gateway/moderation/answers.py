@@ -16,6 +16,9 @@ become a second message to the resident.
 Who may answer: moderators and admins, and accounts with the ``answerer`` role, which may
 answer published contributions and nothing else (an elected official, a city department);
 admins give that role (``gateway accounts create NAME --role answerer``).
+
+A recording of the answer (gateway.moderation.answer_recordings) reads one answer: any change
+of the answer takes it off, and its file is deleted once no contribution refers to it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import recorded_answers
 from gateway.clock import now_utc
 from gateway.i18n import languages, translate
 from gateway.models import Contribution
@@ -65,21 +69,17 @@ def answer(
     ids = list(dict.fromkeys(int(i) for i in contribution_ids))
     if not ids:
         raise ActionError("console.errors.nothing_selected", "no contribution selected")
+    dropped: list[str] = []  # recordings of an answer that changed (gateway.recorded_answers)
 
     def work(session: Session, done: Done) -> None:
         for contribution_id in ids:
-            _answer_one(
-                runtime,
-                session,
-                done,
-                actor,
-                get_contribution(session, contribution_id),
-                state,
-                text,
-                text_en,
-            )
+            contribution = get_contribution(session, contribution_id)
+            if _answer_one(runtime, session, done, actor, contribution, state, text, text_en):
+                dropped.extend(recorded_answers.strip(contribution))
 
-    return run(runtime, work)
+    done = run(runtime, work)
+    recorded_answers.discard_unreferenced(runtime, dropped)
+    return done
 
 
 def answer_group(
@@ -92,6 +92,13 @@ def answer_group(
     text_en: str | None = None,
 ) -> Done:
     """One answer for every published contribution of a group: each sender is told."""
+    return answer(
+        runtime, actor, published_members(runtime, group_id), state, text, text_en=text_en
+    )
+
+
+def published_members(runtime: Runtime, group_id: int) -> list[int]:
+    """The published contributions of a group, which its answer (and recording) goes to."""
     with runtime.sessions() as session:
         ids = list(
             session.scalars(
@@ -104,7 +111,7 @@ def answer_group(
         raise ActionError(
             "console.errors.answer_group_empty", "nothing published in this group", 409
         )
-    return answer(runtime, actor, ids, state, text, text_en=text_en)
+    return ids
 
 
 def _check(state: str, text: str, text_en: str | None) -> tuple[str, str, str | None]:
@@ -130,7 +137,8 @@ def _answer_one(
     state: str,
     text: str,
     text_en: str | None,
-) -> None:
+) -> bool:
+    """Give one contribution the answer; False when it already had exactly this one."""
     if contribution.status != "published":
         raise ActionError(
             "console.errors.answer_not_published",
@@ -149,7 +157,7 @@ def _answer_one(
         "answer_text_en": text_en,
     }
     if before == after:
-        return  # a double click or a retried call changes nothing and tells no one twice
+        return False  # a double click or a retried call changes nothing and tells no one twice
     state_changed = contribution.answer_state != state
     contribution.answer_state, contribution.answer_text = state, text or None
     contribution.answer_text_en = text_en
@@ -173,6 +181,7 @@ def _answer_one(
         )
         event.after = {**after, "notice": result}
     log.info("contribution %s: answered %s by %s", contribution.reference, state, actor.name)
+    return True
 
 
 def _excerpt(text: str) -> str:

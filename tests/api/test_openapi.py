@@ -13,6 +13,7 @@ from gateway.api.openapi import DOCUMENT
 from gateway.runtime import Runtime
 from tests.api.client import Api, Reply, sms, voice, with_photo
 from tests.api.schema import errors, resolve
+from tests.speech import spoken as speech
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
@@ -52,7 +53,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 23
+    assert len(routes) == 27
     assert routes == described
 
 
@@ -151,15 +152,28 @@ class Checked:
         self.seen: set[tuple[str, str, int]] = set()
 
     async def __call__(
-        self, method: str, template: str, body: Any = None, status: int = 200, **values: Any
+        self,
+        method: str,
+        template: str,
+        body: Any = None,
+        status: int = 200,
+        *,
+        audio: bytes | None = None,
+        **values: Any,
     ) -> Reply:
+        """``audio``: a file as the body (a recorded answer), under a content type the
+        document lists for the operation."""
         path, _, query = template.partition("?")
         operation = DOCUMENT["paths"]["/api/v1" + path][method.lower()]
         if body is not None and status < 400:
             schema = operation["requestBody"]["content"]["application/json"]["schema"]
             assert errors(DOCUMENT, schema, body) == [], (template, body)
+        headers = None
+        if audio is not None:
+            assert "audio/*" in operation["requestBody"]["content"], template
+            headers = {"Content-Type": "audio/wav"}
         concrete = path.format(**values) + (f"?{query}" if query else "")
-        reply = await self.api.call(method, concrete, body)
+        reply = await self.api.call(method, concrete, body, raw=audio, headers=headers)
         assert reply.status == status, (template, reply.text)
         response = operation["responses"][str(status)]
         if "$ref" in response:
@@ -202,6 +216,10 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("POST", "/contributions/{id}/decision", {"action": "publish"}, id=cid)
     answer = {"state": "accepted", "text": "Des bancs seront posés au printemps."}
     await call("POST", "/contributions/{id}/answer", answer, id=cid)
+    spoken_answer = speech("Des bancs seront posés au printemps dans le parc.")
+    await call("POST", "/contributions/{id}/answer/audio", audio=spoken_answer, id=cid)
+    await call("POST", "/contributions/{id}/answer/audio", None, 422, audio=b"x" * 64, id=cid)
+    await call("DELETE", "/contributions/{id}/answer/audio", id=cid)
     await call("PUT", "/contributions/{id}/transcript", {"transcript": "Réparer."}, id=spoken)
     await call("POST", "/decisions", {"ids": [spoken], "action": "reject", "reason": "Doublon"})
     await call("GET", "/contributions/{id}", id=cid)
@@ -226,6 +244,10 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("PUT", "/contributions/{id}/transcript", {"transcript": "x"}, 409, id=cid)
     await call("POST", "/groups/{group_id}/decision", {"action": "publish"}, 409, group_id=group)
     await call("POST", "/groups/{group_id}/answer", answer, 409, group_id=tract[0])
+    await call(
+        "POST", "/groups/{group_id}/answer/audio", None, 409, audio=spoken_answer, group_id=tract[0]
+    )
+    await call("DELETE", "/groups/{group_id}/answer/audio", group_id=group)
     await call("PUT", "/campaigns/{slug}/status", {"status": "open"}, 403, slug="velo")
     await Checked(Api(api.client, None))("GET", "/campaigns", None, 401)
     big = {"text": "x" * 70_000}

@@ -52,10 +52,15 @@ NEW_SCHEMAS = {
     "Erased",  # Erasure.erased
 }
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
-# Operations added since the hand-written document (path, method), and their models.
+# Operations added since the hand-written document (path, method), which it could not say:
+# compared with nothing; and their models.
 NEW_OPERATIONS = {
     ("/api/v1/campaigns", "post"),  # campaigns administered through the API (issue 15)
     ("/api/v1/campaigns/{slug}", "put"),
+    ("/api/v1/contributions/{id}/answer/audio", "post"),  # the city's recorded answer
+    ("/api/v1/contributions/{id}/answer/audio", "delete"),
+    ("/api/v1/groups/{group_id}/answer/audio", "post"),
+    ("/api/v1/groups/{group_id}/answer/audio", "delete"),
 }
 NEW_SCHEMAS |= {"CampaignRequest", "CampaignVoice", "CampaignPublication", "CampaignDecidim"}
 
@@ -190,7 +195,7 @@ def test_the_same_operations_and_statuses():
             (path, method, status)
             for path, item in document["paths"].items()
             for method, op in item.items()
-            if method in METHODS
+            if method in METHODS and (path, method) not in NEW_OPERATIONS
             for status in op["responses"]
             if (path, method) not in NEW_OPERATIONS
         }
@@ -256,7 +261,9 @@ def test_every_request_model_is_documented():
         s["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         for item in DOCUMENT["paths"].values()
         for method, s in item.items()
-        if method in METHODS and "requestBody" in s
+        if method in METHODS
+        and "requestBody" in s
+        and "application/json" in s["requestBody"]["content"]  # not a file's upload
     }
     declared = {
         name

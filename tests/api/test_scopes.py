@@ -31,6 +31,7 @@ from gateway.web import create_app
 from tests.api.client import Api, seed, sms, stored, voice, with_photo
 from tests.api.conftest import make_token
 from tests.api.schema import errors
+from tests.speech import spoken as speech
 
 SAID = "Je m'appelle Marie Dupont, rappelez-moi au 06 12 34 56 78 pour les bancs"
 PUBLIC = "Des bancs près du kiosque, svp"
@@ -94,6 +95,13 @@ def api_routes(app: web.Application) -> set[tuple[str, str]]:
         for route in resource
         if route.method != "HEAD"
     }
+
+
+async def call(api: Api, method: str, path: str, body: Any) -> Any:
+    """A JSON body, or a file (bytes) as the body with an audio content type."""
+    if isinstance(body, bytes):
+        return await api.call(method, path, raw=body, headers={"Content-Type": "audio/wav"})
+    return await api.call(method, path, body)
 
 
 def published(runtime: Runtime) -> tuple[int, int, int]:
@@ -188,6 +196,23 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
             f"/groups/{stored(runtime, text).group_id}/answer",
             {"state": "done", "text": "Les bancs sont posés."},
         ),
+        # The city's answer recorded (bytes: the audio file as the body).
+        ("POST", "/contributions/{id}/answer/audio"): (
+            f"/contributions/{text}/answer/audio",
+            speech("La ville posera des bancs au printemps."),
+        ),
+        ("DELETE", "/contributions/{id}/answer/audio"): (
+            f"/contributions/{text}/answer/audio",
+            None,
+        ),
+        ("POST", "/groups/{group_id}/answer/audio"): (
+            f"/groups/{stored(runtime, text).group_id}/answer/audio",
+            speech("Bonjour, ici la mairie : les bancs sont posés près des jeux."),
+        ),
+        ("DELETE", "/groups/{group_id}/answer/audio"): (
+            f"/groups/{stored(runtime, text).group_id}/answer/audio",
+            None,
+        ),
         ("GET", "/groups/{group_id}"): (f"/groups/{group}", None),
         ("POST", "/groups/{group_id}/decision"): (f"/groups/{group}/decision", {"action": "spam"}),
         ("GET", "/events"): ("/events", None),
@@ -209,7 +234,7 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
     for (method, template), (path, body) in calls.items():
         needed = scopes.NEEDED[(method, template)]
         before = state(runtime)
-        reply = await reader.call(method, path, body)
+        reply = await call(reader, method, path, body)
         if needed == accounts.READ:
             assert reply.status == 200, (method, path, reply.text)
             continue
@@ -219,7 +244,7 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         assert state(runtime) == before, (method, path)
         # The same request with a token allowed to make it goes through: the refusal above
         # was the scope's doing, not a request that would have failed anyway.
-        allowed = await admin.call(method, path, body)
+        allowed = await call(admin, method, path, body)
         assert allowed.status in (200, 201), (method, path, allowed.text)
         if method != "GET":
             assert state(runtime) != before, (method, path)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from gateway import callbacks, textcap
+from gateway import callbacks, recorded_answers, textcap
 from gateway.console import flash, present
 from gateway.console.rendering import error_page, render, see_other, timezone, translator
 from gateway.console.views.common import (
@@ -172,6 +172,12 @@ async def _page(
             "max_reply": actions.MAX_REPLY,
             "max_answer": answers.MAX_ANSWER,
             "answer_states": answers.ANSWER_STATES,
+            "answer_recordings": {
+                language: recorded_answers.console_url(token)
+                for language, token in (("fr", c.answer_audio), ("en", c.answer_audio_en))
+                if token
+            },
+            "recording_limits": recorded_answers.LIMITS,
         },
         status=status,
         errors=errors,
