@@ -29,6 +29,7 @@ from gateway.moderation import grouping
 from gateway.outbox import outbound_row, withhold_over_limit
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
+from gateway.sms_segments import segments
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,10 @@ def apply(
     sender_verified: bool | None = None,
 ) -> list[int]:
     if outcome.language:
+        # The person's choice: every channel of their address (a caller's notices, a call back).
         contributor.language = outcome.language
+        if contributor.address_hash:
+            residents.set_language(session, contributor.address_hash, outcome.language)
     # STOP and START are about the person: every channel of their address (gateway.residents).
     if outcome.opt_out:
         contributor.opted_out, contributor.opted_out_at = True, now
@@ -185,13 +189,23 @@ def apply(
     titles = {c.slug: c.title for c in campaigns.values()}
     buttons = plugins.hook(channel, "buttons")  # answer buttons, on media that show them
     rows: list[OutboundMessage] = []
-    for index, reply in enumerate(outcome.replies):
+    texts: list[tuple[engine.Reply, str, int | None]] = []
+    for reply in outcome.replies:
         params = dict(reply.params)
         contribution_id = None
         if reply.contribution is not None:
             filed = created[reply.contribution]
             params["reference"] = filed.reference
             contribution_id = filed.id
+        text = translate_for(channel, reply.key, reply.language or language, **params)
+        if reply.key == engine.LANGUAGE_INVITE and texts and buttons is None:
+            previous, before, previous_id = texts[-1]
+            joined = f"{before}\n{text}"
+            if channel != "sms" or segments(joined) <= segments(before):
+                texts[-1] = (previous, joined, previous_id)  # no extra message, no extra cost
+                continue
+        texts.append((reply, text, contribution_id))
+    for index, (reply, text, contribution_id) in enumerate(texts):
         rows.append(
             outbound_row(
                 vault=runtime.vault,
@@ -202,7 +216,7 @@ def apply(
                 contribution_id=contribution_id,
                 sender=sender,
                 key=reply.key,
-                text=translate_for(channel, reply.key, language, **params),
+                text=text,
                 now=now,
             )
         )

@@ -31,6 +31,9 @@ RECEIPT_EXPIRED = "receipt.expired"
 RECEIPT_UNSORTED = "receipt.unsorted"
 STOP_CONFIRMED_FILED = "stop.confirmed_filed"
 RECEIPT_KEYS = (RECEIPT, RECEIPT_EXPIRED, RECEIPT_UNSORTED, STOP_CONFIRMED_FILED)
+# The line offering another language, in that language's own words (Reply.language), in the
+# first reply to a new resident; the caller may join it to the reply before it.
+LANGUAGE_INVITE = "language.invite"
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ class Reply:
     key: str
     params: Mapping[str, str] = field(default_factory=dict)
     contribution: int | None = None  # index into Outcome.contributions; fills {reference}
+    # Said in this language rather than the resident's: a language offered in its own words.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
