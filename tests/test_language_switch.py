@@ -3,7 +3,7 @@ plugin's real entry point with its kit (tests/channel_kit.py) and its fake provi
 reply to a new resident offers English, in English; the switch word is obeyed and confirmed in
 English; the next reply comes in English and offers nothing more. The answering machine's
 keypad 9 is in channels/twilio/tests/test_voice_language.py; a third language dropped in as a
-catalogue file is in tests/test_third_language.py."""
+catalogue file is in channels/twilio/tests/test_third_language.py."""
 
 from __future__ import annotations
 

@@ -76,7 +76,9 @@ async def test_9_during_the_greeting_says_it_again_in_english_and_the_caller_kee
     # The rest of the call is in English: the broadcast question after the recording.
     consent = await twiml(
         await post_signed(
-            client, voice.RECORDED_PATH, fixture("record_action", To=PARC_NUMBER, CallSid=FIRST_CALL)
+            client,
+            voice.RECORDED_PATH,
+            fixture("record_action", To=PARC_NUMBER, CallSid=FIRST_CALL),
         )
     )
     assert said(consent) == [translate("voice.consent", "en")]
