@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from gateway import plugins
 from gateway.models import Contributor
 from gateway.settings import Settings
+from gateway.sms_segments import segments
 from tests.channel_kit import ChannelKit, Signing
 from tests.helpers import contributions, drain
 from tests.test_channel_contract import KITS, Gateway, accepted, deliver, started
@@ -47,6 +49,11 @@ async def test_the_first_reply_offers_english_and_the_switch_is_remembered(
         first = texts(kit, bench)
         assert sum(OFFER in text for text in first) == 1, first  # offered once
         assert not any("Thank you" in text for text in first)  # the rest in French
+        (carrier,) = [p for p in plugins.installed() if p.name == plugin]
+        if "sms" in carrier.channels:
+            # Joined to the receipt, which it costs no segment: still one SMS, GSM-7.
+            (receipt,) = [text for text in first if OFFER in text]
+            assert "réf." in receipt and segments(receipt) == 1, receipt
         assert len(contributions(gateway.runtime)) == 1
 
         assert await write(kit, bench, gateway, "ENGLISH", 1) == [SWITCHED]

@@ -154,3 +154,17 @@ async def test_0_is_now_the_callers_own_data_and_9_no_longer_is(client):
     assert said(privacy) == [translate("voice.privacy_menu")]
     language = await press(client, f"{voice.PRIVACY_PATH}?step=greeting", "9")
     assert translate("voice.privacy_menu", "en") not in said(language)
+
+
+async def test_erasure_by_keypad_removes_the_row_the_language_was_kept_on(client):
+    runtime = client.app[RUNTIME]
+    await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER))
+    await press(client, f"{voice.PRIVACY_PATH}?step=greeting", "9")
+    assert languages_kept(runtime) == ["en"]
+    privacy = await press(client, f"{voice.PRIVACY_PATH}?step=greeting", "0")
+    assert said(privacy) == [translate("voice.privacy_menu", "en")]  # in the caller's language
+    await press(client, f"{voice.PRIVACY_PATH}?step=choice", "2")
+    forgotten = await press(client, f"{voice.PRIVACY_PATH}?step=confirm", "2")
+    assert said(forgotten) == [translate("voice.privacy_forgotten", "en")]
+    drain(runtime)
+    assert languages_kept(runtime) == []
