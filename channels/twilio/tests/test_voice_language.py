@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.twilio import voice
+from channels.twilio.tests import test_voice_recordings as recordings
+from channels.twilio.tests.fake_api import FakeTwilio
 from channels.twilio.tests.test_voice_calls import (
     CALLER,
     PARC_NUMBER,
@@ -22,11 +24,12 @@ from channels.twilio.tests.test_voice_calls import (
     twiml,
     verbs,
 )
+from gateway import calls as calls_service
 from gateway.i18n import translate
-from gateway.models import Contributor
+from gateway.models import Contributor, OutboundMessage
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
-from tests.helpers import drain, sms_form
+from tests.helpers import contributions, drain, sms_form
 
 FIRST_CALL, SECOND_CALL = "CA" + "1" * 32, "CA" + "2" * 32
 
@@ -168,3 +171,21 @@ async def test_erasure_by_keypad_removes_the_row_the_language_was_kept_on(client
     assert said(forgotten) == [translate("voice.privacy_forgotten", "en")]
     drain(runtime)
     assert languages_kept(runtime) == []
+
+
+def test_the_sms_receipt_of_a_message_left_in_english_is_in_english(
+    runtime: Runtime, fake_twilio: FakeTwilio, speech_wav: bytes
+):
+    call_sid = "CA" + "1" * 32
+    calls_service.start_call(runtime, call_sid, CALLER, recordings.PARC_NUMBER)
+    assert calls_service.switch_language(runtime, call_sid) == "en"
+    recordings.recording_callback(runtime, fake_twilio, speech_wav, call_sid=call_sid)
+    drain(runtime)
+    (filed,) = contributions(runtime)
+    with runtime.sessions() as session:
+        texts = list(
+            session.scalars(
+                select(OutboundMessage.text).where(OutboundMessage.contribution_id == filed.id)
+            )
+        )
+    assert texts == [translate("receipt.default", "en", reference=filed.reference)]
