@@ -20,20 +20,26 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import campaigns
+from gateway import campaigns, residents
 from gateway import conversation as engine
 from gateway.clock import now_utc
-from gateway.i18n import DEFAULT_LANGUAGE, translate
-from gateway.models import Campaign, Contribution, VoiceCall
+from gateway.i18n import DEFAULT_LANGUAGE, languages, next_language, translate
+from gateway.models import Campaign, Contribution, Contributor, VoiceCall
 from gateway.outcomes import own_contributions
-from gateway.privacy import AddressVault, normalise_address, voice_caller
+from gateway.privacy import (
+    AddressVault,
+    contributor_address,
+    normalise_address,
+    voice_caller,
+)
 from gateway.recorded_answers import Recording, in_language, url_for
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
 
 CHANNEL = "voice"
 # One keypad digit per campaign: a menu longer than eight would need two digits and would be
-# too long to listen to anyway (9 is the caller's own data, on every call).
+# too long to listen to anyway (9 is the other language, 0 the caller's own data, on every
+# call).
 MAX_MENU = 8
 
 T = TypeVar("T")
@@ -113,6 +119,30 @@ def _upsert_call(
     call.called = called
     if campaign_id is not None or call.campaign_id is None:
         call.campaign_id = campaign_id
+    if call.language is None and _E164.match(caller):
+        call.language = _chosen_language(session, call.caller_hash)
+
+
+def _chosen_language(session: Session, caller_hash: str) -> str | None:
+    """A language other than French that the person chose before (by SMS, chat, email or on
+    an earlier call): their calls are said in it, whatever the campaign's. French is the
+    default, so it says nothing about a choice: the campaign's language then applies."""
+    chosen = session.scalars(
+        select(Contributor.language).where(
+            Contributor.address_hash == caller_hash, Contributor.language != DEFAULT_LANGUAGE
+        )
+    ).first()
+    return chosen if chosen in languages() else None
+
+
+def _language_of(session: Session, call: VoiceCall | None) -> str:
+    """The language a call is said in: the caller's (chosen before, or on this call's keypad),
+    else the campaign's, else French."""
+    if call is not None and call.language in languages():
+        return str(call.language)
+    campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
+    language = campaign.language if campaign else None
+    return language if language in languages() else DEFAULT_LANGUAGE
 
 
 def _retrying_once(fn: Callable[[], T]) -> T:
@@ -173,13 +203,38 @@ def call_campaign(runtime: Runtime, call_sid: str) -> CampaignChoice | None:
 
 
 def call_language(runtime: Runtime, call_sid: str) -> str:
+    """The language the call is said in (see ``_language_of``); French for an unknown call."""
     with runtime.sessions() as session:
-        language = session.scalar(
-            select(Campaign.language)
-            .join(VoiceCall, VoiceCall.campaign_id == Campaign.id)
-            .where(VoiceCall.call_sid == call_sid)
+        call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+        return _language_of(session, call)
+
+
+def switch_language(runtime: Runtime, call_sid: str) -> str:
+    """The caller pressed the language key: the call goes on in the next language (with two,
+    the other one), and the person behind a number that names one (E.164, not withheld)
+    keeps it, on every channel of their number: their next call, receipt, notices and call
+    back come in it. Returns the new language (French for an unknown call)."""
+    with runtime.sessions.begin() as session:
+        call = session.scalar(
+            select(VoiceCall).where(VoiceCall.call_sid == call_sid).with_for_update()
         )
-    return language or DEFAULT_LANGUAGE
+        if call is None:
+            return DEFAULT_LANGUAGE
+        language = next_language(_language_of(session, call))
+        call.language = language
+        caller = None
+        if call.caller_encrypted is not None:
+            caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))
+        if caller and call.caller_hash and _E164.match(caller):
+            # The row the recording will be filed under (gateway.recordings finds it), with
+            # the number encrypted for it as everywhere else; erasure deletes it like any.
+            address = runtime.vault.encrypt(caller, contributor_address(CHANNEL, call.caller_hash))
+            contributor = residents.contributor_for(
+                session, CHANNEL, call.caller_hash, address, now_utc()
+            )
+            contributor.language = language
+            residents.set_language(session, call.caller_hash, language)
+        return language
 
 
 def record_consent(runtime: Runtime, call_sid: str, consent: bool) -> str:
@@ -260,8 +315,7 @@ def follow_up(runtime: Runtime, call_sid: str, digits: str) -> list[str | Record
     answer comes as a ``Recording`` to play, instead of the answer's text."""
     with runtime.sessions() as session:
         call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
-        campaign = session.get(Campaign, call.campaign_id) if call and call.campaign_id else None
-        language = (campaign.language if campaign else None) or DEFAULT_LANGUAGE
+        language = _language_of(session, call)
         caller = None
         if call is not None and call.caller_encrypted is not None:
             caller = runtime.vault.decrypt_or_none(call.caller_encrypted, voice_caller(call_sid))

@@ -314,6 +314,10 @@ class VoiceCall(Base):
     # The contribution's reference, taken when the message was recorded so that the caller hears
     # it before hanging up (gateway.calls.reserve_reference); the recording is filed under it.
     reference: Mapped[str | None] = mapped_column(String(32))
+    # The language the call is said in, once known: the caller's own choice from an earlier
+    # contact, or the one they switched to on the keypad (gateway.calls.switch_language);
+    # None: the campaign's.
+    language: Mapped[str | None] = mapped_column(String(8))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

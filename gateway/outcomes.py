@@ -30,6 +30,7 @@ from gateway.moderation import aposteriori, grouping
 from gateway.outbox import outbound_row, withhold_over_limit
 from gateway.references import UNASSIGNED_PREFIX, next_reference
 from gateway.runtime import Runtime
+from gateway.sms_segments import segments
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,10 @@ def apply(
     sender_verified: bool | None = None,
 ) -> list[int]:
     if outcome.language:
+        # The person's choice: every channel of their address (a caller's notices, a call back).
         contributor.language = outcome.language
+        if contributor.address_hash:
+            residents.set_language(session, contributor.address_hash, outcome.language)
     # STOP and START are about the person: every channel of their address (gateway.residents).
     if outcome.opt_out:
         contributor.opted_out, contributor.opted_out_at = True, now
@@ -202,7 +206,8 @@ def apply(
     titles = {c.slug: c.title for c in campaigns.values()}
     buttons = plugins.hook(channel, "buttons")  # answer buttons, on media that show them
     rows: list[OutboundMessage] = []
-    for index, reply in enumerate(outcome.replies):
+    texts: list[tuple[engine.Reply, str, str, int | None]] = []  # reply, key, text, contribution
+    for reply in outcome.replies:
         params = dict(reply.params)
         contribution_id = None
         key = reply.key
@@ -212,6 +217,16 @@ def apply(
                 key = engine.RECEIPT_PUBLISHED  # "published", not "recorded"
             params["reference"] = filed.reference
             contribution_id = filed.id
+        text = translate_for(channel, key, reply.language or language, **params)
+        if reply.key == engine.LANGUAGE_INVITE and texts and buttons is None:
+            previous, previous_key, before, previous_id = texts[-1]
+            joined = f"{before}\n{text}"
+            if channel != "sms" or segments(joined) <= segments(before):
+                # No extra message, no extra cost.
+                texts[-1] = (previous, previous_key, joined, previous_id)
+                continue
+        texts.append((reply, key, text, contribution_id))
+    for index, (reply, key, text, contribution_id) in enumerate(texts):
         rows.append(
             outbound_row(
                 vault=runtime.vault,
@@ -222,7 +237,7 @@ def apply(
                 contribution_id=contribution_id,
                 sender=sender,
                 key=key,
-                text=translate_for(channel, key, language, **params),
+                text=text,
                 now=now,
             )
         )

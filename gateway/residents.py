@@ -129,6 +129,19 @@ def opt_out(session: Session, address_hash: str, now: datetime) -> int:
     return int(changed or 0)
 
 
+def set_language(session: Session, address_hash: str, language: str) -> int:
+    """The language a person chose (by SMS, chat, email or on the answering machine's keypad),
+    on every channel of their address: their next call, receipt, notice or call back is in
+    it. Returns the rows changed."""
+    changed = session.execute(
+        update(Contributor)
+        .where(Contributor.address_hash == address_hash, Contributor.language != language)
+        .values(language=language)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount  # type: ignore[attr-defined]
+    return int(changed or 0)
+
+
 def opt_in(session: Session, address_hash: str) -> int:
     changed = session.execute(
         update(Contributor)

@@ -143,6 +143,11 @@ class ChannelKit:
     contribution: str  # a fixture that files one contribution at once (a campaign keyword)
     question: str  # a fixture answered with a reply the medium renders (choices, a thread)
     open: Callable[[Settings], AbstractContextManager[Bench]]  # start the fake, configure
+    # The resident of the ``contribution`` fixture writing ``text`` (the n-th time: a new
+    # provider id), and the text of one of ``Bench.replies()``: the language switch on every
+    # channel (tests/test_language_switch.py).
+    writes: Callable[[Fixture, str, int], Request]
+    reply_text: Callable[[Any], str]
 
     def fixture(self, name: str) -> Fixture:
         (found,) = [f for f in self.fixtures if f.name == name]

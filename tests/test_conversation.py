@@ -122,7 +122,7 @@ def rendered(outcome: Outcome, language: str = "fr") -> list[str]:
     return [
         translate(
             r.key,
-            language,
+            r.language or language,
             **({"reference": REF} if r.contribution is not None else {}),
             **r.params,
         )
@@ -518,7 +518,7 @@ def test_opted_out_during_the_question_answers_nothing_and_drops_it() -> None:
 
 def test_first_contact_notice_comes_after_the_receipt_and_the_question() -> None:
     outcome = send(State(), "PARC plus de bancs", context(*ALL, first_contact=True))
-    assert keys(outcome) == [RECEIPT, "neighbourhood.ask", "notice"]
+    assert keys(outcome) == [RECEIPT, "language.invite", "neighbourhood.ask", "notice"]
     assert outcome.track == 0
 
 
@@ -1046,10 +1046,40 @@ def test_long_group_description_is_cut_in_the_reply_not_in_the_contribution() ->
 def test_first_contact_adds_the_data_notice_after_the_receipt() -> None:
     outcome = send(State(), "BUDGET une piscine", context(*ALL, first_contact=True))
     assert outcome.notice_sent
-    assert keys(outcome) == [RECEIPT, "notice"]
-    notice = rendered(outcome)[1]
+    assert keys(outcome) == [RECEIPT, "language.invite", "notice"]
+    notice = rendered(outcome)[2]
     for word in ("Agora", "chiffré", "STOP", "OUBLIER"):  # Context.organisation, default
         assert word in notice
+
+
+def test_a_new_resident_is_offered_english_in_english_after_the_first_reply() -> None:
+    outcome = send(State(), "BUDGET une piscine", context(*ALL, first_contact=True))
+    invite = outcome.replies[1]
+    assert (invite.key, invite.language) == ("language.invite", "en")
+    assert rendered(outcome)[1] == "English? Reply ENGLISH"
+
+
+def test_a_new_english_reader_is_offered_french_in_french() -> None:
+    outcome = send(State(), "BUDGET a pool", context(*ALL, first_contact=True, language="en"))
+    assert [r.language for r in outcome.replies if r.key == "language.invite"] == ["fr"]
+    assert "FRANÇAIS" in rendered(outcome, "en")[1]
+
+
+@pytest.mark.parametrize("text", ["ENGLISH", "français"])
+def test_a_resident_whose_first_message_chooses_a_language_is_not_offered_one(text: str) -> None:
+    outcome = send(State(), text, context(*ALL, first_contact=True))
+    assert keys(outcome) == ["language.changed", "notice"]
+
+
+@pytest.mark.parametrize("text", ["STOP", "OUBLIER"])
+def test_no_language_offer_with_stop_or_erasure(text: str) -> None:
+    outcome = send(State(), text, context(*ALL, first_contact=True))
+    assert "language.invite" not in keys(outcome)
+
+
+def test_the_language_offer_is_only_in_the_first_reply() -> None:
+    # The caller marks the notice sent after the first reply: the next one offers nothing.
+    assert "language.invite" not in keys(send(State(), "BUDGET des arbres", context(*ALL)))
 
 
 def test_no_notice_once_it_was_sent() -> None:

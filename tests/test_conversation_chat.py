@@ -33,7 +33,7 @@ def keys(outcome: Outcome) -> list[str]:
 
 def test_bare_start_with_several_open_campaigns_welcomes_with_their_list():
     outcome = start(State(), "", context(*ALL, first_contact=True))
-    assert keys(outcome) == ["start.welcome", "notice"]
+    assert keys(outcome) == ["start.welcome", "language.invite", "notice"]
     assert outcome.state.step == AWAITING_TEXT
     assert outcome.state.options == ["parc", "budget", "gares"]  # open ones only, in order
     assert "1. Rénovation du quartier du Parc (PARC)" in outcome.replies[0].params["menu"]

@@ -101,12 +101,12 @@ async def text(client: TestClient[Any, Any], body: str, sender: str = CALLER) ->
 
 
 async def keypad(client: TestClient[Any, Any], caller: str, n: int, *keys: str) -> list[str]:
-    """A call in which the caller presses 9 during the greeting, then ``keys``; returns what
+    """A call in which the caller presses 0 during the greeting, then ``keys``; returns what
     the caller hears after each key."""
     call_sid = f"CA{n:032x}"
     heard = [await post_signed(client, voice.VOICE_PATH, call_form(caller, call_sid))]
     steps = ["greeting", "choice", "confirm"]
-    for step, key in zip(steps, ("9", *keys), strict=False):
+    for step, key in zip(steps, (voice.PRIVACY_KEY, *keys), strict=False):
         path = f"{voice.PRIVACY_PATH}?step={step}"
         heard.append(await post_signed(client, path, call_form(caller, call_sid, Digits=key)))
     drain(client.app[RUNTIME])

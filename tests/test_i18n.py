@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import pytest
 
-from gateway.conversation import RECEIPT_KEYS
-from gateway.i18n import catalogue, languages, translate
+from gateway.conversation import FOLLOW_UP_WORDS, GROUP_WORDS, RECEIPT_KEYS, STANDALONE_WORDS
+from gateway.i18n import catalogue, languages, switch_words, translate
 from gateway.sms_segments import GSM7, encoding, segments
+from gateway.textnorm import fold
 
 REALISTIC = {
     "organisation": "Ville de Nanterre, Agora permanente",
@@ -44,11 +46,52 @@ def placeholders(template: str) -> set[str]:
     return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
 
 
-def test_french_and_english_are_the_languages_french_first() -> None:
-    assert languages() == ("fr", "en")
+LOCALES = Path(__file__).resolve().parent.parent / "gateway" / "locales"
+# The languages are the catalogue files: a new one is checked like English, key by key.
+ON_DISK = sorted(p.stem for p in LOCALES.glob("*.yaml"))
+OTHERS = [language for language in ON_DISK if language != "fr"]
 
 
-@pytest.mark.parametrize("language", ["en"])
+def test_the_languages_are_the_files_french_first_and_english_among_them() -> None:
+    assert "fr" in ON_DISK and "en" in ON_DISK
+    assert languages() == ("fr", *OTHERS)
+
+
+@pytest.mark.parametrize("folder", ["console", "public"])
+def test_moderators_and_the_public_read_the_same_languages(folder: str) -> None:
+    assert sorted(p.stem for p in (LOCALES / folder).glob("*.yaml")) == ON_DISK
+
+
+@pytest.mark.parametrize("language", ON_DISK)
+def test_each_catalogue_names_its_language_its_words_and_its_voice(language: str) -> None:
+    own = catalogue(language)
+    for key in ("language.name", "language.switch_words", "language.invite"):
+        assert own[key].strip(), key
+    for key in ("voice.say_language", "voice.say_voice", "voice.language_offer"):
+        assert own[key].strip(), key
+    assert switch_words()[fold(own["language.switch_words"].split(",")[0]).strip()] == language
+
+
+def test_no_switch_word_is_another_command_or_another_languages() -> None:
+    claimed: dict[str, str] = {}
+    for language in languages():
+        for word in catalogue(language)["language.switch_words"].split(","):
+            folded = fold(word).strip()
+            assert folded not in STANDALONE_WORDS | FOLLOW_UP_WORDS | GROUP_WORDS, word
+            assert claimed.setdefault(folded, language) == language, word
+
+
+@pytest.mark.parametrize("language", ON_DISK)
+def test_the_offer_of_a_language_fits_beside_a_receipt_in_one_segment(language: str) -> None:
+    invite = translate("language.invite", language)
+    assert encoding(invite) == GSM7
+    for reader in languages():
+        if reader != language:
+            receipt = translate("receipt.default", reader, reference="BUDGET-0042")
+            assert segments(f"{receipt}\n{invite}") == 1, (reader, language)
+
+
+@pytest.mark.parametrize("language", OTHERS)
 def test_every_key_exists_in_both_languages_with_the_same_placeholders(language: str) -> None:
     french, other = catalogue("fr"), catalogue(language)
     assert set(other) == set(french)
@@ -56,7 +99,7 @@ def test_every_key_exists_in_both_languages_with_the_same_placeholders(language:
         assert placeholders(other[key]) == placeholders(template), key
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("language", ON_DISK)
 def test_no_message_is_empty_and_every_placeholder_is_known(language: str) -> None:
     for key, template in catalogue(language).items():
         assert template.strip(), key
@@ -103,7 +146,7 @@ def test_receipt_keys_all_quote_the_reference() -> None:
             assert "{reference}" in catalogue(language)[key]
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("language", ON_DISK)
 @pytest.mark.parametrize("key", RECEIPT_KEYS)
 def test_receipts_fit_in_two_segments_even_as_ucs2(language: str, key: str) -> None:
     text = translate(key, language, reference="BUDGET-0042")
@@ -112,13 +155,13 @@ def test_receipts_fit_in_two_segments_even_as_ucs2(language: str, key: str) -> N
     assert len(text.encode("utf-16-le")) // 2 <= 2 * 67
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("language", ON_DISK)
 def test_short_replies_fit_in_one_segment(language: str) -> None:
     for key in ("receipt.default", "stop.confirmed", "optin.confirmed", "empty", "notice"):
         assert segments(translate(key, language, **REALISTIC)) == 1, key
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("language", ON_DISK)
 @pytest.mark.parametrize("key", RECEIPT_KEYS)
 def test_receipts_avoid_ucs2_so_they_go_in_one_segment(language: str, key: str) -> None:
     # A single "ç" or "’" would cut the segment from 160 to 70 characters.
@@ -127,7 +170,7 @@ def test_receipts_avoid_ucs2_so_they_go_in_one_segment(language: str, key: str) 
     assert segments(text) == 1
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("language", ON_DISK)
 @pytest.mark.parametrize("key", ["outcome.published", "outcome.rejected"])
 def test_outcome_notices_fit_in_two_segments(language: str, key: str) -> None:
     assert segments(translate(key, language, **REALISTIC)) <= 2

@@ -7,10 +7,12 @@ buttons. This module translates one into the other, both ways, and keeps no stat
   messages; ``/start`` (bare, or with a deep link's payload: ``t.me/<bot>?start=parc``) becomes
   the engine's start command. An unknown command is taken as ``/aide``.
 - The replies that ask a question get buttons (``keyboard``): the campaign menu (``m:<n>``), the
-  neighbourhood question (``q:<n>``, ``q:0`` to skip) and the welcome's campaigns
-  (``k:<slug>``, the same as the deep link). A tapped button is the answer it stands for if the
-  conversation is still at that question; otherwise the resident is told the question is no
-  longer current, and nothing else happens.
+  neighbourhood question (``q:<n>``, ``q:0`` to skip), the welcome's campaigns
+  (``k:<slug>``, the same as the deep link) and, in the first reply, the other languages
+  (``l:<language>``, the same as its switch word: ``/english``, ``/francais``, whatever the
+  step). A tapped button is the answer it stands for if the conversation is still at that
+  question; otherwise the resident is told the question is no longer current, and nothing else
+  happens. A catalogue's switch words are commands too (``/english``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway import conversation as engine
-from gateway.i18n import translate
+from gateway.i18n import languages, other_languages, switch_word, translate
+from gateway.textnorm import fold
 
 COMMANDS = {
     "stop": "STOP",
@@ -32,9 +35,6 @@ COMMANDS = {
     "status": "SUIVI",
     "groupe": "GROUPE",
     "group": "GROUPE",
-    "english": "ENGLISH",
-    "francais": "FRANCAIS",
-    "français": "FRANCAIS",
 }
 # Shown by BotFather's /setcommands and by `gateway telegram set-webhook` (setMyCommands).
 MENU_COMMANDS = ("start", "suivi", "groupe", "aide", "stop", "oublier")
@@ -59,6 +59,8 @@ def from_text(text: str) -> Input:
     if command == "start":
         return Input(start=rest)
     keyword = COMMANDS.get(command)
+    if keyword is None and engine.language_word(fold(command)) is not None:
+        return Input(command)  # /english, /francais: a catalogue's switch words
     if keyword is None:
         return Input("AIDE")
     return Input(f"{keyword} {rest}".strip())
@@ -68,6 +70,10 @@ def from_button(data: str, step: str, options: Sequence[str]) -> Input:
     kind, _, value = data.partition(":")
     if kind == "k":
         return Input(start=value)
+    if kind == "l":  # the offer of a language, whatever the step: its switch word
+        if value in languages() and switch_word(value):
+            return Input(switch_word(value))
+        return Input(reply="telegram.unknown_button")
     if not value.isdigit():
         return Input(reply="telegram.unknown_button")
     number = int(value)
@@ -99,6 +105,11 @@ def keyboard(
         rows = [[_button(name, f"q:{n}")] for n, name in enumerate(state.options, start=1)]
         rows.append([_button(translate("telegram.skip", language), "q:0")])
         return rows
+    if key == engine.LANGUAGE_INVITE:
+        return [
+            [_button(translate("language.name", other), f"l:{other}")]
+            for other in other_languages(language)
+        ]
     if key == "start.welcome":
         return [
             [_button(titles.get(slug, slug), f"k:{slug}")]

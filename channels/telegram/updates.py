@@ -37,7 +37,7 @@ ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 # The Bot API's own limit for a bot's downloads (getFile) is 20 MB.
 MAX_FILE_BYTES = 20 * 1024 * 1024
 # What our answer buttons carry (channels.telegram.commands): anything else is not ours.
-BUTTON_DATA = re.compile(r"^(?:k:[a-z0-9][a-z0-9_-]{0,61}|[mq]:\d{1,2})$")
+BUTTON_DATA = re.compile(r"^(?:k:[a-z0-9][a-z0-9_-]{0,61}|[mq]:\d{1,2}|l:[a-zA-Z_-]{2,12})$")
 # A file_id is URL-safe base64 (https://core.telegram.org/bots/api#file). Only ids of that
 # shape are stored for the worker to fetch (channels.telegram.bot checks again).
 FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")

@@ -52,8 +52,9 @@ from gateway.calls import (
     record_consent,
     reserve_reference,
     start_call,
+    switch_language,
 )
-from gateway.i18n import DEFAULT_LANGUAGE, translate
+from gateway.i18n import DEFAULT_LANGUAGE, next_language, translate
 from gateway.messages import IncomingMessage
 from gateway.phone import can_receive_sms
 from gateway.privacy import log_id
@@ -76,9 +77,12 @@ PRIVACY_PATH = "/webhooks/twilio/voice/privacy"
 REFERENCE_PATH = "/webhooks/twilio/voice/reference"
 FOLLOW_PATH = "/webhooks/twilio/voice/follow"
 
-# One keypad digit per campaign (gateway.calls.MAX_MENU); 9 is the caller's own data (opt
-# out, erasure) on every call.
-PRIVACY_KEY = "9"
+# One keypad digit per campaign (gateway.calls.MAX_MENU, 1 to 8); during the greeting or the
+# menu, 9 is the other language (the next catalogue's, with two the other one) and 0 the
+# caller's own data (opt out, erasure). 0 is free there: inside the privacy menu it means
+# "back to the message", a different question.
+LANGUAGE_KEY = "9"
+PRIVACY_KEY = "0"
 # Star, during the greeting or the menu: follow a contribution already sent (its reference's
 # number keyed in, then #), its state and the city's answer said.
 FOLLOW_KEY = "*"
@@ -107,18 +111,18 @@ REFERENCE_TIMEOUT = 5
 CHARACTER_PAUSE = "600ms"
 DASH_PAUSE = "1s"
 
-# <Say> language and voice per catalogue language. The voice is named rather than left to the
-# account's default: with no voice Twilio uses "man", whose French depends on console settings;
-# Amazon Polly's Léa is one of Twilio's documented fr-FR voices.
-SAY_VOICES: Mapping[str, tuple[str, str]] = {
-    "fr": ("fr-FR", "Polly.Lea"),
-    "en": ("en-GB", "Polly.Amy"),
-}
-
 T = TypeVar("T")
 
 
 # -- TwiML (pure) -------------------------------------------------------------------------------
+
+
+def say_voice(language: str) -> tuple[str, str]:
+    """<Say>'s language and voice for a catalogue language: its ``voice.say_language`` and
+    ``voice.say_voice`` (a new catalogue file brings its voice). The voice is named rather than
+    left to the account's default: with no voice Twilio uses "man", whose French depends on
+    console settings; Amazon Polly's Léa is one of Twilio's documented fr-FR voices."""
+    return translate("voice.say_language", language), translate("voice.say_voice", language)
 
 
 def say(parent: TwiML, key: str, language: str, **params: object) -> None:
@@ -126,16 +130,30 @@ def say(parent: TwiML, key: str, language: str, **params: object) -> None:
 
 
 def say_text(parent: TwiML, text: str, language: str) -> None:
-    locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
+    locale, voice = say_voice(language)
     parent.say(text, language=locale, voice=voice)
 
 
-def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> str:
+def offer_language(parent: TwiML, language: str) -> None:
+    """« For English, press 9 »: the next language offered in its own words and voice."""
+    offered = next_language(language)
+    if offered != language:
+        say(parent, "voice.language_offer", offered)
+
+
+def twiml_greeting_and_record(
+    campaign: CampaignChoice, settings: Settings, language: str | None = None
+) -> str:
     """The greeting, then the recording. The greeting is said inside a keypad wait, so that a
-    caller can press 9 for their own data (opt out, erasure) instead of leaving a message;
-    with no key pressed Twilio goes on to the recording."""
+    caller can press 9 for the other language or 0 for their own data (opt out, erasure)
+    instead of leaving a message; with no key pressed Twilio goes on to the recording.
+
+    ``language`` is the call's (the caller's choice, else the campaign's): the campaign's own
+    greeting (text or audio) is in the campaign's language, so a caller in another language
+    hears the catalogue's greeting in theirs, with the campaign's title and question."""
     response = VoiceResponse()
-    language = campaign.language
+    language = language or campaign.language
+    own = language == campaign.language
     gather = response.gather(
         action=f"{PRIVACY_PATH}?step=greeting",
         method="POST",
@@ -144,9 +162,9 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
         input="dtmf",
         action_on_empty_result=False,
     )
-    if campaign.greeting_audio:
+    if campaign.greeting_audio and own:
         gather.play(campaign.greeting_audio)
-    elif campaign.greeting:
+    elif campaign.greeting and own:
         say_text(gather, campaign.greeting, language)
     elif campaign.question:
         say(gather, "voice.greeting", language, title=campaign.title, question=campaign.question)
@@ -154,20 +172,20 @@ def twiml_greeting_and_record(campaign: CampaignChoice, settings: Settings) -> s
         say(gather, "voice.greeting_no_question", language, title=campaign.title)
     say(gather, "voice.followup_hint", language)
     say(gather, "voice.privacy_hint", language)
-    _record(response, campaign, settings)
+    offer_language(gather, language)
+    _record(response, settings, language)
     return str(response)
 
 
-def twiml_record(campaign: CampaignChoice, settings: Settings) -> str:
+def twiml_record(settings: Settings, language: str) -> str:
     """The beep and the recording, without the greeting (the caller pressed a key during it)."""
     response = VoiceResponse()
-    say(response, "voice.after_beep", campaign.language)
-    _record(response, campaign, settings)
+    say(response, "voice.after_beep", language)
+    _record(response, settings, language)
     return str(response)
 
 
-def _record(response: VoiceResponse, campaign: CampaignChoice, settings: Settings) -> None:
-    language = campaign.language
+def _record(response: VoiceResponse, settings: Settings, language: str) -> None:
     response.record(
         action=RECORDED_PATH,
         method="POST",
@@ -189,20 +207,23 @@ def _record(response: VoiceResponse, campaign: CampaignChoice, settings: Setting
     response.hangup()
 
 
-def twiml_menu(choices: Sequence[CampaignChoice], attempt: int) -> str:
+def twiml_menu(
+    choices: Sequence[CampaignChoice], attempt: int, language: str = DEFAULT_LANGUAGE
+) -> str:
     """The keypad menu; with no key pressed, the redirect brings the caller back to be asked
-    once more (``attempt`` travels in the query string, which Twilio signs with the rest)."""
+    once more (``attempt`` travels in the query string, which Twilio signs with the rest).
+    In the caller's language (no campaign yet: French unless they chose another)."""
     response = VoiceResponse()
     action = f"{CHOOSE_PATH}?attempt={attempt}"
     gather = response.gather(
         action=action, method="POST", num_digits=1, timeout=MENU_TIMEOUT, input="dtmf"
     )
-    language = DEFAULT_LANGUAGE  # no campaign yet, hence no campaign language
     say(gather, "voice.menu_intro" if attempt == 1 else "voice.menu_retry", language)
     for number, choice in enumerate(choices, start=1):
         say(gather, "voice.menu_line", language, title=choice.title, number=number)
     say(gather, "voice.followup_hint", language)
     say(gather, "voice.privacy_hint", language)
+    offer_language(gather, language)
     response.redirect(action, method="POST")
     return str(response)
 
@@ -252,7 +273,7 @@ def twiml_consent_question(language: str) -> str:
 def say_reference(parent: TwiML, reference: str, language: str) -> None:
     """The reference read slowly, one character at a time (« P, A, R, C, 0, 0, 4, 2 »): a
     caller writes it down as it is said, and keys it in later to follow the message."""
-    locale, voice = SAY_VOICES.get(language, SAY_VOICES[DEFAULT_LANGUAGE])
+    locale, voice = say_voice(language)
     spoken = parent.say(translate("voice.reference", language), language=locale, voice=voice)
     spoken.break_(time=CHARACTER_PAUSE)
     for character in reference:
@@ -425,6 +446,7 @@ async def incoming_call(request: web.Request) -> web.Response:
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
         choices = await in_thread(lambda: start_call(runtime, call_sid, caller, called))
+        language = await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
         # Without the database no campaign can be chosen: a 5xx sends Twilio to the number's
         # fallback URL (or its own error message) rather than to a call we cannot keep.
@@ -436,11 +458,29 @@ async def incoming_call(request: web.Request) -> web.Response:
         called,
         len(choices),
     )
+    return twiml_response(_welcome(choices, settings, language, attempt=1))
+
+
+def _welcome(
+    choices: Sequence[CampaignChoice], settings: Settings, language: str, attempt: int
+) -> str:
+    """What a call starts with: goodbye (no open campaign), the one campaign's greeting, or
+    the menu."""
     if not choices:
-        return twiml_response(twiml_goodbye("voice.no_campaign"))
+        return twiml_goodbye("voice.no_campaign", language)
     if len(choices) == 1:
-        return twiml_response(twiml_greeting_and_record(choices[0], settings))
-    return twiml_response(twiml_menu(choices, attempt=1))
+        return twiml_greeting_and_record(choices[0], settings, language)
+    return twiml_menu(choices, attempt, language)
+
+
+async def _switch_language(runtime: Runtime, call_sid: str) -> str:
+    try:
+        language = await in_thread(lambda: switch_language(runtime, call_sid))
+    except SQLAlchemyError as exc:
+        log.error("twilio voice language: database unavailable (%s)", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+    log.info("call %s: the caller switched to %s", call_sid[:10], language)
+    return language
 
 
 async def menu_choice(request: web.Request) -> web.Response:
@@ -452,10 +492,16 @@ async def menu_choice(request: web.Request) -> web.Response:
     except ValueError:
         attempt = MENU_ATTEMPTS
     digits = form.get("Digits") or ""
+    if digits == LANGUAGE_KEY:
+        # The menu again, in the other language, as if for the first time.
+        language = await _switch_language(runtime, call_sid)
+        attempt, digits = 0, ""
+    else:
+        language = await _language_or_default(runtime, call_sid)
     if digits == PRIVACY_KEY:
-        return twiml_response(twiml_privacy_menu(DEFAULT_LANGUAGE, attempt=1))
+        return twiml_response(twiml_privacy_menu(language, attempt=1))
     if digits == FOLLOW_KEY:
-        return twiml_response(twiml_follow_ask(DEFAULT_LANGUAGE, attempt=1))
+        return twiml_response(twiml_follow_ask(language, attempt=1))
     caller, called = form.get("From") or "", form.get("To") or ""
     try:
         chosen, choices = await in_thread(
@@ -465,18 +511,20 @@ async def menu_choice(request: web.Request) -> web.Response:
         log.error("twilio voice menu: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
     if chosen is not None:
-        return twiml_response(twiml_greeting_and_record(chosen, settings))
+        return twiml_response(twiml_greeting_and_record(chosen, settings, language))
     if not choices:  # the campaigns closed while the caller was listening
-        return twiml_response(twiml_goodbye("voice.no_campaign"))
+        return twiml_response(twiml_goodbye("voice.no_campaign", language))
     if attempt >= MENU_ATTEMPTS:
-        return twiml_response(twiml_goodbye("voice.menu_goodbye"))
-    return twiml_response(twiml_menu(choices, attempt=attempt + 1))
+        return twiml_response(twiml_goodbye("voice.menu_goodbye", language))
+    return twiml_response(twiml_menu(choices, attempt + 1, language))
 
 
 async def privacy(request: web.Request) -> web.Response:
-    """The caller's own data, by keypad (9 during the greeting or the menu): 1 stops the SMS,
-    2 then 2 again erases everything (a landline caller has no other way to ask), 0 goes back
-    to leaving a message. Without a valid caller number nothing can be asked for."""
+    """A key pressed during the greeting (``step=greeting``): 9 the greeting again in the other
+    language, 0 the caller's own data, star the follow-up, anything else the beep. The caller's
+    own data, by keypad (0 during the greeting or the menu): 1 stops the SMS, 2 then 2 again
+    erases everything (a landline caller has no other way to ask), 0 goes back to leaving a
+    message. Without a valid caller number nothing can be asked for."""
     form = await read_signed_form(request)
     call_sid = _call_sid(form)
     runtime, settings = request.app[RUNTIME], request.app[SETTINGS]
@@ -488,24 +536,23 @@ async def privacy(request: web.Request) -> web.Response:
         attempt = MENU_ATTEMPTS
     try:
         campaign = await in_thread(lambda: call_campaign(runtime, call_sid))
+        language = await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
         log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
-    language = campaign.language if campaign else DEFAULT_LANGUAGE
 
     async def back_to_the_message() -> web.Response:
         if campaign is not None:
-            return twiml_response(twiml_record(campaign, settings))
-        # No campaign chosen yet (9 was pressed in the campaign menu): the menu again.
+            return twiml_response(twiml_record(settings, language))
+        # No campaign chosen yet (0 was pressed in the campaign menu): the menu again.
         caller, called = form.get("From") or "", form.get("To") or ""
         choices = await in_thread(lambda: start_call(runtime, call_sid, caller, called))
-        if not choices:
-            return twiml_response(twiml_goodbye("voice.no_campaign"))
-        if len(choices) == 1:
-            return twiml_response(twiml_greeting_and_record(choices[0], settings))
-        return twiml_response(twiml_menu(choices, attempt=1))
+        return twiml_response(_welcome(choices, settings, language, attempt=1))
 
     if step == "greeting":
+        if digits == LANGUAGE_KEY and campaign is not None:
+            language = await _switch_language(runtime, call_sid)
+            return twiml_response(twiml_greeting_and_record(campaign, settings, language))
         if digits == PRIVACY_KEY:
             return twiml_response(twiml_privacy_menu(language, attempt=1))
         if digits == FOLLOW_KEY:

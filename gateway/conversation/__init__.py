@@ -58,6 +58,12 @@ Decisions worth knowing (also in the tests):
   is handled and a short note says the media were not kept.
 * The first-contact notice comes after the other replies, so that the receipt
   is the first thing the resident reads; it is not sent on STOP or OUBLIER.
+* With the notice, a resident who has not chosen a language (nothing in this message
+  switched it) is offered the others: one ``LANGUAGE_INVITE`` reply per other language, in
+  that language (``Reply.language``: render it in that language, not the sender's), right
+  after the first reply. The caller may join it to that reply where it costs nothing (an
+  SMS segment); a chat app may show it as a button. The words that switch come from the
+  catalogues (``language_word``), so a new catalogue file is a new language.
 * Media the channel keeps (``Incoming.media``: a chat app's or an MMS's photos, drawings and
   voice notes, as opaque references the caller resolves) are content: a voice
   note alone is a contribution (its text is the transcript, filled in later),
@@ -114,6 +120,7 @@ from gateway.conversation.model import (
     GROUP_DESCRIPTION,
     IDLE,
     INDIVIDUAL,
+    LANGUAGE_INVITE,
     OPEN,
     RECEIPT,
     RECEIPT_EXPIRED,
@@ -143,7 +150,6 @@ from gateway.conversation.words import (
     FORGET_WORDS,
     GROUP_WORDS,
     HELP_WORDS,
-    LANGUAGE_WORDS,
     MAX_MENU_DIGITS,
     MAX_REFERENCE_LENGTH,
     OPT_IN_WORDS,
@@ -152,6 +158,7 @@ from gateway.conversation.words import (
     POLITE_WORDS,
     SKIP_WORDS,
     STANDALONE_WORDS,
+    language_word,
     same_reference,
 )
 
@@ -172,7 +179,7 @@ __all__ = [
     "HELP_WORDS",
     "IDLE",
     "INDIVIDUAL",
-    "LANGUAGE_WORDS",
+    "LANGUAGE_INVITE",
     "MAX_MENU_DIGITS",
     "MAX_MENU_RESENDS",
     "MAX_NEIGHBOURHOOD_MISSES",
@@ -206,6 +213,7 @@ __all__ = [
     "expire",
     "handle",
     "is_expired",
+    "language_word",
     "same_reference",
     "status_text",
 ]

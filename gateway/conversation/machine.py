@@ -33,11 +33,11 @@ from gateway.conversation.words import (
     FORGET_WORDS,
     GROUP_WORDS,
     HELP_WORDS,
-    LANGUAGE_WORDS,
     OPT_IN_WORDS,
     OPT_IN_WORDS_WHEN_OPTED_OUT,
     OPT_OUT_WORDS,
     is_command,
+    language_word,
     only_polite,
 )
 from gateway.i18n import languages
@@ -200,8 +200,9 @@ def _handle_text(turn: Turn, state: State, message: Incoming, text: str) -> Stat
     if word in HELP_WORDS and alone:
         say_help(turn)
         return state
-    if word in LANGUAGE_WORDS and alone and LANGUAGE_WORDS[word] in languages():
-        turn.language = turn.switched_language = LANGUAGE_WORDS[word]
+    chosen = language_word(word)
+    if chosen is not None and alone and chosen in languages():
+        turn.language = turn.switched_language = chosen
         turn.say("language.changed")
         return state
     if word in FOLLOW_UP_WORDS and follow_up(turn, rest):

@@ -40,6 +40,9 @@ RECEIPT_KEYS = (
     STOP_CONFIRMED_FILED,
     RECEIPT_PUBLISHED,
 )
+# The line offering another language, in that language's own words (Reply.language), in the
+# first reply to a new resident; the caller may join it to the reply before it.
+LANGUAGE_INVITE = "language.invite"
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ class Reply:
     key: str
     params: Mapping[str, str] = field(default_factory=dict)
     contribution: int | None = None  # index into Outcome.contributions; fills {reference}
+    # Said in this language rather than the resident's: a language offered in its own words.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One call of the engine being worked out: ``Turn`` accumulates what it decides (the
 contributions to file, the replies in order, the updates, opt-out, opt-in, erasure, a language
-switch) and turns it into the ``Outcome`` (the first-contact notice, what erasure discards,
-the state's expiry)."""
+switch) and turns it into the ``Outcome`` (the first-contact notice and the offer of the other
+languages, what erasure discards, the state's expiry)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gateway.conversation.model import (
     COLLECTIVE,
     IDLE,
     INDIVIDUAL,
+    LANGUAGE_INVITE,
     Context,
     ContributionUpdate,
     NewContribution,
@@ -17,7 +18,7 @@ from gateway.conversation.model import (
     Reply,
     State,
 )
-from gateway.i18n import translate
+from gateway.i18n import other_languages, translate
 
 
 class Turn:
@@ -85,6 +86,14 @@ class Turn:
             self.replies = [r for r in self.replies if r.contribution is None]
         if send_notice:
             self.replies.append(Reply("notice", {"organisation": self.context.organisation}))
+            if self.switched_language is None:
+                # A new resident who has not chosen is offered the other languages, right
+                # after the first reply (which the caller may join them to, where it fits).
+                invites = [
+                    Reply(LANGUAGE_INVITE, language=other)
+                    for other in other_languages(self.language)
+                ]
+                self.replies[1:1] = invites
         if state.step == IDLE:
             state = State()
         else:

@@ -1,16 +1,18 @@
 """The engine's vocabulary and how a resident's words are read.
 
 The command words (folded: STOP and the providers' opt-out words, START, AIDE, SUIVI,
-OUBLIER, GROUPE, the languages, the skip and politeness words), which of them count only as
-the whole message, and the matching of text: whether a message is a command, a menu's number,
-a contribution's reference typed loosely ("parc-42"), and a resident's words cut short to be
-quoted back. Everything here is a function of text alone.
+OUBLIER, GROUPE, the languages (from the catalogues), the skip and politeness words), which of
+them count only as the whole message, and the matching of text: whether a message is a
+command, a menu's number, a contribution's reference typed loosely ("parc-42"), and a
+resident's words cut short to be quoted back. Everything here is a function of text alone (and
+of the catalogues' switch words, read once).
 """
 
 from __future__ import annotations
 
 import re
 
+from gateway.i18n import switch_words
 from gateway.textnorm import fold, words
 
 # Command words, folded. The SMS providers' standard opt-out and opt-in words are
@@ -37,14 +39,6 @@ HELP_WORDS = frozenset({"aide", "help", "info", "infos"})
 FOLLOW_UP_WORDS = frozenset({"suivi", "status", "statut"})
 FORGET_WORDS = frozenset({"oublier", "forget"})
 GROUP_WORDS = frozenset({"groupe", "group"})
-LANGUAGE_WORDS = {
-    "english": "en",
-    "en": "en",
-    "anglais": "en",
-    "francais": "fr",
-    "fr": "fr",
-    "french": "fr",
-}
 SKIP_WORDS = frozenset({"0", "passer", "non", "aucun", "aucune", "rien", "skip", "no", "none"})
 # Allowed after a command that must stand alone: "STOP merci", "aide svp".
 POLITE_WORDS = frozenset(
@@ -64,14 +58,15 @@ POLITE_WORDS = frozenset(
         "bcp",
     }
 )
-# Commands that count only when they are the whole message.
-STANDALONE_WORDS = (
-    OPT_OUT_WORDS
-    | OPT_IN_WORDS_WHEN_OPTED_OUT
-    | HELP_WORDS
-    | FORGET_WORDS
-    | frozenset(LANGUAGE_WORDS)
-)
+# Commands that count only when they are the whole message (and the languages' words).
+STANDALONE_WORDS = OPT_OUT_WORDS | OPT_IN_WORDS_WHEN_OPTED_OUT | HELP_WORDS | FORGET_WORDS
+
+
+def language_word(word: str) -> str | None:
+    """The language a (folded) word switches to, or None. The words are each catalogue's
+    ``language.switch_words`` (gateway.i18n.switch_words), so a new catalogue file brings
+    its own ("ESPAÑOL")."""
+    return switch_words().get(word)
 
 
 ECHO_LENGTH = 40  # a resident's words quoted back in a reply are cut to this (SMS cost)
@@ -118,7 +113,8 @@ def same_reference(typed: str, reference: str) -> bool:
 
 def is_command(word: str, rest: str) -> bool:
     """Whether a message is a command rather than a contribution, as ``machine`` reads it."""
-    if word in GROUP_WORDS or (word in STANDALONE_WORDS and only_polite(rest)):
+    standalone = word in STANDALONE_WORDS or language_word(word) is not None
+    if word in GROUP_WORDS or (standalone and only_polite(rest)):
         return True
     return word in FOLLOW_UP_WORDS and (not rest or looks_like_reference(rest))
 

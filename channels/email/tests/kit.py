@@ -18,7 +18,9 @@ import asyncio
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email.parser import BytesHeaderParser
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,26 @@ def open_bench(base: Settings) -> Iterator[EmailBench]:
         sink.stop()
 
 
+def writes(fixture: Fixture, text: str, n: int) -> Request:
+    """A new plain-text mail from the fixture's sender: ``text`` as its subject and body."""
+    original = BytesParser(policy=policy.default).parsebytes(_crlf(fixture.request.body))
+    mail = EmailMessage()
+    mail["From"] = original["From"]
+    mail["To"] = original["To"]
+    mail["Date"] = original["Date"]
+    mail["Message-ID"] = f"<kit-{n}@example.net>"
+    mail["Subject"] = text
+    mail.set_content(text)
+    body = mail.as_bytes(policy=policy.SMTP)
+    return Request(fixture.request.content_type, body, envelope=fixture.request.envelope)
+
+
+def reply_text(sent: Any) -> str:
+    message = sent["message"]
+    part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
+    return str(part.get_content()).strip()
+
+
 KIT = ChannelKit(
     plugin="email",
     fixtures=load_fixtures(Path(__file__).resolve().parent.parent / "fixtures"),
@@ -129,4 +151,6 @@ KIT = ChannelKit(
     contribution="alternative",  # subject BUDGET ...: filed at once
     question="plain",  # subject PARC ...: filed, and the receipt threaded on the mail
     open=open_bench,
+    writes=writes,
+    reply_text=reply_text,
 )

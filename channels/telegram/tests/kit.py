@@ -6,6 +6,8 @@ inline keyboard."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +72,15 @@ def open_bench(base: Settings) -> Iterator[TelegramBench]:
         )
 
 
+def writes(fixture: Fixture, text: str, n: int) -> Request:
+    update = copy.deepcopy(fixture.request.json)
+    update["update_id"] += n
+    update["message"]["message_id"] += n
+    update["message"]["text"] = text
+    body = json.dumps(update).encode()
+    return Request(fixture.request.content_type, body, fixture.request.path, json=update)
+
+
 KIT = ChannelKit(
     plugin="telegram",
     fixtures=load_fixtures(Path(__file__).resolve().parent.parent / "fixtures"),
@@ -77,4 +88,6 @@ KIT = ChannelKit(
     contribution="text",  # PARC ...: filed at once
     question="start",  # /start: the welcome, the open campaigns as buttons
     open=open_bench,
+    writes=writes,
+    reply_text=lambda sent: str(sent["text"]),
 )

@@ -44,7 +44,7 @@ def test_start_welcomes_with_the_open_campaigns_as_buttons_and_the_notice(
     tg_runtime, fake_telegram
 ):
     sent = send(tg_runtime, fake_telegram, tg.text(CHAT, "/start"))
-    welcome, notice = sent
+    welcome, _offer, notice = sent
     assert welcome["chat_id"] == CHAT
     assert welcome["text"].startswith("Bonjour ! Écrivez votre idée")
     assert buttons(welcome) == [
@@ -58,7 +58,7 @@ def test_start_welcomes_with_the_open_campaigns_as_buttons_and_the_notice(
 def test_deep_link_opens_the_campaign_and_the_neighbourhood_comes_as_buttons(
     tg_runtime, fake_telegram
 ):
-    (question, _notice) = send(tg_runtime, fake_telegram, tg.text(CHAT, "/start parc"))
+    (question, _offer, _notice) = send(tg_runtime, fake_telegram, tg.text(CHAT, "/start parc"))
     assert question["text"] == (
         "Rénovation du quartier du Parc : Que souhaitez-vous pour le futur parc ?"
     )
@@ -85,7 +85,7 @@ def test_deep_link_opens_the_campaign_and_the_neighbourhood_comes_as_buttons(
 
 
 def test_deep_link_accepts_a_keyword_and_a_welcome_button_is_the_same(tg_runtime, fake_telegram):
-    (question, _notice) = send(tg_runtime, fake_telegram, tg.text(CHAT, "/start BUDGET"))
+    (question, _offer, _notice) = send(tg_runtime, fake_telegram, tg.text(CHAT, "/start BUDGET"))
     assert question["text"].startswith("Budget participatif :")
     (again,) = send(tg_runtime, fake_telegram, tg.callback(CHAT, "k:budget"))
     assert again["text"] == question["text"]
@@ -94,7 +94,7 @@ def test_deep_link_accepts_a_keyword_and_a_welcome_button_is_the_same(tg_runtime
 def test_text_without_campaign_gets_the_menu_as_buttons_and_a_tap_files_it(
     tg_runtime, fake_telegram
 ):
-    menu, _notice = send(tg_runtime, fake_telegram, tg.text(CHAT, "Plus de poubelles"))
+    menu, _offer, _notice = send(tg_runtime, fake_telegram, tg.text(CHAT, "Plus de poubelles"))
     assert buttons(menu) == [
         ("1. Budget participatif", "m:1"),
         ("2. Rénovation du quartier du Parc", "m:2"),
@@ -216,3 +216,35 @@ def test_english_speakers_can_switch_and_get_english_telegram_wording(tg_runtime
     (receipt,) = send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET a climbing wall"))
     assert receipt["text"].startswith("Thank you! Contribution recorded")
     assert "/suivi" in receipt["text"]
+
+
+def test_the_first_reply_offers_english_as_a_button_and_a_tap_switches_for_good(
+    tg_runtime, fake_telegram
+):
+    receipt, offer, notice = send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET des fontaines"))
+    assert receipt["text"].startswith("Merci ! Contribution enregistrée")
+    assert offer["text"] == "English? Tap the button, or /english"
+    assert buttons(offer) == [("English", "l:en")]
+    assert "Identifiant Telegram chiffré" in notice["text"]
+    (changed,) = send(tg_runtime, fake_telegram, tg.callback(CHAT, "l:en"))
+    assert changed["text"] == "Done, we will now write to you in English."
+    # Remembered: the next reply is in English, and offers nothing any more.
+    (receipt,) = send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET a climbing wall"))
+    assert receipt["text"].startswith("Thank you! Contribution recorded")
+    with tg_runtime.sessions() as session:
+        assert session.scalars(select(Contributor.language)).all() == ["en"]
+
+
+def test_a_language_button_for_no_catalogue_changes_nothing_and_says_so(tg_runtime, fake_telegram):
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "BUDGET des fontaines"))
+    (answer,) = send(tg_runtime, fake_telegram, tg.callback(CHAT, "l:de"))
+    assert answer["text"] == "Je n'ai pas compris ce bouton. Écrivez votre message ou /aide."
+    with tg_runtime.sessions() as session:
+        assert session.scalars(select(Contributor.language)).all() == ["fr"]
+    assert len(contributions(tg_runtime)) == 1  # the button is not content
+
+
+def test_the_french_command_switches_back(tg_runtime, fake_telegram):
+    send(tg_runtime, fake_telegram, tg.text(CHAT, "/english"))
+    (changed,) = send(tg_runtime, fake_telegram, tg.text(CHAT, "/francais"))
+    assert changed["text"] == "C'est noté, nous vous écrirons désormais en français."

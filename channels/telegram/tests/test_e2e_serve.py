@@ -84,16 +84,18 @@ def test_updates_to_a_running_gateway_become_contributions_and_replies(
     photos: dict[str, bytes],  # noqa: F811
 ) -> None:
     gateway, fake = served
-    # The deep link: the campaign's question, then the data-use notice (first contact).
+    # The deep link: the campaign's question, English offered with a button, then the data-use
+    # notice (first contact).
     assert post(gateway, tu.text(RESIDENT, "/start parc")).status_code == 200
-    question, notice = until(sent_to(fake, 2), "question and notice", gateway)
+    question, offer, notice = until(sent_to(fake, 3), "question, offer and notice", gateway)
     assert question["text"].startswith("Rénovation du quartier du Parc :")
+    assert keyboard(offer) == ["l:en"]
     assert "/oublier" in notice["text"]
 
     # A voice note whose speech is Korean (the test model's language), as OGG/Opus.
     voice_id = fake.add_file(speech_ogg, file_path="voice/file_1.oga")
     assert post(gateway, tu.voice(RESIDENT, voice_id, duration=3)).status_code == 200
-    receipt, ask = until(sent_to(fake, 4), "receipt and neighbourhood question", gateway)[2:4]
+    receipt, ask = until(sent_to(fake, 5), "receipt and neighbourhood question", gateway)[3:5]
     assert "/suivi PARC-0001" in receipt["text"]
     assert keyboard(ask) == ["q:1", "q:2", "q:3", "q:4", "q:0"]
 
@@ -104,7 +106,7 @@ def test_updates_to_a_running_gateway_become_contributions_and_replies(
         "method": "answerCallbackQuery",
         "callback_query_id": press["callback_query"]["id"],
     }
-    noted = until(sent_to(fake, 5), "neighbourhood noted", gateway)[4]
+    noted = until(sent_to(fake, 6), "neighbourhood noted", gateway)[5]
     assert noted["text"] == "Merci ! Quartier noté : Parc Sud."
 
     # A photo with its caption, with no campaign named: the menu comes as buttons.
@@ -116,10 +118,10 @@ def test_updates_to_a_running_gateway_become_contributions_and_replies(
         caption="Le banc devant l'école est cassé",
     )
     assert post(gateway, update).status_code == 200
-    menu = until(sent_to(fake, 6), "campaign menu", gateway)[5]
+    menu = until(sent_to(fake, 7), "campaign menu", gateway)[6]
     assert keyboard(menu) == ["m:1", "m:2"]
     post(gateway, tu.callback(RESIDENT, "m:2"))
-    until(sent_to(fake, 7), "receipt of the photo", gateway)
+    until(sent_to(fake, 8), "receipt of the photo", gateway)
 
     def transcribed() -> list[dict[str, Any]]:
         found = gateway.contributions()

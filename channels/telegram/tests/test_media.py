@@ -295,7 +295,11 @@ async def test_a_photo_waits_with_its_caption_for_the_campaign_to_be_chosen(
     await drain(rt)
     assert contributions(rt) == []
     assert len(fake_telegram.downloads) == 1  # fetched already, kept until filed
-    (menu,) = [s for s in fake_telegram.sent if "reply_markup" in s]
+    (menu,) = [
+        s
+        for s in fake_telegram.sent
+        if "reply_markup" in s and "m:1" in str(s["reply_markup"])  # not the language offer
+    ]
     (parc,) = [
         row[0]["callback_data"]
         for row in menu["reply_markup"]["inline_keyboard"]

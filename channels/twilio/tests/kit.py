@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.settings import Settings
@@ -76,6 +77,21 @@ def open_bench(base: Settings) -> Iterator[TwilioBench]:
         )
 
 
+def writes(fixture: Fixture, text: str, n: int) -> Request:
+    assert fixture.request.form is not None and fixture.request.path is not None
+    sid = f"SM{n:032x}"
+    form = {
+        **fixture.request.form,
+        "Body": text,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "SmsMessageSid": sid,
+    }
+    return Request(
+        fixture.request.content_type, urlencode(form).encode(), fixture.request.path, form=form
+    )
+
+
 KIT = ChannelKit(
     plugin="twilio",
     fixtures=load_fixtures(Path(__file__).resolve().parent.parent / "fixtures"),
@@ -83,4 +99,6 @@ KIT = ChannelKit(
     contribution="sms_campaign_keyword",  # PARC ... to the Parc's number: filed at once
     question="sms_unknown_recipient",  # to a number of no campaign: the campaigns, numbered
     open=open_bench,
+    writes=writes,
+    reply_text=lambda sent: str(sent["Body"]),
 )

@@ -174,13 +174,17 @@ async def test_call_to_a_campaign_number_hears_its_question_and_is_recorded(
     response = await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER))
     root = await twiml(response)
     assert verbs(root) == ["Gather", "Record", "Say", "Hangup"]
-    # The greeting is said while a key may be pressed: 9 for the caller's own data.
+    # The greeting is said while a key may be pressed: 0 for the caller's own data, 9 for
+    # English, offered in English.
     gather = root[0]
     assert gather.attrib["action"] == f"{voice.PRIVACY_PATH}?step=greeting"
     assert gather.attrib["numDigits"] == "1"
-    greeting, follow_hint, hint = list(gather)
+    greeting, follow_hint, hint, offer = list(gather)
     assert follow_hint.text == translate("voice.followup_hint")  # star: follow a contribution
     assert hint.text == translate("voice.privacy_hint")
+    assert hint.text.endswith("tapez 0.")
+    assert offer.text == "For English, press 9."
+    assert (offer.attrib["language"], offer.attrib["voice"]) == ("en-GB", "Polly.Amy")
     assert greeting.attrib["language"] == "fr-FR"
     assert "Rénovation du quartier du Parc" in (greeting.text or "")
     assert "Que souhaitez-vous pour le futur parc ?" in (greeting.text or "")
@@ -239,6 +243,7 @@ async def test_unlisted_number_with_several_open_campaigns_gets_a_menu_of_all(cl
         "Pour Place du Vieux-Pont, tapez 4.",
         translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
+        "For English, press 9.",
     ]
 
 
@@ -256,11 +261,13 @@ async def test_english_campaign_is_read_in_english(make_client):
     english = dict(CAMPAIGNS["parc-voix"], language="en")
     client = await make_client({"parc-voix": english})
     root = await twiml(await post_signed(client, voice.VOICE_PATH, call_form(PARC_NUMBER)))
-    greeting, follow_hint, hint = list(root[0])
+    greeting, follow_hint, hint, offer = list(root[0])
     assert greeting.attrib["language"] == "en-GB" and hint.attrib["language"] == "en-GB"
     assert follow_hint.text == translate("voice.followup_hint", "en")
     assert (greeting.text or "").startswith("Hello")
     assert hint.text == translate("voice.privacy_hint", "en")
+    # French is offered, in French.
+    assert (offer.text, offer.attrib["language"]) == ("Pour le français, tapez 9.", "fr-FR")
 
 
 # -- the keypad menu ------------------------------------------------------------------------------
@@ -281,8 +288,9 @@ async def test_shared_number_gets_a_menu_and_2_picks_the_second_campaign(client,
         "Pour Place du Vieux-Pont, tapez 2.",
         translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
+        "For English, press 9.",
     ]
-    assert all(say.attrib["language"] == "fr-FR" for say in gather.iter("Say"))
+    assert [say.attrib["language"] for say in gather.iter("Say")] == ["fr-FR"] * 5 + ["en-GB"]
     assert redirect.text == f"{voice.CHOOSE_PATH}?attempt=1"
     assert redirect.attrib["method"] == "POST"
     assert calls(runtime)[0].campaign_id is None  # not chosen yet
@@ -302,7 +310,7 @@ async def test_menu_choice_of_a_campaign_with_its_own_greeting(client):
     assert said(root)[0] == "Bienvenue sur la ligne des quais. Parlez après le bip."
 
 
-@pytest.mark.parametrize("digits", ["8", "0", "#", "12", None], ids=repr)
+@pytest.mark.parametrize("digits", ["8", "7", "#", "12", None], ids=repr)
 async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
     await twiml(await post_signed(client, voice.VOICE_PATH, call_form(SHARED_NUMBER)))
     form = fixture("gather_digits", To=SHARED_NUMBER, CallSid="CA" + "1" * 32)
@@ -321,6 +329,7 @@ async def test_invalid_or_no_key_asks_again_then_says_goodbye(client, digits):
         "Pour Place du Vieux-Pont, tapez 2.",
         translate("voice.followup_hint"),
         translate("voice.privacy_hint"),
+        "For English, press 9.",
     ]
 
     root = await twiml(await post_signed(client, f"{voice.CHOOSE_PATH}?attempt=2", form))

@@ -7,7 +7,9 @@ resident's number without ``+``, from the number they wrote to."""
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +87,12 @@ def open_bench(base: Settings) -> Iterator[VonageBench]:
         )
 
 
+def writes(fixture: Fixture, text: str, n: int) -> Request:
+    payload = {**fixture.request.json, "text": text, "message_uuid": str(uuid.UUID(int=n))}
+    body = json.dumps(payload).encode()
+    return Request(fixture.request.content_type, body, fixture.request.path, json=payload)
+
+
 KIT = ChannelKit(
     plugin="vonage",
     fixtures=load_fixtures(Path(__file__).resolve().parent.parent / "fixtures"),
@@ -92,4 +100,6 @@ KIT = ChannelKit(
     contribution="sms_campaign_keyword",  # PARC ... to the Parc's number: filed at once
     question="sms_unknown_recipient",  # to a number of no campaign: the campaigns, numbered
     open=open_bench,
+    writes=writes,
+    reply_text=lambda sent: str(sent["text"]),
 )
