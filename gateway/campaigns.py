@@ -5,14 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import announcements
+from gateway.clock import now_utc
 from gateway.models import Campaign
 from gateway.textnorm import token as normalise_word
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 STATUSES = ("draft", "open", "closed")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -132,11 +137,17 @@ def read_files(paths: list[Path]) -> list[CampaignSpec]:
     return specs
 
 
-def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]:
-    """Create or update campaigns by slug; returns (slug, "created" | "updated" | "unchanged")."""
+def upsert(
+    session: Session, specs: list[CampaignSpec], runtime: Runtime | None = None
+) -> list[tuple[str, str]]:
+    """Create or update campaigns by slug; returns (slug, "created" | "updated" | "unchanged").
+
+    With ``runtime``, a campaign that becomes open is announced to the residents who asked
+    (gateway.announcements; once per person, however often the file is loaded)."""
     existing = {c.slug: c for c in session.scalars(select(Campaign))}
     _check_keywords(specs, list(existing.values()))
     results = []
+    opening: list[Campaign] = []
     for spec in specs:
         values = {
             "title": spec.title,
@@ -157,13 +168,22 @@ def upsert(session: Session, specs: list[CampaignSpec]) -> list[tuple[str, str]]
         }
         campaign = existing.get(spec.slug)
         if campaign is None:
-            session.add(Campaign(slug=spec.slug, **values))
+            campaign = Campaign(slug=spec.slug, **values)
+            session.add(campaign)
             results.append((spec.slug, "created"))
+            if spec.status == "open":
+                opening.append(campaign)
             continue
         changed = any(getattr(campaign, k) != v for k, v in values.items() if k != "source")
+        if spec.status == "open" and campaign.status != "open":
+            opening.append(campaign)
         for key, value in values.items():
             setattr(campaign, key, value)
         results.append((spec.slug, "updated" if changed else "unchanged"))
+    if runtime is not None and opening:
+        now = now_utc()
+        for campaign in opening:
+            announcements.campaign_opened(runtime, session, campaign, now)
     return results
 
 

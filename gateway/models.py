@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import true
+from sqlalchemy.sql.expression import false, true
 from sqlalchemy.types import TypeDecorator
 
 
@@ -80,6 +80,11 @@ class Campaign(Base):
     # Decidim proposals component its contributions are published to (campaign file).
     public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
     decidim_component: Mapped[int | None]
+    # The campaign's synthesis, once published (gateway.announcements): where to read it and a
+    # short summary, shown on the public page and announced to the residents who asked (INFO).
+    synthesis_url: Mapped[str | None] = mapped_column(String(500))
+    synthesis_summary: Mapped[str | None] = mapped_column(Text)
+    synthesis_published_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -103,6 +108,10 @@ class Contributor(Base):
     opted_out: Mapped[bool] = mapped_column(default=False)
     opted_out_at: Mapped[datetime | None]
     notice_sent_at: Mapped[datetime | None]
+    # Opted in to announcements (INFO, never by default; gateway.announcements): a campaign
+    # opening in their neighbourhood, a synthesis published. STOP and erasure end it.
+    announcements: Mapped[bool] = mapped_column(default=False, server_default=false())
+    announcements_at: Mapped[datetime | None]
     forgotten_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

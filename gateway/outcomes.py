@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import announcements, media, plugins, residents
 from gateway import conversation as engine
-from gateway import media, plugins, residents
 from gateway.i18n import translate_for
 from gateway.models import (
     Campaign,
@@ -130,8 +130,11 @@ def apply(
     if outcome.language:
         contributor.language = outcome.language
     # STOP and START are about the person: every channel of their address (gateway.residents).
+    if outcome.announcements is not None:
+        announcements.subscribe(session, contributor, outcome.announcements, now)
     if outcome.opt_out:
         contributor.opted_out, contributor.opted_out_at = True, now
+        contributor.announcements, contributor.announcements_at = False, None
         if contributor.address_hash:
             residents.opt_out(session, contributor.address_hash, now)
     if outcome.opt_in:

@@ -117,7 +117,7 @@ def load_campaigns(runtime: Runtime) -> None:
         return
     specs = campaigns.read_files([directory])
     with runtime.sessions.begin() as session:
-        for slug, result in campaigns.upsert(session, specs):
+        for slug, result in campaigns.upsert(session, specs, runtime):
             log.info("campaign %s: %s", slug, result)
 
 

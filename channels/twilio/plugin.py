@@ -93,4 +93,6 @@ plugin = ChannelPlugin(
     fetch_recording=_fetch_recording,
     delete_recording=_delete_recording,
     place_call=_place_call,
+    # A long code sends about one SMS a second (Twilio queues the rest, then refuses them).
+    announcement_rate=1.0,
 )

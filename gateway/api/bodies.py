@@ -33,6 +33,8 @@ from gateway.moderation.actions import (
 )
 from gateway.moderation.answers import ANSWER_STATES, MAX_ANSWER
 from gateway.moderation.queries import MAX_PER_PAGE
+from gateway.moderation.synthesis import MAX_SUMMARY as MAX_SYNTHESIS_SUMMARY
+from gateway.moderation.synthesis import MAX_URL as MAX_SYNTHESIS_URL
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 MAX_BULK = MAX_PER_PAGE  # ids in one bulk decision: one page of the queue
@@ -119,6 +121,13 @@ class ReplyRequest(Request):
 
 class CampaignStatusRequest(Request):
     status: Annotated[str, Stated(enum=list(CAMPAIGN_STATUSES))]
+
+
+class SynthesisRequest(Request):
+    """A campaign's synthesis: an http(s) link, and a short summary for the announcement."""
+
+    url: Annotated[str, Stated(minLength=1, maxLength=MAX_SYNTHESIS_URL, format="uri")]
+    summary: Annotated[str, Stated(maxLength=MAX_SYNTHESIS_SUMMARY)] = ""
 
 
 def _installed_channel(value: str) -> str:

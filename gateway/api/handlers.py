@@ -30,7 +30,7 @@ from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answers, queries
+from gateway.moderation import actions, answers, queries, synthesis
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
 from gateway.runtime import Runtime
@@ -447,6 +447,19 @@ async def set_campaign_status(request: web.Request) -> web.Response:
     )
 
 
+async def publish_synthesis(request: web.Request) -> web.Response:
+    """Publish a campaign's synthesis; the residents who asked for announcements are told."""
+    actor = request[ACTOR]
+    slug = request.match_info["slug"]
+    body = await bodies.read(request, bodies.SynthesisRequest)
+    runtime = _runtime(request)
+    return await _act(
+        request,
+        lambda: synthesis.publish_synthesis(runtime, actor, slug, body.url, body.summary),
+        lambda session, _done: {"campaign": shapes.campaign(_campaign(session, slug))},
+    )
+
+
 # -- residents (admins: a request made in person) --------------------------------------------
 
 
@@ -517,6 +530,7 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/events", list_events, "api_events"),
         ("GET", "/campaigns", list_campaigns, "api_campaigns"),
         ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),
+        ("POST", f"/campaigns/{SLUG}/synthesis", publish_synthesis, None),
         ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
         ("POST", "/residents/forget", forget_resident, None),
         ("POST", "/residents/opt-out", opt_out_resident, None),

@@ -34,6 +34,7 @@ class Turn:
         self.opt_out = False
         self.opt_in = False
         self.forget = False
+        self.announcements: bool | None = None  # INFO (True) or INFO STOP (False)
         self.switched_language: str | None = None
         self.media: list[str] = []  # this message's media, until something takes them
 
@@ -101,4 +102,5 @@ class Turn:
             forget=self.forget,
             notice_sent=send_notice,
             language=self.switched_language,
+            announcements=None if self.forget else self.announcements,
         )

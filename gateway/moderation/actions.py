@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import callbacks, enqueue, plugins, residents, textcap
+from gateway import announcements, callbacks, enqueue, plugins, residents, textcap
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
@@ -511,14 +511,11 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
             return
         before = {"campaign": slug, "status": campaign.status}
         campaign.status = status
-        log_event(
-            session,
-            done,
-            None,
-            actor,
-            "campaign_status",
-            before,
-            {"campaign": slug, "status": status},
-        )
+        after: dict[str, Any] = {"campaign": slug, "status": status}
+        if status == "open":
+            # Once per person and campaign, however often it is reopened.
+            announced = announcements.campaign_opened(runtime, session, campaign, now_utc())
+            after["announced"] = announced
+        log_event(session, done, None, actor, "campaign_status", before, after)
 
     return run(runtime, work)
