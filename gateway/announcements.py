@@ -2,7 +2,7 @@
 neighbourhood, a campaign's synthesis published.
 
 Nobody receives one by default. A resident opts in by sending ``INFO`` (or ``NEWS``; ``/info``
-on Telegram) and ends it with ``INFO STOP`` (or ``STOP INFO``); ``STOP`` ends every message,
+on a chat app) and ends it with ``INFO STOP`` (or ``STOP INFO``); ``STOP`` ends every message,
 announcements included, and a later ``START`` does not bring them back (INFO again does).
 The choice is the person's: every channel of their address (SMS and calls from one number).
 Erasure (OUBLIER) deletes the contributor rows, so the opt-in goes with them, and the queued

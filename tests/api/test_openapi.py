@@ -52,7 +52,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 19
+    assert len(routes) == 20
     assert routes == described
 
 
@@ -206,6 +206,8 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await call("GET", "/campaigns")
     await call("GET", "/campaigns/{slug}/stats", slug="parc")
     await admin("PUT", "/campaigns/{slug}/status", {"status": "closed"}, slug="velo")
+    synthesis = {"url": "https://ville.example/synthese.pdf", "summary": "Trois priorités."}
+    await admin("POST", "/campaigns/{slug}/synthesis", synthesis, slug="parc")
     await admin("POST", "/residents/opt-out", {"channel": "sms", "address": "+33611111111"})
     await admin("POST", "/residents/forget", {"channel": "sms", "address": "+33622222222"})
 
