@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.console import auth, live, rendering
 from gateway.console.views import (
     admin,
+    announcements,
     answers,
     contribution,
     dashboard,
@@ -39,7 +40,17 @@ def setup(app: web.Application) -> None:
     app.router.add_get(auth.ROOT, _home)
     app.router.add_get(auth.PREFIX, _home)
     auth.add_routes(app)
-    for page in (queue, contribution, groups, log, dashboard, admin, residents, answers):
+    for page in (
+        queue,
+        contribution,
+        groups,
+        log,
+        dashboard,
+        admin,
+        residents,
+        answers,
+        announcements,
+    ):
         page.add_routes(app)
     live.setup(app)
     app.router.add_static(auth.PREFIX + "static", STATIC, follow_symlinks=False)
