@@ -223,6 +223,16 @@ def hours(settings: Settings) -> tuple[int, int]:
     return int(start), int(end)
 
 
+def not_before(settings: Settings, key: str | None, now: datetime) -> datetime | None:
+    """For the outbound worker: when an announcement due ``now`` outside the hours (a retry
+    after a provider's refusal, a worker that was down overnight) may go instead; None when it
+    may go now, or when the message is not an announcement."""
+    if key not in KEYS:
+        return None
+    allowed = within_hours(now, hours(settings), settings.timezone)
+    return allowed if allowed > now else None
+
+
 def schedule(
     first: datetime, count: int, pace: float, allowed: tuple[int, int], timezone: str
 ) -> list[datetime]:

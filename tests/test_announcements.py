@@ -493,3 +493,23 @@ def test_a_second_runtime_with_slower_pace_spaces_more(settings: Settings):
         assert slots == [paris(8, 10), paris(8, 10, 0, 2)]
     finally:
         slow.close()
+
+
+def test_an_announcement_due_at_night_waits_for_the_morning(
+    neighbourhood: Runtime, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+):
+    """A worker down overnight, or a retry that falls after the hours: not sent at night."""
+    with neighbourhood.sessions.begin() as session:
+        velo = session.scalar(select(Campaign).where(Campaign.slug == "velo"))
+        assert velo is not None
+        announcements.campaign_opened(neighbourhood, session, velo, paris(8, 19, 59, 59))
+    first = announced(neighbourhood)[0]
+    monkeypatch.setattr(outbound, "now_utc", lambda: paris(8, 23))
+    assert outbound.send(neighbourhood, first.id) == "queued"
+    with neighbourhood.sessions() as session:
+        row = session.get(OutboundMessage, first.id)
+        assert row is not None
+        assert (row.status, row.next_attempt_at, row.attempts) == ("queued", paris(9, 9), 0)
+    assert not [m for m in fake_twilio.messages if "Plan vélo" in m["Body"]]
+    monkeypatch.setattr(outbound, "now_utc", lambda: paris(9, 9))
+    assert outbound.send(neighbourhood, first.id) == "sent"
