@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -131,16 +131,6 @@ class Recipient:
     channel: str  # the channel it is sent on (a caller's: SMS)
 
 
-def _named(session: Session, contributor_ids: list[int]) -> tuple[set[str], set[int]]:
-    """The neighbourhoods (folded) a person named, and the campaigns they contributed to."""
-    rows = session.execute(
-        select(Contribution.neighbourhood, Contribution.campaign_id).where(
-            Contribution.contributor_id.in_(contributor_ids)
-        )
-    ).all()
-    return {fold(n) for n, _ in rows if n}, {c for _, c in rows if c is not None}
-
-
 def interested(named: set[str], contributed: set[int], campaign: Campaign, kind: str) -> bool:
     """The rule (see the module's doc): a synthesis reaches the campaign's contributors; and
     a person is told of a campaign in a neighbourhood they named, of any campaign when they
@@ -154,37 +144,63 @@ def interested(named: set[str], contributed: set[int], campaign: Campaign, kind:
 def recipients(
     runtime: Runtime, session: Session, campaign: Campaign, kind: str
 ) -> list[Recipient]:
-    """One recipient per opted-in person the announcement concerns, oldest first."""
+    """One recipient per opted-in person the announcement concerns, oldest first. A handful
+    of queries whatever the number of residents (no query per person)."""
+    wanted = Contributor.announcements.is_(True)
     rows = list(
         session.scalars(
             select(Contributor)
-            .where(Contributor.announcements.is_(True), Contributor.address_encrypted.is_not(None))
+            .where(wanted, Contributor.address_encrypted.is_not(None))
             .order_by(Contributor.id)
         )
     )
     people: dict[str, list[Contributor]] = defaultdict(list)
     for row in rows:
-        people[row.address_hash or f"#{row.id}"].append(row)
-    stopped = set(
-        session.scalars(
-            select(Contributor.address_hash).where(
-                Contributor.address_hash.in_([h for h in people if not h.startswith("#")]),
-                Contributor.opted_out.is_(True),
+        people[_key(row.address_hash, row.id)].append(row)
+    # The person's every row (a row made later on another channel of their address, a
+    # caller's, is theirs too): STOP on any of them, and what they named anywhere.
+    opted_in = select(Contributor.address_hash).where(wanted).scalar_subquery()
+    theirs = or_(Contributor.address_hash.in_(opted_in), wanted)
+    stopped = {
+        _key(h, i)
+        for h, i in session.execute(
+            select(Contributor.address_hash, Contributor.id).where(
+                theirs, Contributor.opted_out.is_(True)
             )
         )
-    )
+    }
+    named: dict[str, set[str]] = defaultdict(set)
+    contributed: dict[str, set[int]] = defaultdict(set)
+    for address_hash, contributor_id, neighbourhood, campaign_id in session.execute(
+        select(
+            Contributor.address_hash,
+            Contributor.id,
+            Contribution.neighbourhood,
+            Contribution.campaign_id,
+        )
+        .join(Contribution, Contribution.contributor_id == Contributor.id)
+        .where(theirs)
+    ):
+        person = _key(address_hash, contributor_id)
+        if neighbourhood:
+            named[person].add(fold(neighbourhood))
+        if campaign_id is not None:
+            contributed[person].add(campaign_id)
     found: list[Recipient] = []
     for person, own in people.items():
-        if person in stopped or any(r.opted_out for r in own):
+        if person in stopped:
             continue
-        everyone = list(session.scalars(select(Contributor.id).where(*_person(own[0]))))
-        named, contributed = _named(session, everyone)
-        if not interested(named, contributed, campaign, kind):
+        if not interested(named[person], contributed[person], campaign, kind):
             continue
         recipient = _reachable(runtime, own)
         if recipient is not None:
             found.append(recipient)
     return found
+
+
+def _key(address_hash: str | None, contributor_id: int) -> str:
+    """A person: their address's hash, or the row itself when it has none."""
+    return address_hash or f"#{contributor_id}"
 
 
 def _reachable(runtime: Runtime, rows: list[Contributor]) -> Recipient | None:

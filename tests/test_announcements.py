@@ -513,3 +513,18 @@ def test_an_announcement_due_at_night_waits_for_the_morning(
     assert not [m for m in fake_twilio.messages if "Plan vélo" in m["Body"]]
     monkeypatch.setattr(outbound, "now_utc", lambda: paris(9, 9))
     assert outbound.send(neighbourhood, first.id) == "sent"
+
+
+def test_what_a_person_named_on_another_channel_of_their_number_counts(runtime: Runtime):
+    """INFO by SMS, a message left by phone naming Gare: one person, who lives at Gare."""
+    resident(runtime, NORD, campaign=None)  # INFO by SMS, nothing named there
+    resident(runtime, NORD, neighbourhood="Gare", channel="voice", info=False)
+    resident(runtime, NONE_NAMED)
+    actions.set_campaign_status(runtime, ADMIN, "parc", "closed")
+    actions.set_campaign_status(runtime, ADMIN, "parc", "open")
+    assert recipients_of(runtime, announced(runtime)) == {NONE_NAMED}
+    # Told of a campaign with no neighbourhood, once, by SMS (not once per channel).
+    actions.set_campaign_status(runtime, ADMIN, "velo", "open")
+    velo = [r for r in announced(runtime) if "Plan vélo" in r.text]
+    assert recipients_of(runtime, velo) == {NORD, NONE_NAMED} and len(velo) == 2
+    assert {r.channel for r in velo} == {"sms"}
