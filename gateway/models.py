@@ -75,16 +75,16 @@ class Campaign(Base):
     # The themes moderators classify this campaign's contributions under (campaign file).
     themes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     source: Mapped[str | None] = mapped_column(String(500))
-    # Publication (gateway.publication): whether a rejected contribution's public text is shown
-    # next to the reason on the public page and in open data (the reason always is), and the
-    # Decidim proposals component its contributions are published to (campaign file).
-    public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
-    decidim_component: Mapped[int | None]
     # The campaign's synthesis, once published (gateway.announcements): where to read it and a
     # short summary, shown on the public page and announced to the residents who asked (INFO).
     synthesis_url: Mapped[str | None] = mapped_column(String(500))
     synthesis_summary: Mapped[str | None] = mapped_column(Text)
     synthesis_published_at: Mapped[datetime | None]
+    # Publication (gateway.publication): whether a rejected contribution's public text is shown
+    # next to the reason on the public page and in open data (the reason always is), and the
+    # Decidim proposals component its contributions are published to (campaign file).
+    public_rejected_text: Mapped[bool] = mapped_column(default=True, server_default=true())
+    decidim_component: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -30,9 +30,10 @@ from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answers, queries, synthesis
+from gateway.moderation import actions, answers, queries
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
+from gateway.moderation.synthesis import publish_synthesis as publish_campaign_synthesis
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 
@@ -455,7 +456,7 @@ async def publish_synthesis(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     return await _act(
         request,
-        lambda: synthesis.publish_synthesis(runtime, actor, slug, body.url, body.summary),
+        lambda: publish_campaign_synthesis(runtime, actor, slug, body.url, body.summary),
         lambda session, _done: {"campaign": shapes.campaign(_campaign(session, slug))},
     )
 

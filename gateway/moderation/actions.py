@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import announcements, callbacks, enqueue, plugins, residents, textcap
+from gateway import callbacks, enqueue, plugins, residents, textcap
+from gateway.announcements import campaign_opened
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.models import (
@@ -514,7 +515,7 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
         after: dict[str, Any] = {"campaign": slug, "status": status}
         if status == "open":
             # Once per person and campaign, however often it is reopened.
-            announced = announcements.campaign_opened(runtime, session, campaign, now_utc())
+            announced = campaign_opened(runtime, session, campaign, now_utc())
             after["announced"] = announced
         log_event(session, done, None, actor, "campaign_status", before, after)
 
