@@ -20,15 +20,14 @@ is the row's own encrypted copy, wiped once done or given up.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import plugins, residents
-from gateway.clock import now_utc
+from gateway.clock import now_utc, within_hours
 from gateway.i18n import translate
 from gateway.messages import SendError
 from gateway.models import Callback, Contribution, Contributor
@@ -57,13 +56,7 @@ def calling_hours(settings: Settings) -> tuple[int, int]:
 def next_window(settings: Settings, moment: datetime) -> datetime:
     """``moment`` if it falls within the calling hours (local time), else when they next
     open."""
-    zone = ZoneInfo(settings.timezone)
-    local = moment.astimezone(zone)
-    start, end = calling_hours(settings)
-    if start <= local.hour < end:
-        return moment
-    day = local.date() if local.hour < start else local.date() + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, start, tzinfo=zone).astimezone(UTC)
+    return within_hours(moment, calling_hours(settings), settings.timezone)
 
 
 def _note(row: Callback, event: str, when: datetime, **details: Any) -> None:

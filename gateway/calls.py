@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import campaigns, residents
+from gateway import announcements, campaigns, residents
 from gateway import conversation as engine
 from gateway.clock import now_utc
 from gateway.i18n import DEFAULT_LANGUAGE, languages, next_language, translate
@@ -374,3 +374,31 @@ def record_callback_consent(runtime: Runtime, call_sid: str) -> str:
             .values(callback_consent=True)
         )
     return call_language(runtime, call_sid)
+
+
+def record_announcements(runtime: Runtime, call_sid: str) -> str | None:
+    """The caller pressed the key for announcements (gateway.announcements): the person, on
+    every channel of their number, is opted in; they are texted, so only a number that can
+    receive an SMS is offered the key. Returns the call's language, None for an unknown call
+    or an unreadable number (nothing recorded)."""
+
+    def attempt() -> str | None:
+        with runtime.sessions.begin() as session:
+            call = session.scalar(select(VoiceCall).where(VoiceCall.call_sid == call_sid))
+            if call is None or not call.caller_hash:
+                return None
+            address = runtime.vault.rebind(
+                call.caller_encrypted,
+                voice_caller(call_sid),
+                contributor_address(CHANNEL, call.caller_hash),
+            )
+            if address is None:
+                return None
+            now = now_utc()
+            contributor = residents.contributor_for(
+                session, CHANNEL, call.caller_hash, address, now
+            )
+            announcements.subscribe(session, contributor, True, now)
+        return call_language(runtime, call_sid)
+
+    return _retrying_once(attempt)

@@ -7,16 +7,21 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import announcements
+from gateway.clock import now_utc
 from gateway.i18n import languages
 from gateway.models import Campaign
 from gateway.textnorm import token as normalise_word
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -316,13 +321,18 @@ def _apply(campaign: Campaign, spec: CampaignSpec) -> bool:
 
 
 def upsert(
-    session: Session, specs: list[CampaignSpec], *, keep_edited: bool = False
+    session: Session,
+    specs: list[CampaignSpec],
+    runtime: Runtime | None = None,
+    *,
+    keep_edited: bool = False,
 ) -> list[tuple[str, str]]:
     """Create or update campaigns by slug; returns (slug, "created" | "updated" | "unchanged"
     | "kept"). With ``keep_edited`` (the start-up load of the campaign folder), a campaign
     last saved from the console or the API is "kept" as it is: the file would undo an
     admin's edit at every restart. ``gateway campaigns load`` is an explicit import and
-    overwrites."""
+    overwrites. With ``runtime``, a campaign that becomes open is announced to the residents
+    who asked (gateway.announcements; once per person, however often the file is loaded)."""
     existing = {c.slug: c for c in session.scalars(select(Campaign))}
     if keep_edited:
         specs = [
@@ -334,6 +344,7 @@ def upsert(
     results = [
         (slug, "kept") for slug, c in existing.items() if keep_edited and c.source in EDITED_SOURCES
     ]
+    opening: list[Campaign] = []
     for spec in specs:
         campaign = existing.get(spec.slug)
         if campaign is None:
@@ -341,8 +352,18 @@ def upsert(
             _apply(campaign, spec)
             session.add(campaign)
             results.append((spec.slug, "created"))
+            if spec.status == "open":
+                opening.append(campaign)
             continue
+        was_open = campaign.status == "open"
         results.append((spec.slug, "updated" if _apply(campaign, spec) else "unchanged"))
+        if campaign.status == "open" and not was_open:
+            opening.append(campaign)
+    if runtime is not None and opening:
+        session.flush()  # the new ones get their id
+        now = now_utc()
+        for campaign in opening:
+            announcements.campaign_opened(runtime, session, campaign, now)
     return results
 
 

@@ -75,6 +75,11 @@ class Campaign(Base):
     # The themes moderators classify this campaign's contributions under (campaign file).
     themes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     source: Mapped[str | None] = mapped_column(String(500))
+    # The campaign's synthesis, once published (gateway.announcements): where to read it and a
+    # short summary, shown on the public page and announced to the residents who asked (INFO).
+    synthesis_url: Mapped[str | None] = mapped_column(String(500))
+    synthesis_summary: Mapped[str | None] = mapped_column(Text)
+    synthesis_published_at: Mapped[datetime | None]
     # Publication (gateway.publication): whether a rejected contribution's public text is shown
     # next to the reason on the public page and in open data (the reason always is), and the
     # Decidim proposals component its contributions are published to (campaign file).
@@ -111,6 +116,10 @@ class Contributor(Base):
     opted_out: Mapped[bool] = mapped_column(default=False)
     opted_out_at: Mapped[datetime | None]
     notice_sent_at: Mapped[datetime | None]
+    # Opted in to announcements (INFO, never by default; gateway.announcements): a campaign
+    # opening in their neighbourhood, a synthesis published. STOP and erasure end it.
+    announcements: Mapped[bool] = mapped_column(default=False, server_default=false())
+    announcements_at: Mapped[datetime | None]
     forgotten_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import announcements, media, plugins, residents
 from gateway import conversation as engine
-from gateway import media, plugins, residents
 from gateway.i18n import translate_for
 from gateway.models import (
     Campaign,
@@ -148,8 +148,11 @@ def apply(
         if contributor.address_hash:
             residents.set_language(session, contributor.address_hash, outcome.language)
     # STOP and START are about the person: every channel of their address (gateway.residents).
+    if outcome.announcements is not None:
+        announcements.subscribe(session, contributor, outcome.announcements, now)
     if outcome.opt_out:
         contributor.opted_out, contributor.opted_out_at = True, now
+        contributor.announcements, contributor.announcements_at = False, None
         if contributor.address_hash:
             residents.opt_out(session, contributor.address_hash, now)
     if outcome.opt_in:

@@ -136,6 +136,9 @@ class ChannelPlugin:
     picks_sender: Callable[[Settings], bool] | None = None
     # Loggers of the provider's library that print secrets (a token in a URL) below INFO.
     quiet_loggers: tuple[str, ...] = ()
+    # The pace of bulk sends (gateway.announcements), in messages a second, as the provider's
+    # rules allow (an SMS long code: about 1; a bot API: up to 30); None: the core's default.
+    announcement_rate: float | None = None
 
 
 @cache

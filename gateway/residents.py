@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import recorded_answers
+from gateway import announcements, recorded_answers
 from gateway.audio_cache import cached_files
 from gateway.models import (
     Callback,
@@ -126,6 +126,7 @@ def opt_out(session: Session, address_hash: str, now: datetime) -> int:
         .values(opted_out=True, opted_out_at=now)
         .execution_options(synchronize_session="fetch")
     ).rowcount  # type: ignore[attr-defined]
+    announcements.stop(session, address_hash)  # STOP ends announcements too, for good
     return int(changed or 0)
 
 

@@ -122,7 +122,7 @@ def load_campaigns(runtime: Runtime) -> None:
         return
     specs = campaigns.read_files([directory], runtime.settings.timezone)
     with runtime.sessions.begin() as session:
-        for slug, result in campaigns.upsert(session, specs, keep_edited=True):
+        for slug, result in campaigns.upsert(session, specs, runtime, keep_edited=True):
             log.info("campaign %s: %s", slug, result)
 
 

@@ -818,7 +818,7 @@ def test_opted_out_sender_can_still_be_forgotten_silently() -> None:
 # --- other commands ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["AIDE", "aide", "HELP", "Info", "aide ?", "AIDE svp"])
+@pytest.mark.parametrize("text", ["AIDE", "aide", "HELP", "aide ?", "AIDE svp"])
 def test_help_lists_the_open_campaigns_keywords(text: str) -> None:
     outcome = send(State(), text, context(*ALL))
     assert keys(outcome) == ["help.default"]

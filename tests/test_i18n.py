@@ -32,6 +32,9 @@ REALISTIC = {
     "state": "acceptée",
     "more": " Réponse complète : https://agora.nanterre.fr/campaigns/parc#PARC-0042",
     "url": "https://agora.nanterre.fr/campaigns/parc#PARC-0042",
+    # An announcement's way to take part by phone, and a synthesis's summary.
+    "call": " Ou appelez le 01 00 00 00 01.",
+    "summary": "Trois priorités : des bancs, de l'ombre, des jeux.",
     # The calling hours, said to a caller who asked to be called back.
     "start": "9",
     "end": "20",

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from gateway import plugins, residents
+from gateway import announcements, plugins, residents
 from gateway.clock import now_utc
 from gateway.logs import describe
 from gateway.messages import OutgoingText, SendError
@@ -52,6 +52,11 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             return "skipped"
         row = session.get(OutboundMessage, outbound_id)
         assert row is not None
+        later = announcements.not_before(runtime.settings, row.message_key, now)
+        if later is not None:  # due at night (a retry, a worker that was down): the morning
+            row.status, row.next_attempt_at = "queued", later
+            row.attempts -= 1
+            return "queued"
         if row.recipient_encrypted is None:
             row.status, row.error = "failed", "no recipient address (erased)"
             return "failed"

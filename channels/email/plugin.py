@@ -112,4 +112,6 @@ plugin = ChannelPlugin(
         # IMAP_HOST set: the city's mailbox is read (IDLE when offered).
         Service("imap-poller", lambda s: bool(of(s).imap_host), _start_poller),
     ),
+    # Mail servers throttle bursts from one sender; ANNOUNCEMENT_RATE slows it further.
+    announcement_rate=2.0,
 )

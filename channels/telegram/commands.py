@@ -3,9 +3,10 @@
 The engine speaks SMS keywords (STOP, AIDE, SUIVI…); a chat app has commands (``/stop``) and
 buttons. This module translates one into the other, both ways, and keeps no state:
 
-- ``/stop``, ``/oublier``, ``/aide``, ``/suivi PARC-0042``, ``/groupe …`` become the keyword
-  messages; ``/start`` (bare, or with a deep link's payload: ``t.me/<bot>?start=parc``) becomes
-  the engine's start command. An unknown command is taken as ``/aide``.
+- ``/stop``, ``/oublier``, ``/aide``, ``/info``, ``/suivi PARC-0042``, ``/groupe …`` become the
+  keyword messages; ``/start`` (bare, or with a deep link's payload:
+  ``t.me/<bot>?start=parc``) becomes the engine's start command. An unknown command is taken
+  as ``/aide``.
 - The replies that ask a question get buttons (``keyboard``): the campaign menu (``m:<n>``), the
   neighbourhood question (``q:<n>``, ``q:0`` to skip), the welcome's campaigns
   (``k:<slug>``, the same as the deep link) and, in the first reply, the other languages
@@ -35,9 +36,11 @@ COMMANDS = {
     "status": "SUIVI",
     "groupe": "GROUPE",
     "group": "GROUPE",
+    "info": "INFO",  # announcements; "/info stop" ends them
+    "news": "INFO",
 }
 # Shown by BotFather's /setcommands and by `gateway telegram set-webhook` (setMyCommands).
-MENU_COMMANDS = ("start", "suivi", "groupe", "aide", "stop", "oublier")
+MENU_COMMANDS = ("start", "suivi", "groupe", "info", "aide", "stop", "oublier")
 MAX_DATA_BYTES = 64  # the Bot API's limit for callback_data
 
 

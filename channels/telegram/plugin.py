@@ -66,4 +66,7 @@ plugin = ChannelPlugin(
     fetch_media=_fetch_media,
     # python-telegram-bot logs its API URL (with the bot's token) at DEBUG.
     quiet_loggers=("telegram",),
+    # The Bot API allows about 30 messages a second overall (one a second per chat: each
+    # announcement goes to a different chat); kept under it.
+    announcement_rate=25.0,
 )

@@ -112,4 +112,6 @@ plugin = ChannelPlugin(
     delete_recording=_delete_recording,
     place_call=_place_call,
     fetch_media=_fetch_media,  # an MMS's photos and sounds
+    # A long code sends about one SMS a second (Twilio queues the rest, then refuses them).
+    announcement_rate=1.0,
 )

@@ -48,6 +48,7 @@ from gateway.calls import (
     caller_of,
     choose_campaign,
     follow_up,
+    record_announcements,
     record_callback_consent,
     record_consent,
     reserve_reference,
@@ -103,6 +104,10 @@ REFERENCE_AGAIN = "1"
 # After the reference, a caller who cannot receive SMS may press 2 to be called back with the
 # outcome (gateway.callbacks); nobody is called without having pressed it.
 CALLBACK_KEY = "2"
+# After the reference, a caller whose number can receive an SMS may press 3 to be told by SMS
+# when a campaign opens in their neighbourhood or a synthesis is published
+# (gateway.announcements); a landline is not offered it (announcements are texts).
+ANNOUNCEMENTS_KEY = "3"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 REFERENCE_SAYINGS = 3
 REFERENCE_TIMEOUT = 5
@@ -290,15 +295,18 @@ def twiml_reference(
     saying: int,
     thanks: str | None = None,
     offer_callback: bool = False,
+    offer_announcements: bool = False,
 ) -> str:
     """The end of a call: ``thanks`` (a catalogue key) if given, the reference, a key to hear
     it again and, to a caller who cannot receive SMS (``offer_callback``), a key to be called
-    back with the outcome (both travel in the query string, which Twilio signs); goodbye."""
+    back with the outcome, or to one who can (``offer_announcements``), a key to be told of new
+    campaigns by SMS (the offers travel in the query string, which Twilio signs); goodbye."""
     response = VoiceResponse()
     if thanks is not None:
         say(response, thanks, language)
     offer = "&offer=1" if offer_callback else ""
-    if saying < REFERENCE_SAYINGS or offer_callback:
+    offer += "&info=1" if offer_announcements else ""
+    if saying < REFERENCE_SAYINGS or offer_callback or offer_announcements:
         gather = response.gather(
             action=f"{REFERENCE_PATH}?saying={saying + 1}{offer}",
             method="POST",
@@ -311,6 +319,8 @@ def twiml_reference(
             say(gather, "voice.reference_again", language)
         if offer_callback:
             say(gather, "voice.callback_offer", language)
+        if offer_announcements:
+            say(gather, "voice.announcements_offer", language)
     else:
         say_reference(response, reference, language)
     say(response, "voice.goodbye", language)
@@ -634,8 +644,11 @@ async def consent(request: web.Request) -> web.Response:
         )
     thanks = "voice.saved_yes" if given else "voice.saved_no"
     offer = await _offers_callback(runtime, call_sid)
+    info = await _offers_announcements(runtime, call_sid)
     return twiml_response(
-        twiml_reference(reference, language, 1, thanks=thanks, offer_callback=offer)
+        twiml_reference(
+            reference, language, 1, thanks=thanks, offer_callback=offer, offer_announcements=info
+        )
     )
 
 
@@ -647,6 +660,15 @@ async def _offers_callback(runtime: Runtime, call_sid: str) -> bool:
     except SQLAlchemyError:
         return False
     return bool(caller) and E164.match(caller) is not None and not can_receive_sms(caller)
+
+
+async def _offers_announcements(runtime: Runtime, call_sid: str) -> bool:
+    """Whether to offer announcements: only to a caller whose number can receive an SMS."""
+    try:
+        caller, _called = await in_thread(lambda: caller_of(runtime, call_sid))
+    except SQLAlchemyError:
+        return False
+    return bool(caller) and E164.match(caller) is not None and can_receive_sms(caller)
 
 
 async def reference_again(request: web.Request) -> web.Response:
@@ -661,6 +683,17 @@ async def reference_again(request: web.Request) -> web.Response:
         saying = REFERENCE_SAYINGS
     digits = (form.get("Digits") or "").strip()
     offer = request.query.get("offer") == "1"
+    info = request.query.get("info") == "1"
+    if info and digits == ANNOUNCEMENTS_KEY:
+        try:
+            noted = await in_thread(lambda: record_announcements(runtime, call_sid))
+        except SQLAlchemyError as exc:
+            log.error("twilio voice announcements: database unavailable (%s)", type(exc).__name__)
+            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        if noted is None:  # an unknown call: nothing was recorded, nothing is promised
+            return twiml_response(twiml_goodbye("voice.goodbye"))
+        log.info("call %s: the caller asked for announcements", call_sid[:10])
+        return twiml_response(twiml_goodbye("voice.announcements_noted", noted))
     if offer and digits == CALLBACK_KEY:
         try:
             language = await in_thread(lambda: record_callback_consent(runtime, call_sid))
@@ -686,7 +719,9 @@ async def reference_again(request: web.Request) -> web.Response:
     if reference is None:
         return twiml_response(twiml_goodbye("voice.goodbye", language))
     saying = max(1, min(saying, REFERENCE_SAYINGS))
-    return twiml_response(twiml_reference(reference, language, saying, offer_callback=offer))
+    return twiml_response(
+        twiml_reference(reference, language, saying, offer_callback=offer, offer_announcements=info)
+    )
 
 
 async def follow(request: web.Request) -> web.Response:

@@ -38,4 +38,6 @@ plugin = ChannelPlugin(
     routes=_routes,
     default_from=_default_from,
     address_spaces={"sms": "phone"},
+    # A virtual number: Vonage's throughput for long numbers is about one SMS a second.
+    announcement_rate=1.0,
 )

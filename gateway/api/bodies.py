@@ -35,6 +35,8 @@ from gateway.moderation.actions import (
 from gateway.moderation.answers import ANSWER_STATES, MAX_ANSWER
 from gateway.moderation.collected import COLLECTED_CHANNELS, MAX_CONTACT, MAX_GROUP, MAX_PLACE
 from gateway.moderation.queries import MAX_PER_PAGE
+from gateway.moderation.synthesis import MAX_SUMMARY as MAX_SYNTHESIS_SUMMARY
+from gateway.moderation.synthesis import MAX_URL as MAX_SYNTHESIS_URL
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 MAX_BULK = MAX_PER_PAGE  # ids in one bulk decision: one page of the queue
@@ -186,6 +188,13 @@ class CampaignRequest(Request):
     def file_data(self) -> dict[str, object]:
         """The campaign file's mapping gateway.campaigns.parse reads."""
         return self.model_dump(exclude_none=True)
+
+
+class SynthesisRequest(Request):
+    """A campaign's synthesis: an http(s) link, and a short summary for the announcement."""
+
+    url: Annotated[str, Stated(minLength=1, maxLength=MAX_SYNTHESIS_URL, format="uri")]
+    summary: Annotated[str, Stated(maxLength=MAX_SYNTHESIS_SUMMARY)] = ""
 
 
 def _installed_channel(value: str) -> str:

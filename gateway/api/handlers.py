@@ -34,6 +34,7 @@ from gateway.moderation import actions, answer_recordings, answers, collected, p
 from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
+from gateway.moderation.synthesis import publish_synthesis as publish_campaign_synthesis
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 
@@ -628,6 +629,19 @@ async def replace_campaign(request: web.Request) -> web.Response:
     return await _save_campaign(request, request.match_info["slug"])
 
 
+async def publish_synthesis(request: web.Request) -> web.Response:
+    """Publish a campaign's synthesis; the residents who asked for announcements are told."""
+    actor = request[ACTOR]
+    slug = request.match_info["slug"]
+    body = await bodies.read(request, bodies.SynthesisRequest)
+    runtime = _runtime(request)
+    return await _act(
+        request,
+        lambda: publish_campaign_synthesis(runtime, actor, slug, body.url, body.summary),
+        lambda session, _done: {"campaign": shapes.campaign(_campaign(session, slug))},
+    )
+
+
 # -- residents (admins: a request made in person) --------------------------------------------
 
 
@@ -706,6 +720,7 @@ def add_routes(app: web.Application) -> None:
         ("POST", "/campaigns", create_campaign, None),
         ("PUT", f"/campaigns/{SLUG}", replace_campaign, None),
         ("PUT", f"/campaigns/{SLUG}/status", set_campaign_status, None),
+        ("POST", f"/campaigns/{SLUG}/synthesis", publish_synthesis, None),
         ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
         ("POST", "/residents/forget", forget_resident, None),
         ("POST", "/residents/opt-out", opt_out_resident, None),

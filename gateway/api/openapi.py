@@ -366,6 +366,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.ActionResult,
         body=bodies.CampaignStatusRequest,
     ),
+    ("POST", "/campaigns/{slug}/synthesis"): Operation(
+        "Publish a campaign's synthesis (admin tokens only): shown on its public page, and "
+        "announced once to each resident who asked for announcements (INFO). Publishing "
+        "again corrects the link or summary and announces nothing more.",
+        r.ActionResult,
+        body=bodies.SynthesisRequest,
+    ),
     ("POST", "/residents/forget"): Operation(
         "Erase a resident who asks in person, on every channel of their address, as their "
         "own OUBLIER would (admin tokens only). Their contributions stay, detached and "

@@ -50,6 +50,7 @@ NEEDED: dict[tuple[str, str], str] = {
     ("POST", "/campaigns"): ADMIN,
     ("PUT", "/campaigns/{slug}"): ADMIN,
     ("PUT", "/campaigns/{slug}/status"): ADMIN,
+    ("POST", "/campaigns/{slug}/synthesis"): ADMIN,
     ("GET", "/campaigns/{slug}/stats"): MODERATE,
     # A resident's request made in person (gateway.residents): admins, as in the console.
     ("POST", "/residents/forget"): ADMIN,

@@ -209,7 +209,7 @@ def campaigns_load(paths: tuple[Path, ...]) -> None:
     runtime = open_runtime(redis=False)
     try:
         with runtime.sessions.begin() as session:
-            results = campaign_files.upsert(session, specs)
+            results = campaign_files.upsert(session, specs, runtime)
     except campaign_files.CampaignFileError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

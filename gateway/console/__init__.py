@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.console import auth, live, rendering
 from gateway.console.views import (
     admin,
+    announcements,
     answers,
     campaign_form,
     collect,
@@ -53,6 +54,7 @@ def setup(app: web.Application) -> None:
         residents,
         answers,
         collect,
+        announcements,
     ):
         page.add_routes(app)
     live.setup(app)

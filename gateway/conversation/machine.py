@@ -1,8 +1,8 @@
 """The engine's entry points and its commands: ``handle`` (one message: expiry, an opted-out
-sender, a start command, media, then the commands STOP, START, OUBLIER, AIDE, the languages,
-SUIVI and GROUPE before the answer of the step the conversation is at, in ``steps``),
-``expire`` and ``is_expired`` (for the sweeper), and what an unverified sender's message
-gets (``unverified``: filed, nothing else)."""
+sender, a start command, media, then the commands INFO (announcements), STOP, START, OUBLIER,
+AIDE, the languages, SUIVI and GROUPE before the answer of the step the conversation is at,
+in ``steps``), ``expire`` and ``is_expired`` (for the sweeper), and what an unverified
+sender's message gets (``unverified``: filed, nothing else)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from gateway.conversation.words import (
     OPT_IN_WORDS,
     OPT_IN_WORDS_WHEN_OPTED_OUT,
     OPT_OUT_WORDS,
+    announcements_request,
     is_command,
     language_word,
     only_polite,
@@ -182,6 +183,11 @@ def _handle_text(turn: Turn, state: State, message: Incoming, text: str) -> Stat
     word, rest = split_first_word(text)
     alone = only_polite(rest)
 
+    announcements = announcements_request(word, rest)
+    if announcements is not None:
+        turn.announcements = announcements
+        turn.say("announce.confirmed" if announcements else "announce.stopped")
+        return state
     if word in OPT_OUT_WORDS and alone:
         turn.opt_out = True
         if _abandon(turn, state):

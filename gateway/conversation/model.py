@@ -235,3 +235,6 @@ class Outcome:
     forget: bool = False
     notice_sent: bool = False  # this outcome includes the first-contact notice
     language: str | None = None  # set when the resident switched language
+    # Announcements asked for (True: INFO) or ended (False: INFO STOP); None: unchanged. STOP
+    # (opt_out) ends them too, applied by the caller.
+    announcements: bool | None = None

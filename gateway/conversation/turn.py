@@ -35,6 +35,7 @@ class Turn:
         self.opt_out = False
         self.opt_in = False
         self.forget = False
+        self.announcements: bool | None = None  # INFO (True) or INFO STOP (False)
         self.switched_language: str | None = None
         self.media: list[str] = []  # this message's media, until something takes them
 
@@ -110,4 +111,5 @@ class Turn:
             forget=self.forget,
             notice_sent=send_notice,
             language=self.switched_language,
+            announcements=None if self.forget else self.announcements,
         )

@@ -1,6 +1,6 @@
 """The engine's vocabulary and how a resident's words are read.
 
-The command words (folded: STOP and the providers' opt-out words, START, AIDE, SUIVI,
+The command words (folded: STOP and the providers' opt-out words, START, AIDE, INFO, SUIVI,
 OUBLIER, GROUPE, the languages (from the catalogues), the skip and politeness words), which of
 them count only as the whole message, and the matching of text: whether a message is a
 command, a menu's number, a contribution's reference typed loosely ("parc-42"), and a
@@ -35,7 +35,10 @@ OPT_IN_WORDS = frozenset({"start", "reprendre", "unstop"})
 # "yes" re-subscribes at the SMS provider, so it must here too; but only when opted out,
 # since otherwise it is an ordinary answer.
 OPT_IN_WORDS_WHEN_OPTED_OUT = OPT_IN_WORDS | {"yes"}
-HELP_WORDS = frozenset({"aide", "help", "info", "infos"})
+HELP_WORDS = frozenset({"aide", "help"})
+# Announcements (gateway.announcements): INFO asks for them, INFO STOP (or STOP INFO) ends
+# them alone; STOP ends everything, them included.
+ANNOUNCE_WORDS = frozenset({"info", "infos", "news"})
 FOLLOW_UP_WORDS = frozenset({"suivi", "status", "statut"})
 FORGET_WORDS = frozenset({"oublier", "forget"})
 GROUP_WORDS = frozenset({"groupe", "group"})
@@ -59,7 +62,9 @@ POLITE_WORDS = frozenset(
     }
 )
 # Commands that count only when they are the whole message (and the languages' words).
-STANDALONE_WORDS = OPT_OUT_WORDS | OPT_IN_WORDS_WHEN_OPTED_OUT | HELP_WORDS | FORGET_WORDS
+STANDALONE_WORDS = (
+    OPT_OUT_WORDS | OPT_IN_WORDS_WHEN_OPTED_OUT | HELP_WORDS | ANNOUNCE_WORDS | FORGET_WORDS
+)
 
 
 def language_word(word: str) -> str | None:
@@ -116,6 +121,8 @@ def is_command(word: str, rest: str) -> bool:
     standalone = word in STANDALONE_WORDS or language_word(word) is not None
     if word in GROUP_WORDS or (standalone and only_polite(rest)):
         return True
+    if announcements_request(word, rest) is not None:
+        return True
     return word in FOLLOW_UP_WORDS and (not rest or looks_like_reference(rest))
 
 
@@ -131,6 +138,23 @@ def menu_number(word: str) -> int | None:
     if len(significant) > MAX_MENU_DIGITS:
         return 10**MAX_MENU_DIGITS  # beyond any menu
     return int(significant or "0")
+
+
+def announcements_request(word: str, rest: str) -> bool | None:
+    """What a message asks of announcements: True for INFO (alone, or with politeness), False
+    for INFO STOP or STOP INFO, None when it is about something else."""
+    if word in ANNOUNCE_WORDS:
+        if only_polite(rest):
+            return True
+        said = words(rest)
+        if said and said[0] in OPT_OUT_WORDS and only_polite(" ".join(said[1:])):
+            return False
+        return None
+    if word in OPT_OUT_WORDS:
+        said = words(rest)
+        if said and said[0] in ANNOUNCE_WORDS and only_polite(" ".join(said[1:])):
+            return False
+    return None
 
 
 def only_polite(rest: str) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import campaigns
+from gateway import announcements, campaigns
+from gateway.clock import now_utc
 from gateway.models import Campaign
 from gateway.moderation.accounts import Actor
 from gateway.moderation.actions import ActionError, Done, log_event, run
@@ -35,8 +36,14 @@ def _admin(actor: Actor) -> None:
 
 
 def _status_event(
-    session: Session, done: Done, actor: Actor, campaign: Campaign, before: str
+    runtime: Runtime, session: Session, done: Done, actor: Actor, campaign: Campaign, before: str
 ) -> None:
+    """Log a status change; a campaign that opens is announced to the residents who asked
+    (gateway.announcements: once per person and campaign, however often it is reopened)."""
+    after: dict[str, Any] = {"campaign": campaign.slug, "status": campaign.status}
+    if campaign.status == "open":
+        session.flush()  # a new campaign gets its id
+        after["announced"] = announcements.campaign_opened(runtime, session, campaign, now_utc())
     log_event(
         session,
         done,
@@ -44,7 +51,7 @@ def _status_event(
         actor,
         "campaign_status",
         {"campaign": campaign.slug, "status": before},
-        {"campaign": campaign.slug, "status": campaign.status},
+        after,
     )
 
 
@@ -87,7 +94,7 @@ def _save(
                 campaigns.file_data(campaign, timezone),
             )
             if campaign.status != "draft":
-                _status_event(session, done, actor, campaign, "draft")
+                _status_event(runtime, session, done, actor, campaign, "draft")
             return
         found = session.scalar(select(Campaign).where(Campaign.slug == slug))
         if found is None:
@@ -101,7 +108,7 @@ def _save(
         after = campaigns.file_data(campaign, timezone)
         log_event(session, done, None, actor, "campaign_edit", before, after)
         if before["status"] != campaign.status:
-            _status_event(session, done, actor, campaign, before["status"])
+            _status_event(runtime, session, done, actor, campaign, before["status"])
 
     return run(runtime, work)
 
@@ -118,7 +125,7 @@ def set_campaign_status(runtime: Runtime, actor: Actor, slug: str, status: str) 
             raise ActionError("console.errors.not_found", "no such campaign", 404)
         before = campaign.status
         if campaigns.set_status(campaign, status):
-            _status_event(session, done, actor, campaign, before)
+            _status_event(runtime, session, done, actor, campaign, before)
 
     return run(runtime, work)
 

@@ -53,7 +53,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 27
+    assert len(routes) == 28
     assert routes == described
 
 
@@ -235,6 +235,8 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await admin("PUT", "/campaigns/{slug}", {**quais, "title": "Les quais"}, slug="quais")
     await admin("POST", "/campaigns", quais, 409)
     await admin("PUT", "/campaigns/{slug}", {**quais, "keywords": ["PARC"]}, 422, slug="quais")
+    synthesis = {"url": "https://ville.example/synthese.pdf", "summary": "Trois priorités."}
+    await admin("POST", "/campaigns/{slug}/synthesis", synthesis, slug="parc")
     await admin("POST", "/residents/opt-out", {"channel": "sms", "address": "+33611111111"})
     await admin("POST", "/residents/forget", {"channel": "sms", "address": "+33622222222"})
 

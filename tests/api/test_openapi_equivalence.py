@@ -201,7 +201,7 @@ def test_the_same_operations_and_statuses():
         }
 
     assert statuses(DOCUMENT) == statuses(BEFORE)
-    assert len(statuses(BEFORE)) == 113  # 21 operations
+    assert len(statuses(BEFORE)) == 119  # 22 operations
 
 
 def test_every_path_says_the_same():

@@ -77,7 +77,8 @@ def state(runtime: Runtime) -> dict[str, Any]:
             "events": session.scalar(select(func.count()).select_from(ModerationEvent)),
             "outbound": session.scalar(select(func.count()).select_from(OutboundMessage)),
             "campaigns": [
-                (c.slug, c.status) for c in session.scalars(select(Campaign).order_by(Campaign.id))
+                (c.slug, c.status, c.synthesis_url)
+                for c in session.scalars(select(Campaign).order_by(Campaign.id))
             ],
             "contributors": [
                 (c.id, c.opted_out)
@@ -220,6 +221,10 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         ("PUT", "/campaigns/{slug}/status"): ("/campaigns/parc/status", {"status": "closed"}),
         ("POST", "/campaigns"): ("/campaigns", {"slug": "quais", "title": "Quais"}),
         ("PUT", "/campaigns/{slug}"): ("/campaigns/parc", {"slug": "parc", "title": "Parc"}),
+        ("POST", "/campaigns/{slug}/synthesis"): (
+            "/campaigns/parc/synthesis",
+            {"url": "https://ville.example/synthese.pdf"},
+        ),
         ("GET", "/campaigns/{slug}/stats"): ("/campaigns/parc/stats", None),
         ("POST", "/residents/opt-out"): (
             "/residents/opt-out",

@@ -124,6 +124,7 @@ def get_pages(cid: int, gid: int) -> list[str]:
         "/moderation/dashboard",
         "/moderation/admin/accounts",
         "/moderation/admin/campaigns",
+        "/moderation/admin/campaigns/parc/synthesis",
     ]
 
 

@@ -545,9 +545,11 @@ async def test_the_caller_hears_their_reference_slowly_and_can_hear_it_again(cli
     root = await twiml(await post_signed(client, voice.CONSENT_PATH, form))
     assert verbs(root) == ["Say", "Gather", "Say", "Hangup"]
     gather = root[1]
-    assert gather.attrib["action"] == f"{voice.REFERENCE_PATH}?saying=2"
+    # The fixture's caller is a mobile: announcements by SMS are offered (3).
+    assert gather.attrib["action"] == f"{voice.REFERENCE_PATH}?saying=2&info=1"
     assert gather.attrib["numDigits"] == "1"
-    (reference, again) = gather.findall("Say")
+    (reference, again, info) = gather.findall("Say")
+    assert info.text == translate("voice.announcements_offer")
     assert (reference.text or "").startswith(translate("voice.reference"))
     assert spelled(reference) == "PARCVOIX0001"  # one character at a time
     breaks = [b.attrib["time"] for b in reference.iter("break")]
@@ -580,7 +582,7 @@ async def test_the_reference_is_said_in_the_campaigns_language(make_client):
     form = fixture("gather_digits", To=PARC_NUMBER, CallSid=call_sid, Digits="2")
     root = await twiml(await post_signed(client, voice.CONSENT_PATH, form))
     assert root[0].text == translate("voice.saved_no", "en")
-    (reference, _again) = root[1].findall("Say")
+    (reference, _again, _info) = root[1].findall("Say")
     assert reference.attrib["language"] == "en-GB"
     assert (reference.text or "").startswith(translate("voice.reference", "en"))
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import plugins, residents
+from gateway import announcements, plugins, residents
 from gateway.console import flash
 from gateway.console.keys import VIEWER
 from gateway.console.rendering import render, see_other
 from gateway.console.views.common import field
-from gateway.console.work import offload
+from gateway.console.work import offload, read
 from gateway.webkeys import RUNTIME
 
 PATH = "/moderation/admin/residents"
@@ -34,10 +34,17 @@ async def _page(
     space: str = "sms",
     action: str = "opt_out",
 ) -> web.Response:
+    opted_in = await read(request, announcements.opted_in)  # a count, never an address
     return await render(
         request,
         "admin_residents.html",
-        {"spaces": SPACES, "actions": ACTIONS, "space": space, "action": action},
+        {
+            "spaces": SPACES,
+            "actions": ACTIONS,
+            "space": space,
+            "action": action,
+            "opted_in": opted_in,
+        },
         status=status,
         errors=errors,
         section="admin",
