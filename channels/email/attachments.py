@@ -29,7 +29,7 @@ from channels.email.headers import (
     fix_surrogates,
 )
 from channels.email.mime_parts import part_payload
-from gateway.filetypes import IMAGE_TYPES, is_pdf, sniff_image
+from gateway.filetypes import ALIASES, IMAGE_TYPES, is_pdf, sniff_image
 
 MAX_FILENAME = 100
 LAYOUT_IMAGE_BYTES = 20 * 1024  # an HTML-referenced image under this is a logo, not a photo
@@ -43,14 +43,6 @@ class Attachment:
     data: bytes
 
 
-_TYPE_ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "image/x-png": "image/png",
-    "image/heif": "image/heic",
-    "application/ogg": "audio/ogg",
-    "application/x-pdf": "application/pdf",
-}
 _OCTET_STREAMS = frozenset({"application/octet-stream", "binary/octet-stream"})
 _AUDIO_EXTENSIONS = {
     ".mp3": "audio/mpeg",
@@ -88,7 +80,7 @@ _IGNORED_TYPES = frozenset(
 
 def _kind(content_type: str, filename: str) -> tuple[str, str] | None:
     """(kind, content type to store) for what the gateway keeps, else None."""
-    content_type = _TYPE_ALIASES.get(content_type, content_type)
+    content_type = ALIASES.get(content_type, content_type)
     if content_type.startswith("audio/"):
         return "audio", content_type
     if content_type in IMAGE_TYPES:

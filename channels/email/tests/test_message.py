@@ -671,7 +671,7 @@ def test_voice_messages_are_kept_as_audio(speech: dict[str, bytes]) -> None:
     assert [(a.kind, a.filename, a.content_type) for a in parsed.attachments] == [
         ("audio", "message vocal.ogg", "audio/ogg"),
         ("audio", "Enregistrement 12.m4a", "audio/mp4"),
-        ("audio", "message.wav", "audio/x-wav"),
+        ("audio", "message.wav", "audio/wav"),  # the one spelling stored (gateway.filetypes)
         ("audio", "copie.ogg", "audio/ogg"),
     ]
     assert parsed.attachments[0].data == speech["ogg"]
