@@ -483,3 +483,27 @@ def test_the_daily_purge_runs_once_a_day_and_never_twice_at_once(runtime: Runtim
     assert retention.daily(runtime) is not None
     assert retention.daily(runtime) is None  # another sweeper, the same day
     assert runtime.redis.ttl(retention.DAY_KEY) > 23 * 3600
+
+
+def test_the_sweeper_purges_once_a_day_with_the_settings_periods(runtime: Runtime) -> None:
+    from workers import sweeper
+
+    now = datetime.now(UTC)
+    with runtime.sessions.begin() as session:
+        for name, days in (("SMold", 31), ("SMnew", 29)):  # RAW_PAYLOAD_RETENTION_DAYS: 30
+            session.add(
+                InboundMessage(
+                    channel="sms",
+                    provider_message_id=name,
+                    raw_encrypted=runtime.vault.encrypt("{}", inbound_raw("sms", name)),
+                    text="bonjour",
+                    received_at=now - days * DAY,
+                    state="processed",
+                )
+            )
+    sweeper.sweep(runtime)
+    with runtime.sessions() as session:
+        rows = session.execute(select(InboundMessage.provider_message_id, InboundMessage.text))
+        kept = {provider_id: text for provider_id, text in rows.all()}
+    assert kept == {"SMold": "", "SMnew": "bonjour"}
+    assert runtime.redis.exists(retention.DAY_KEY)
