@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect, select, update
 
@@ -507,3 +508,30 @@ def test_the_sweeper_purges_once_a_day_with_the_settings_periods(runtime: Runtim
         kept = {provider_id: text for provider_id, text in rows.all()}
     assert kept == {"SMold": "", "SMnew": "bonjour"}
     assert runtime.redis.exists(retention.DAY_KEY)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "quatre-vingt-dix"])
+def test_a_period_that_makes_no_sense_is_refused_and_nothing_is_purged(
+    runtime: Runtime, settings: Settings, value: str
+) -> None:
+    from gateway.cli import main as cli
+
+    with runtime.sessions.begin() as session:
+        session.add(
+            InboundMessage(
+                channel="sms",
+                provider_message_id="SMkept",
+                raw_encrypted=runtime.vault.encrypt("{}", inbound_raw("sms", "SMkept")),
+                text="bonjour",
+                received_at=datetime.now(UTC) - 400 * DAY,
+                state="processed",
+            )
+        )
+    for name in ("GATEWAY_RAW_PAYLOAD_RETENTION_DAYS", "GATEWAY_RETENTION_DAYS_AFTER_CLOSE"):
+        result = CliRunner().invoke(
+            cli, ["privacy", "purge"], env={**cli_env(settings), name: value}
+        )
+        assert result.exit_code != 0
+        assert name.removeprefix("GATEWAY_") in result.output.upper(), result.output
+        with runtime.sessions() as session:
+            assert session.scalar(select(InboundMessage.text)) == "bonjour"
