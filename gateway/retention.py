@@ -51,9 +51,10 @@ from gateway.publication.records import broadcastable
 from gateway.residents import (
     AUDIO_KINDS,
     CALL_RETENTION,
-    _paths,
-    _still_used,
+    attachment_paths,
     delete_files,
+    purge_calls,
+    still_used,
 )
 from gateway.textcap import KIND as TEXT_KIND
 
@@ -133,7 +134,7 @@ def purge(
     messages = list(session.scalars(old_messages))
     report.payloads = len(messages)
     for message in messages:
-        files.update(_paths(message.attachments))
+        files.update(attachment_paths(message.attachments))
         if not dry_run:
             message.raw_encrypted = message.sender_encrypted = None
             message.text, message.attachments = "", []
@@ -192,14 +193,12 @@ def purge(
             .execution_options(synchronize_session=False)
         )
 
-    old_calls = select(VoiceCall.id).where(VoiceCall.started_at < now - CALL_RETENTION)
-    report.calls = _count(session, old_calls)
-    if not dry_run and report.calls:
-        session.execute(
-            delete(VoiceCall)
-            .where(VoiceCall.id.in_(old_calls.scalar_subquery()))
-            .execution_options(synchronize_session=False)
+    if dry_run:
+        report.calls = _count(
+            session, select(VoiceCall.id).where(VoiceCall.started_at < now - CALL_RETENTION)
         )
+    else:
+        report.calls = purge_calls(session, now)
 
     # Recordings and files: of contributions in campaigns closed long enough, and of rejected
     # and spam ones decided long enough ago. What the public sees stays.
@@ -245,7 +244,7 @@ def purge(
         report.files = sum(1 for p in files if (data_path / p).is_file())
         return report
     session.flush()
-    report.files = delete_files(data_path, sorted(p for p in files if not _still_used(session, p)))
+    report.files = delete_files(data_path, sorted(p for p in files if not still_used(session, p)))
     return report
 
 
@@ -262,14 +261,14 @@ def _private_media(contribution: Contribution) -> tuple[set[str], set[str]]:
     if not broadcastable(contribution):
         if contribution.audio_path:
             recording.add(contribution.audio_path)
-        recording |= _paths(
+        recording |= attachment_paths(
             i
             for i in contribution.attachments or []
             if isinstance(i, dict) and i.get("kind") in AUDIO_KINDS
         )
     items = list(contribution.attachments or [])
     public = set(public_photos(contribution)) if contribution.status == "published" else set[int]()
-    attachments = _paths(
+    attachments = attachment_paths(
         item
         for index, item in enumerate(items)
         if isinstance(item, dict)
