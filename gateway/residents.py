@@ -240,9 +240,9 @@ def forget(
         messages.append(trigger)
     message_ids = [m.id for m in messages]
     for message in messages:
-        files.update(_paths(message.attachments))
+        files.update(attachment_paths(message.attachments))
     # Only the whole text of a long message stays with its contribution (gateway.textcap).
-    kept = {p for c in contributions for p in _paths(c.attachments)}
+    kept = {p for c in contributions for p in attachment_paths(c.attachments)}
     files -= kept
 
     # Replies: the ones sent or given up are a record of the conversation; the ones waiting
@@ -320,7 +320,7 @@ def forget(
         session.delete(contributor)
     session.flush()
 
-    erased.paths = sorted(p for p in files if not _still_used(session, p))
+    erased.paths = sorted(p for p in files if not still_used(session, p))
     erased.files = delete_files(data_path, erased.paths)
     session.info["erased"] = True
     log.info("%s forgotten: %s", log_id(address_hash), erased.summary())
@@ -337,7 +337,7 @@ def forget_at_request(session: Session, data_path: Path, message: InboundMessage
     )
 
 
-def _paths(items: Iterable[Any] | None) -> set[str]:
+def attachment_paths(items: Iterable[Any] | None) -> set[str]:
     return {
         str(item["path"])
         for item in items or []
@@ -352,7 +352,7 @@ def _strip_files(contribution: Contribution) -> set[str]:
     sent = [i for i in items if isinstance(i, dict) and i.get("kind") != TEXT_KIND]
     if sent:
         contribution.attachments = [i for i in items if i not in sent]
-    return _paths(sent)
+    return attachment_paths(sent)
 
 
 def _strip_audio(contribution: Contribution) -> set[str]:
@@ -368,12 +368,12 @@ def _strip_audio(contribution: Contribution) -> set[str]:
     items = list(contribution.attachments or [])
     audio = [i for i in items if isinstance(i, dict) and i.get("kind") in AUDIO_KINDS]
     if audio:
-        removed |= _paths(audio)
+        removed |= attachment_paths(audio)
         contribution.attachments = [i for i in items if i not in audio]
     return removed
 
 
-def _still_used(session: Session, path: str) -> bool:
+def still_used(session: Session, path: str) -> bool:
     """Whether another row still points to the file (an email attachment is stored once by
     content: two residents who sent the same PDF share it)."""
     if session.scalar(select(Contribution.id).where(Contribution.audio_path == path).limit(1)):
@@ -386,7 +386,7 @@ def _still_used(session: Session, path: str) -> bool:
             )
         )
         for items in rows:
-            if path in _paths(items):
+            if path in attachment_paths(items):
                 return True
     return False
 

@@ -264,6 +264,14 @@ class Settings(_GatewaySettings):
     # re-enqueues it, so the sweeper never races the webhook's own enqueue.
     sweep_grace_seconds: int = 10
     outbound_max_attempts: int = 6
+    # -- Retention (gateway.retention, docs/privacy.md) --------------------------------------------
+    # Days after a campaign closes before its contributions' recordings and files (except what
+    # the public page shows), and the addresses of the people with nothing left open, go.
+    retention_days_after_close: int = Field(default=90, ge=1)
+    # Days a stored message's raw payload and sender, a reply's recipient and text, a finished
+    # call back, an idle conversation, a quarantined payload and a rejected or spam
+    # contribution's recording and files are kept.
+    raw_payload_retention_days: int = Field(default=30, ge=1)
     max_webhook_bytes: int = 64 * 1024
     # Characters of a message's text the gateway takes, on every channel; a longer text is cut
     # at a word with a marker and kept whole as an attachment (gateway/textcap.py). 0: no cap.

@@ -7,6 +7,7 @@ lock keeps them from doing it at the same moment. It enqueues:
   (Redis was down at ingest, or was restarted without its data);
 - outbound messages ``queued`` and due (retries after backoff, or never enqueued);
 - expired conversations, so that what they kept is filed.
+Once a day, one sweeper purges what is past its retention period (gateway.retention).
 And it marks as failed the sends interrupted mid-way (see workers.outbound).
 
 What a dead process left behind (its started jobs, its locks) is taken back before the sweep by
@@ -24,7 +25,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import or_, select
 
-from gateway import callbacks, db, enqueue, recorded_answers, residents
+from gateway import callbacks, db, enqueue, recorded_answers, residents, retention
 from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
@@ -164,6 +165,11 @@ def sweep(runtime: Runtime, *, only_due_outbound: bool = False) -> SweepReport:
             # A call's record is kept while its call needs it, then goes (gateway.residents).
             report.calls_purged = residents.purge_calls(session, now)
         recorded_answers.prune(runtime)
+        # Once a day, by one sweeper: what is past its retention period (gateway.retention).
+        try:
+            retention.daily(runtime, now)
+        except (RedisError, OSError) as exc:
+            log.warning("sweeper: retention purge not run, will try again: %s", exc)
     if not (due or inbound_ids or expired or due_callbacks):
         return report
     try:

@@ -4,14 +4,15 @@ added from the registry (gateway.plugins).
 - ``main``: the root group, ``serve``, ``worker``, ``db``, ``campaigns``, ``contributions``,
   ``models``, ``transcribe`` and ``simulate``;
 - ``accounts``: ``moderators`` and ``tokens``; ``residents``: ``residents`` and
-  ``quarantine``; ``secrets``; ``publication``: ``export``, ``report``, ``decidim``, ``radio``;
+  ``quarantine``; ``secrets``; ``privacy``: ``purge``; ``publication``: ``export``,
+  ``report``, ``decidim``, ``radio``;
 - ``common``: the settings and the runtime every command opens.
 """
 
 from __future__ import annotations
 
 from gateway import plugins
-from gateway.cli import accounts, publication, residents, secrets
+from gateway.cli import accounts, privacy, publication, residents, secrets
 from gateway.cli.main import main
 
 for command in (
@@ -21,6 +22,7 @@ for command in (
     residents.residents_group,
     residents.quarantine_group,
     secrets.secrets_group,
+    privacy.privacy_group,
 ):
     main.add_command(command)
 for plugin in plugins.installed():
