@@ -4,8 +4,10 @@ and the fake Twilio API, on SQLite and PostgreSQL (the ``settings`` fixture)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from channels.twilio.tests.fake_api import FakeTwilio
@@ -32,8 +34,9 @@ def flood_marks(rt: Runtime) -> dict[str, bool]:
 
 
 def test_a_flooding_sender_is_kept_marked_told_once_and_others_are_unaffected(
-    settings, fake_twilio: FakeTwilio
+    settings, fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
 ):
+    caplog.set_level(logging.INFO, logger="gateway")
     rt = runtime_with(settings, flood_per_sender_per_minute=5, replies_per_hour=100)
     try:
         burst = [incoming_sms(f"BUDGET idée {i}", FLOODER, BUDGET_NUMBER) for i in range(12)]
@@ -62,6 +65,10 @@ def test_a_flooding_sender_is_kept_marked_told_once_and_others_are_unaffected(
             assert all(r.recipient_encrypted is None for r in withheld)
             assert {r.error for r in withheld} == {"flood limit (5 messages a minute)"}
             assert all(m.state == "processed" for m in session.scalars(select(InboundMessage)))
+        # Logged, without the number (a hash's prefix names the sender).
+        flood_lines = [r.getMessage() for r in caplog.records if "flood from" in r.getMessage()]
+        assert len(flood_lines) == 7
+        assert not [r for r in caplog.records if "611111111" in r.getMessage()]
 
         # Still flooding a little later: no second notice within the hour.
         ingest.store(rt, [incoming_sms("BUDGET encore", FLOODER, BUDGET_NUMBER)])
