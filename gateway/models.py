@@ -146,6 +146,9 @@ class InboundMessage(Base):
         Index("ix_inbound_sender_state", "sender_hash", "state"),
         Index("ix_inbound_state_received", "state", "received_at"),
         Index("ix_inbound_sender_ref", "sender_hash", "provider_ref"),
+        # Flood limits count a sender's messages of the last minute (gateway.floods).
+        Index("ix_inbound_sender_received", "sender_hash", "received_at"),
+        Index("ix_inbound_received", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -262,6 +265,9 @@ class Contribution(Base):
     # Published by the system at once (a posteriori campaign) and not yet reviewed by a
     # moderator: any moderator's decision clears it (gateway.moderation.aposteriori).
     awaiting_review: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Filed while its sender was over the per-sender flood limit (gateway.floods): kept and
+    # processed like any other, shown to moderators with a mark, never published at once.
+    flood: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Folded text, transcript, public version and reference, for accent-blind search.
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Identical and near-identical texts (a tract many residents sent) share a group: the id

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import announcements, media, plugins, residents
+from gateway import announcements, floods, media, plugins, residents
 from gateway import conversation as engine
 from gateway.i18n import translate_for
 from gateway.models import (
@@ -141,6 +141,7 @@ def apply(
     now: datetime,
     to_transcribe: list[int],
     sender_verified: bool | None = None,
+    pressure: floods.Pressure = floods.CALM,
 ) -> list[int]:
     if outcome.language:
         # The person's choice: every channel of their address (a caller's notices, a call back).
@@ -181,6 +182,7 @@ def apply(
             filed_on_expiry=new.expired,
             sender_verified=sender_verified,
             received_at=new.received_at,
+            flood=pressure.flooding,
         )
         session.add(contribution)
         created.append(contribution)
@@ -246,7 +248,25 @@ def apply(
         )
         if buttons is not None:
             rows[-1].buttons = buttons(reply.key, outcome.state, titles, language)
+    if pressure.flooding:
+        if floods.notice_due(session, contributor, now):
+            rows.append(
+                outbound_row(
+                    vault=runtime.vault,
+                    decision_key=f"{decision}-flood",
+                    channel=channel,
+                    contributor=contributor,
+                    inbound_id=inbound_id,
+                    contribution_id=None,
+                    sender=sender,
+                    key=floods.NOTICE,
+                    text=translate_for(channel, floods.NOTICE, language),
+                    now=now,
+                )
+            )
+        floods.withhold_flooded(rows, contributor, pressure)
     withhold_over_limit(runtime, session, contributor, rows, now)
+    floods.pace(rows, pressure, now)
     session.add_all(rows)
 
     state = outcome.state.to_dict()

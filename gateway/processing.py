@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import conversation as engine
-from gateway import enqueue, media, outcomes, plugins
+from gateway import enqueue, floods, media, outcomes, plugins
 from gateway.clock import now_utc
 from gateway.locks import SenderBusy, sender_lock
 from gateway.logs import describe
@@ -187,6 +187,7 @@ def _handle(
         now=now,
         to_transcribe=to_transcribe,
         sender_verified=incoming.verified if incoming is not None else None,
+        pressure=floods.measure(session, runtime.settings, message),
     )
     message.state = "processed"
     message.processed_at = now

@@ -258,6 +258,11 @@ class Settings(_GatewaySettings):
     # 1400 to 3000 pixels, that podcast directories require; empty: the feed has none.
     podcast_image_url: ImageUrl = ""
     replies_per_hour: int = 30  # per resident: beyond, replies are withheld (loops, floods)
+    # Inbound flood limits (gateway.floods): past this many messages in a minute from one
+    # sender, their messages are kept but marked, and they get one notice then silence...
+    flood_per_sender_per_minute: int = 20
+    # ... and past this many from everyone, replies are paced rather than sent at once.
+    flood_global_per_minute: int = 600
     conversation_expiry_minutes: int = 24 * 60
     sweep_interval_seconds: int = 30
     # A message stored but not yet seen by a worker is left alone this long before the sweeper

@@ -72,6 +72,9 @@ def error_response(
     return respond(Error(error=ErrorDetail(**error)), status, headers)
 
 
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
 def in_api(request: web.Request) -> bool:
     return request.path.startswith(API_ROOT)
 
@@ -85,6 +88,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     # Moderation data, per token: no shared cache may keep it.
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # JSON only: nothing to load, nothing to frame, no address to leak in a Referer.
+    response.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
 
 

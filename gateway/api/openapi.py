@@ -92,6 +92,7 @@ QUEUE_PARAMETERS: tuple[Param | str, ...] = (
     Param("to", date, "Received on or before (local date)."),
     Param("audio", Flag, "With (1) or without (0) a recording."),
     Param("broadcast", Flag, "Callers who agreed (1) or not (0) to a radio broadcast."),
+    Param("flood", Flag, "Filed while its sender was (1) or was not (0) over the flood limit."),
     Param("q", Annotated[str, Field(max_length=200)], "Accent- and case-blind; every word."),
     Param("group", Id, "Members of one group."),
     Param("grouped", Flag, "1: one item per group of identical texts. Default 0."),

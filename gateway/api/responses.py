@@ -83,6 +83,10 @@ class Contribution(Response):
     answered_at: Timestamp | None
     group_id: int | None = Field(description="Identical or near-identical texts share a group.")
     group_size: int = Field(ge=1, description="Contributions in the group.")
+    flood: bool = Field(
+        description="Filed while its sender was over the per-sender flood limit "
+        "(FLOOD_PER_SENDER_PER_MINUTE): never published at once."
+    )
 
 
 class QueueItem(Contribution):

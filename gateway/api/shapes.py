@@ -49,6 +49,7 @@ def _contribution_fields(c: Contribution, sizes: dict[int, int]) -> dict[str, An
         **contribution_dict(c),
         "group_id": c.group_id,
         "group_size": sizes.get(c.group_id, 1) if c.group_id is not None else 1,
+        "flood": c.flood,
     }
 
 

@@ -22,8 +22,9 @@ What is published at once, and what waits for a moderator as in a priori:
 - never an email whose sender could not be verified (``sender_verified`` False: the address
   may be forged), a text identical or near-identical to an earlier one of the campaign (a
   tract, a flood: ``group_id`` names another contribution), an empty text (a photo alone),
-  a failed or pending transcription, or a contribution with no campaign (its mode is not
-  known).
+  a failed or pending transcription, a contribution filed while its sender was over the
+  flood limit (``flood``, gateway.floods), or a contribution with no campaign (its mode is
+  not known).
 
 What the redaction cannot catch (a name without an introduction, an insult, a defamatory
 sentence) is public until a moderator withdraws it: that is the accepted risk of a
@@ -68,6 +69,8 @@ def held_back(contribution: Contribution, campaign: Campaign | None) -> str | No
         return "decided"
     if contribution.sender_verified is False:
         return "unverified_sender"
+    if contribution.flood:
+        return "flood"
     if contribution.transcription_status not in (None, "done"):
         return "no_transcript"
     if not (contribution.text or "").strip():

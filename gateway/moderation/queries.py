@@ -74,6 +74,7 @@ class QueueFilter:
     date_to: date | None = None
     has_audio: bool | None = None
     broadcast: bool | None = None
+    flood: bool | None = None  # filed while its sender was over the flood limit (gateway.floods)
     q: str = ""
     group: int | None = None
     grouped: bool = True  # one row per group of identical texts
@@ -96,6 +97,7 @@ class QueueFilter:
             date_to=_day(params.get("to")),
             has_audio=_flag(params.get("audio")),
             broadcast=_flag(params.get("broadcast")),
+            flood=_flag(params.get("flood")),
             q=(params.get("q") or "").strip()[:200],
             group=_int(params.get("group"), 0, 0, 2**31) or None,
             grouped=_flag(params.get("grouped")) is not False,
@@ -128,6 +130,8 @@ class QueueFilter:
             out["audio"] = "1" if f.has_audio else "0"
         if f.broadcast is not None:
             out["broadcast"] = "1" if f.broadcast else "0"
+        if f.flood is not None:
+            out["flood"] = "1" if f.flood else "0"
         if f.group:
             out["group"] = str(f.group)
         if not f.grouped:
@@ -185,6 +189,8 @@ def conditions(
         conds.append(c.broadcast_consent.is_(True))
     elif f.broadcast is False:
         conds.append(or_(c.broadcast_consent.is_(None), c.broadcast_consent.is_(False)))
+    if f.flood is not None:
+        conds.append(c.flood.is_(f.flood))
     for term in fold(f.q).split():
         conds.append(c.search_text.like(_like(term), escape="\\"))
     if f.group:

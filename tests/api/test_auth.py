@@ -108,3 +108,22 @@ async def test_unknown_paths_and_methods_answer_json_errors(api: Api):
     wrong = await api.call("DELETE", "/contributions")
     assert (wrong.status, wrong.error) == (405, "method_not_allowed")
     assert "GET" in wrong.headers["Allow"]
+
+
+async def test_every_api_answer_carries_the_security_headers(
+    client: TestClient[Any, Any], api: Api
+):
+    answers = [
+        await api.get("/contributions"),  # a success
+        await api.get("/contributions/999999"),  # an error of the API's
+        await Api(client, None).get("/contributions"),  # refused: no token
+        await api.get("/no-such-endpoint"),  # aiohttp's own 404
+    ]
+    assert [a.status for a in answers] == [200, 404, 401, 404]
+    for answer in answers:
+        assert answer.headers["Content-Security-Policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert answer.headers["Cache-Control"] == "no-store"

@@ -125,6 +125,7 @@ def test_the_checker_finds_what_is_wrong():
         "answered_at": None,
         "group_id": 1,
         "group_size": 1,
+        "flood": False,
     }
     assert errors(DOCUMENT, contribution, item) == []
     assert errors(DOCUMENT, contribution, {**item, "status": "lost"})

@@ -202,3 +202,12 @@ async def test_figures_of_an_unknown_campaign_or_with_bad_days(api: Api):
     assert (await api.get("/campaigns/nope/stats")).status == 404
     reply = await api.get("/campaigns/parc/stats", days="a month")
     assert (reply.status, reply.error) == (400, "invalid_parameter")
+
+
+async def test_the_flood_mark_is_shown_and_filtered(api: Api, runtime: Runtime):
+    seed(runtime, "Des bancs")
+    seed(runtime, "Des bancs, encore", flood=True)
+    flooded = (await api.get("/contributions", flood="1")).body["items"]
+    assert [(c["reference"], c["flood"]) for c in flooded] == [("PARC-0002", True)]
+    calm = (await api.get("/contributions", flood="0")).body["items"]
+    assert [(c["reference"], c["flood"]) for c in calm] == [("PARC-0001", False)]
