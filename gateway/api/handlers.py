@@ -711,15 +711,17 @@ async def list_failed_outbound(request: web.Request) -> web.Response:
 
 async def retry_outbound(request: web.Request) -> web.Response:
     outbound_id = int(request.match_info["id"])
+    body = await bodies.read(request, bodies.OutboundActionRequest)
     runtime, actor = _runtime(request), request[ACTOR]
-    outcome = await _db(lambda: deadletter.retry(runtime, outbound_id, actor))
+    outcome = await _db(lambda: deadletter.retry(runtime, outbound_id, actor, body.reason))
     return respond(shapes.outbound_outcome(outcome))
 
 
 async def discard_outbound(request: web.Request) -> web.Response:
     outbound_id = int(request.match_info["id"])
+    body = await bodies.read(request, bodies.OutboundActionRequest)
     runtime, actor = _runtime(request), request[ACTOR]
-    outcome = await _db(lambda: deadletter.discard(runtime, outbound_id, actor))
+    outcome = await _db(lambda: deadletter.discard(runtime, outbound_id, actor, body.reason))
     return respond(shapes.outbound_outcome(outcome))
 
 

@@ -402,13 +402,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "once; a message already queued or sent is left as it is (changed: false). 409 when "
         "it was discarded, or the resident opted out or was forgotten since.",
         r.OutboundOutcome,
-        refusals=(403, 404, 409),
+        body=bodies.OutboundActionRequest,
+        refusals=(409,),
     ),
     ("POST", "/outbound/{id}/discard"): Operation(
         "Give up a failed message (admin tokens only): kept as discarded, never sent. "
         "Discarding it again changes nothing; 409 when it has not failed.",
         r.OutboundOutcome,
-        refusals=(403, 404, 409),
+        body=bodies.OutboundActionRequest,
+        refusals=(409,),
     ),
     ("GET", "/campaigns/{slug}/stats"): Operation(
         "The campaign's dashboard; durations in seconds.",

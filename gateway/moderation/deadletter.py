@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from gateway import residents
 from gateway.models import Contribution, Contributor, OutboundMessage
 from gateway.moderation.accounts import Actor
-from gateway.moderation.actions import ActionError, Done, log_event, run
+from gateway.moderation.actions import ActionError, Done, clean_text, log_event, run
 from gateway.outbox import ALWAYS_SENT
 from gateway.privacy import contributor_address, outbound_recipient
 from gateway.runtime import Runtime
@@ -119,8 +119,9 @@ def _before(row: OutboundMessage) -> dict[str, object]:
     return {"outbound": row.id, "status": row.status, "attempts": row.attempts}
 
 
-def retry(runtime: Runtime, outbound_id: int, actor: Actor) -> Outcome:
+def retry(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None = None) -> Outcome:
     outcome: list[Outcome] = []
+    reason = clean_text(reason or "", MAX_REASON) or None
 
     def work(session: Session, done: Done) -> None:
         row = _row(session, outbound_id)
@@ -178,6 +179,7 @@ def retry(runtime: Runtime, outbound_id: int, actor: Actor) -> Outcome:
             "outbound_retry",
             before,
             {"outbound": row.id, "status": "queued", "attempts": 0},
+            reason,
         )
         done.outbound.append(row.id)
         outcome.append(Outcome(row.id, "queued", changed=True))
@@ -191,7 +193,7 @@ def retry(runtime: Runtime, outbound_id: int, actor: Actor) -> Outcome:
 
 def discard(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None = None) -> Outcome:
     outcome: list[Outcome] = []
-    reason = (reason or "").strip()[:MAX_REASON] or None
+    reason = clean_text(reason or "", MAX_REASON) or None
 
     def work(session: Session, done: Done) -> None:
         row = _row(session, outbound_id)
