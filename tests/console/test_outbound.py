@@ -123,3 +123,17 @@ async def test_an_empty_list_says_so(rt: Runtime, admin: Browser):
     page = await admin.get(PATH)
     assert page.dom.one("#outbound-empty").text == "Aucun message en échec."
     assert page.dom.one("#outbound-count").get("data-count") == "0"
+
+
+async def test_a_failed_text_is_shown_as_text_not_markup(
+    rt: Runtime, admin: Browser, fake_twilio: FakeTwilio
+):
+    failed = undeliverable(rt, fake_twilio, RESIDENT)
+    with rt.sessions.begin() as session:  # a moderator's answer, as typed, that failed
+        row = session.get(OutboundMessage, failed)
+        assert row is not None
+        row.text = '<script>alert("x")</script> <b>merci</b>'
+    page = await admin.get(PATH)
+    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    cell = page.dom.one(f"tr#outbound-{failed} .outbound-text")
+    assert cell.text == '<script>alert("x")</script> <b>merci</b>'
