@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 
@@ -62,6 +64,32 @@ class SendError(Exception):
         self.code = code
         self.recipient_opted_out = recipient_opted_out
         self.retry_after = retry_after
+
+
+# A provider that asks for more than this is waited for this long at most: the backoff's
+# next attempt then asks again.
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header as seconds: a number of seconds, or an HTTP date (RFC 9110
+    10.2.3); None when absent or unreadable, at most ``MAX_RETRY_AFTER``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) or None
 
 
 class Sender(Protocol):

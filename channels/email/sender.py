@@ -146,7 +146,14 @@ class EmailSender:
             with self._connect() as client:
                 client.send_message(mail, from_addr=s.email_address, to_addrs=[message.recipient])
         except smtplib.SMTPRecipientsRefused as exc:
-            raise SendError(f"SMTP: recipient refused {exc.recipients}", retryable=False) from exc
+            # At RCPT TO: greylisting (450, 451) is answered there, and is temporary.
+            codes = [code for code, _ in exc.recipients.values()]
+            temporary = bool(codes) and all(400 <= code < 500 for code in codes)
+            raise SendError(
+                f"SMTP: recipient refused ({', '.join(map(str, codes))})",
+                retryable=temporary,
+                code=codes[0] if codes else None,
+            ) from exc
         except smtplib.SMTPAuthenticationError as exc:
             raise SendError(
                 f"SMTP: authentication failed ({exc.smtp_code})", retryable=False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from channels.twilio import ids
-from gateway.messages import IncomingMessage, OutgoingText, SendError
+from gateway.messages import IncomingMessage, OutgoingText, SendError, retry_after_seconds
 
 CHANNEL = "sms"
 PROVIDER = "twilio"  # the plugin's name (channels/twilio/plugin.py)
@@ -92,6 +93,26 @@ def parse(form: Mapping[str, str], received_at: datetime) -> IncomingMessage:
     )
 
 
+class _RetryAfterClient(TwilioHttpClient):
+    """The library's HTTP client, remembering the last answer's Retry-After header (per
+    thread): TwilioRestException does not carry the headers, and a 429 may say how long to
+    wait."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._seen = threading.local()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._seen.retry_after = None
+        response = super().request(*args, **kwargs)
+        headers = response.headers or {}
+        self._seen.retry_after = retry_after_seconds(headers.get("Retry-After"))
+        return response
+
+    def retry_after(self) -> float | None:
+        return getattr(self._seen, "retry_after", None)
+
+
 class TwilioSender:
     """Sends SMS through Twilio's Messages API with the official library.
 
@@ -110,9 +131,8 @@ class TwilioSender:
         messaging_service_sid: str = "",
         timeout: float = 15,
     ) -> None:
-        self._client = Client(
-            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
-        )
+        self._http = _RetryAfterClient(timeout)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
         # TWILIO_REGION / TWILIO_EDGE in the environment would rewrite the API host; the base
         # URL setting is the one authority on where requests go.
         self._client.region = None
@@ -131,7 +151,7 @@ class TwilioSender:
         try:
             created = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:
-            raise classify(exc) from exc
+            raise classify(exc, self._http.retry_after()) from exc
         except requests.exceptions.ReadTimeout as exc:
             # Twilio may have accepted the message: sending again could send it twice.
             raise SendError(f"Twilio did not answer in time: {exc}", retryable=False) from exc
@@ -141,11 +161,13 @@ class TwilioSender:
         return str(created.sid)
 
 
-def classify(exc: TwilioRestException) -> SendError:
+def classify(exc: TwilioRestException, retry_after: float | None = None) -> SendError:
+    """A Twilio error as a SendError; a 429's or a 5xx's Retry-After, when Twilio gives one,
+    is the wait before the next attempt (workers.outbound), else its exponential backoff."""
     status, code = exc.status, exc.code
     text = f"Twilio {status} error {code}: {exc.msg}"
     if code == UNSUBSCRIBED:
         return SendError(text, retryable=False, code=code, recipient_opted_out=True)
     if status == 429 or code == TOO_MANY_REQUESTS or status >= 500:
-        return SendError(text, retryable=True, code=code)
+        return SendError(text, retryable=True, code=code, retry_after=retry_after)
     return SendError(text, retryable=False, code=code)

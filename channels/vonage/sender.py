@@ -21,15 +21,12 @@ No retry happens here: the outbound job decides, knowing the attempts made.
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
 from channels.vonage import sms
-from gateway.messages import OutgoingText, SendError
+from gateway.messages import OutgoingText, SendError, retry_after_seconds
 from gateway.privacy import redact
 
 DEFAULT_API_BASE = "https://api.nexmo.com"
@@ -140,26 +137,6 @@ def classify(
         return SendError(text, retryable=False, code=code, recipient_opted_out=True)
     if status == 429 or status >= 500:
         return SendError(
-            text, retryable=True, code=code or status, retry_after=_seconds(retry_after)
+            text, retryable=True, code=code or status, retry_after=retry_after_seconds(retry_after)
         )
     return SendError(text, retryable=False, code=code or status)
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds, or an HTTP date (RFC 9110 10.2.3)."""
-    if not retry_after:
-        return None
-    value = retry_after.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), 3600.0) or None

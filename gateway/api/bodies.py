@@ -207,6 +207,12 @@ def _installed_channel(value: str) -> str:
 Channel = Annotated[str, Stated(enum=list(plugins.channels())), AfterValidator(_installed_channel)]
 
 
+class OutboundActionRequest(Request):
+    """A retry or a discard of a message that could not be delivered: ``{}``, or a reason."""
+
+    reason: Reason | None = Field(default=None, description="Why; kept in the moderation log.")
+
+
 class ResidentRequest(Request):
     channel: Channel = Field(description="The address space: a number covers SMS and calls alike.")
     # Spaces are collapsed before the length is checked. An error names the field only: the

@@ -30,7 +30,15 @@ from gateway.api.openapi import openapi_document
 from gateway.api.responses import respond
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
-from gateway.moderation import actions, answer_recordings, answers, collected, photos, queries
+from gateway.moderation import (
+    actions,
+    answer_recordings,
+    answers,
+    collected,
+    deadletter,
+    photos,
+    queries,
+)
 from gateway.moderation import campaigns as campaign_admin
 from gateway.moderation.accounts import MODERATE, Actor
 from gateway.moderation.actions import DECISIONS, ActionError, Done
@@ -678,6 +686,45 @@ async def opt_out_resident(request: web.Request) -> web.Response:
     return respond(responses.OptOut(opted_out=True, rows_changed=changed))
 
 
+# -- messages that could not be delivered (admins) -------------------------------------------
+
+
+async def list_failed_outbound(request: web.Request) -> web.Response:
+    page = bodies.query_int(request, "page", 1, 1, MAX_PAGE)
+    per_page = bodies.query_int(request, "per_page", deadletter.PER_PAGE, 1, queries.MAX_PER_PAGE)
+    runtime = _runtime(request)
+
+    def work() -> responses.FailedOutboundList:
+        with runtime.sessions() as session:
+            total = deadletter.failed_count(session)
+            found = deadletter.failed_messages(session, page, per_page)
+            return responses.FailedOutboundList(
+                items=[shapes.failed_outbound(m) for m in found],
+                page=page,
+                per_page=per_page,
+                pages=max(1, -(-total // per_page)),
+                total=total,
+            )
+
+    return respond(await _db(work))
+
+
+async def retry_outbound(request: web.Request) -> web.Response:
+    outbound_id = int(request.match_info["id"])
+    body = await bodies.read(request, bodies.OutboundActionRequest)
+    runtime, actor = _runtime(request), request[ACTOR]
+    outcome = await _db(lambda: deadletter.retry(runtime, outbound_id, actor, body.reason))
+    return respond(shapes.outbound_outcome(outcome))
+
+
+async def discard_outbound(request: web.Request) -> web.Response:
+    outbound_id = int(request.match_info["id"])
+    body = await bodies.read(request, bodies.OutboundActionRequest)
+    runtime, actor = _runtime(request), request[ACTOR]
+    outcome = await _db(lambda: deadletter.discard(runtime, outbound_id, actor, body.reason))
+    return respond(shapes.outbound_outcome(outcome))
+
+
 async def campaign_stats(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     days = bodies.query_int(request, "days", DASHBOARD_DAYS, 1, MAX_DASHBOARD_DAYS)
@@ -724,6 +771,9 @@ def add_routes(app: web.Application) -> None:
         ("GET", f"/campaigns/{SLUG}/stats", campaign_stats, None),
         ("POST", "/residents/forget", forget_resident, None),
         ("POST", "/residents/opt-out", opt_out_resident, None),
+        ("GET", "/outbound/failed", list_failed_outbound, "api_failed_outbound"),
+        ("POST", f"/outbound/{ID}/retry", retry_outbound, None),
+        ("POST", f"/outbound/{ID}/discard", discard_outbound, None),
     ]
     for method, path, handler, name in routes:
         if method == "GET":  # with HEAD, as add_get does

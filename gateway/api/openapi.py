@@ -389,6 +389,30 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Done.",
         body=bodies.ResidentRequest,
     ),
+    ("GET", "/outbound/failed"): Operation(
+        "The messages to residents that failed for good (the dead-letter list), newest "
+        "first, admin tokens only: channel, provider, pseudonymous contributor, reference, "
+        "text, reason, attempts, dates; never an address.",
+        r.FailedOutboundList,
+        "A page of the list.",
+        parameters=("Page", Param("per_page", PerPage, default=50)),
+        refusals=(400, 403),
+    ),
+    ("POST", "/outbound/{id}/retry"): Operation(
+        "Send a failed message again (admin tokens only): queued with its attempts reset, "
+        "once; a message already queued or sent is left as it is (changed: false). 409 when "
+        "it was discarded, or the resident opted out or was forgotten since.",
+        r.OutboundOutcome,
+        body=bodies.OutboundActionRequest,
+        refusals=(409,),
+    ),
+    ("POST", "/outbound/{id}/discard"): Operation(
+        "Give up a failed message (admin tokens only): kept as discarded, never sent. "
+        "Discarding it again changes nothing; 409 when it has not failed.",
+        r.OutboundOutcome,
+        body=bodies.OutboundActionRequest,
+        refusals=(409,),
+    ),
     ("GET", "/campaigns/{slug}/stats"): Operation(
         "The campaign's dashboard; durations in seconds.",
         r.Stats,

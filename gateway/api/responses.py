@@ -351,6 +351,41 @@ class OptOut(Response):
     rows_changed: Count
 
 
+# -- messages that could not be delivered (gateway.moderation.deadletter) -------------------
+
+
+class FailedOutbound(Response):
+    """An outbound message that failed for good. Never the recipient's address."""
+
+    id: Id
+    channel: Channel
+    provider: str | None = Field(description="The provider that refused it, if one was tried.")
+    contributor: str | None = Field(description="The resident's pseudonymous id.")
+    reference: str | None = Field(description="The contribution it is about, if any.")
+    text: str
+    reason: str | None = Field(description="Why it failed (the provider's answer, no address).")
+    attempts: Count
+    created_at: Timestamp
+    last_attempt_at: Timestamp | None
+
+
+class FailedOutboundList(Response):
+    items: list[FailedOutbound]
+    page: Page
+    per_page: PerPage
+    pages: Page
+    total: Count
+
+
+class OutboundOutcome(Response):
+    """A message's status after a retry or a discard; ``changed`` is false when the request
+    found it already done (re-queued, sent or discarded): nothing was done twice."""
+
+    id: Id
+    status: Annotated[str, Stated(enum=["queued", "sending", "sent", "discarded"])]
+    changed: bool
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ before any handler runs) and by the OpenAPI description (each operation's ``secu
 - ``moderate``: what a moderator does in the console (read everything, decide, classify,
   anonymise, answer residents, read the log and the statistics).
 - ``admin``: also what only admins do (campaigns: create, replace, status; a resident's
-  erasure or opt-out).
+  erasure or opt-out; the messages that could not be delivered: list, retry, discard).
 - ``collect``: beside that ladder, entering contributions collected by agents (an agent's
   tablet) and nothing else; ``moderate`` and ``admin`` may enter them too.
 
@@ -55,6 +55,11 @@ NEEDED: dict[tuple[str, str], str] = {
     # A resident's request made in person (gateway.residents): admins, as in the console.
     ("POST", "/residents/forget"): ADMIN,
     ("POST", "/residents/opt-out"): ADMIN,
+    # Messages that could not be delivered (gateway.moderation.deadletter): admins, as in the
+    # console, since they show delivery problems.
+    ("GET", "/outbound/failed"): ADMIN,
+    ("POST", "/outbound/{id}/retry"): ADMIN,
+    ("POST", "/outbound/{id}/discard"): ADMIN,
 }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from gateway.api import responses
 from gateway.exports import contribution_dict, timestamp
 from gateway.models import Campaign, Contribution, ModerationEvent, OutboundMessage
-from gateway.moderation import photos, queries, redaction
+from gateway.moderation import deadletter, photos, queries, redaction
 
 # A contribution's own log in its detail; a longer history is on /api/v1/events.
 DETAIL_EVENTS = 200
@@ -227,3 +227,22 @@ def stats(slug: str, days: int, board: queries.Dashboard) -> responses.Stats:
         oldest_waiting_seconds=_seconds(board.oldest_waiting),
         median_waiting_seconds=_seconds(board.median_waiting),
     )
+
+
+def failed_outbound(found: deadletter.FailedMessage) -> responses.FailedOutbound:
+    return responses.FailedOutbound(
+        id=found.id,
+        channel=found.channel,
+        provider=found.provider,
+        contributor=found.contributor,
+        reference=found.reference,
+        text=found.text,
+        reason=found.reason,
+        attempts=found.attempts,
+        created_at=timestamp(found.created_at) or "",
+        last_attempt_at=timestamp(found.last_attempt_at),
+    )
+
+
+def outbound_outcome(outcome: deadletter.Outcome) -> responses.OutboundOutcome:
+    return responses.OutboundOutcome(id=outcome.id, status=outcome.status, changed=outcome.changed)

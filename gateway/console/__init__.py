@@ -24,6 +24,7 @@ from gateway.console.views import (
     dashboard,
     groups,
     log,
+    outbound,
     queue,
     residents,
 )
@@ -55,6 +56,7 @@ def setup(app: web.Application) -> None:
         answers,
         collect,
         announcements,
+        outbound,
     ):
         page.add_routes(app)
     live.setup(app)

@@ -9,10 +9,12 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.api.openapi import DOCUMENT
 from gateway.runtime import Runtime
 from tests.api.client import Api, Reply, sms, voice, with_photo
 from tests.api.schema import errors, resolve
+from tests.deadletter_kit import undeliverable
 from tests.speech import spoken as speech
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
@@ -53,7 +55,7 @@ def test_every_api_route_is_described_and_every_description_is_a_route(
         if route.method != "HEAD"
     }
     described = {(path, method) for path, method, _ in operations()}
-    assert len(routes) == 28
+    assert len(routes) == 31
     assert routes == described
 
 
@@ -185,7 +187,9 @@ class Checked:
         return reply
 
 
-async def test_real_responses_match_the_document(api: Api, admin_api: Api, runtime: Runtime):
+async def test_real_responses_match_the_document(
+    api: Api, admin_api: Api, runtime: Runtime, fake_twilio: FakeTwilio
+):
     call, admin = Checked(api), Checked(admin_api)
     contribution = sms(runtime, "Des bancs près du kiosque", "+33612345678")
     tract = [sms(runtime, "Non au parking", n).id for n in ("+33611111111", "+33622222222")]
@@ -240,6 +244,13 @@ async def test_real_responses_match_the_document(api: Api, admin_api: Api, runti
     await admin("POST", "/campaigns/{slug}/synthesis", synthesis, slug="parc")
     await admin("POST", "/residents/opt-out", {"channel": "sms", "address": "+33611111111"})
     await admin("POST", "/residents/forget", {"channel": "sms", "address": "+33622222222"})
+    failed = undeliverable(runtime, fake_twilio, "+33633333333")
+    failed_too = undeliverable(runtime, fake_twilio, "+33644444444", "BUDGET Un potager")
+    await admin("GET", "/outbound/failed")
+    await admin("POST", "/outbound/{id}/retry", {}, id=failed)
+    await admin("POST", "/outbound/{id}/discard", {"reason": "Numéro résilié"}, id=failed_too)
+    await admin("POST", "/outbound/{id}/retry", {}, 409, id=failed_too)
+    await admin("POST", "/outbound/{id}/discard", {}, 404, id=4242)
 
     # Refusals are described too.
     await call("POST", "/contributions/{id}/decision", {"action": "reject"}, 400, id=cid)

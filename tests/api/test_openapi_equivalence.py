@@ -62,8 +62,12 @@ NEW_OPERATIONS = {
     ("/api/v1/contributions/{id}/answer/audio", "delete"),
     ("/api/v1/groups/{group_id}/answer/audio", "post"),
     ("/api/v1/groups/{group_id}/answer/audio", "delete"),
+    ("/api/v1/outbound/failed", "get"),  # the dead-letter list (issue 16)
+    ("/api/v1/outbound/{id}/retry", "post"),
+    ("/api/v1/outbound/{id}/discard", "post"),
 }
 NEW_SCHEMAS |= {"CampaignRequest", "CampaignVoice", "CampaignPublication", "CampaignDecidim"}
+NEW_SCHEMAS |= {"FailedOutbound", "FailedOutboundList", "OutboundOutcome", "OutboundActionRequest"}
 
 
 def resolve(document: dict[str, Any], pointer: str) -> Any:

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
+from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.api import scopes
 from gateway.api.openapi import DOCUMENT, ref
 from gateway.clock import now_utc
@@ -31,6 +32,7 @@ from gateway.web import create_app
 from tests.api.client import Api, seed, sms, stored, voice, with_photo
 from tests.api.conftest import make_token
 from tests.api.schema import errors
+from tests.deadletter_kit import undeliverable
 from tests.speech import spoken as speech
 
 SAID = "Je m'appelle Marie Dupont, rappelez-moi au 06 12 34 56 78 pour les bancs"
@@ -143,7 +145,7 @@ def test_a_route_without_a_declared_scope_needs_admin():
 
 
 async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
-    client: TestClient[Any, Any], runtime: Runtime
+    client: TestClient[Any, Any], runtime: Runtime, fake_twilio: FakeTwilio
 ):
     """The token the docs created for open data could publish, reject and write to anyone."""
     reader = Api(client, make_token(runtime, "opendata", scope="read"))
@@ -157,6 +159,10 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
         sms(runtime, "Non au parking sous le parc", n).id for n in ("+33622222222", "+33633333333")
     ]
     group = stored(runtime, tract[0]).group_id
+    undelivered = [
+        undeliverable(runtime, fake_twilio, n, f"BUDGET Un jardin {n}")
+        for n in ("+33644444444", "+33655555555")
+    ]
     calls: dict[tuple[str, str], tuple[str, Any]] = {
         ("GET", "/contributions"): ("/contributions", None),
         ("POST", "/contributions"): (
@@ -234,6 +240,9 @@ async def test_a_read_token_is_refused_every_write_and_every_non_public_read(
             "/residents/forget",
             {"channel": "sms", "address": "06 11 11 11 11"},
         ),
+        ("GET", "/outbound/failed"): ("/outbound/failed", None),
+        ("POST", "/outbound/{id}/retry"): (f"/outbound/{undelivered[0]}/retry", {}),
+        ("POST", "/outbound/{id}/discard"): (f"/outbound/{undelivered[1]}/discard", {}),
     }
     assert set(calls) == api_routes(client.app)  # a new route must be added to this table
     for (method, template), (path, body) in calls.items():

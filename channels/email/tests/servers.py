@@ -478,6 +478,21 @@ class _SinkHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        refusal = self.sink._recipient_refusal()
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return self.sink._receive(session, envelope)
 
@@ -499,6 +514,7 @@ class SmtpSink:
         self.messages: list[SinkMessage] = []
         self.rejected: list[SinkMessage] = []  # answered with a fail_next() error
         self._failures: deque[tuple[int, str]] = deque()
+        self._recipient_failures: deque[tuple[int, str]] = deque()
         self._changed = threading.Condition()
         self.controller: Controller | None = None
 
@@ -568,6 +584,23 @@ class SmtpSink:
         with self._changed:
             self._failures.append((code, message))
 
+    def refuse_next_recipient(
+        self, code: int, message: str = "Greylisted, try again later"
+    ) -> None:
+        """Answer the next RCPT TO with ``code message``: where greylisting (450, 451) and an
+        unknown mailbox (550) are usually answered, before DATA."""
+        if not 400 <= code <= 599:
+            raise ValueError(f"an SMTP error code is 4xx or 5xx, not {code}")
+        with self._changed:
+            self._recipient_failures.append((code, message))
+
+    def _recipient_refusal(self) -> str | None:
+        with self._changed:
+            if not self._recipient_failures:
+                return None
+            code, message = self._recipient_failures.popleft()
+            return f"{code} {message}"
+
     def wait_for(self, count: int, timeout: float = 5.0) -> list[SinkMessage]:
         """Wait until ``count`` messages are recorded; they are returned."""
         deadline = time.monotonic() + timeout
@@ -591,6 +624,7 @@ class SmtpSink:
             self.messages.clear()
             self.rejected.clear()
             self._failures.clear()
+            self._recipient_failures.clear()
 
     def start(self) -> None:
         kwargs: dict[str, Any] = {}

@@ -72,6 +72,24 @@ def test_temporary_refusal_is_retried_and_permanent_is_not(settings: Settings):
     assert RESIDENT not in str(permanent.value)
 
 
+def test_a_recipient_greylisted_at_rcpt_is_retried_and_an_unknown_one_is_not(
+    settings: Settings,
+):
+    with SmtpSink() as sink:
+        sender = sender_for(settings, sink)
+        sink.refuse_next_recipient(450, "4.2.0 Greylisted, try again in 5 minutes")
+        with pytest.raises(SendError) as greylisted:
+            sender.send(reply())
+        sink.refuse_next_recipient(550, "5.1.1 No such mailbox")
+        with pytest.raises(SendError) as unknown:
+            sender.send(reply())
+        sender.send(reply())
+        assert len(sink.wait_for(1)) == 1
+    assert (greylisted.value.retryable, greylisted.value.code) == (True, 450)
+    assert (unknown.value.retryable, unknown.value.code) == (False, 550)
+    assert RESIDENT not in str(greylisted.value) and RESIDENT not in str(unknown.value)
+
+
 def test_nothing_a_resident_wrote_can_add_a_header():
     mail = build(
         reply(
