@@ -60,7 +60,9 @@ from gateway.textcap import KIND as TEXT_KIND
 
 log = logging.getLogger(__name__)
 
-FINISHED_REPLIES = ("sent", "failed")
+# Replies that will not be sent again: a failed one older than the period leaves the
+# dead-letter list's retry (gateway.moderation.deadletter refuses a purged text).
+FINISHED_REPLIES = ("sent", "failed", "discarded", "withheld")
 FINISHED_CALLBACKS = ("done", "given_up", "failed")
 # The daily run from the sweeper: one sweeper a day (a key that lives a day), one purge at a
 # time (gateway.locks; the command takes the same lock).

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from channels.twilio.tests.fake_api import FakeTwilio
-from gateway import residents
+from gateway import residents, retention
 from gateway.clock import now_utc
 from gateway.messages import OutgoingText, SendError
 from gateway.models import ModerationEvent, OutboundMessage
@@ -287,3 +287,24 @@ def test_a_sent_message_cannot_be_discarded_and_an_unknown_one_is_not_found(
         deadletter.retry(runtime, 999999, ADMIN)
     assert missing.value.status == 404
     assert rows(runtime)[0].status == "sent"
+
+
+def test_a_failed_message_the_retention_purge_wiped_cannot_be_retried(
+    runtime: Runtime, fake_twilio: FakeTwilio
+):
+    row = failed_for_good(runtime, fake_twilio)
+    later = now_utc() + timedelta(days=runtime.settings.raw_payload_retention_days + 1)
+    with runtime.sessions.begin() as session:
+        retention.purge(
+            session,
+            runtime.settings.data_path,
+            later,
+            days_after_close=runtime.settings.retention_days_after_close,
+            raw_days=runtime.settings.raw_payload_retention_days,
+        )
+    with pytest.raises(ActionError) as refused:
+        deadletter.retry(runtime, row.id, ADMIN)
+    assert refused.value.status == 409 and refused.value.key == "console.outbound.errors.purged"
+    drain(runtime)
+    assert rows_to(runtime, fake_twilio, POISONED) == []
+    assert events(runtime, "outbound_retry") == []

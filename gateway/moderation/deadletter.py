@@ -130,6 +130,11 @@ def retry(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None =
             return
         if row.status != FAILED:  # discarded, withheld: not for the list's retry
             raise ActionError("console.outbound.errors.not_failed", f"message is {row.status}", 409)
+        if not row.text:
+            # The retention purge (gateway.retention) wiped it: nothing left to send.
+            raise ActionError(
+                "console.outbound.errors.purged", "its text was purged: not sent", 409
+            )
         contributor = session.get(Contributor, row.contributor_id) if row.contributor_id else None
         if contributor is None or contributor.forgotten_at or not contributor.address_hash:
             raise ActionError(
