@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.fields import Count, Id, Omittable, Response, Stated, Timestamp
+from gateway.campaigns import MODERATION_MODES
 from gateway.campaigns import STATUSES as CAMPAIGN_STATUSES
 from gateway.moderation.actions import CATEGORIES, CHANNELS, DECISIONS, KINDS, STATUSES
 from gateway.moderation.answers import ANSWER_STATES
@@ -86,6 +87,10 @@ class Contribution(Response):
     flood: bool = Field(
         description="Filed while its sender was over the per-sender flood limit "
         "(FLOOD_PER_SENDER_PER_MINUTE): never published at once."
+    )
+    awaiting_review: bool = Field(
+        description="Published at once (a campaign moderated a posteriori) and not yet "
+        "reviewed by a moderator (the queue's status=review)."
     )
 
 
@@ -256,6 +261,13 @@ class Campaign(Response):
     themes: list[str]
     language: str
     reference_prefix: str
+    moderation_mode: Annotated[str, Stated(enum=list(MODERATION_MODES))] = Field(
+        description="a_priori: a moderator publishes; a_posteriori: published at once "
+        "(redacted), reviewed after."
+    )
+    closes_at: Timestamp | None = Field(
+        description="The end date: after it the campaign counts as closed whatever its status."
+    )
 
 
 class CampaignList(Response):

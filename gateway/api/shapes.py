@@ -50,6 +50,7 @@ def _contribution_fields(c: Contribution, sizes: dict[int, int]) -> dict[str, An
         "group_id": c.group_id,
         "group_size": sizes.get(c.group_id, 1) if c.group_id is not None else 1,
         "flood": c.flood,
+        "awaiting_review": c.awaiting_review,
     }
 
 
@@ -194,6 +195,8 @@ def campaign(found: Campaign) -> responses.Campaign:
         themes=list(found.themes or []),
         language=found.language,
         reference_prefix=found.reference_prefix,
+        moderation_mode=found.moderation_mode,
+        closes_at=timestamp(found.closes_at),
     )
 
 

@@ -146,12 +146,18 @@ async def test_an_admin_creates_an_a_posteriori_campaign_whose_contributions_go_
     refused = await admin_api.post("/campaigns", quais(moderation="later"))
     assert (refused.status, refused.error) == (422, "campaign.bad_moderation")
     assert refused.body["error"]["field"] == "moderation"
-    created = await admin_api.post("/campaigns", quais(moderation="a_posteriori"))
+    created = await admin_api.post(
+        "/campaigns", quais(moderation="a_posteriori", closes_at="2099-03-31")
+    )
     assert created.status == 201, created.text
+    assert created.body["campaign"]["moderation_mode"] == "a_posteriori"
+    assert created.body["campaign"]["closes_at"].startswith("2099-03-31T")
     send_sms(runtime, "QUAIS des bancs, appelez le 06 11 22 33 44", "+33611112222", QUAIS_NUMBER)
     (filed,) = contributions(runtime)
     assert (filed.status, filed.awaiting_review) == ("published", True)
     assert "33 44" not in (filed.public_text or "")
+    shown = await admin_api.get(f"/contributions/{filed.id}")
+    assert (shown.body["status"], shown.body["awaiting_review"]) == ("published", True)
     # PUT replaces wholly: without the key the campaign is back to a priori.
     replaced = await admin_api.put("/campaigns/quais", quais())
     assert replaced.status == 200, replaced.text

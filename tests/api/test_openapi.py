@@ -128,6 +128,7 @@ def test_the_checker_finds_what_is_wrong():
         "group_id": 1,
         "group_size": 1,
         "flood": False,
+        "awaiting_review": False,
     }
     assert errors(DOCUMENT, contribution, item) == []
     assert errors(DOCUMENT, contribution, {**item, "status": "lost"})

@@ -6,7 +6,8 @@ since: the resident request's ``address`` description says "a chat app's chat id
 named a provider (issue 14: the core names no provider), and the operations added since, in
 both (a photo's publication: ``PUT /contributions/{id}/attachments/{number}/public``, with the
 contribution's ``attachments``), and a contribution's ``flood`` mark with the queue's ``flood``
-filter (issue 16, gateway.floods). Both documents are compared whole, after a
+filter (issue 16, gateway.floods), a contribution's ``awaiting_review`` and a campaign's
+``moderation_mode`` and ``closes_at`` (issue 15). Both documents are compared whole, after a
 normalisation that removes what may differ without changing what a client is told:
 
 1. every ``$ref`` is replaced by what it names, so that a schema may move into a component
