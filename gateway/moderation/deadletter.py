@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -169,31 +170,39 @@ def retry(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None =
             )
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
-        if not changed:
-            session.refresh(row)
-            outcome.append(Outcome(row.id, row.status, changed=False))
-            return
-        contribution = (
-            session.get(Contribution, row.contribution_id) if row.contribution_id else None
+        after = {"outbound": row.id, "status": "queued", "attempts": 0}
+        outcome.append(
+            _logged(session, done, row, changed, actor, "outbound_retry", before, after, reason)
         )
-        log_event(
-            session,
-            done,
-            contribution,
-            actor,
-            "outbound_retry",
-            before,
-            {"outbound": row.id, "status": "queued", "attempts": 0},
-            reason,
-        )
-        done.outbound.append(row.id)
-        outcome.append(Outcome(row.id, "queued", changed=True))
+        if changed:
+            done.outbound.append(row.id)
 
     run(runtime, work)  # enqueues what it re-queued, once committed
     (result,) = outcome
     if result.changed:
         log.info("outbound %d re-queued by %s", outbound_id, actor.name)
     return result
+
+
+def _logged(
+    session: Session,
+    done: Done,
+    row: OutboundMessage,
+    changed: int,
+    actor: Actor,
+    action: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str | None,
+) -> Outcome:
+    """The end of a retry or a discard: of two at once, the one whose conditional update
+    changed nothing reports the row as the other left it; the one that changed it is logged."""
+    if not changed:
+        session.refresh(row)
+        return Outcome(row.id, row.status, changed=False)
+    contribution = session.get(Contribution, row.contribution_id) if row.contribution_id else None
+    log_event(session, done, contribution, actor, action, before, after, reason)
+    return Outcome(row.id, str(after["status"]), changed=True)
 
 
 def discard(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None = None) -> Outcome:
@@ -214,24 +223,10 @@ def discard(runtime: Runtime, outbound_id: int, actor: Actor, reason: str | None
             .values(status=DISCARDED, recipient_encrypted=None, next_attempt_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
-        if not changed:
-            session.refresh(row)
-            outcome.append(Outcome(row.id, row.status, changed=False))
-            return
-        contribution = (
-            session.get(Contribution, row.contribution_id) if row.contribution_id else None
+        after = {"outbound": row.id, "status": DISCARDED}
+        outcome.append(
+            _logged(session, done, row, changed, actor, "outbound_discard", before, after, reason)
         )
-        log_event(
-            session,
-            done,
-            contribution,
-            actor,
-            "outbound_discard",
-            before,
-            {"outbound": row.id, "status": DISCARDED},
-            reason,
-        )
-        outcome.append(Outcome(row.id, DISCARDED, changed=True))
 
     run(runtime, work)
     (result,) = outcome
