@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import threading
 import warnings
@@ -38,6 +39,11 @@ from channels.telegram.updates import FILE_ID
 from gateway import files
 from gateway.messages import OutgoingText, SendError
 from gateway.privacy import redact
+
+# PTB 22.2 deprecates integer time periods (RetryAfter.retry_after becomes a timedelta in its
+# next major version) and warns on every RetryAfter it builds. Opt in to the coming behaviour
+# now, as PTB documents, unless the operator chose otherwise; retry_seconds reads both types.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +74,8 @@ def retry_seconds(value: int | float | timedelta) -> float:
 
 
 def retry_after(exc: RetryAfter) -> float:
-    """The wait Telegram asks for, in seconds (PTB 22 warns that its type will change)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return retry_seconds(exc.retry_after)
+    """The wait Telegram asks for, in seconds (a timedelta with PTB_TIMEDELTA, else an int)."""
+    return retry_seconds(exc.retry_after)
 
 
 async def raw_call(bot: Bot, method: str, params: dict[str, Any], **timeouts: Any) -> Any:
