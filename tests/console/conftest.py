@@ -3,8 +3,9 @@ PostgreSQL, real Redis), driven like a browser: cookies, CSRF tokens, forms."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import RUNTIME
+from tests.conftest import require_tool
 from tests.console.dom import Node, parse
 
 PASSWORD = "correct horse battery"
@@ -162,3 +164,51 @@ async def admin(rt: Runtime, new_browser: Callable[[], Awaitable[Browser]]) -> B
     page = await browser.login("alex")
     assert page.status == 303, page.text
     return browser
+
+
+@contextlib.asynccontextmanager
+async def chromium_tab(
+    rt: Runtime,
+    server: TestServer,
+    name: str,
+    role: str = "moderator",
+    *,
+    lands_on: str = "queue",
+    init_script: str | None = None,
+) -> AsyncIterator[Any]:
+    """A Chromium tab (Debian's, through Playwright) logged in to the console as a new account
+    ``name`` with ``role``, on the page the login lands on. The tab carries ``base`` (the
+    server's URL), and what it saw: ``dialogs`` (alert, confirm: each recorded, then dismissed
+    so that the page never freezes on one), ``console_errors`` and ``page_errors`` (uncaught
+    exceptions). ``init_script`` runs in every page before its own scripts."""
+    chromium = require_tool("chromium")
+    playwright_api = pytest.importorskip("playwright.async_api")
+    add_account(rt, name, role=role)
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = await browser.new_page()
+            if init_script:
+                await tab.add_init_script(init_script)
+            tab.dialogs, tab.console_errors, tab.page_errors = [], [], []
+
+            async def on_dialog(dialog: Any) -> None:
+                tab.dialogs.append(dialog.message)
+                await dialog.dismiss()
+
+            tab.on("dialog", on_dialog)
+            tab.on(
+                "console",
+                lambda m: tab.console_errors.append(m.text) if m.type == "error" else None,
+            )
+            tab.on("pageerror", lambda error: tab.page_errors.append(str(error)))
+            # localhost is a secure context: the session cookie (Secure) is kept over plain http.
+            tab.base = f"http://localhost:{server.port}"
+            await tab.goto(tab.base + "/moderation/login")
+            await tab.fill("input#name", name)
+            await tab.fill("input#password", PASSWORD)
+            await tab.click("form#login-form button[type=submit]")
+            await tab.wait_for_url(f"**/moderation/{lands_on}")
+            yield tab
+        finally:
+            await browser.close()

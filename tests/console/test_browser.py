@@ -10,41 +10,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.models import Contribution
-from tests.conftest import require_tool
 from tests.console import seed
-from tests.console.conftest import PASSWORD, add_account
+from tests.console.conftest import chromium_tab
 
 HOSTILE = '<img src=x onerror=alert(1)> "><svg onload=alert(1)> <script>alert(1)</script>'
 
 
 @pytest.fixture
 async def page(rt: Any, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "camille")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = await browser.new_page()
-        dialogs: list[str] = []
-        tab.on("dialog", lambda dialog: dialogs.append(dialog.message))
-        tab.console_errors = []
-        tab.on(
-            "console",
-            lambda message: (
-                tab.console_errors.append(message.text) if message.type == "error" else None
-            ),
-        )
-        # localhost is a secure context: the session cookie (Secure) is kept over plain http.
-        base = f"http://localhost:{server.port}"
-        tab.base = base
-        tab.dialogs = dialogs
-        await tab.goto(base + "/moderation/login")
-        await tab.fill("input#name", "camille")
-        await tab.fill("input#password", PASSWORD)
-        await tab.click("form#login-form button[type=submit]")
-        await tab.wait_for_url("**/moderation/queue")
+    async with chromium_tab(rt, server, "camille") as tab:
         yield tab
-        await browser.close()
 
 
 async def test_the_live_board_shows_new_and_changed_contributions_as_text(rt, page):

@@ -13,29 +13,16 @@ from aiohttp.test_utils import TestServer
 
 from gateway import announcements
 from gateway.models import Contributor
-from tests.conftest import require_tool
 from tests.console import seed
-from tests.console.conftest import PASSWORD, add_account
+from tests.console.conftest import chromium_tab
 
 URL = "https://ville.example/parc/synthese.pdf"
 
 
 @pytest.fixture
 async def admin_page(rt: Any, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "dominique", role="admin")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = await browser.new_page()
-        tab.base = f"http://localhost:{server.port}"  # a secure context: the cookie is kept
-        await tab.goto(tab.base + "/moderation/login")
-        await tab.fill("input#name", "dominique")
-        await tab.fill("input#password", PASSWORD)
-        await tab.click("form#login-form button[type=submit]")
-        await tab.wait_for_url("**/moderation/queue")
+    async with chromium_tab(rt, server, "dominique", "admin") as tab:
         yield tab
-        await browser.close()
 
 
 async def test_an_admin_publishes_a_synthesis_from_the_campaigns_page(rt, admin_page):

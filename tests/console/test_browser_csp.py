@@ -11,9 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.console.auth import CONTENT_SECURITY_POLICY
-from tests.conftest import require_tool
 from tests.console import seed
-from tests.console.conftest import PASSWORD, add_account
+from tests.console.conftest import chromium_tab
 from tests.console.test_access import get_pages, seeded
 
 # Runs before any script of every page: records each violation the browser reports.
@@ -27,25 +26,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture
 async def admin_tab(rt: Any, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "sacha", role="admin")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = await browser.new_page()
-        await tab.add_init_script(LISTEN)
-        tab.errors = []
-        tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-        tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-        # localhost is a secure context: the session cookie (Secure) is kept over plain http.
-        tab.base = f"http://localhost:{server.port}"
-        await tab.goto(tab.base + "/moderation/login")
-        await tab.fill("input#name", "sacha")
-        await tab.fill("input#password", PASSWORD)
-        await tab.click("form#login-form button[type=submit]")
-        await tab.wait_for_url("**/moderation/queue")
+    async with chromium_tab(rt, server, "sacha", "admin", init_script=LISTEN) as tab:
         yield tab
-        await browser.close()
 
 
 async def test_every_console_page_loads_without_a_policy_violation(rt, admin_tab):
@@ -59,7 +41,7 @@ async def test_every_console_page_loads_without_a_policy_violation(rt, admin_tab
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
         await admin_tab.wait_for_load_state("load")
         assert await admin_tab.evaluate("window.__violations") == [], path
-    assert admin_tab.errors == []
+    assert admin_tab.console_errors + admin_tab.page_errors == []
 
 
 async def test_an_inline_script_is_refused_and_reported(rt, admin_tab):

@@ -11,8 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from channels.twilio.tests.fake_api import FakeTwilio
-from tests.conftest import require_tool
-from tests.console.conftest import PASSWORD, add_account
+from tests.console.conftest import chromium_tab
 from tests.deadletter_kit import undeliverable
 from tests.helpers import drain
 
@@ -21,20 +20,8 @@ RESIDENT = "+33698765432"
 
 @pytest.fixture
 async def admin_page(rt: Any, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "dominique", role="admin")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = await browser.new_page()
-        tab.base = f"http://localhost:{server.port}"  # a secure context: the cookie is kept
-        await tab.goto(tab.base + "/moderation/login")
-        await tab.fill("input#name", "dominique")
-        await tab.fill("input#password", PASSWORD)
-        await tab.click("form#login-form button[type=submit]")
-        await tab.wait_for_url("**/moderation/queue")
+    async with chromium_tab(rt, server, "dominique", "admin") as tab:
         yield tab
-        await browser.close()
 
 
 async def test_an_admin_retries_an_undelivered_message(rt, admin_page, fake_twilio: FakeTwilio):

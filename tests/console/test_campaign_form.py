@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from gateway.models import Campaign, ModerationEvent
 from gateway.runtime import Runtime
-from tests.conftest import require_tool
-from tests.console.conftest import PASSWORD, Browser, add_account
+from tests.console.conftest import Browser, chromium_tab
 
 PAGE = "/moderation/admin/campaigns"
 QUAIS = {
@@ -133,21 +132,8 @@ async def test_the_download_is_what_campaigns_load_reads(rt: Runtime, admin: Bro
 
 @pytest.fixture
 async def tab(rt: Runtime, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "alex", role="admin")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = await browser.new_page()
-        base = f"http://localhost:{server.port}"
-        page.base = base
-        await page.goto(base + "/moderation/login")
-        await page.fill("input#name", "alex")
-        await page.fill("input#password", PASSWORD)
-        await page.click("form#login-form button[type=submit]")
-        await page.wait_for_url("**/moderation/queue")
-        yield page
-        await browser.close()
+    async with chromium_tab(rt, server, "alex", "admin") as tab:
+        yield tab
 
 
 async def test_an_admin_creates_and_edits_a_campaign_in_chromium(rt: Runtime, tab: Any):

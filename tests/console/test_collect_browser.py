@@ -19,8 +19,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from gateway.models import Contribution
-from tests.conftest import require_tool
-from tests.console.conftest import PASSWORD, add_account
+from tests.console.conftest import chromium_tab
 from tests.helpers import drain
 
 BAD_LINES = {27: "texte", 118: "mode", 164: "quartier"}
@@ -28,24 +27,8 @@ BAD_LINES = {27: "texte", 118: "mode", 164: "quartier"}
 
 @pytest.fixture
 async def page(rt: Any, server: TestServer) -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    playwright_api = pytest.importorskip("playwright.async_api")
-    add_account(rt, "sam", role="agent")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = await browser.new_page()
-        dialogs: list[str] = []
-        tab.on("dialog", lambda dialog: dialogs.append(dialog.message))
-        base = f"http://localhost:{server.port}"
-        tab.base = base
-        tab.dialogs = dialogs
-        await tab.goto(base + "/moderation/login")
-        await tab.fill("input#name", "sam")
-        await tab.fill("input#password", PASSWORD)
-        await tab.click("form#login-form button[type=submit]")
-        await tab.wait_for_url("**/moderation/collect")
+    async with chromium_tab(rt, server, "sam", "agent", lands_on="collect") as tab:
         yield tab
-        await browser.close()
 
 
 def day_of_the_stand(path: Path) -> Path:
