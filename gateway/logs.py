@@ -41,9 +41,15 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure(level: str = "INFO") -> None:
+# A service's log (serve, worker, pollers): when, how serious, where from. A one-off command's
+# few warnings: a line each, as a command-line tool speaks.
+SERVICE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+COMMAND_FORMAT = "gateway: %(levelname)s: %(message)s"
+
+
+def configure(level: str = "INFO", *, fmt: str = SERVICE_FORMAT) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter(fmt))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

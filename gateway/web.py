@@ -122,8 +122,14 @@ def load_campaigns(runtime: Runtime) -> None:
         return
     specs = campaigns.read_files([directory], runtime.settings.timezone)
     with runtime.sessions.begin() as session:
-        for slug, result in campaigns.upsert(session, specs, runtime, keep_edited=True):
+        results = campaigns.upsert(session, specs, runtime, keep_edited=True)
+    # What changed, a line each; what did not, one line for all (a city may have dozens).
+    for slug, result in results:
+        if result != "unchanged":
             log.info("campaign %s: %s", slug, result)
+    same = sum(result == "unchanged" for _, result in results)
+    if same:
+        log.info("%d campaign(s) unchanged in %s", same, directory)
 
 
 async def healthz(request: web.Request) -> web.Response:

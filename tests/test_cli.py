@@ -86,6 +86,33 @@ def test_simulate_prints_a_french_receipt_and_the_contribution_is_listed(run, tm
         Redis(unix_socket_path=str(tmp_path / "data" / "redis" / "redis.sock")).ping()
 
 
+def test_a_successful_one_off_command_prints_no_log_line_unless_verbose(tmp_path):
+    # The default LOG_LEVEL (INFO), which `serve` and `worker` use: one-off commands stay quiet.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+
+    def gateway(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*GATEWAY, *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = gateway("db", "upgrade")  # creates the database: every migration runs
+    assert first.stdout == "database schema is current\n"
+    loaded = gateway("campaigns", "load", str(TEST_CAMPAIGNS))
+    assert "parc: created" in loaded.stdout
+    # The one line a first start owes the operator: where the new key is, to back it up.
+    (line,) = (first.stderr + loaded.stderr).splitlines()
+    assert line.startswith("gateway: WARNING: generated a new secret key in ")
+    assert gateway("db", "upgrade").stderr == ""
+    assert gateway("contributions", "list").stderr == ""
+    verbose = gateway("--verbose", "campaigns", "load", str(TEST_CAMPAIGNS))
+    assert "gateway: INFO: " in verbose.stderr and "parc: unchanged" in verbose.stdout
+    assert "gateway: INFO: " in gateway("--log-level", "DEBUG", "db", "upgrade").stderr
+    version = gateway("--version").stdout
+    assert version.startswith("gateway, version ") and version.split()[-1][0].isdigit()
+
+
 def test_campaigns_load_is_idempotent_by_slug(run):
     first = run("campaigns", "load", str(TEST_CAMPAIGNS)).stdout
     second = run("campaigns", "load", str(TEST_CAMPAIGNS)).stdout

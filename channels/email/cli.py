@@ -30,8 +30,9 @@ def email_group() -> None:
 def poll(once: bool) -> None:
     """Read the IMAP mailbox (IDLE when offered): each new message stored once, never deleted."""
     from channels.email import imap
-    from gateway.cli.common import open_runtime
+    from gateway.cli.common import open_runtime, service_logging
 
+    service_logging()
     runtime = open_runtime()
     if not of(runtime.settings).imap_host:
         runtime.close()
@@ -54,8 +55,9 @@ def poll(once: bool) -> None:
 def smtpd(host: str | None, port: int | None) -> None:
     """Receive mail for EMAIL_ADDRESS (and its plus addresses) by SMTP."""
     from channels.email import smtp_receiver
-    from gateway.cli.common import open_runtime
+    from gateway.cli.common import open_runtime, service_logging
 
+    service_logging()
     runtime = open_runtime()
     settings = of(runtime.settings)
     if not settings.email_address:

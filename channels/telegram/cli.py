@@ -136,9 +136,10 @@ def info() -> None:
 @click.option("--once", is_flag=True, help="Read what is waiting once, then exit.")
 def poll(timeout: int, once: bool) -> None:
     """Read updates with getUpdates and store them as the webhook would."""
-    from gateway.cli.common import open_runtime
+    from gateway.cli.common import open_runtime, service_logging
 
     _settings()  # refuses early without a token
+    service_logging()
     runtime = open_runtime()
     try:
         count = asyncio.run(poll_updates(runtime, timeout=timeout, once=once))

@@ -6,9 +6,28 @@ from __future__ import annotations
 
 import click
 
-from gateway import db
+from gateway import db, logs
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
+
+# The level asked for on the command line (--log-level, or INFO for --verbose), if any.
+_CHOSEN_LEVEL = "gateway.log_level"
+
+
+def command_logging(ctx: click.Context, level: str | None, verbose: bool) -> None:
+    """A one-off command is quiet when it succeeds: warnings and errors only, a line each,
+    unless ``--verbose`` (its progress, INFO) or ``--log-level`` asks for more."""
+    chosen = level or ("INFO" if verbose else None)
+    ctx.meta[_CHOSEN_LEVEL] = chosen
+    logs.configure(chosen or "WARNING", fmt=logs.COMMAND_FORMAT)
+
+
+def service_logging(settings: Settings | None = None) -> None:
+    """A long-running command (serve, worker, a channel's poller or receiver) logs what it does,
+    at LOG_LEVEL (INFO by default) unless the command line chose a level."""
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.meta.get(_CHOSEN_LEVEL) if ctx is not None else None
+    logs.configure(chosen or (settings or load_settings()).log_level)
 
 
 def load_settings() -> Settings:

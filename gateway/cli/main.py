@@ -17,8 +17,8 @@ import click
 from sqlalchemy import select
 
 from gateway import campaigns as campaign_files
-from gateway import db, files, logs, plugins
-from gateway.cli.common import load_settings, open_runtime
+from gateway import db, files, plugins
+from gateway.cli.common import command_logging, load_settings, open_runtime, service_logging
 from gateway.queues import QUEUES
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
@@ -27,14 +27,20 @@ log = logging.getLogger("gateway")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agora-gateway", prog_name="gateway")
 @click.option("--log-level", default=None, help="DEBUG, INFO or WARNING.")
-def main(log_level: str | None) -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show a one-off command's progress (INFO lines)."
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     """Agora gateway: residents contribute to a city's consultations by SMS, voice, chat, email."""
     # Before anything is written: the database, recordings, mail, the embedded Redis's files
     # and the secret key are the gateway user's only (gateway.files), whatever the login
     # shell's umask; child processes (the embedded Redis, pre-forked web processes) inherit it.
     os.umask(files.PROCESS_UMASK)
-    logs.configure(log_level or load_settings().log_level)
+    # Quiet by default; serve, worker and the channels' pollers raise it (service_logging).
+    command_logging(ctx, log_level, verbose)
 
 
 @main.command()
@@ -61,6 +67,7 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
         settings = load_settings().ensure_secret_key()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    service_logging(settings)
     host = host or settings.host
     port = port or settings.port
     # Schema and campaigns once, before any web process starts: a clear message instead of a
@@ -170,6 +177,7 @@ def worker(burst: bool, queue_names: tuple[str, ...]) -> None:
     """Run a worker: processes messages, sends replies, transcribes audio."""
     from workers.runner import run_worker
 
+    service_logging()
     runtime = open_runtime()
     try:
         run_worker(runtime, queue_names or QUEUES, burst)

@@ -211,7 +211,7 @@ def test_set_webhook_registers_the_url_secret_updates_and_commands(
     gateway: Invoke, bot_env: dict[str, str | None], fake_telegram: FakeTelegram
 ):
     fake_telegram.push_update(tu.text(CHAT, "waiting since before the webhook"))
-    result = gateway("telegram", "set-webhook", env=bot_env)
+    result = gateway("--log-level", "DEBUG", "telegram", "set-webhook", env=bot_env)
 
     assert result.exit_code == 0, result.output
     assert f"webhook set for @{tu.BOT_USERNAME}: {WEBHOOK_URL}" in result.output
