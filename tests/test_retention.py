@@ -535,3 +535,55 @@ def test_a_period_that_makes_no_sense_is_refused_and_nothing_is_purged(
         assert name.removeprefix("GATEWAY_") in result.output.upper(), result.output
         with runtime.sessions() as session:
             assert session.scalar(select(InboundMessage.text)) == "bonjour"
+
+
+# Redis keys that hold no data of their own, only names: the set of queue names, and the
+# queues and job registries, whose members are job ids (each job's own keys expire).
+RQ_STRUCTURE = re.compile(
+    rb"rq:queues|rq:queue:[\w-]+|rq:(finished|failed|started|deferred|scheduled|canceled|wip)"
+    rb":[\w-]+|rq:workers(:[\w-]+)?|rq:clean_registries:[\w-]+"
+)
+
+
+def test_nothing_in_redis_outlives_the_shortest_retention_period(
+    runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis is never purged: what it holds must expire by itself, before the shortest period
+    (RAW_PAYLOAD_RETENTION_DAYS), whether a job succeeded or failed (RQ keeps a failed job, its
+    arguments and its traceback, for KEEP_FAILURE)."""
+    from gateway import processing
+    from tests.helpers import drain, send_sms
+
+    for n in range(3):
+        send_sms(runtime, "PARC des bancs près du lavoir", sender=f"+3361234000{n}")
+    send_sms(runtime, "STOP", sender="+33612340001")
+    real = processing.process_inbound
+
+    def poison(rt: Runtime, message_id: int) -> list[int]:
+        raise RuntimeError("this message cannot be processed")
+
+    monkeypatch.setattr(processing, "process_inbound", poison)
+    send_sms(runtime, "PARC encore", sender="+33612340005")
+    monkeypatch.setattr(processing, "process_inbound", real)
+    drain(runtime)
+
+    redis = runtime.redis
+    limit = settings.raw_payload_retention_days * 24 * 3600
+    now = datetime.now(UTC).timestamp()
+    kinds: dict[str, int] = {}
+    for key in redis.scan_iter(count=1000):
+        ttl = redis.ttl(key)
+        if RQ_STRUCTURE.fullmatch(key):
+            kind = "structure"
+            if redis.type(key) == b"zset":
+                # A registry's score is when its entry expires (+inf: while the job runs).
+                for member, score in redis.zrange(key, 0, -1, withscores=True):
+                    assert score == float("inf") or score - now <= limit, (key, member)
+                    assert redis.exists(b"rq:job:" + member), (key, member)
+        else:
+            assert 0 < ttl <= limit, f"{key!r} lives {ttl} s (limit {limit} s)"
+            kind = key.split(b":")[1].decode() if key.startswith(b"rq:") else "gateway"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    # The scenario left what it should: jobs, their results, and the failed one.
+    assert kinds.get("job", 0) >= 5 and kinds.get("results", 0) >= 4, kinds
+    assert redis.zcard("rq:failed:inbound") == 1
