@@ -310,6 +310,8 @@ class Settings(_GatewaySettings):
     # (System > API credentials). The secret is never shown: not in repr, not in a log.
     decidim_url: DecidimUrl = ""
     decidim_api_key: Secret = ""
+    # /metrics: empty, only scrapes from this machine; set, a bearer token (gateway.metrics).
+    metrics_token: Secret = ""
     decidim_api_secret: Secret = Field(default="", repr=False)
     log_level: str = "INFO"
 

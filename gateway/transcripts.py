@@ -10,8 +10,9 @@ human to hear.
 from __future__ import annotations
 
 import logging
+import time
 
-from gateway import enqueue
+from gateway import enqueue, metrics
 from gateway.clock import now_utc
 from gateway.models import Campaign, Contribution
 from gateway.moderation import actions, aposteriori, grouping
@@ -47,9 +48,15 @@ def transcribe_contribution(runtime: Runtime, contribution_id: int) -> str:
         return "pending"
     try:
         audio = decode_to_pcm(audio_path)
+        started = time.monotonic()
         transcript = VoskEngine(model.path, name=model.name, language=model.language).transcribe(
             audio
         )
+        # The real-time factor an operator watches (gateway.metrics): flushed now, since a
+        # forked worker's job process ends with the job.
+        metrics.count("transcription_seconds", time.monotonic() - started, language=language)
+        metrics.count("transcribed_audio_seconds", transcript.duration, language=language)
+        metrics.flush(runtime.redis)
     except AudioError as exc:
         return _record(runtime, contribution_id, status="failed", error=f"{exc.code}: {exc}")
     except Exception as exc:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import api, campaigns, console, greetings, plugins, recorded_answers_web
+from gateway import api, campaigns, console, greetings, metrics_web, plugins, recorded_answers_web
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
@@ -30,6 +30,7 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     app[SERVICES] = services
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
+    metrics_web.setup(app)
     for plugin in plugins.installed():
         if plugin.routes is not None:
             plugin.routes(app)  # the plugin's webhooks, whether configured or not (they refuse)
