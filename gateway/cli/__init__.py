@@ -12,7 +12,7 @@ added from the registry (gateway.plugins).
 from __future__ import annotations
 
 from gateway import plugins
-from gateway.cli import accounts, privacy, publication, residents, secrets
+from gateway.cli import accounts, backup, privacy, publication, residents, secrets
 from gateway.cli.main import main
 
 for command in (
@@ -23,6 +23,8 @@ for command in (
     residents.quarantine_group,
     secrets.secrets_group,
     privacy.privacy_group,
+    backup.backup_command,
+    backup.restore_command,
 ):
     main.add_command(command)
 for plugin in plugins.installed():
