@@ -139,6 +139,9 @@ class ChannelPlugin:
     # The pace of bulk sends (gateway.announcements), in messages a second, as the provider's
     # rules allow (an SMS long code: about 1; a bot API: up to 30); None: the core's default.
     announcement_rate: float | None = None
+    # ``gateway doctor``: the provider's credentials tried with a harmless call (an account
+    # look-up), as gateway.doctor.Check items; None: "configured" is all it can say.
+    doctor: Callable[[Settings], list[Any]] | None = None
 
 
 @cache

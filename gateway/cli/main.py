@@ -497,3 +497,23 @@ def _drain(runtime: Runtime) -> None:
     )
     for _ in range(3):  # inbound jobs enqueue outbound jobs
         worker.work(burst=True, logging_level="WARNING")
+
+
+@main.command()
+@click.option("--offline", is_flag=True, help="Do not try providers' credentials nor PUBLIC_URL.")
+def doctor(offline: bool) -> None:
+    """Check this installation and say what to fix: settings, key, database, Redis, campaigns,
+    speech models, PUBLIC_URL, providers' credentials. Changes nothing."""
+    from gateway import doctor as checks
+
+    marks = {"ok": "ok     ", "warning": "WARNING", "problem": "PROBLEM"}
+    found = checks.run(load_settings(), online=not offline)
+    for check in found:
+        click.echo(f"{marks[check.level]} {check.name}: {check.detail}")
+        if check.fix:
+            click.echo(f"        → {check.fix}")
+    problems = sum(check.level == "problem" for check in found)
+    warnings = sum(check.level == "warning" for check in found)
+    click.echo(f"{problems} problem(s), {warnings} warning(s)")
+    if problems:
+        raise SystemExit(1)
