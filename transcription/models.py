@@ -16,6 +16,7 @@ so what runs is exactly what was reviewed, whatever the server sends.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pkgutil
 import re
@@ -45,14 +46,65 @@ class CatalogueEntry(NamedTuple):
     archive: str  # the publisher's file name without ".zip", also the installed folder's name
     sha256: str | None  # None: nobody has pinned it yet; install() refuses unless told otherwise
     size: int | None  # bytes, when known: progress bars and a cap on what is downloaded
+    language: str | None = None
+    about: str = ""  # size and quality as the publisher measured them, for `models list`
 
 
 KNOWN_MODELS: dict[str, CatalogueEntry] = {
     # The publisher lists this archive at about 41 MB but publishes no digest,
     # and this digest could not be taken from a trusted copy yet: pin it (and
     # the exact size) from a download checked by hand, then drop allow_unpinned.
-    "fr-small": CatalogueEntry("vosk-model-small-fr-0.22", None, None),
+    "fr-small": CatalogueEntry(
+        "vosk-model-small-fr-0.22",
+        None,
+        None,
+        "fr",
+        "about 41 MB; word error rate about 24% (Common Voice); light, any server",
+    ),
+    # The publisher's server model: better words, at the cost of memory and time per message.
+    "fr": CatalogueEntry(
+        "vosk-model-fr-0.22",
+        None,
+        None,
+        "fr",
+        "about 1.4 GB; word error rate about 15% (Common Voice); a server with several GB of "
+        "memory per worker",
+    ),
 }
+
+# Which installed model serves a language, when the operator chose (``gateway models use``);
+# without a choice, the first installed model of the language, then a packaged one.
+CHOICES = "choices.json"
+
+
+def choices(data_dir: Path) -> dict[str, str]:
+    path = Path(data_dir) / "models" / CHOICES
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def use(data_dir: Path, name: str, language: str | None = None) -> ModelInfo:
+    """Make the installed (or packaged) model ``name`` the one for its language."""
+    wanted = {name, name.replace("_", "-")}
+    if name in KNOWN_MODELS:
+        wanted.add(KNOWN_MODELS[name].archive)
+    found = next((m for m in find_models(data_dir) if m.name in wanted), None)
+    if found is None:
+        raise ModelError(f"no installed model named {name!r}: see `gateway models list`")
+    language = (language or found.language or "").lower()
+    if not language:
+        raise ModelError(f"{found.name}: its name says no language; give --language")
+    chosen = choices(data_dir) | {language: found.name}
+    folder = Path(data_dir) / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{CHOICES}.tmp"
+    staging.write_text(json.dumps(chosen, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(staging, folder / CHOICES)
+    return ModelInfo(found.name, found.path, language, found.source)
+
 
 Source = Literal["installed", "package", "path"]
 
@@ -142,6 +194,10 @@ def resolve(vosk_model: str, data_dir: Path, language: str | None = None) -> Mod
         return None
     if language:
         wanted_language = language.lower().split("-")[0].split("_")[0]
+        chosen = choices(data_dir).get(wanted_language)
+        for info in models:
+            if chosen and info.name == chosen:
+                return ModelInfo(info.name, info.path, wanted_language, info.source)
         for info in models:
             if info.language == wanted_language:
                 return info

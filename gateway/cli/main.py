@@ -78,6 +78,8 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
     finally:
         runtime.close(release_redis=False)
     click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
+    for line in _speech_models(settings):
+        click.echo(line, err=True)
     if processes == 1:
         _serve_one(settings, host=host, port=port, sock=None, worker=True)
         return
@@ -105,6 +107,33 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
             embedded = EmbeddedRedis(settings.data_path)
             embedded.owner = True
             embedded.release()
+
+
+def _speech_models(settings: Settings) -> list[str]:
+    """One line per language of the campaigns: the model that transcribes it, or what to run."""
+    from sqlalchemy import create_engine
+
+    from gateway.models import Campaign
+    from transcription.models import KNOWN_MODELS, resolve
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        with engine.connect() as connection:
+            languages = sorted(set(connection.scalars(select(Campaign.language))))
+    finally:
+        engine.dispose()
+    lines = []
+    for language in languages or [settings.language]:
+        model = resolve(settings.vosk_model, settings.data_path, language)
+        if model is not None:
+            lines.append(f"speech ({language}): {model.name}")
+        else:
+            hint = f"{language}-small" if f"{language}-small" in KNOWN_MODELS else "FILE.zip"
+            lines.append(
+                f"speech ({language}): no model, voice messages wait untranscribed; "
+                f"run `gateway models install {hint}`"
+            )
+    return lines
 
 
 def _serve_one(settings: Settings, *, host: str, port: int, sock: object, worker: bool) -> None:
@@ -328,15 +357,50 @@ def models_group() -> None:
 
 @models_group.command("list")
 def models_list() -> None:
-    """List the speech models this gateway can use."""
-    from transcription.models import find_models
+    """List the speech models installed (and which serves each language), then those known
+    that can be installed, with their size and quality."""
+    from transcription.models import KNOWN_MODELS, choices, find_models, resolve
 
     settings = load_settings()
     found = find_models(settings.data_path)
+    chosen = choices(settings.data_path)
     if not found:
         click.echo("no speech model: `gateway models install fr-small` (or --from FILE.zip)")
+    serving = {
+        language: resolve(settings.vosk_model, settings.data_path, language)
+        for language in {m.language for m in found if m.language}
+    }
     for model in found:
-        click.echo(f"{model.name:<32} {model.language or '?':<4} {model.source:<10} {model.path}")
+        mark = ""
+        if model.language and (used := serving.get(model.language)) and used.name == model.name:
+            mark = f"  ← {model.language}" + (" (chosen)" if chosen.get(model.language) else "")
+        click.echo(
+            f"{model.name:<32} {model.language or '?':<4} {model.source:<10} {model.path}{mark}"
+        )
+    names = {m.name for m in found}
+    available = [(k, e) for k, e in KNOWN_MODELS.items() if e.archive not in names]
+    if available:
+        click.echo("\nknown, not installed (`gateway models install NAME`):")
+        for key, entry in available:
+            click.echo(f"{key:<10} {entry.archive:<28} {entry.language or '?':<4} {entry.about}")
+
+
+@models_group.command("use")
+@click.argument("name")
+@click.option("--language", default=None, help="When the model's name says none.")
+def models_use(name: str, language: str | None) -> None:
+    """Make an installed model the one that transcribes its language's campaigns (VOSK_MODEL,
+    when set, still wins for every language)."""
+    from transcription import models
+
+    settings = load_settings()
+    try:
+        info = models.use(settings.data_path, name, language)
+    except models.ModelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{info.language}: {info.name}")
+    if settings.vosk_model:
+        click.echo("note: VOSK_MODEL is set and wins over this choice", err=True)
 
 
 @models_group.command("install")

@@ -266,3 +266,47 @@ def test_unknown_model_and_unreachable_server(
     assert leftovers(tmp_path) == []
     with pytest.raises(ModelError, match="only http"):
         install("fr-small", tmp_path, base_url="file:///etc", allow_unpinned=True)
+
+
+def _installed(data_dir: Path, name: str) -> None:
+    folder = data_dir / "models" / name
+    for relative, data in MODEL_FILES.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+
+def test_use_chooses_which_installed_model_serves_a_language(tmp_path: Path) -> None:
+    _installed(tmp_path, "vosk-model-fr-0.22")
+    _installed(tmp_path, "vosk-model-small-fr-0.22")
+    resolved = resolve("", tmp_path, "fr")
+    assert resolved is not None and resolved.name == "vosk-model-fr-0.22"  # first by name
+    chosen = models.use(tmp_path, "fr-small")  # a catalogue name, installed
+    assert (chosen.name, chosen.language) == ("vosk-model-small-fr-0.22", "fr")
+    resolved = resolve("", tmp_path, "fr-FR")
+    assert resolved is not None and resolved.name == "vosk-model-small-fr-0.22"
+    assert resolve("", tmp_path, "ko") is None or resolve("", tmp_path, "ko").language == "ko"
+    # VOSK_MODEL still wins; a chosen model that was removed falls back to another one.
+    assert resolve("vosk-model-fr-0.22", tmp_path, "fr").name == "vosk-model-fr-0.22"  # type: ignore[union-attr]
+    import shutil
+
+    shutil.rmtree(tmp_path / "models" / "vosk-model-small-fr-0.22")
+    fallback = resolve("", tmp_path, "fr")
+    assert fallback is not None and fallback.name == "vosk-model-fr-0.22"
+
+
+def test_use_refuses_what_is_not_installed_or_has_no_language(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no installed model"):
+        models.use(tmp_path, "fr")
+    _installed(tmp_path, "mairie-custom")
+    with pytest.raises(ModelError, match="give --language"):
+        models.use(tmp_path, "mairie-custom")
+    assert models.use(tmp_path, "mairie-custom", "fr").language == "fr"
+    resolved = resolve("", tmp_path, "fr")
+    assert resolved is not None and resolved.name == "mairie-custom"
+    (tmp_path / "models" / "choices.json").write_text("not json")
+    assert models.choices(tmp_path) == {}  # a damaged file: as if nothing was chosen
+
+
+def test_the_catalogue_says_size_and_quality() -> None:
+    for entry in models.KNOWN_MODELS.values():
+        assert entry.language and "word error rate" in entry.about and "B" in entry.about
