@@ -235,3 +235,18 @@ def test_a_second_turn_waits_for_the_first(settings: Settings):
     assert first.reserved and first.wait == 0
     assert not second.reserved and second.wait > 1.0  # 2 s, less the time between the calls
     assert third.reserved and third.wait > 1.0
+
+
+def test_unpaced_the_fake_refuses_a_burst(settings: Settings, fake_twilio: FakeTwilio):
+    """The meter the tests above pass is a real one: without pacing, three receipts from one
+    number are refused with Twilio's 429 (and retried later, not lost)."""
+    fake_twilio.limit(segments_per_second=1.0)
+    runtime = runtime_with(settings, outbound_pacing=False)
+    try:
+        ids = queue_replies(runtime, "sms", [(number(n), f"Merci {n}") for n in range(3)], FROM)
+        drain(runtime, ids, timeout=60)
+        assert statuses(runtime, ids) == ["sent"] * 3
+    finally:
+        runtime.close()
+    assert refused(fake_twilio) != []
+    assert sorted(m["To"] for m in fake_twilio.messages) == [number(n) for n in range(3)]
