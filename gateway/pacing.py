@@ -1,15 +1,17 @@
 """Outbound pacing: every message the gateway sends waits its turn at its provider's rate.
 
-Providers limit how fast one sender may send: Twilio sends about one SMS segment a second from
-a long code (a short code or a Messaging Service with several numbers: more), the Telegram Bot
-API about one message a second per chat and thirty a second in all, a mail server throttles a
-burst from one sender. A burst of receipts after a radio show sent as fast as workers can turns
-into the provider's 429s, retries and late receipts; paced, it goes out at the provider's rate.
+Providers limit how fast one sender may send: an SMS long code sends about one segment a
+second (a short code, or a pool of numbers, more), a chat app's bot about one message a second
+per chat and some tens a second in all, a mail server throttles a burst from one sender (the
+rates and their sources: docs/operations.md, "Outbound pacing"). A burst of receipts after a
+radio show, sent as fast as workers can, turns into the provider's 429s, retries and late
+receipts; paced, it goes out at the provider's rate.
 
 Each plugin declares its rates (``ChannelPlugin.pace``, read from its settings so a city can
-raise them): a list of ``Limit``, each one bucket per sending identity (``sender``: a Twilio
-``From`` number or Messaging Service, an email address), per recipient (``recipient``: a
-Telegram chat) or for the whole account (``account``), counted in messages or in SMS segments.
+raise them): a list of ``Limit``, each one bucket per sending identity (``sender``: an SMS
+sending number or the provider's pool of numbers, an email address), per recipient
+(``recipient``: a chat) or for the whole account (``account``), counted in messages or in SMS
+segments.
 The same declaration paces announcements (gateway.announcements): one source for one rate.
 
 The buckets are in Redis, shared by every worker of every machine: a GCRA-like reservation
@@ -60,7 +62,7 @@ class Limit:
 @dataclass(frozen=True)
 class Pace:
     """What a plugin declares (``ChannelPlugin.pace``). ``sender``: the sending identity when
-    it is not the message's own sender (a Twilio Messaging Service picks the number)."""
+    it is not the message's own sender (a provider's pool of numbers picks it)."""
 
     limits: tuple[Limit, ...]
     sender: str | None = None
