@@ -69,8 +69,8 @@ class Pace:
 
     def bulk_rate(self) -> float | None:
         """Messages a second to many different recipients (announcements): the slowest rule
-        that is not per recipient; a one-segment message each."""
-        rates = [limit.rate for limit in self.limits if limit.scope != "recipient"]
+        that is not per recipient (0: no such rule); a one-segment message each."""
+        rates = [r.rate for r in self.limits if r.scope != "recipient" and r.rate > 0]
         return min(rates) if rates else None
 
 

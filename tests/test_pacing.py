@@ -250,3 +250,30 @@ def test_unpaced_the_fake_refuses_a_burst(settings: Settings, fake_twilio: FakeT
         runtime.close()
     assert refused(fake_twilio) != []
     assert sorted(m["To"] for m in fake_twilio.messages) == [number(n) for n in range(3)]
+
+
+def test_a_message_costs_its_segments_in_a_segment_rule_only():
+    pace = pacing.Pace(
+        (
+            pacing.Limit("sender", 1.0, "segment"),
+            pacing.Limit("account", 30.0),
+            pacing.Limit("recipient", 0),  # 0: no such rule
+        )
+    )
+    taken = pacing.buckets("x", pace, sender=FROM, recipient_hash="abc", segments=3)
+    assert [(b.interval, b.cost) for b in taken] == [(1.0, 3), (1 / 30, 1)]
+    assert not any(FROM.lstrip("+") in b.key for b in taken)
+    assert pace.bulk_rate() == 1.0
+    assert pacing.Pace((pacing.Limit("sender", 0), pacing.Limit("account", 30.0))).bulk_rate() == 30
+
+
+def test_the_local_fallback_takes_turns_as_redis_does():
+    clock = [100.0]
+    local = pacing._Local(lambda: clock[0])
+    taken = [pacing.Bucket("k", interval=0.5, cost=1)]
+    assert local.reserve(taken, 1.0) == pacing.Turn(True, 0.0)
+    assert local.reserve(taken, 1.0) == pacing.Turn(True, 0.5)
+    assert local.reserve(taken, 1.0) == pacing.Turn(True, 1.0)
+    assert local.reserve(taken, 1.0) == pacing.Turn(False, 1.5)  # too far: not taken
+    clock[0] = 101.5
+    assert local.reserve(taken, 1.0) == pacing.Turn(True, 0.0)
