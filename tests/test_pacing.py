@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,25 @@ def test_the_local_fallback_takes_turns_as_redis_does():
     assert local.reserve(taken, 1.0) == pacing.Turn(False, 1.5)  # too far: not taken
     clock[0] = 101.5
     assert local.reserve(taken, 1.0) == pacing.Turn(True, 0.0)
+
+
+def test_a_message_being_sent_holds_the_next_to_that_person_a_lost_one_does_not(
+    settings: Settings, fake_twilio: FakeTwilio
+):
+    runtime = runtime_with(settings, outbound_pacing=True, twilio_segments_per_second=100.0)
+    now = datetime.now(UTC)
+    try:
+        rounds = ((7, now, "queued"), (8, now - timedelta(minutes=5), "sent"))
+        for resident, claimed, expected in rounds:
+            first, second = queue_replies(
+                runtime, "sms", [(number(resident), "premier"), (number(resident), "second")], FROM
+            )
+            with runtime.sessions.begin() as session:
+                row = session.get(OutboundMessage, first)
+                assert row is not None
+                row.status, row.claimed_at = "sending", claimed  # a worker has it (or had)
+            assert outbound.send(runtime, second) == expected
+    finally:
+        runtime.close()
+    # Only the lost one's follower went.
+    assert [(m["To"], m["Body"]) for m in fake_twilio.messages] == [(number(8), "second")]

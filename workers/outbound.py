@@ -145,6 +145,8 @@ def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
 PACED = "paced: waiting for its turn at the provider's rate"
 # How long a message waits behind an earlier one to the same person being sent or paced.
 BEHIND = timedelta(seconds=1)
+# A send lasts at most its sleep (pacing.MAX_SLEEP) and the provider's answer (15 s).
+SENDING_FOR = timedelta(seconds=30)
 
 
 def _turn(
@@ -189,7 +191,10 @@ def _behind(session: Session, row: OutboundMessage, now: datetime) -> datetime |
             OutboundMessage.channel == row.channel,
             OutboundMessage.id < row.id,
             or_(
-                OutboundMessage.status == "sending",
+                # Being sent now; one claimed long ago lost its worker (the sweeper marks it
+                # failed) and holds nothing up.
+                (OutboundMessage.status == "sending")
+                & (OutboundMessage.claimed_at >= now - SENDING_FOR),
                 (OutboundMessage.status == "queued") & (OutboundMessage.error == PACED),
             ),
         )
