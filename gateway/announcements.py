@@ -23,7 +23,8 @@ the number they called from when it can receive an SMS; a landline caller gets n
 
 Pacing: announcements are bulk sends. Each one is an outbox row scheduled ahead
 (``next_attempt_at``), spaced by its channel's pace (the slowest configured provider's
-``announcement_rate``, capped by the ``ANNOUNCEMENT_RATE`` setting), after the announcements
+rate for many recipients, from the rules its plugin declares for every send,
+``gateway.pacing``; capped by the ``ANNOUNCEMENT_RATE`` setting), after the announcements
 already scheduled on that channel, and only within ``ANNOUNCEMENT_HOURS`` (local time): a
 campaign opened at night is announced from the next morning. Rows are not enqueued when
 decided: the sweeper enqueues them as they fall due, so a receipt or a reply, enqueued at
@@ -221,10 +222,10 @@ def _reachable(runtime: Runtime, rows: list[Contributor]) -> Recipient | None:
 
 
 def rate(settings: Settings, channel: str) -> float:
-    """Messages a second on ``channel``: its slowest configured provider's pace, capped by
-    ``ANNOUNCEMENT_RATE``."""
+    """Messages a second on ``channel``: its slowest configured provider's pace (the rules its
+    plugin declares for every send, gateway.pacing), capped by ``ANNOUNCEMENT_RATE``."""
     paces = [
-        p.announcement_rate or DEFAULT_RATE
+        (p.pace(settings).bulk_rate() if p.pace is not None else None) or DEFAULT_RATE
         for p in plugins.for_channel(channel)
         if p.configured(settings)
     ]

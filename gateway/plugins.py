@@ -28,6 +28,8 @@ everything the core needs from it, in the spirit of courier's ``ChannelHandler``
   return the provider's call id; the plugin then says ``gateway.callbacks.script`` when it is
   answered and reports how it ended with ``gateway.callbacks.result``; ``SendError`` when it
   could not be placed;
+- ``pace(settings)``: the provider's sending rules (``gateway.pacing.Pace``): how many
+  messages or SMS segments a second per sending number, per recipient, per account;
 - ``default_from(settings)``: the address a reply is sent from when the resident's message
   does not say (the city's SMS number);
 - ``fetch_media(runtime, message_id, last_attempt)``: download what a message only refers to
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from gateway import conversation as engine
     from gateway.messages import Sender
     from gateway.models import Conversation, InboundMessage
+    from gateway.pacing import Pace
     from gateway.runtime import Runtime
     from gateway.settings import PluginSettings, Settings
 
@@ -136,9 +139,10 @@ class ChannelPlugin:
     picks_sender: Callable[[Settings], bool] | None = None
     # Loggers of the provider's library that print secrets (a token in a URL) below INFO.
     quiet_loggers: tuple[str, ...] = ()
-    # The pace of bulk sends (gateway.announcements), in messages a second, as the provider's
-    # rules allow (an SMS long code: about 1; a bot API: up to 30); None: the core's default.
-    announcement_rate: float | None = None
+    # The provider's sending rules (gateway.pacing), read from its settings so that a city can
+    # raise them: every outbound message is paced by them, and announcements are scheduled at
+    # their pace (gateway.announcements). None: the core's default (one message a second).
+    pace: Callable[[Settings], Pace] | None = None
     # ``gateway doctor``: the provider's credentials tried with a harmless call (an account
     # look-up), as gateway.doctor.Check items; None: "configured" is all it can say.
     doctor: Callable[[Settings], list[Any]] | None = None

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db, files, plugins
 from gateway.messages import ConsoleOutbox, Sender
+from gateway.pacing import Pacer
 from gateway.privacy import AddressVault
 from gateway.queues import EmbeddedRedis, queue, redis_from_url
 from gateway.rewrap import rewrap_sqlite_once
@@ -86,6 +87,11 @@ class Runtime:
             self._redis = redis_from_url(self.redis_url)
         return self._redis
 
+    @cached_property
+    def pacer(self) -> Pacer:
+        """Outbound pacing's turns (gateway.pacing): Redis's buckets, shared by every worker."""
+        return Pacer(lambda: self.redis)
+
     def queue(self, name: str) -> Queue:
         return queue(name, self.redis)
 
@@ -98,6 +104,11 @@ class Runtime:
         if key not in self._senders:
             self._senders[key] = self._make_sender(*key)
         return self._senders[key]
+
+    def carrier(self, channel: str, provider: str | None = None) -> str | None:
+        """The plugin whose sender ``sender(channel, provider)`` is (None: the console
+        outbox)."""
+        return self._carrier(channel, provider)
 
     def _carrier(self, channel: str, provider: str | None) -> str | None:
         configured = [

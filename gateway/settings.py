@@ -269,6 +269,10 @@ class Settings(_GatewaySettings):
     # re-enqueues it, so the sweeper never races the webhook's own enqueue.
     sweep_grace_seconds: int = 10
     outbound_max_attempts: int = 6
+    # Every outbound message waits its turn at its provider's rate, shared by all workers
+    # through Redis (gateway.pacing; each plugin declares its rates). Off: sent as fast as
+    # workers send (a test bench whose fake provider does not limit).
+    outbound_pacing: Flag = True
     # -- Retention (gateway.retention, docs/privacy.md) --------------------------------------------
     # Days after a campaign closes before its contributions' recordings and files (except what
     # the public page shows), and the addresses of the people with nothing left open, go.

@@ -186,6 +186,8 @@ def settings(
         twilio_api_base=fake_twilio.base_url,
         twilio_from_number="+33100000009",
         sweep_grace_seconds=0,
+        # The fakes do not limit unless told: tests of pacing turn it on (tests/test_pacing.py).
+        outbound_pacing=False,
     )
 
 

@@ -11,13 +11,14 @@ sending twice is worse for a resident than a missing receipt an operator can see
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import announcements, plugins, residents
+from gateway import announcements, pacing, plugins, residents
 from gateway.clock import now_utc
 from gateway.logs import describe
 from gateway.messages import OutgoingText, SendError
@@ -35,7 +36,14 @@ def backoff(attempt: int) -> timedelta:
 
 
 def send(runtime: Runtime, outbound_id: int) -> str:
-    """Returns the row's final status for this attempt: sent, queued (retry), failed, skipped."""
+    """Returns the row's final status for this attempt: sent, queued (retry, or its turn at
+    the provider's pace is later), failed, skipped."""
+    return _send(runtime, outbound_id)[0]
+
+
+def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
+    """The status, and when the row was put back for its turn at the provider's pace (None
+    when it was not)."""
     now = now_utc()
     with runtime.sessions.begin() as session:
         claimed = session.execute(
@@ -49,24 +57,28 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             .values(status="sending", attempts=OutboundMessage.attempts + 1, claimed_at=now)
         ).rowcount  # type: ignore[attr-defined]
         if not claimed:
-            return "skipped"
+            return "skipped", None
         row = session.get(OutboundMessage, outbound_id)
         assert row is not None
         later = announcements.not_before(runtime.settings, row.message_key, now)
         if later is not None:  # due at night (a retry, a worker that was down): the morning
             row.status, row.next_attempt_at = "queued", later
             row.attempts -= 1
-            return "queued"
+            return "queued", None
         if row.recipient_encrypted is None:
             row.status, row.error = "failed", "no recipient address (erased)"
-            return "failed"
+            return "failed", None
+        behind = _behind(session, row, now) if runtime.settings.outbound_pacing else None
+        if behind is not None:  # an earlier message to the same person waits its turn
+            _put_back(row, behind)
+            return "queued", behind
         recipient = runtime.vault.decrypt_or_none(
             row.recipient_encrypted, outbound_recipient(row.decision_key)
         )
         if recipient is None:  # copied from another row, or written under another key
             row.status, row.recipient_encrypted = "failed", None
             row.error = "recipient address does not decrypt for this message: not sent"
-            return "failed"
+            return "failed", None
         origin = _origin(session, row)
         carrier = origin.provider if origin is not None else None
         message = OutgoingText(
@@ -78,13 +90,25 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             thread=_thread(runtime, row.channel, origin),
             key=row.message_key,
         )
-        attempts = row.attempts
+        attempts, segments = row.attempts, row.segments or 1
     # Back through the provider that carried the resident's message (a channel may have two).
     sender = runtime.sender(message.channel, carrier)
+    turn = _turn(runtime, runtime.carrier(message.channel, carrier), message, segments)
+    if not turn.reserved:  # not within MAX_SLEEP: back in the queue for its turn
+        later = now_utc() + timedelta(seconds=turn.wait)
+        with runtime.sessions.begin() as session:
+            row = session.get(OutboundMessage, outbound_id)
+            if row is not None and row.status == "sending":
+                _put_back(row, later)
+        log.info("outbound %d: paced, its turn in %.1f s", outbound_id, turn.wait)
+        return "queued", later
+    if turn.wait > 0:
+        time.sleep(turn.wait)
     try:
         provider_id = sender.send(message)
     except SendError as exc:
-        return _failed(runtime, outbound_id, attempts, exc, sender.name, message.recipient)
+        status = _failed(runtime, outbound_id, attempts, exc, sender.name, message.recipient)
+        return status, None
     except Exception as exc:  # a bug in an adapter: never leave the row in "sending"
         log.error(
             "outbound %d: unexpected error: %s",
@@ -92,7 +116,7 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             describe(exc, message.recipient),
             exc_info=exc,
         )
-        return _failed(
+        status = _failed(
             runtime,
             outbound_id,
             attempts,
@@ -100,17 +124,91 @@ def send(runtime: Runtime, outbound_id: int) -> str:
             sender.name,
             message.recipient,
         )
+        return status, None
     with runtime.sessions.begin() as session:
         row = session.get(OutboundMessage, outbound_id)
         if row is None:  # erased while it was being sent (the resident asked to be forgotten)
             log.info(
                 "outbound %d sent via %s; its row was erased meanwhile", outbound_id, sender.name
             )
-            return "sent"
+            return "sent", None
         row.status, row.provider, row.provider_message_id = "sent", sender.name, provider_id
         row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
     log.info("outbound %d sent via %s (%s segment(s))", outbound_id, sender.name, row.segments)
-    return "sent"
+    return "sent", None
+
+
+# -- pacing (gateway.pacing) --------------------------------------------------------------------
+
+# The error a row put back for its turn carries: the later messages to the same person wait
+# behind it (``_behind``), so that pacing never reorders what one resident receives.
+PACED = "paced: waiting for its turn at the provider's rate"
+# How long a message waits behind an earlier one to the same person being sent or paced.
+BEHIND = timedelta(seconds=1)
+# A send lasts at most its sleep (pacing.MAX_SLEEP) and the provider's answer (15 s).
+SENDING_FOR = timedelta(seconds=30)
+
+
+def _turn(
+    runtime: Runtime, provider: str | None, message: OutgoingText, segments: int
+) -> pacing.Turn:
+    """The message's turn at its provider's pace (the rules its plugin declares)."""
+    if not runtime.settings.outbound_pacing or provider is None:
+        return pacing.Turn(True, 0.0)
+    owner = next((p for p in plugins.for_channel(message.channel) if p.name == provider), None)
+    if owner is None or owner.pace is None:
+        return pacing.Turn(True, 0.0)  # the console outbox, a provider without rules
+    pace = owner.pace(runtime.settings)
+    try:
+        recipient_hash = runtime.vault.lookup_hash(message.channel, message.recipient)
+    except ValueError:  # an address the channel cannot normalise: one bucket for them all
+        recipient_hash = "unknown"
+    taken = pacing.buckets(
+        provider,
+        pace,
+        sender=message.sender,
+        recipient_hash=recipient_hash,
+        segments=segments,
+    )
+    return runtime.pacer.reserve(taken)
+
+
+def _put_back(row: OutboundMessage, when: datetime) -> None:
+    """Queued again for ``when``, the attempt not counted (nothing was sent)."""
+    row.status, row.next_attempt_at, row.error = "queued", when, PACED
+    row.attempts -= 1
+
+
+def _behind(session: Session, row: OutboundMessage, now: datetime) -> datetime | None:
+    """When an earlier message to the same person is being sent or waits its turn: a moment
+    after it (None: nothing ahead)."""
+    if row.contributor_id is None:
+        return None
+    ahead = session.execute(
+        select(OutboundMessage.status, OutboundMessage.next_attempt_at)
+        .where(
+            OutboundMessage.contributor_id == row.contributor_id,
+            OutboundMessage.channel == row.channel,
+            OutboundMessage.id < row.id,
+            or_(
+                # Being sent now; one claimed long ago lost its worker (the sweeper marks it
+                # failed) and holds nothing up.
+                (OutboundMessage.status == "sending")
+                & (OutboundMessage.claimed_at >= now - SENDING_FOR),
+                (OutboundMessage.status == "queued") & (OutboundMessage.error == PACED),
+            ),
+        )
+        .order_by(OutboundMessage.next_attempt_at.desc())
+        .limit(1)
+    ).first()
+    if ahead is None:
+        return None
+    due = ahead.next_attempt_at if ahead.status == "queued" else None
+    return max(now, _aware(due) if due is not None else now) + BEHIND
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _origin(session: Session, row: OutboundMessage) -> InboundMessage | None:
@@ -178,4 +276,32 @@ def _failed(
 
 
 def send_in_order(runtime: Runtime, outbound_ids: list[int]) -> list[str]:
-    return [send(runtime, oid) for oid in outbound_ids]
+    """One decision's messages, in order. When one is put back for its turn at the
+    provider's pace, the ones after it wait behind it (``_hold``), not ahead of it."""
+    statuses: list[str] = []
+    for index, outbound_id in enumerate(outbound_ids):
+        status, held = _send(runtime, outbound_id)
+        statuses.append(status)
+        if held is not None:
+            rest = outbound_ids[index + 1 :]
+            _hold(runtime, rest, held)
+            statuses += ["queued"] * len(rest)
+            break
+    return statuses
+
+
+def _hold(runtime: Runtime, outbound_ids: list[int], after: datetime) -> None:
+    """Queued rows due before ``after``: due just after it, in their order, marked as waiting
+    their turn (the attempt not counted: they were not tried)."""
+    with runtime.sessions.begin() as session:
+        for step, outbound_id in enumerate(outbound_ids, start=1):
+            session.execute(
+                update(OutboundMessage)
+                .where(
+                    OutboundMessage.id == outbound_id,
+                    OutboundMessage.status == "queued",
+                    (OutboundMessage.next_attempt_at.is_(None))
+                    | (OutboundMessage.next_attempt_at <= after),
+                )
+                .values(next_attempt_at=after + step * timedelta(milliseconds=10), error=PACED)
+            )

@@ -13,6 +13,7 @@ import click
 from channels.email.settings import EmailSettings, of
 from gateway.messages import Sender
 from gateway.models import InboundMessage
+from gateway.pacing import Limit, Pace
 from gateway.plugins import Arrival, ChannelPlugin, Interpretation, Service, Stop
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -112,6 +113,7 @@ plugin = ChannelPlugin(
         # IMAP_HOST set: the city's mailbox is read (IDLE when offered).
         Service("imap-poller", lambda s: bool(of(s).imap_host), _start_poller),
     ),
-    # Mail servers throttle bursts from one sender; ANNOUNCEMENT_RATE slows it further.
-    announcement_rate=2.0,
+    # Mail servers throttle bursts from one sender (ANNOUNCEMENT_RATE slows announcements
+    # further).
+    pace=lambda settings: Pace((Limit("sender", of(settings).smtp_messages_per_second),)),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from gateway.settings import PathText, PluginSettings, Secret, Settings, SettingsError, is_loopback
 
@@ -36,6 +36,9 @@ class EmailSettings(PluginSettings):
     smtp_password: Secret = ""
     smtp_security: SmtpSecurity = "starttls"  # none: loopback and tests only
     smtp_ca_file: PathText = ""  # a CA bundle to trust besides the system's (a private CA)
+    # Outbound pacing (gateway.pacing, docs/operations.md): messages a second from the
+    # gateway's address; a relay that accepts more (the city's own) can be given more.
+    smtp_messages_per_second: float = Field(default=2.0, ge=0)
     smtp_receiver_host: str = "127.0.0.1"
     smtp_receiver_port: int = 0  # > 0: `gateway serve` also receives mail by SMTP here
     # Whose sender is believed (channels/email/authentication.py): the authserv-id of the

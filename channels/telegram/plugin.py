@@ -10,6 +10,7 @@ from aiohttp import web
 from channels.telegram.settings import TelegramSettings, of
 from gateway import conversation as engine
 from gateway.messages import Sender
+from gateway.pacing import Limit, Pace
 from gateway.plugins import Arrival, Buttons, ChannelPlugin, Interpretation
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -53,6 +54,17 @@ def _buttons(
     return keyboard(key, state, titles, language)
 
 
+def _pace(settings: Settings) -> Pace:
+    # The Bot API FAQ: about one message a second in a chat, about 30 a second in all.
+    telegram = of(settings)
+    return Pace(
+        (
+            Limit("recipient", telegram.telegram_messages_per_second_per_chat),
+            Limit("account", telegram.telegram_messages_per_second),
+        )
+    )
+
+
 plugin = ChannelPlugin(
     name="telegram",
     channels=("telegram",),
@@ -66,7 +78,5 @@ plugin = ChannelPlugin(
     fetch_media=_fetch_media,
     # python-telegram-bot logs its API URL (with the bot's token) at DEBUG.
     quiet_loggers=("telegram",),
-    # The Bot API allows about 30 messages a second overall (one a second per chat: each
-    # announcement goes to a different chat); kept under it.
-    announcement_rate=25.0,
+    pace=_pace,
 )

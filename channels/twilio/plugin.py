@@ -9,6 +9,7 @@ from aiohttp import web
 
 from channels.twilio.settings import TwilioSettings, of
 from gateway.messages import Sender
+from gateway.pacing import Limit, Pace
 from gateway.plugins import ChannelPlugin
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
@@ -96,6 +97,16 @@ def _default_from(settings: Settings) -> str | None:
     return of(settings).twilio_from_number or None
 
 
+def _pace(settings: Settings) -> Pace:
+    # A long code sends about one SMS segment a second (Twilio queues the rest, then refuses
+    # them): per sending number, or per Messaging Service when one picks the number.
+    twilio = of(settings)
+    return Pace(
+        (Limit("sender", twilio.twilio_segments_per_second, "segment"),),
+        sender=twilio.twilio_messaging_service_sid or None,
+    )
+
+
 plugin = ChannelPlugin(
     name="twilio",
     channels=("sms", "voice"),
@@ -112,6 +123,5 @@ plugin = ChannelPlugin(
     delete_recording=_delete_recording,
     place_call=_place_call,
     fetch_media=_fetch_media,  # an MMS's photos and sounds
-    # A long code sends about one SMS a second (Twilio queues the rest, then refuses them).
-    announcement_rate=1.0,
+    pace=_pace,
 )

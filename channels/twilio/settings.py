@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from gateway.settings import PluginSettings, Secret, Settings
 
 
@@ -11,6 +13,10 @@ class TwilioSettings(PluginSettings):
     twilio_api_base: str = "https://api.twilio.com"
     twilio_from_number: str = ""  # sender for replies when the inbound To number is unknown
     twilio_messaging_service_sid: str = ""
+    # Outbound pacing (gateway.pacing, docs/operations.md): SMS segments a second per sending
+    # number (a long code: 1), or per Messaging Service when one is set. Raise it for a short
+    # code or a Messaging Service with several numbers, to what Twilio gives the account.
+    twilio_segments_per_second: float = Field(default=1.0, ge=0)
     # MMS media (channels/twilio/media.py): caps on what is downloaded, and where Twilio's
     # media URL may redirect to (its CDN, presigned URLs: no credentials are sent there).
     twilio_media_max_bytes: int = 5 * 1024 * 1024  # one photo or sound

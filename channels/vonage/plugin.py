@@ -7,6 +7,7 @@ from aiohttp import web
 
 from channels.vonage.settings import VonageSettings, of
 from gateway.messages import Sender
+from gateway.pacing import Limit, Pace
 from gateway.plugins import ChannelPlugin
 from gateway.settings import Settings
 
@@ -29,6 +30,18 @@ def _default_from(settings: Settings) -> str | None:
     return of(settings).vonage_from_number or None
 
 
+def _pace(settings: Settings) -> Pace:
+    # Vonage: 30 API requests a second per account; a long virtual number sends about one
+    # SMS a second.
+    vonage = of(settings)
+    return Pace(
+        (
+            Limit("sender", vonage.vonage_segments_per_second, "segment"),
+            Limit("account", vonage.vonage_requests_per_second),
+        )
+    )
+
+
 plugin = ChannelPlugin(
     name="vonage",
     channels=("sms",),
@@ -38,6 +51,5 @@ plugin = ChannelPlugin(
     routes=_routes,
     default_from=_default_from,
     address_spaces={"sms": "phone"},
-    # A virtual number: Vonage's throughput for long numbers is about one SMS a second.
-    announcement_rate=1.0,
+    pace=_pace,
 )

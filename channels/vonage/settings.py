@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gateway.settings import PluginSettings, Secret, Settings, SettingsError, is_loopback
 
@@ -55,6 +55,10 @@ class VonageSettings(PluginSettings):
     vonage_api_base: Annotated[str, AfterValidator(_api_base)] = "https://api.nexmo.com"
     # The number replies come from when the resident's message does not say (E.164).
     vonage_from_number: Annotated[str, AfterValidator(_number)] = ""
+    # Outbound pacing (gateway.pacing, docs/operations.md): SMS segments a second per sending
+    # number (a long virtual number: 1), and API requests a second for the account (30).
+    vonage_segments_per_second: float = Field(default=1.0, ge=0)
+    vonage_requests_per_second: float = Field(default=30.0, ge=0)
 
     @property
     def configured(self) -> bool:

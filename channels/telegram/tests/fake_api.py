@@ -98,6 +98,7 @@ from channels.telegram.tests.updates import (
     update_type,
     utf16_len,
 )
+from tests.fakes.ratelimit import Meter, admit
 from tests.fakes.serving import ThreadedServer
 
 DEFAULT_TOKEN = f"{BOT_ID}:AAEfakeTokenForTestsOnly_abcdefghij"
@@ -543,6 +544,12 @@ class _State:
     max_poll_wait: float = MAX_POLL_WAIT
     loop: asyncio.AbstractEventLoop | None = None
     closing: bool = False
+    # When each accepted sendMessage arrived (time.monotonic), in the order of ``sent``.
+    sent_times: list[float] = field(default_factory=list)
+    # Messages a second per chat and in all (``limit``): above, 429 with retry_after.
+    per_chat: Meter | None = None
+    overall: Meter | None = None
+    throttled: int = 0  # sendMessage calls the meters refused
     # Long polls waiting for an update; touched only in the server's loop.
     pollers: set[asyncio.Future[None]] = field(default_factory=set)
 
@@ -611,6 +618,12 @@ async def send_message(state: _State, params: dict[str, Any]) -> web.Response:
     if len(text) > MAX_TEXT_CHARS:
         raise bad_request("message is too long")
     markup = check_reply_markup(params.get("reply_markup"))
+    metered = [(state.per_chat, str(chat_id)), (state.overall, "all")]
+    wait = admit(state.lock, [(meter, key, 1) for meter, key in metered if meter is not None])
+    if wait is not None:
+        with state.lock:
+            state.throttled += 1
+        raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)
     with state.lock:
         chat = state.chat(chat_id)
         message: dict[str, Any] = {
@@ -627,6 +640,7 @@ async def send_message(state: _State, params: dict[str, Any]) -> web.Response:
         state.next_message_id += 1
         state.messages[(chat["id"], message["message_id"])] = message
         state.sent.append(dict(params))
+        state.sent_times.append(time.monotonic())
         state.sent_messages.append(json.loads(json.dumps(message)))
         state.lock.notify_all()
     return ok(message)
@@ -1039,6 +1053,30 @@ class FakeTelegram:
                 self._state.lock.wait(remaining)
             return [dict(s) for s in self._state.sent]
 
+    @property
+    def sent_times(self) -> list[float]:
+        """When each of ``sent`` was accepted (``time.monotonic()``), in the same order."""
+        with self._state.lock:
+            return list(self._state.sent_times)
+
+    @property
+    def throttled(self) -> int:
+        """How many sendMessage calls the meters (``limit``) refused with 429."""
+        with self._state.lock:
+            return self._state.throttled
+
+    def limit(
+        self, per_chat: float | None = 1.0, overall: float | None = 30.0, tolerance: float = 0.5
+    ) -> None:
+        """Meter sendMessage as the Bot API FAQ describes: ``per_chat`` messages a second in
+        one chat, ``overall`` a second in all (None: no such limit). A message that comes too
+        early (less ``tolerance`` seconds) is refused: 429, ``{"ok": false, "error_code":
+        429, "description": "Too Many Requests: retry after N", "parameters":
+        {"retry_after": N}}``."""
+        with self._state.lock:
+            self._state.per_chat = Meter(per_chat, tolerance) if per_chat else None
+            self._state.overall = Meter(overall, tolerance) if overall else None
+
     def reset(self) -> None:
         """Forget calls, sent messages, answers, downloads, pending failures and updates,
         and remove the webhook and allowed_updates. Registered files stay; message ids
@@ -1046,6 +1084,8 @@ class FakeTelegram:
         with self._state.lock:
             self._state.calls.clear()
             self._state.sent.clear()
+            self._state.sent_times.clear()
+            self._state.throttled = 0
             self._state.sent_messages.clear()
             self._state.messages.clear()
             self._state.callback_answers.clear()

@@ -76,6 +76,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from tests.fakes.ratelimit import Meter, admit
 from tests.fakes.serving import ThreadedServer
 
 API_VERSION = "2010-04-01"
@@ -216,6 +217,10 @@ class _State:
     calls: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, _Medium] = field(default_factory=dict)
     cdn_base: str = ""
+    # When each accepted message arrived (time.monotonic), in the order of ``messages``.
+    times: list[float] = field(default_factory=list)
+    # Segments a second per sender (``limit``): above, 429 error 20429.
+    meter: Meter | None = None
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -312,6 +317,12 @@ async def create_message(request: web.Request) -> web.Response:
     if not _VALID_TO.match(to):
         return error_response(400, 21211, to=to)
 
+    if state.meter is not None:
+        # Per sending number (or Messaging Service), in segments, as a long code is metered.
+        wait = admit(state.lock, [(state.meter, service or from_, count_segments(body))])
+        if wait is not None:
+            return error_response(429, 20429, headers={"Retry-After": str(wait)})
+
     sid = ("MM" if media_urls else "SM") + secrets.token_hex(16)
     now = rfc2822_now()
     base = f"/{API_VERSION}/Accounts/{state.account_sid}/Messages/{sid}"
@@ -342,6 +353,7 @@ async def create_message(request: web.Request) -> web.Response:
     }
     with state.lock:
         state.messages.append({**_form_dict(form), "sid": sid})
+        state.times.append(time.monotonic())
         state.resources[sid] = resource
         state.lock.notify_all()
     return web.json_response(resource, status=201)
@@ -592,6 +604,12 @@ class FakeTwilio:
         with self._state.lock:
             return [dict(r) for r in self._state.requests]
 
+    @property
+    def message_times(self) -> list[float]:
+        """When each of ``messages`` was accepted (``time.monotonic()``), in the same order."""
+        with self._state.lock:
+            return list(self._state.times)
+
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Block until at least ``count`` messages were accepted; raise TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
@@ -609,6 +627,7 @@ class FakeTwilio:
         """Forget messages, requests and pending failures (recordings stay)."""
         with self._state.lock:
             self._state.messages.clear()
+            self._state.times.clear()
             self._state.calls.clear()
             self._state.resources.clear()
             self._state.requests.clear()
@@ -634,6 +653,14 @@ class FakeTwilio:
             self._state.failures.extend(
                 _Failure(status, code, message, retry_after) for _ in range(times)
             )
+
+    def limit(self, segments_per_second: float, tolerance: float = 0.5) -> None:
+        """Meter Messages create calls per sending number (or Messaging Service), in
+        segments, as Twilio meters a long code: one that comes before its sender's segments
+        have gone out (less ``tolerance`` seconds) is refused with 429, error 20429 "Too Many
+        Requests", and a Retry-After header."""
+        with self._state.lock:
+            self._state.meter = Meter(segments_per_second, tolerance)
 
     def add_recording(self, sid: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` as recording ``sid``; return its URL as a callback's RecordingUrl.
