@@ -306,7 +306,7 @@ class Settings(_GatewaySettings):
     voice_callback_retry_minutes: int = 30
     # Announcements to the residents who asked (gateway.announcements): sent only between these
     # local hours (TIMEZONE), paced at most this many a second per channel (0: each provider's
-    # own pace, its plugin's ``announcement_rate``; a lower value slows every channel).
+    # own pace, its plugin's ``pace``; a lower value slows every channel).
     announcement_hours: CallingHours = "9-20"
     announcement_rate: float = Field(default=0.0, ge=0)
     # -- Direct publication to Decidim 0.32 and later (gateway.publication.decidim_api) ----------
