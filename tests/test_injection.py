@@ -1,7 +1,9 @@
 """Injection payloads proven inert (issue 16): one table of hostile strings
-(tests/hostile_strings.py) sent as SMS through the real, signed Twilio webhook, then used by a
+(tests/hostile_strings.py) sent as SMS through the real, signed Twilio webhook and as Telegram
+messages through its webhook (with a fake Bot API for the replies), then used by a
 moderator as the public text, the rejection reason and the city's answer, by an agent as a
-collected contribution and its place, and by an admin as the campaign's title; then read back
+collected contribution and its place, and by an admin as the campaign's title, question and a
+neighbourhood (the API's campaign editor); then read back
 from the API (JSON, the exact text, never markup), the open-data CSV and JSON downloads and the
 `gateway export` files (CSV, JSON, the Decidim CSV, JSON and XLSX: no cell a spreadsheet would
 run as a formula), the database (the SQL ran as data: every table is there), and the email a
@@ -18,28 +20,34 @@ import email.policy
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from sqlalchemy import inspect, select, update
+from sqlalchemy import inspect, select
 
 from channels.email.sender import build
+from channels.telegram.tests import updates as tu
+from channels.telegram.tests.fake_api import FakeTelegram
+from channels.telegram.webhook import PATH as TELEGRAM_PATH
+from channels.telegram.webhook import SECRET_HEADER
 from gateway.cli import main as cli
 from gateway.messages import OutgoingText
-from gateway.models import Campaign, Contribution
+from gateway.models import Campaign, Contribution, InboundMessage
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from tests.api.client import Api
 from tests.api.conftest import make_token
-from tests.helpers import cli_env, drain, sign, sms_form
+from tests.helpers import cli_env, drain, runtime_with, sign, sms_form
 from tests.hostile_strings import FORMULA_STARTS, MARKUP, PAYLOADS
 
 SENDERS = {name: f"+336200{n:05d}" for n, name in enumerate(PAYLOADS)}
+TELEGRAM_SECRET = "webhook-secret-for-injection-tests_0123"
 
 
 async def send_sms(client: Any, settings: Settings, body: str, sender: str) -> int:
@@ -67,21 +75,54 @@ def csv_cells(data: bytes) -> list[str]:
     return [cell for row in rows for cell in row]
 
 
+@pytest.fixture
+def tg_settings(settings: Settings) -> Iterator[Settings]:
+    with FakeTelegram() as fake:
+        yield settings.with_overrides(
+            telegram_bot_token=fake.token,
+            telegram_webhook_secret=TELEGRAM_SECRET,
+            telegram_api_base=fake.base_url,
+        )
+
+
+@pytest.fixture
+def tg_runtime(tg_settings: Settings) -> Iterator[Runtime]:
+    rt = runtime_with(tg_settings)
+    yield rt
+    rt.close()
+
+
 async def test_hostile_strings_are_data_in_the_api_the_exports_and_email(
     aiohttp_client: Callable[[web.Application], Any],
-    settings: Settings,
-    runtime: Runtime,
+    tg_settings: Settings,
+    tg_runtime: Runtime,
     tmp_path: Path,
 ) -> None:
+    settings, runtime = tg_settings, tg_runtime
     client = await aiohttp_client(create_app(settings))
     api = Api(client, make_token(runtime, "ops", scope="admin"))
 
-    # -- in: by SMS, the webhook as Twilio calls it -------------------------------------------
+    # -- in: by SMS, the webhook as Twilio calls it; by Telegram, its webhook ------------------
     for name, payload in PAYLOADS.items():
         assert await send_sms(client, settings, f"PARC {payload}", SENDERS[name]) == 200, name
     await asyncio.to_thread(drain, runtime)
+    for n, payload in enumerate(PAYLOADS.values()):
+        update = tu.text(700000 + n, payload)
+        response = await client.post(
+            TELEGRAM_PATH, json=update, headers={SECRET_HEADER: TELEGRAM_SECRET}
+        )
+        assert response.status == 200
+    await asyncio.to_thread(drain, runtime)
     with runtime.sessions() as session:
-        rows = list(session.scalars(select(Contribution).order_by(Contribution.id)))
+        chats = list(
+            session.scalars(select(InboundMessage.text).where(InboundMessage.channel == "telegram"))
+        )
+        rows = list(
+            session.scalars(
+                select(Contribution).where(Contribution.channel == "sms").order_by(Contribution.id)
+            )
+        )
+    assert len(chats) == len(PAYLOADS)  # stored, each, whatever it says
     assert len(rows) == len(PAYLOADS)
     ids = [c.id for c in rows]
     # The text as the gateway keeps it (NUL and controls dropped, the rest as typed).
@@ -118,10 +159,22 @@ async def test_hostile_strings_are_data_in_the_api_the_exports_and_email(
         },
     )
     assert collected.status in (200, 201), collected.text
-    with runtime.sessions.begin() as session:
-        session.execute(
-            update(Campaign).where(Campaign.slug == "parc").values(title=PAYLOADS["attribute"])
-        )
+    campaign = await api.put(
+        "/campaigns/parc",
+        {
+            "slug": "parc",
+            "title": PAYLOADS["attribute"],
+            "question": PAYLOADS["script"],
+            "keywords": ["PARC"],
+            "status": "open",
+            "phone_numbers": ["+33100000001"],
+            "neighbourhoods": ["Parc Nord", PAYLOADS["svg"]],
+        },
+    )
+    assert campaign.status == 200, campaign.text
+    with runtime.sessions() as session:
+        parc = session.scalar(select(Campaign).where(Campaign.slug == "parc"))
+        assert parc is not None and parc.title == PAYLOADS["attribute"]
 
     # -- the database: the SQL was data ---------------------------------------------------------
     with runtime.engine.connect() as connection:
