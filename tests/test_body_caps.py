@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
@@ -25,6 +26,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import create_app
 from gateway.webkeys import SETTINGS
+from tests.helpers import sign, sms_form
 
 NUMBER = "+33612345678"  # in every body: it must never reach a log line
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -179,23 +181,40 @@ async def test_every_route_refuses_a_body_over_its_cap(
     assert NUMBER not in caplog.text and "33612345678" not in caplog.text
 
 
-async def test_a_body_within_the_cap_still_reaches_the_handler(server: TestServer) -> None:
-    """The body read by the middleware is the handler's: a Twilio webhook within the cap
-    gets the handler's own answer (a bad signature: 403), not a refusal from the cap."""
+async def test_a_body_within_the_cap_still_reaches_the_handler(
+    server: TestServer, runtime: Runtime
+) -> None:
+    """The body the middleware read is the handler's: an unsigned webhook gets the handler's
+    own 403; a signed SMS just under the cap, sent chunked, is stored (nothing valid is lost
+    to the cap)."""
     body = b"From=%2B33612345678&Body=PARC+des+bancs"
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = await raw(
+        server,
+        head("POST", "/webhooks/twilio/sms", **{"Content-Length": str(len(body)), **form_type}),
+        body,
+    )
+    assert status_of(answer) == 403
+    settings = server.app[SETTINGS]
+    form = sms_form("PARC des bancs " + "é" * 1000, sender=NUMBER)
+    path = "/webhooks/twilio/sms"
+    signature = sign(settings.twilio_auth_token, settings.public_url + path, form)
+    encoded = urlencode(form).encode()
+    assert len(encoded) < settings.max_webhook_bytes
+    half = len(encoded) // 2
     answer = await raw(
         server,
         head(
             "POST",
-            "/webhooks/twilio/sms",
-            **{
-                "Content-Length": str(len(body)),
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
+            path,
+            **{"Transfer-Encoding": "chunked", "X-Twilio-Signature": signature, **form_type},
         ),
-        body,
+        chunk(encoded[:half]) + chunk(encoded[half:]) + b"0\r\n\r\n",
     )
-    assert status_of(answer) == 403
+    assert status_of(answer) == 200
+    with runtime.sessions() as session:
+        texts = list(session.scalars(select(InboundMessage.text)))
+    assert texts == ["PARC des bancs " + "é" * 1000]
 
 
 async def test_a_trickling_body_is_cut_off(server: TestServer, runtime: Runtime) -> None:
