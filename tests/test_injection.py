@@ -232,7 +232,11 @@ async def test_hostile_strings_are_data_in_the_api_the_exports_and_email(
             recipient="camille@example.net",
             sender=None,
             text=payload,
-            thread={"subject": payload, "in_reply_to": f"a@example.org>{payload}"},
+            thread={
+                "subject": payload,
+                "in_reply_to": f"a@example.org>{payload}",
+                "references": [f"b@example.org>{payload}"],
+            },
             key="outcome.answer",
         )
         raw = build(message, from_address="participez@ville.example", from_name=payload).as_bytes()
