@@ -1,5 +1,5 @@
 """The one guard on every file the gateway fetches from a provider (an MMS medium, a call's
-recording, a Telegram file): the channels call ``download`` and never ``requests.get`` a
+recording, a chat app's file): the channels call ``download`` and never ``requests.get`` a
 provider's URL themselves (docs/security.md).
 
 A URL a provider hands over (in a webhook, in an API answer) is a URL the worker will call,
