@@ -10,7 +10,8 @@ origin, or it is refused without a request. Twilio answers a media GET with a re
 short-lived presigned URL on its CDN (``mms.twiliocdn.com``; ``s3-external-1.amazonaws.com``
 for media stored before HTTP authentication was enforced): a redirect is followed only to the
 API's own origin or to an origin of ``TWILIO_MEDIA_REDIRECT_ORIGINS``, at most twice, and the
-credentials are sent to the API's origin only.
+credentials are sent to the API's origin only. These checks are the core's download guard
+(gateway.downloads), which also refuses a CDN name that resolves to a private address.
 
 Kept: images (JPEG, PNG, GIF, WebP, HEIC), sounds (AMR, MP3, AAC, OGG, M4A/3GPP, WAV) and PDF,
 when the bytes are what the type says (gateway.filetypes), up to ``TWILIO_MEDIA_MAX_BYTES``
