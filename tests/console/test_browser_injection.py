@@ -55,6 +55,11 @@ def seeded(rt: Any) -> list[int]:
 
 
 async def watch(tab: Any) -> list[str]:
+    """The dialogs the tab opens; a tab that records them itself (and dismisses them) already
+    has its list."""
+    if isinstance(getattr(tab, "dialogs", None), list):
+        recorded: list[str] = tab.dialogs
+        return recorded
     dialogs: list[str] = []
 
     async def on_dialog(dialog: Any) -> None:
