@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import api, bodycaps, campaigns, console, greetings, plugins, recorded_answers_web
+from gateway import api, campaigns, console, greetings, plugins, recorded_answers_web
+from gateway.bodycaps import capped as capped_bodies
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
@@ -25,10 +26,10 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     """The gateway's app; ``services``: run the channel plugins' background services (only
     one of several pre-forked web processes does)."""
     settings = settings.ensure_secret_key()
-    # Every body is held to its route's cap by bodycaps.capped (outermost): the app's own
+    # Every body is held to its route's cap by gateway.bodycaps (outermost): the app's own
     # limit is only the floor aiohttp applies to anything it would read otherwise.
     app = web.Application(client_max_size=settings.max_webhook_bytes)
-    app.middlewares.append(bodycaps.capped)
+    app.middlewares.append(capped_bodies)
     app[SETTINGS] = settings
     app[SERVICES] = services
     app.cleanup_ctx.append(_runtime_ctx)
