@@ -11,7 +11,6 @@ from aiohttp import web
 from sqlalchemy import text
 
 from gateway import api, campaigns, console, greetings, plugins, recorded_answers_web
-from gateway.bodycaps import capped as capped_bodies
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
@@ -25,11 +24,13 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     """The gateway's app; ``services``: run the channel plugins' background services (only
     one of several pre-forked web processes does)."""
+    from gateway.bodycaps import capped  # here: the module list above is everyone's to edit
+
     settings = settings.ensure_secret_key()
     # Every body is held to its route's cap by gateway.bodycaps (outermost): the app's own
     # limit is only the floor aiohttp applies to anything it would read otherwise.
     app = web.Application(client_max_size=settings.max_webhook_bytes)
-    app.middlewares.append(capped_bodies)
+    app.middlewares.append(capped)
     app[SETTINGS] = settings
     app[SERVICES] = services
     app.cleanup_ctx.append(_runtime_ctx)
