@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     """The gateway's app; ``services``: run the channel plugins' background services (only
     one of several pre-forked web processes does)."""
-    from gateway.bodycaps import capped  # here: the module list above is everyone's to edit
+    from gateway.bodycaps import capped
 
     settings = settings.ensure_secret_key()
     # Every body is held to its route's cap by gateway.bodycaps (outermost): the app's own
