@@ -24,7 +24,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def setup(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/readyz", readyz)
-    app.middlewares.append(count_webhooks)
+    # Outermost, so that what the body caps refuse (413, 408) is counted too.
+    app.middlewares.insert(0, count_webhooks)
     app.cleanup_ctx.append(_flushing)
 
 

@@ -5,41 +5,25 @@ console's player. A wrong token, a token no contribution refers to any more and 
 file all answer 404, alike.
 
 Uploads (the API's ``POST …/answer/audio``, the console's recording form) are larger than the
-app's body limit for webhooks (``MAX_WEBHOOK_BYTES``): ``uploads`` lets these routes, and these
-only, read up to ``UPLOAD_LIMIT``; over it aiohttp answers 413 before reading further.
+app's body limit for webhooks (``MAX_WEBHOOK_BYTES``): gateway.bodycaps gives these routes, and
+these only, their own cap (``recorded_answers.MAX_BYTES`` and room for the form).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 
 from gateway import recorded_answers
 from gateway.webkeys import RUNTIME
 
 PATH = "/audio/answers/{token}.mp3"
-# The audio, and room for a form's other fields and its boundaries.
-UPLOAD_LIMIT = recorded_answers.MAX_BYTES + 64 * 1024
-UPLOAD_PATHS = re.compile(
-    r"^/(api/v1/(contributions|groups)/[0-9]+/answer/audio|moderation/answers/[0-9]+)$"
-)
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH, audio)
-
-
-@web.middleware
-async def uploads(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The recording uploads may be read up to UPLOAD_LIMIT (outermost: the console's CSRF
-    check reads the form before the handler does)."""
-    if request.method == "POST" and UPLOAD_PATHS.match(request.path):
-        request = request.clone(client_max_size=UPLOAD_LIMIT)
-    return await handler(request)
 
 
 async def read_upload(request: web.Request) -> tuple[bytes, dict[str, str]]:

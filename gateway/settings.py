@@ -281,7 +281,10 @@ class Settings(_GatewaySettings):
     # call back, an idle conversation, a quarantined payload and a rejected or spam
     # contribution's recording and files are kept.
     raw_payload_retention_days: int = Field(default=30, ge=1)
+    # A request's body: the webhooks', the console's forms' and the API's cap (the uploads have
+    # their own, gateway/bodycaps.py), and the time it may take to arrive (docs/security.md).
     max_webhook_bytes: int = 64 * 1024
+    max_body_seconds: int = Field(default=30, ge=1)
     # Characters of a message's text the gateway takes, on every channel; a longer text is cut
     # at a word with a marker and kept whole as an attachment (gateway/textcap.py). 0: no cap.
     max_text_chars: int = 10_000

@@ -26,8 +26,16 @@ def clean(text: str) -> str:
 
     Line breaks and tabs stay: they are part of what the resident wrote.
     """
-    kept = (ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
-    return "".join(kept).strip()
+    return drop_controls(text).strip()
+
+
+def drop_controls(text: str) -> str:
+    """``text`` without its control characters (NUL, which PostgreSQL refuses and XML cannot
+    carry; a carriage return; escapes), line breaks and tabs kept: what a moderator or an
+    admin types or pastes in the console or sends to the API."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
 
 
 def fold(text: str) -> str:

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from gateway import api, campaigns, console, greetings, metrics_web, plugins, recorded_answers_web
+from gateway.bodycaps import capped
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
@@ -25,7 +26,10 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     """The gateway's app; ``services``: run the channel plugins' background services (only
     one of several pre-forked web processes does)."""
     settings = settings.ensure_secret_key()
+    # Every body is held to its route's cap by gateway.bodycaps (outermost): the app's own
+    # limit is only the floor aiohttp applies to anything it would read otherwise.
     app = web.Application(client_max_size=settings.max_webhook_bytes)
+    app.middlewares.append(capped)
     app[SETTINGS] = settings
     app[SERVICES] = services
     app.cleanup_ctx.append(_runtime_ctx)
@@ -34,7 +38,6 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     for plugin in plugins.installed():
         if plugin.routes is not None:
             plugin.routes(app)  # the plugin's webhooks, whether configured or not (they refuse)
-    app.middlewares.append(recorded_answers_web.uploads)  # before the console's and the API's
     console.setup(app)
     api.setup(app)
     pages.add_routes(app)

@@ -42,6 +42,9 @@ REALISTIC = {
     "day": "31",
     "month": "03",
     "year": "2027",
+    # A request body refused (gateway/bodycaps.py): its cap, its time limit.
+    "kilobytes": "64",
+    "seconds": "30",
 }
 
 

@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
@@ -36,7 +35,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from channels.telegram.updates import FILE_ID
-from gateway import files
+from gateway import downloads, files
 from gateway.messages import OutgoingText, SendError
 from gateway.privacy import redact
 
@@ -48,6 +47,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.telegram.org"
+FILE_TYPES = ("audio/", "image/", "video/", "application/")
 # The file_path getFile returns goes into the download URL: relative segments of safe
 # characters ("voice/file_12.oga"), none empty or starting with a dot, so neither "..", an
 # absolute path, a query nor another host can be smuggled in.
@@ -186,6 +186,10 @@ class MediaFetcher:
         self._base = api_base.rstrip("/")
         self._max = max_bytes
         self._client = _Loop(token, api_base, 30)
+        # The core's download guard (gateway.downloads): the Bot API's own origin only, any
+        # file type a resident may send (the file host names it by the file's extension),
+        # never a page (text/html: an error page or a portal, not the file).
+        self._guard = downloads.Guard(home=api_base, max_bytes=max_bytes, types=FILE_TYPES)
 
     def fetch(self, file_id: str, destination: Path) -> int:
         """Download one file to ``destination`` (owner-only, like everything in DATA_DIR);
@@ -208,29 +212,25 @@ class MediaFetcher:
         url = f"{self._base}/file/bot{self._token}/{path}"
         files.private_dir(destination.parent)
         partial = destination.with_suffix(destination.suffix + ".part")
-        written = 0
         try:
-            with requests.get(url, stream=True, timeout=30, allow_redirects=False) as response:
-                if response.status_code in (400, 404):
-                    raise MediaError(f"file host answered {response.status_code}", permanent=True)
-                if response.status_code != 200:
-                    raise MediaError(f"file host answered {response.status_code}", permanent=False)
-                with files.open_private(partial) as out:
-                    for chunk in response.iter_content(64 * 1024):
-                        written += len(chunk)
-                        if written > self._max:
-                            raise MediaError(f"file over the {self._max}-byte cap", permanent=True)
-                        out.write(chunk)
-        except requests.RequestException as exc:
+            with files.open_private(partial) as out:
+                got = downloads.download(self._guard, url, out=out)
+        except downloads.Refused as exc:
+            partial.unlink(missing_ok=True)
+            raise MediaError(f"file not kept: {exc}", permanent=True) from exc
+        except downloads.Answered as exc:
             partial.unlink(missing_ok=True)
             raise MediaError(
-                redact(f"download failed: {type(exc).__name__}"), permanent=False
+                f"file host answered {exc.status}", permanent=exc.status in (400, 404)
             ) from exc
-        except MediaError:
+        except downloads.Unreachable as exc:
+            partial.unlink(missing_ok=True)
+            raise MediaError(redact(f"download failed: {exc}"), permanent=False) from exc
+        except BaseException:
             partial.unlink(missing_ok=True)
             raise
         partial.replace(destination)
-        return written
+        return got.size
 
     def close(self) -> None:
         self._client.close()

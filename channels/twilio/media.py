@@ -10,7 +10,8 @@ origin, or it is refused without a request. Twilio answers a media GET with a re
 short-lived presigned URL on its CDN (``mms.twiliocdn.com``; ``s3-external-1.amazonaws.com``
 for media stored before HTTP authentication was enforced): a redirect is followed only to the
 API's own origin or to an origin of ``TWILIO_MEDIA_REDIRECT_ORIGINS``, at most twice, and the
-credentials are sent to the API's origin only.
+credentials are sent to the API's origin only. These checks are the core's download guard
+(gateway.downloads), which also refuses a CDN name that resolves to a private address.
 
 Kept: images (JPEG, PNG, GIF, WebP, HEIC), sounds (AMR, MP3, AAC, OGG, M4A/3GPP, WAV) and PDF,
 when the bytes are what the type says (gateway.filetypes), up to ``TWILIO_MEDIA_MAX_BYTES``
@@ -27,13 +28,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
 from channels.twilio import ids
 from channels.twilio.settings import TwilioSettings, of
-from gateway import files, filetypes
+from gateway import downloads, files, filetypes
 from gateway import media as core_media
 from gateway.models import InboundMessage
 from gateway.runtime import Runtime
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 PROVIDER = "twilio"
 CHANNEL = "sms"
 MAX_REDIRECTS = 2
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 AUDIO_TYPES = frozenset(
     {"audio/amr", "audio/mpeg", "audio/aac", "audio/ogg", "audio/mp4", "audio/3gpp", "audio/wav"}
 )
@@ -94,19 +94,6 @@ class Fetched:
     data: bytes
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL; an unreadable one (a port out of range, a broken IPv6
-    literal) is nobody's origin, so it matches nothing allowed."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "", "", None
-    if port is None:
-        port = {"https": 443, "http": 80}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -128,7 +115,7 @@ def origin_problem(origin: str) -> str | None:
 def media_path(settings: TwilioSettings, message_sid: str, url: str) -> tuple[str, str]:
     """(URL to fetch, MediaSid) when ``url`` names a medium of this account's ``message_sid``
     on the API's origin; MediaRefused otherwise."""
-    if _origin(url) != _origin(settings.twilio_api_base):
+    if downloads.origin(url) != downloads.origin(settings.twilio_api_base):
         raise MediaRefused(FOREIGN, "media URL is not on the Twilio API host")
     parts = urlsplit(url)  # readable: its origin was
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -142,9 +129,19 @@ def media_path(settings: TwilioSettings, message_sid: str, url: str) -> tuple[st
     return url, media_sid
 
 
-def _redirect_allowed(settings: TwilioSettings, target: str) -> bool:
-    allowed = [o.strip() for o in settings.twilio_media_redirect_origins.split(",") if o.strip()]
-    return _origin(target) in {_origin(o) for o in allowed}
+def guard(settings: TwilioSettings, cap: int) -> downloads.Guard:
+    """The core's download guard (gateway.downloads) for one medium: the API's origin, the
+    CDN origins a redirect may lead to, the types kept, ``cap`` bytes."""
+    others = tuple(
+        o.strip() for o in settings.twilio_media_redirect_origins.split(",") if o.strip()
+    )
+    return downloads.Guard(
+        home=settings.twilio_api_base,
+        others=others,
+        max_bytes=cap,
+        types=tuple(sorted(filetypes.IMAGE_TYPES | AUDIO_TYPES | {"application/pdf"})),
+        max_redirects=MAX_REDIRECTS,
+    )
 
 
 def download(
@@ -153,49 +150,18 @@ def download(
     """One medium's bytes, checked; ``budget``: bytes this message may still keep."""
     cap = min(settings.twilio_media_max_bytes, budget)
     auth = (settings.twilio_account_sid, settings.twilio_auth_token)
-    api = _origin(settings.twilio_api_base)
-    for _ in range(MAX_REDIRECTS + 1):
-        same_origin = _origin(url) == api
-        try:
-            response = http.get(
-                url,
-                auth=auth if same_origin else None,
-                stream=True,
-                timeout=30,
-                allow_redirects=False,  # each hop is checked here
-            )
-        except requests.RequestException as exc:
-            raise MediaUnavailable(f"could not reach the media host: {type(exc).__name__}") from exc
-        with response:
-            status = response.status_code
-            if status in REDIRECTS:
-                target = urljoin(url, response.headers.get("Location", ""))
-                if _origin(target) != api and not _redirect_allowed(settings, target):
-                    raise MediaRefused(FOREIGN, "media URL redirected off the allowed hosts")
-                url = target
-                continue
-            if status in (404, 410):
-                raise MediaRefused(GONE, f"Twilio answered {status}")
-            if status != 200:
-                # 401/403 (credentials), 429, 5xx: retried, then the message goes on without it.
-                raise MediaUnavailable(f"Twilio answered {status}")
-            content_type = filetypes.normalise(response.headers.get("Content-Type") or declared)
-            if content_type not in filetypes.IMAGE_TYPES | AUDIO_TYPES | {"application/pdf"}:
-                raise MediaRefused(TYPE, f"type {content_type[:60]!r} is not kept")
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > cap:
-                raise MediaRefused(TOO_LARGE, f"{int(length)} bytes, over the {cap}-byte cap")
-            chunks, size = [], 0
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > cap:
-                        raise MediaRefused(TOO_LARGE, f"over the {cap}-byte cap")
-                    chunks.append(chunk)
-            except requests.RequestException as exc:
-                raise MediaUnavailable(f"download cut: {type(exc).__name__}") from exc
-            return _checked(content_type, b"".join(chunks))
-    raise MediaRefused(FOREIGN, "too many redirects")
+    try:
+        got = downloads.download(guard(settings, cap), url, http=http, auth=auth, declared=declared)
+    except downloads.Refused as exc:
+        raise MediaRefused(exc.reason, str(exc)) from exc
+    except downloads.Unreachable as exc:
+        raise MediaUnavailable(str(exc)) from exc
+    except downloads.Answered as exc:
+        if exc.status in (404, 410):
+            raise MediaRefused(GONE, f"Twilio answered {exc.status}") from exc
+        # 401/403 (credentials), 429, 5xx: retried, then the message goes on without it.
+        raise MediaUnavailable(f"Twilio answered {exc.status}") from exc
+    return _checked(got.content_type, got.data)
 
 
 def _checked(content_type: str, data: bytes) -> Fetched:

@@ -15,6 +15,7 @@ import requests
 
 from channels.twilio import ids
 from channels.twilio.settings import of
+from gateway import downloads
 from gateway.recordings import RecordingRefused, RecordingUnavailable
 from gateway.runtime import Runtime
 
@@ -34,17 +35,9 @@ def delete(runtime: Runtime, details: dict[str, Any]) -> None:
 
 def check_recording_url(runtime: Runtime, url: str) -> str:
     """The URL to fetch, if it is on the configured Twilio API host; else RecordingRefused."""
-    allowed = urlsplit(of(runtime.settings).twilio_api_base)
     target = urlsplit(url)
-    if (target.scheme, target.hostname, target.port) != (
-        allowed.scheme,
-        allowed.hostname,
-        allowed.port,
-    ):
-        raise RecordingRefused(
-            f"recording URL host {target.hostname!r} is not the Twilio API host "
-            f"{allowed.hostname!r}"
-        )
+    if downloads.origin(url) != downloads.origin(of(runtime.settings).twilio_api_base):
+        raise RecordingRefused("recording URL is not on the Twilio API host")
     if target.username or target.password or not target.path.startswith("/2010-04-01/"):
         raise RecordingRefused("recording URL is not a Twilio recording resource")
     return url
@@ -66,36 +59,40 @@ def fetch_recording(
     if urlsplit(url).path not in (expected, expected + ".wav", expected + ".mp3"):
         raise RecordingRefused("recording URL does not name this account's recording")
     fetch_url = url if url.endswith((".wav", ".mp3")) else url + ".wav"
+    fd, tmp = tempfile.mkstemp(dir=target_dir, suffix=".part")
     try:
-        response = requests.get(
-            fetch_url,
-            auth=(s.twilio_account_sid, s.twilio_auth_token),
-            stream=True,
-            timeout=30,
-            allow_redirects=False,  # a redirect could lead off the allowed host
+        with os.fdopen(fd, "wb") as fh:
+            got = downloads.download(
+                guard(runtime, max_bytes),
+                fetch_url,
+                auth=(s.twilio_account_sid, s.twilio_auth_token),
+                declared="audio/wav",
+                out=fh,
+            )
+        final = (
+            target_dir / f"{recording_sid}{'.mp3' if got.content_type == 'audio/mpeg' else '.wav'}"
         )
-    except requests.RequestException as exc:
-        raise RecordingUnavailable(f"could not reach Twilio: {exc}") from exc
-    with response:
-        if response.status_code != 200:
-            raise RecordingUnavailable(f"Twilio answered {response.status_code}")
-        content_type = response.headers.get("Content-Type", "audio/wav").split(";")[0]
-        suffix = ".mp3" if "mpeg" in content_type else ".wav"
-        fd, tmp = tempfile.mkstemp(dir=target_dir, suffix=".part")
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise RecordingRefused(f"recording over {max_bytes} bytes: not kept")
-                    fh.write(chunk)
-            final = target_dir / f"{recording_sid}{suffix}"
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return final, content_type
+        os.replace(tmp, final)
+    except downloads.Refused as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RecordingRefused(f"recording not kept: {exc}") from exc
+    except (downloads.Unreachable, downloads.Answered) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RecordingUnavailable(f"Twilio: {exc}") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final, got.content_type
+
+
+def guard(runtime: Runtime, max_bytes: int) -> downloads.Guard:
+    """The core's download guard (gateway.downloads): the API's origin only (a redirect may
+    stay on it), a sound, ``max_bytes``."""
+    return downloads.Guard(
+        home=of(runtime.settings).twilio_api_base,
+        max_bytes=max_bytes,
+        types=("audio/wav", "audio/mpeg"),
+    )
 
 
 def delete_from_twilio(runtime: Runtime, recording_sid: str) -> None:

@@ -30,6 +30,7 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
 }
 # Headers of aiohttp's own refusals that a client needs (the methods a path allows).
@@ -84,7 +85,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Every refusal under /api/ as a JSON error, aiohttp's own (404, 405, 413) included."""
     if not in_api(request):
         return await handler(request)
-    response = await _answer(request, handler)
+    return with_api_headers(await _answer(request, handler))
+
+
+def with_api_headers(response: web.StreamResponse) -> web.StreamResponse:
     # Moderation data, per token: no shared cache may keep it.
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+from gateway import textnorm
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -56,6 +65,23 @@ class Request(BaseModel):
     no unknown field."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_controls(cls, data: Any) -> Any:
+        # A NUL would make PostgreSQL refuse the row (a 500) and an XLSX export fail; no
+        # control character belongs in what a moderator writes (gateway.textnorm).
+        return _without_controls(data)
+
+
+def _without_controls(value: Any) -> Any:
+    if isinstance(value, str):
+        return textnorm.drop_controls(value)
+    if isinstance(value, list):
+        return [_without_controls(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_controls(v) for k, v in value.items()}
+    return value
 
 
 def _open(schema: dict[str, Any]) -> None:

@@ -39,7 +39,6 @@ async def _home(_request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Add the console's routes, templates and middlewares to the gateway's app."""
     rendering.setup(app)
-    app.middlewares.append(campaign_form.larger_upload)  # before the CSRF check reads forms
     app.middlewares.append(auth.console_middleware)
     app.router.add_get(auth.ROOT, _home)
     app.router.add_get(auth.PREFIX, _home)

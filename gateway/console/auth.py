@@ -42,8 +42,6 @@ from gateway.console.viewer import Viewer
 from gateway.console.work import write
 from gateway.models import Moderator
 from gateway.moderation import accounts
-from gateway.moderation.collected import MAX_SCAN_BYTES
-from gateway.moderation.collected_import import MAX_IMPORT_BYTES
 from gateway.webkeys import SETTINGS
 
 log = logging.getLogger(__name__)
@@ -58,12 +56,6 @@ ANSWERER_PATHS = (ANSWERS, "/moderation/logout", "/moderation/language")
 COLLECT = "/moderation/collect"
 # All an agent account may open (gateway.console.views.collect).
 AGENT_PATHS = (COLLECT, "/moderation/logout", "/moderation/language")
-# The forms that upload a file (a scan of the paper, a day's spreadsheet) may send more than
-# the app's body limit (MAX_WEBHOOK_BYTES); nothing else may.
-UPLOAD_LIMITS = {
-    COLLECT: MAX_SCAN_BYTES + 64 * 1024,
-    COLLECT + "/import": MAX_IMPORT_BYTES + 64 * 1024,
-}
 SESSION_COOKIE = "agora_session"
 LOGIN_CSRF_COOKIE = "agora_login_csrf"
 CSRF_FIELD = "csrf_token"
@@ -235,9 +227,6 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise web.HTTPFound(f"{LOGIN}?next={quote(request.path_qs, safe='')}")
         _ = translator(request)
         raise web.HTTPUnauthorized(text=_("console.auth.login_required"))
-    limit = UPLOAD_LIMITS.get(path)
-    if limit is not None and request.method == "POST":
-        request = request.clone(client_max_size=limit)
     request[VIEWER] = viewer
     if request.method not in SAFE_METHODS and not await _csrf_ok(request, viewer):
         log.warning("console: CSRF token missing or wrong on %s %s", request.method, path)

@@ -252,12 +252,15 @@ def write(
 
 def _xlsx_cell(sheet: Any, value: Any) -> Any:
     """A string is always a string cell: openpyxl would store ``=…`` as a formula, which
-    Decidim's reader (RubyXL) sees as an empty cell and a spreadsheet would run."""
+    Decidim's reader (RubyXL) sees as an empty cell and a spreadsheet would run. Characters
+    XML cannot carry (NUL and the other controls, which a moderator's paste may bring) are
+    dropped: openpyxl would refuse the whole file."""
     if not isinstance(value, str):
         return value
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    cell = WriteOnlyCell(sheet, value=value)
+    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
     cell.data_type = "s"
     return cell
 

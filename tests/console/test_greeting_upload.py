@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway import calls, greetings
-from gateway.console.views.campaign_form import UPLOAD_LIMIT
+from gateway.bodycaps import GREETING, caps
 from gateway.models import Campaign, ModerationEvent
 from gateway.runtime import Runtime
 from tests.conftest import require_tool
@@ -103,7 +103,7 @@ async def test_a_corrupt_or_oversized_file_is_refused_and_changes_nothing(
         assert status == 303
         assert (await admin.get(location)).flashes(error=True) == [message]
     # Beyond what the form may carry at all: refused before it is read.
-    status, _ = await upload(admin, "parc", b"\x00" * (UPLOAD_LIMIT + 1))
+    status, _ = await upload(admin, "parc", b"\x00" * (caps(rt.settings)[GREETING] + 1))
     assert status == 413
     assert parc(rt).voice_greeting_audio == before and stored_files(rt) == []
 

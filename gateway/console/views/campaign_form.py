@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,9 +39,6 @@ log = logging.getLogger(__name__)
 CAMPAIGNS = "/moderation/admin/campaigns"
 NEW = CAMPAIGNS + "/new"
 EXPORT = CAMPAIGNS + "/export.yaml"
-_GREETING_UPLOAD = re.compile(r"^/moderation/admin/campaigns/[^/]+/greeting$")
-# A greeting's form: the file and the CSRF token, well within this.
-UPLOAD_LIMIT = greetings.MAX_BYTES + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -235,19 +231,6 @@ async def export_campaigns(request: web.Request) -> web.StreamResponse:
         charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="campaigns.yaml"'},
     )
-
-
-@web.middleware
-async def larger_upload(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The greeting upload may be larger than any other form (``MAX_WEBHOOK_BYTES``): its
-    request gets its own limit before the console middleware reads the form (CSRF)."""
-    if request.method == "POST" and _GREETING_UPLOAD.match(request.path):
-        try:
-            return await handler(request.clone(client_max_size=UPLOAD_LIMIT))
-        except web.HTTPRequestEntityTooLarge:
-            log.warning("console: a greeting upload over %d bytes refused", UPLOAD_LIMIT)
-            raise
-    return await handler(request)
 
 
 async def upload_greeting(request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from gateway import textnorm
 from gateway.console import flash
 from gateway.moderation.actions import ActionError
 from gateway.moderation.queries import QueueFilter
@@ -37,12 +38,13 @@ def filter_from_query_string(qs: str) -> QueueFilter:
 
 
 def field(form: FormData, name: str, default: str = "") -> str:
+    """A form's text field, without control characters (gateway.textnorm.drop_controls)."""
     value = form.get(name, default)
-    return value if isinstance(value, str) else default
+    return textnorm.drop_controls(value) if isinstance(value, str) else default
 
 
 def fields(form: FormData, name: str) -> list[str]:
-    return [v for v in form.getall(name, []) if isinstance(v, str)]
+    return [textnorm.drop_controls(v) for v in form.getall(name, []) if isinstance(v, str)]
 
 
 def refused(error: ActionError) -> flash.Flash:
