@@ -240,3 +240,15 @@ def test_a_transcription_counts_its_audio_and_its_time(
     spent = figures[("gateway_transcription_seconds_total", language)]
     assert 1 < audio < 10  # the espeak-ng phrase lasts a few seconds
     assert spent > 0
+
+
+async def test_a_body_refused_by_its_cap_is_counted(
+    aiohttp_client: Callable[..., Any], settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    huge = {"Body": "x" * (settings.max_webhook_bytes + 1)}
+    assert (await client.post(PATH, data=huge)).status == 413
+    found = await scrape(client)
+    assert (
+        found[("gateway_webhook_requests_total", (("provider", "twilio"), ("status", "413")))] == 1
+    )
