@@ -337,3 +337,87 @@ def readiness(runtime: Runtime) -> dict[str, str]:
         state["redis"] = f"unreachable ({type(exc).__name__})"
         state["workers"] = "unknown: Redis is unreachable"
     return state
+
+
+# -- history, for the console's operations page ------------------------------------------------
+
+HISTORY_KEY = "gateway:metrics:history"
+SAMPLED_KEY = "gateway:metrics:sampled"
+SAMPLE_EVERY = 60  # seconds between samples, whatever the number of web processes
+KEEP_SAMPLES = 24 * 60  # a day of minutes
+KEEP_HISTORY = (
+    2 * 24 * 3600
+)  # the list expires by itself (docs/privacy.md: Redis keeps nothing long)
+# What the operations page draws over the last hours, in this order.
+SERIES = (
+    "inbound_waiting",
+    "inbound_oldest_age",
+    "outbound_waiting",
+    "transcription_waiting",
+    "workers",
+    "dead_letters",
+    "moderation_backlog",
+    "transcription_lag",
+    "webhooks",
+    "signature_failures",
+)
+
+
+def snapshot(runtime: Runtime, now: float | None = None) -> dict[str, float]:
+    """The figures at a glance, now: one number per series."""
+    now = time.time() if now is None else now
+    states = {state.name: state for state in queue_states(runtime, now)}
+    figures = database_figures(runtime)
+    stored = runtime.redis.hgetall(COUNTERS_KEY)
+    totals: dict[str, float] = {}
+    for field_name, value in stored.items():
+        try:
+            name = json.loads(field_name)[0]
+            totals[name] = totals.get(name, 0.0) + float(value)
+        except (ValueError, IndexError, TypeError):
+            continue
+    return {
+        "t": now,
+        "inbound_waiting": states["inbound"].waiting,
+        "inbound_oldest_age": round(states["inbound"].oldest_age, 1),
+        "outbound_waiting": states["outbound"].waiting,
+        "transcription_waiting": states["transcription"].waiting,
+        "workers": workers_alive(runtime),
+        "dead_letters": sum(figures.dead_letters.values()),
+        "moderation_backlog": sum(figures.backlog.values()),
+        "transcription_lag": round(figures.transcription_lag, 1),
+        "webhooks": totals.get("webhook_requests", 0.0),
+        "signature_failures": totals.get("webhook_signature_failures", 0.0),
+    }
+
+
+def record_sample(runtime: Runtime, now: float | None = None) -> bool:
+    """Adds a snapshot to the history, at most once a minute across every process; False when
+    another process took this minute's sample (or Redis or the database is away)."""
+    try:
+        if not runtime.redis.set(SAMPLED_KEY, 1, nx=True, ex=SAMPLE_EVERY - 5):
+            return False
+        sample = snapshot(runtime, now)
+        with runtime.redis.pipeline() as pipe:
+            pipe.rpush(HISTORY_KEY, json.dumps(sample))
+            pipe.ltrim(HISTORY_KEY, -KEEP_SAMPLES, -1)
+            pipe.expire(HISTORY_KEY, KEEP_HISTORY)
+            pipe.execute()
+    except (RedisError, OSError, SQLAlchemyError) as exc:
+        log.debug("metrics: no sample this minute (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+def history(runtime: Runtime, hours: float = 6) -> list[dict[str, float]]:
+    """The samples of the last ``hours``, oldest first."""
+    since = time.time() - hours * 3600
+    samples = []
+    for raw in runtime.redis.lrange(HISTORY_KEY, -int(hours * 3600 / SAMPLE_EVERY) - 5, -1):
+        try:
+            sample = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(sample, dict) and float(sample.get("t", 0)) >= since:
+            samples.append(sample)
+    return samples

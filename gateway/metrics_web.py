@@ -71,7 +71,10 @@ async def _flushing(app: web.Application) -> AsyncIterator[None]:
 async def _flush(app: web.Application) -> None:
     runtime = app.get(RUNTIME)
     if runtime is not None:
-        await asyncio.get_running_loop().run_in_executor(None, metrics.flush, runtime.redis)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, metrics.flush, runtime.redis)
+        # The operations page's history: once a minute, whichever web process comes first.
+        await loop.run_in_executor(None, metrics.record_sample, runtime)
 
 
 async def metrics_page(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from gateway.console.views import (
     dashboard,
     groups,
     log,
+    operations,
     outbound,
     queue,
     residents,
@@ -56,6 +57,7 @@ def setup(app: web.Application) -> None:
         collect,
         announcements,
         outbound,
+        operations,
     ):
         page.add_routes(app)
     live.setup(app)

@@ -125,6 +125,7 @@ def get_pages(cid: int, gid: int) -> list[str]:
         "/moderation/admin/accounts",
         "/moderation/admin/campaigns",
         "/moderation/admin/campaigns/parc/synthesis",
+        "/moderation/admin/operations",
     ]
 
 
