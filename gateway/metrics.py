@@ -47,6 +47,7 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 COUNTERS_KEY = "gateway:metrics:counters"
+KEEP_COUNTERS = 7 * 24 * 3600
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Counters: name -> (help, label names). Every counter is declared here, so a scrape shows
@@ -94,6 +95,9 @@ class Tally:
             with redis.pipeline(transaction=False) as pipe:
                 for field, value in pending.items():
                     pipe.hincrbyfloat(COUNTERS_KEY, field, value)
+                # Refreshed at each flush: counts vanish only after a week without any event
+                # (Prometheus sees a reset), and nothing in Redis lives unbounded.
+                pipe.expire(COUNTERS_KEY, KEEP_COUNTERS)
                 pipe.execute()
         except (RedisError, OSError) as exc:
             with self._lock:

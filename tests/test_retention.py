@@ -566,8 +566,14 @@ def test_nothing_in_redis_outlives_the_shortest_retention_period(
     send_sms(runtime, "PARC encore", sender="+33612340005")
     monkeypatch.setattr(processing, "process_inbound", real)
     drain(runtime)
+    # What the web processes keep there too: their counters and the operations page's history.
+    from gateway import metrics
 
+    metrics.count("webhook_requests", provider="twilio", status="200")
     redis = runtime.redis
+    assert metrics.flush(redis)
+    assert metrics.record_sample(runtime)
+
     limit = settings.raw_payload_retention_days * 24 * 3600
     now = datetime.now(UTC).timestamp()
     kinds: dict[str, int] = {}
@@ -587,3 +593,4 @@ def test_nothing_in_redis_outlives_the_shortest_retention_period(
     # The scenario left what it should: jobs, their results, and the failed one.
     assert kinds.get("job", 0) >= 5 and kinds.get("results", 0) >= 4, kinds
     assert redis.zcard("rq:failed:inbound") == 1
+    assert kinds.get("gateway", 0) >= 3, kinds  # counters, history, the sampling guard
