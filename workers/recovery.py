@@ -169,8 +169,7 @@ def recover(runtime: Runtime) -> RecoveryReport:
             entry = f"{job_id}:{execution_id}"
             if redis.zscore(StartedJobRegistry(name, connection=redis).key, entry) is None:
                 continue  # taken back meanwhile (another process's recovery)
-            if job.func_name in _SENDS:
-                sends.extend(_outbound_ids(job))
+            sends.extend(interrupted_sends(job))
             orphans.append((job, name, execution_id))
         # The interrupted sends are queued again first, so that their job, once queued, finds
         # them ready to be checked with the provider.
@@ -199,7 +198,10 @@ def recover(runtime: Runtime) -> RecoveryReport:
     return report
 
 
-def _outbound_ids(job: Job) -> list[int]:
+def interrupted_sends(job: Job) -> list[int]:
+    """The outbound messages a send job names (none for another job)."""
+    if job.func_name not in _SENDS:
+        return []
     try:
         (arg,) = job.args
     except (ValueError, TypeError):

@@ -52,6 +52,7 @@ class Rig:
     redis_server: RedisServer | None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _engine: Engine | None = None
+    _killed_redis: int = 0
 
     # -- processes ---------------------------------------------------------
     @property
@@ -73,6 +74,37 @@ class Rig:
             "the worker to wait for jobs",
         )
         return process
+
+    def idle(self) -> bool:
+        """A registered worker waits for jobs."""
+        return b"idle" in [self.redis.hget(k, "state") for k in self.redis.smembers("rq:workers")]
+
+    def stop_redis(self) -> None:
+        """Redis goes away: Debian's server is stopped; the embedded one is SIGKILLed (its
+        owner, ``gateway serve``, or a worker needing it then starts it again)."""
+        if self.redis_server is not None:
+            self.redis_server.stop()
+            return
+        pid = int(self._redis_pid_file().read_text())
+        os.kill(pid, signal.SIGKILL)
+        self._killed_redis = pid
+
+    def start_redis(self) -> None:
+        """Redis is back: Debian's server restarted; the embedded one, once a gateway process
+        has started it again by itself."""
+        if self.redis_server is not None:
+            self.redis_server.start()
+            return
+        self.wait_until(
+            lambda: (
+                int(self._redis_pid_file().read_text()) != self._killed_redis and self.redis.ping()
+            ),
+            60,
+            "the embedded Redis started again",
+        )
+
+    def _redis_pid_file(self) -> Path:
+        return Path(self.gateway.env["GATEWAY_DATA_DIR"]) / "redis" / "redis.pid"
 
     def worker_names(self) -> set[bytes]:
         with contextlib.suppress(Exception):
