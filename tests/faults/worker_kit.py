@@ -227,6 +227,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     fake = FakeTwilio().start()
     env = base_env(tmp_path, fake)
     env["GATEWAY_EMBEDDED_WORKER"] = "false"
+    env["GATEWAY_TWILIO_FROM_NUMBER"] = CITY  # a voice message's SMS receipt is sent from it
     env["GATEWAY_OUTBOUND_MAX_ATTEMPTS"] = "3"  # a poison send gives up after 2 s + 4 s
     server: RedisServer | None = None
     if request.param == "postgresql-redis":
