@@ -47,6 +47,9 @@ class OutgoingText:
     # references.
     thread: dict[str, Any] | None = None
     key: str | None = None  # the catalogue key of the text (receipt, notice, moderator answer)
+    # The same for every attempt at sending one outbound row: a provider that can carry it
+    # makes a second attempt recognisably the same message (email: its Message-ID).
+    token: str | None = None
 
 
 class SendError(Exception):

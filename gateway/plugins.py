@@ -38,6 +38,12 @@ everything the core needs from it, in the spirit of courier's ``ChannelHandler``
   details)``: an answering machine's recording, named by a stored recording callback
   (``details``), downloaded into ``target_dir`` (``gateway.recordings.RecordingRefused`` for
   good, ``RecordingUnavailable`` to be retried), then deleted at the provider once kept.
+- ``reconcile(runtime, message, since)``: after a send was interrupted (its worker died
+  between claiming it and recording the provider's answer), the ids of the messages the
+  provider accepted since ``since`` that are this one (same recipient, same text), newest
+  first; an empty list when it has none, so that sending again is safe; ``SendError`` when
+  it cannot tell now (retryable) or at all. A provider without the hook cannot be asked:
+  such a send is marked failed, delivery unknown (workers.outbound).
 
 The list of installed plugins is ``channels/registry.py``; the core loads it by name
 (``REGISTRY``) rather than importing it, so that the core never imports a channel (an
@@ -55,12 +61,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import click
     from aiohttp import web
     from sqlalchemy.orm import Session
 
     from gateway import conversation as engine
-    from gateway.messages import Sender
+    from gateway.messages import OutgoingText, Sender
     from gateway.models import Conversation, InboundMessage
     from gateway.pacing import Pace
     from gateway.runtime import Runtime
@@ -130,6 +138,7 @@ class ChannelPlugin:
     fetch_recording: Callable[[Runtime, dict[str, Any], Path], tuple[Path, str]] | None = None
     delete_recording: Callable[[Runtime, dict[str, Any]], None] | None = None
     check: Callable[[Settings], None] | None = None
+    reconcile: Callable[[Runtime, OutgoingText, datetime], list[str]] | None = None
     # Channels whose addresses are one person's across them: {"sms": "phone", "voice":
     # "phone"} makes a number that texts and calls one resident. A channel not named here is
     # its own address space.
@@ -196,4 +205,12 @@ def hook(channel: str, name: str, provider: str | None = None) -> Any:
         value = getattr(plugin, name)
         if value is not None:
             return value
+    return None
+
+
+def provider_hook(channel: str, provider: str, name: str) -> Any:
+    """The ``name`` hook of exactly ``provider`` for ``channel`` (no other plugin's), or None."""
+    for plugin in for_channel(channel):
+        if plugin.name == provider:
+            return getattr(plugin, name)
     return None

@@ -306,28 +306,34 @@ def test_no_address_in_clear_in_the_database_or_the_logs(runtime: Runtime, caplo
                     assert digits.encode() not in fh.read()
 
 
-def test_sweeper_marks_interrupted_sends_failed_without_resending(
+def test_sweeper_takes_back_a_stuck_send_and_twilio_is_asked_before_any_resend(
     runtime: Runtime, fake_twilio: FakeTwilio
 ):
     send_sms(runtime, "PARC Des bancs", RESIDENT, PARC_NUMBER)
     sent = len(fake_twilio.messages)
+    # A send claimed an hour ago whose worker vanished; Twilio had taken it.
+    accepted = fake_twilio.twilio_client().messages.create(to=RESIDENT, from_=PARC_NUMBER, body="x")
     with runtime.sessions.begin() as session:
         row = OutboundMessage(
             decision_key="manual-1",
             channel="sms",
+            sender=PARC_NUMBER,
             text="x",
             status="sending",
             attempts=1,
             claimed_at=now_utc() - timedelta(hours=1),
+            created_at=now_utc() - timedelta(hours=1),
             recipient_encrypted=runtime.vault.encrypt(RESIDENT, outbound_recipient("manual-1")),
         )
         session.add(row)
     assert sweep(runtime).interrupted == 1
+    sweep(runtime)  # queued again: the next sweep enqueues it
     drain(runtime)
     with runtime.sessions() as session:
         again = session.get(OutboundMessage, row.id)
-    assert again is not None and again.status == "failed"
-    assert len(fake_twilio.messages) == sent
+    assert again is not None and again.status == "sent", again and again.error
+    assert again.provider_message_id == accepted.sid
+    assert len(fake_twilio.messages) == sent + 1  # the one taken before, not a second
 
 
 def test_inbound_never_processed_is_picked_up_by_the_sweeper(runtime: Runtime):

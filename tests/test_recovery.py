@@ -1,6 +1,7 @@
 """What a dead process leaves in Redis is recognised as dead at once, not after a timeout:
 its per-sender locks (gateway.locks) and the jobs it had started (workers.recovery), with the
-sends it had begun marked failed rather than sent twice. Real Redis, real processes."""
+sends it had begun checked with the provider, so that each goes out once. Real Redis, real
+processes."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ from rq.job import Job
 from sqlalchemy import select, update
 
 from channels.twilio.tests.fake_api import FakeTwilio
-from gateway import ingest, locks, processing
+from gateway import ingest, locks, plugins, processing
 from gateway.clock import now_utc
 from gateway.models import Contribution, InboundMessage, OutboundMessage
+from gateway.privacy import outbound_recipient
 from gateway.queues import INBOUND, OUTBOUND
 from gateway.runtime import Runtime
 from tests.helpers import drain, incoming_sms
-from workers import jobs
-from workers.recovery import INTERRUPTED, PROCESS_FIELD, recover, running
+from workers import jobs, outbound
+from workers.outbound import INTERRUPTED, RECONCILING
+from workers.recovery import PROCESS_FIELD, recover, running
 from workers.sweeper import sweep
 
 RESIDENT = "+33612345678"
@@ -213,9 +216,13 @@ def test_a_worker_whose_pid_now_belongs_to_a_newer_process_is_dead(runtime: Runt
     assert job.get_status(refresh=True) == "queued"
 
 
-def test_a_send_interrupted_by_a_dead_process_is_marked_failed_not_sent_twice(
-    runtime: Runtime, fake_twilio: FakeTwilio
+@pytest.mark.parametrize("accepted", [True, False], ids=["twilio-had-it", "twilio-had-not"])
+def test_a_send_interrupted_by_a_dead_process_is_checked_with_twilio_and_sent_once(
+    runtime: Runtime, fake_twilio: FakeTwilio, accepted: bool
 ):
+    """The dead process claimed the first reply; Twilio may or may not have taken it. The
+    recovered job asks Twilio's list of messages: found, the row is sent with Twilio's sid and
+    nothing goes out again; not found, it is sent. One message at Twilio either way."""
     message_id = stored_sms(runtime)
     outbound_ids = processing.process_inbound(runtime, message_id)
     assert outbound_ids
@@ -225,18 +232,123 @@ def test_a_send_interrupted_by_a_dead_process_is_marked_failed_not_sent_twice(
             .where(OutboundMessage.id == outbound_ids[0])
             .values(status="sending", attempts=1, claimed_at=now_utc())
         )
+        first = session.get(OutboundMessage, outbound_ids[0])
+        assert first is not None
+        text, to = first.text, RESIDENT
+    sid = None
+    if accepted:  # it had reached Twilio before the process died
+        created = fake_twilio.twilio_client().messages.create(to=to, from_=PARC_NUMBER, body=text)
+        sid = created.sid
     queue = runtime.queue(OUTBOUND)
     job = queue.enqueue(jobs.send_outbound_batch, outbound_ids, job_id="outbound-x")
     started_by(runtime, job, queue, dead_pid())
     report = recover(runtime)
     assert report.jobs == 1 and report.interrupted == 1
-    drain(runtime)  # the rest of the batch goes out
+    drain(runtime)
     with runtime.sessions() as session:
         rows = {r.id: r for r in session.scalars(select(OutboundMessage))}
-    assert rows[outbound_ids[0]].status == "failed"
-    assert INTERRUPTED in (rows[outbound_ids[0]].error or "")
-    assert all(rows[i].status == "sent" for i in outbound_ids[1:])
-    assert len(fake_twilio.messages) == len(outbound_ids) - 1
+    assert all(rows[i].status == "sent" for i in outbound_ids), [r.error for r in rows.values()]
+    assert len(fake_twilio.messages) == len(outbound_ids)
+    assert [m["Body"] for m in fake_twilio.messages].count(text) == 1
+    if accepted:
+        assert rows[outbound_ids[0]].provider_message_id == sid
+    lists = [
+        r for r in fake_twilio.requests if r["method"] == "GET" and "Messages.json" in r["path"]
+    ]
+    assert len(lists) == 1  # asked once, for the interrupted one only
+
+
+def test_an_identical_message_another_row_owns_is_not_taken_for_the_interrupted_one(
+    runtime: Runtime, fake_twilio: FakeTwilio
+):
+    """Two receipts with the same text to the same person: Twilio's list shows the first
+    one's message; the interrupted second is still sent, not marked sent with its sid."""
+    message_id = stored_sms(runtime)
+    outbound_ids = processing.process_inbound(runtime, message_id)
+    assert [outbound.send(runtime, i) for i in outbound_ids] == ["sent"] * len(outbound_ids)
+    assert len(fake_twilio.messages) == len(outbound_ids)
+    with runtime.sessions.begin() as session:
+        done = session.get(OutboundMessage, outbound_ids[0])
+        assert done is not None and done.status == "sent"
+        twin = OutboundMessage(
+            decision_key="twin-1",
+            channel="sms",
+            sender=done.sender,
+            text=done.text,
+            status="sending",
+            attempts=1,
+            claimed_at=now_utc(),
+            contributor_id=done.contributor_id,
+            recipient_encrypted=runtime.vault.encrypt(RESIDENT, outbound_recipient("twin-1")),
+        )
+        session.add(twin)
+        session.flush()
+        twin_id, owned = twin.id, done.provider_message_id
+    assert recover_sends(runtime, [twin_id]) == 1
+    drain_outbound(runtime, twin_id)
+    with runtime.sessions() as session:
+        again = session.get(OutboundMessage, twin_id)
+        assert again is not None
+        assert again.status == "sent" and again.provider_message_id not in (None, owned)
+    assert len(fake_twilio.messages) == len(outbound_ids) + 1
+
+
+def test_twilio_unreachable_while_asked_keeps_the_send_waiting_and_never_sends_blindly(
+    runtime: Runtime, fake_twilio: FakeTwilio
+):
+    message_id = stored_sms(runtime)
+    outbound_ids = processing.process_inbound(runtime, message_id)
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_ids[0])
+            .values(status="sending", attempts=1, claimed_at=now_utc())
+        )
+    assert recover_sends(runtime, [outbound_ids[0]]) == 1
+    fake_twilio.stop()  # the list cannot be read: connection refused
+    try:
+        assert outbound.send(runtime, outbound_ids[0]) == "queued"
+    finally:
+        fake_twilio.start()
+    with runtime.sessions() as session:
+        row = session.get(OutboundMessage, outbound_ids[0])
+        assert row is not None
+        assert row.status == "queued" and row.error == RECONCILING
+        assert row.next_attempt_at is not None
+    assert fake_twilio.messages == []
+
+
+def test_a_provider_that_cannot_be_asked_gets_the_send_marked_failed_delivery_unknown(
+    runtime: Runtime, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+):
+    """A provider without the reconcile hook (Telegram's Bot API has no list of sent
+    messages): the interrupted send is not sent again; it shows in the dead-letter list."""
+    message_id = stored_sms(runtime)
+    outbound_ids = processing.process_inbound(runtime, message_id)
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_ids[0])
+            .values(status="sending", attempts=1, claimed_at=now_utc())
+        )
+    monkeypatch.setattr(plugins, "provider_hook", lambda channel, provider, name: None)
+    assert recover_sends(runtime, [outbound_ids[0]]) == 1
+    assert outbound.send(runtime, outbound_ids[0]) == "failed"
+    with runtime.sessions() as session:
+        row = session.get(OutboundMessage, outbound_ids[0])
+        assert row is not None and row.status == "failed"
+        assert row.error == INTERRUPTED and row.recipient_encrypted is None
+    assert fake_twilio.messages == []
+
+
+def recover_sends(runtime: Runtime, ids: list[int]) -> int:
+    from workers.recovery import take_back_interrupted
+
+    return take_back_interrupted(runtime, ids)
+
+
+def drain_outbound(runtime: Runtime, outbound_id: int) -> None:
+    assert outbound.send(runtime, outbound_id) == "sent"
 
 
 def test_a_worker_of_another_machine_is_dead_only_once_its_registration_expired(

@@ -3,9 +3,18 @@
 A row is claimed with a conditional update (queued -> sending) so that two workers, or a job
 enqueued twice, cannot both send it. A retryable failure (429, 5xx, connection refused) puts it
 back to ``queued`` with ``next_attempt_at`` (exponential backoff, or the provider's
-Retry-After); the sweeper enqueues it when due. A send interrupted after the claim (worker
-killed) is never retried blindly: the sweeper marks it failed, delivery unknown, because
-sending twice is worse for a resident than a missing receipt an operator can see.
+Retry-After); the sweeper enqueues it when due.
+
+A send interrupted after the claim (its worker killed, the row left ``sending``) is never
+retried blindly: the provider may have accepted it before the worker died. Recovery
+(workers.recovery, or the sweeper after STUCK_SENDING) puts it back to ``queued`` marked
+``RECONCILING``; the next attempt first asks the provider (the plugin's ``reconcile`` hook)
+whether it has the message: found, the row is marked sent with the provider's id, and nothing
+is sent again; not found, it is sent. A provider that cannot be asked (no hook: a bot API
+without a list of sent messages) gets the old answer: failed, delivery unknown, because
+sending twice is worse for a resident than a missing receipt an operator can see in the
+dead-letter list. Every attempt at one row carries the same ``token`` (``OutgoingText``), so
+a provider that resends without looking up (email) sends recognisably the same message.
 """
 
 from __future__ import annotations
@@ -27,6 +36,13 @@ from gateway.privacy import outbound_recipient, redact
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# The ``error`` of a row put back to ``queued`` after an interrupted send: ask the provider
+# before sending it again (workers.recovery, workers.sweeper).
+RECONCILING = "interrupted while sending: the provider is asked before any new attempt"
+INTERRUPTED = "interrupted while sending: delivery unknown, not retried"
+# How far before the row's creation a provider's clock may be and still match.
+CLOCK_SKEW = timedelta(minutes=5)
 
 MAX_BACKOFF = timedelta(minutes=10)
 
@@ -89,10 +105,17 @@ def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
             buttons=row.buttons or None,
             thread=_thread(runtime, row.channel, origin),
             key=row.message_key,
+            token=token(row),
         )
         attempts, segments = row.attempts, row.segments or 1
+        reconciling = row.error == RECONCILING
+        since = row.created_at
     # Back through the provider that carried the resident's message (a channel may have two).
     sender = runtime.sender(message.channel, carrier)
+    if reconciling:  # asked first: a message the provider already has takes no turn
+        outcome = _reconcile(runtime, outbound_id, attempts, sender.name, message, since)
+        if outcome is not None:
+            return outcome, None
     turn = _turn(runtime, runtime.carrier(message.channel, carrier), message, segments)
     if not turn.reserved:  # not within MAX_SLEEP: back in the queue for its turn
         later = now_utc() + timedelta(seconds=turn.wait)
@@ -174,8 +197,11 @@ def _turn(
 
 
 def _put_back(row: OutboundMessage, when: datetime) -> None:
-    """Queued again for ``when``, the attempt not counted (nothing was sent)."""
-    row.status, row.next_attempt_at, row.error = "queued", when, PACED
+    """Queued again for ``when``, the attempt not counted (nothing was sent). A row waiting to
+    be reconciled keeps its mark: its next attempt still asks the provider first, or a send
+    the provider took before a crash would go out twice."""
+    row.status, row.next_attempt_at = "queued", when
+    row.error = RECONCILING if row.error == RECONCILING else PACED
     row.attempts -= 1
 
 
@@ -209,6 +235,85 @@ def _behind(session: Session, row: OutboundMessage, now: datetime) -> datetime |
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def token(row: OutboundMessage) -> str:
+    """The row's idempotency token: the same for every attempt at it, unique to it."""
+    created = row.created_at.strftime("%Y%m%d%H%M%S") if row.created_at else "0"
+    return f"{row.id}.{created}"
+
+
+def _reconcile(
+    runtime: Runtime,
+    outbound_id: int,
+    attempts: int,
+    provider: str,
+    message: OutgoingText,
+    since: Any,
+) -> str | None:
+    """After an interrupted attempt: ask the provider whether it has the message. Returns the
+    row's status when that settles it (sent, queued to ask again, failed), None to send."""
+    lookup = plugins.provider_hook(message.channel, provider, "reconcile")
+    if lookup is None:
+        with runtime.sessions.begin() as session:
+            row = session.get(OutboundMessage, outbound_id)
+            if row is not None:
+                row.status, row.recipient_encrypted, row.error = "failed", None, INTERRUPTED
+                row.provider = provider
+        log.error(
+            "outbound %d: interrupted send, %s cannot be asked: failed, delivery unknown",
+            outbound_id,
+            provider,
+        )
+        return "failed"
+    try:
+        found = list(lookup(runtime, message, (since or now_utc()) - CLOCK_SKEW))
+    except SendError as exc:
+        if exc.retryable and attempts < runtime.settings.outbound_max_attempts:
+            reason = redact(str(exc), message.recipient)[:500]
+            with runtime.sessions.begin() as session:
+                row = session.get(OutboundMessage, outbound_id)
+                if row is not None:  # ask again later, still before any new attempt
+                    row.status, row.error = "queued", RECONCILING
+                    row.next_attempt_at = now_utc() + backoff(attempts)
+            log.warning("outbound %d: the provider cannot be asked now (%s)", outbound_id, reason)
+            return "queued"
+        with runtime.sessions.begin() as session:
+            row = session.get(OutboundMessage, outbound_id)
+            if row is not None:
+                row.status, row.recipient_encrypted = "failed", None
+                row.error = f"{INTERRUPTED}; {redact(str(exc), message.recipient)}"[:2000]
+                row.provider = provider
+        log.error("outbound %d: interrupted send, the provider could not be asked", outbound_id)
+        return "failed"
+    with runtime.sessions.begin() as session:
+        row = session.get(OutboundMessage, outbound_id)
+        if row is None:
+            return "failed"
+        # Another row with the same text to the same person (two receipts) owns its own id.
+        taken = (
+            set(
+                session.scalars(
+                    select(OutboundMessage.provider_message_id).where(
+                        OutboundMessage.provider == provider,
+                        OutboundMessage.provider_message_id.in_(found),
+                        OutboundMessage.id != outbound_id,
+                    )
+                )
+            )
+            if found
+            else set()
+        )
+        mine = next((pid for pid in found if pid not in taken), None)
+        if mine is None:
+            log.info(
+                "outbound %d: interrupted send not found at %s: sending", outbound_id, provider
+            )
+            return None
+        row.status, row.provider, row.provider_message_id = "sent", provider, mine
+        row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
+    log.info("outbound %d: interrupted send found at %s: marked sent", outbound_id, provider)
+    return "sent"
 
 
 def _origin(session: Session, row: OutboundMessage) -> InboundMessage | None:

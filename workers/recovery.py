@@ -15,10 +15,11 @@ and then with every full sweep:
   another machine expires by itself within gateway.locks.LOCK_TTL);
 - jobs started by dead workers are put back at the front of their queue: every job is
   idempotent, so running one again is safe;
-- outbound messages that such a job had claimed (``sending``) are marked failed, delivery
-  unknown, and not retried: the process may have died after the provider accepted the message,
-  and a resident who gets a receipt twice is worse off than an operator who sees one marked
-  failed (workers.outbound). The sweeper would conclude the same after STUCK_SENDING; knowing
+- outbound messages that such a job had claimed (``sending``) go back to ``queued`` marked
+  ``RECONCILING``, before their job is queued again: the process may have died after the
+  provider accepted the message, so the next attempt asks the provider first and sends only
+  if it does not have it; a provider that cannot be asked gets it marked failed, delivery
+  unknown (workers.outbound). The sweeper would conclude the same after STUCK_SENDING; knowing
   the process is dead, there is nothing to wait for;
 - the dead workers' registrations are removed.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -44,6 +46,7 @@ from gateway import locks
 from gateway.models import OutboundMessage
 from gateway.queues import QUEUES
 from gateway.runtime import Runtime
+from workers.outbound import INTERRUPTED, RECONCILING
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,6 @@ WORKER_PREFIX = "rq:worker:"
 # Written by our workers beside RQ's fields: gateway.locks.process_since of the worker's process.
 PROCESS_FIELD = "gateway_process"
 _SENDS = {"workers.jobs.send_outbound", "workers.jobs.send_outbound_batch"}
-INTERRUPTED = "interrupted while sending: delivery unknown, not retried"
 
 
 @dataclass
@@ -156,6 +158,7 @@ def recover(runtime: Runtime) -> RecoveryReport:
         ]
         alive, dead = live_workers(redis)
         sends: list[int] = []
+        orphans: list[tuple[Job, str, str]] = []
         for name, job_id, execution_id in started:
             try:
                 job = Job.fetch(job_id, connection=redis)
@@ -166,8 +169,13 @@ def recover(runtime: Runtime) -> RecoveryReport:
             entry = f"{job_id}:{execution_id}"
             if redis.zscore(StartedJobRegistry(name, connection=redis).key, entry) is None:
                 continue  # taken back meanwhile (another process's recovery)
-            if job.func_name in _SENDS:
-                sends.extend(_outbound_ids(job))
+            sends.extend(interrupted_sends(job))
+            orphans.append((job, name, execution_id))
+        # The interrupted sends are queued again first, so that their job, once queued, finds
+        # them ready to be checked with the provider.
+        if sends:
+            report.interrupted = take_back_interrupted(runtime, sends)
+        for job, name, execution_id in orphans:
             requeue(redis, job, Queue(name, connection=redis), execution_id)
             report.jobs += 1
             log.warning(
@@ -185,14 +193,15 @@ def recover(runtime: Runtime) -> RecoveryReport:
     except (RedisError, OSError) as exc:
         log.warning("recovery: Redis unavailable, will try again: %s", exc)
         return report
-    if sends:
-        report.interrupted = fail_interrupted(runtime, sends)
     if report:
         log.info("recovery: %s", report)
     return report
 
 
-def _outbound_ids(job: Job) -> list[int]:
+def interrupted_sends(job: Job) -> list[int]:
+    """The outbound messages a send job names (none for another job)."""
+    if job.func_name not in _SENDS:
+        return []
     try:
         (arg,) = job.args
     except (ValueError, TypeError):
@@ -201,14 +210,34 @@ def _outbound_ids(job: Job) -> list[int]:
     return [i for i in ids if isinstance(i, int)]
 
 
-def fail_interrupted(runtime: Runtime, outbound_ids: list[int]) -> int:
-    """Mark failed the given sends that were claimed (``sending``) by a process now dead."""
+def take_back_interrupted(runtime: Runtime, outbound_ids: list[int]) -> int:
+    """The given sends claimed (``sending``) by a process now dead: back to ``queued``, to be
+    checked with the provider before any new attempt (workers.outbound)."""
+    return interrupted(runtime, [OutboundMessage.id.in_(outbound_ids)], "recovery")
+
+
+def interrupted(runtime: Runtime, where: list[Any], who: str) -> int:
+    """Sends left ``sending`` (matching ``where``) go back to ``queued``, marked RECONCILING;
+    one already without its recipient (erased meanwhile) is failed."""
     with runtime.sessions.begin() as session:
-        count = session.execute(
+        taken = session.execute(
             update(OutboundMessage)
-            .where(OutboundMessage.id.in_(outbound_ids), OutboundMessage.status == "sending")
-            .values(status="failed", recipient_encrypted=None, error=INTERRUPTED)
+            .where(
+                *where,
+                OutboundMessage.status == "sending",
+                OutboundMessage.recipient_encrypted.is_not(None),
+            )
+            .values(status="queued", next_attempt_at=None, error=RECONCILING)
         ).rowcount  # type: ignore[attr-defined]
-    if count:
-        log.error("recovery: %d send(s) interrupted mid-way marked failed", count)
-    return int(count or 0)
+        lost = session.execute(
+            update(OutboundMessage)
+            .where(*where, OutboundMessage.status == "sending")
+            .values(status="failed", error=INTERRUPTED)
+        ).rowcount  # type: ignore[attr-defined]
+    if taken:
+        log.warning(
+            "%s: %d send(s) interrupted mid-way, to be checked with the provider", who, taken
+        )
+    if lost:
+        log.error("%s: %d send(s) interrupted mid-way marked failed", who, lost)
+    return int(taken or 0) + int(lost or 0)

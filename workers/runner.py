@@ -41,13 +41,21 @@ from rq.queue import Queue
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import locks
 from gateway.queues import QUEUES, process_tag
 from gateway.runtime import Runtime
 from workers import context
 from workers.failures import RedactedFailures
-from workers.recovery import PROCESS_FIELD, recover, requeue, running
+from workers.recovery import (
+    PROCESS_FIELD,
+    interrupted_sends,
+    recover,
+    requeue,
+    running,
+    take_back_interrupted,
+)
 from workers.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -330,6 +338,16 @@ class ForkWorker(StoppableWorker, RedactedFailures, Worker):
         execution, self.execution = self.execution, None
         try:
             self.set_current_job_id(None)
+            # A send it was in the middle of: checked with the provider before any new
+            # attempt (workers.outbound), as after a crash.
+            sends = interrupted_sends(job)
+            if sends:
+                try:
+                    take_back_interrupted(context.get_runtime(), sends)
+                except SQLAlchemyError as exc:  # the sweeper takes it back after STUCK_SENDING
+                    self.log.warning(
+                        "Worker %s: send(s) %s left sending (%s)", self.name, sends, exc
+                    )
             requeue(self.connection, job, queue, execution.id if execution else None)
             # The horse may have died holding a sender's lock: the next holder must not wait.
             locks.release_dead(self.connection)
@@ -474,7 +492,10 @@ def run_worker(runtime: Runtime, queues: Sequence[str], burst: bool) -> bool:
         sweep(runtime)
     ticker = None
     if not burst:
-        ticker = Ticker(runtime)
+        # Beside an embedded Redis (a `gateway worker` next to `gateway serve` on one machine),
+        # the worker keeps it alive too: should it die while the web server is idle, nobody
+        # else would start it again, and the worker would wait for it forever.
+        ticker = Ticker(runtime, on_tick=(lambda: revive_embedded(runtime)))
         ticker.start()
     worked = False
     pause = RECONNECT_FIRST
@@ -507,6 +528,13 @@ def run_worker(runtime: Runtime, queues: Sequence[str], burst: bool) -> bool:
     if shutdown.requested:
         log.info("worker stopped on request")
     return worked
+
+
+def revive_embedded(runtime: Runtime) -> None:
+    """Start the embedded Redis again if it died (no-op with a Redis server of the city's)."""
+    if runtime.embedded and not runtime.embedded.alive():
+        log.warning("embedded Redis is down; restarting it")
+        runtime.embedded.ensure_running()
 
 
 def _on_stop_signals(shutdown: Shutdown) -> None:

@@ -8,7 +8,8 @@ lock keeps them from doing it at the same moment. It enqueues:
 - outbound messages ``queued`` and due (retries after backoff, or never enqueued);
 - expired conversations, so that what they kept is filed.
 Once a day, one sweeper purges what is past its retention period (gateway.retention).
-And it marks as failed the sends interrupted mid-way (see workers.outbound).
+And it takes back the sends interrupted mid-way, to be checked with the provider before any new
+attempt (see workers.outbound).
 
 What a dead process left behind (its started jobs, its locks) is taken back before the sweep by
 workers.recovery, at start-up and with every full sweep, without waiting for any timeout.
@@ -30,7 +31,7 @@ from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
-from workers.recovery import INTERRUPTED, live_workers
+from workers.recovery import interrupted, live_workers
 
 log = logging.getLogger(__name__)
 
@@ -222,21 +223,7 @@ def _enqueue_missing(runtime: Runtime, queue_name: str, job: str, job_ids: dict[
 
 
 def _fail_interrupted(runtime: Runtime, now: object) -> int:
-    from sqlalchemy import update
-
-    with runtime.sessions.begin() as session:
-        count = session.execute(
-            update(OutboundMessage)
-            .where(
-                OutboundMessage.status == "sending",
-                OutboundMessage.claimed_at <= now_utc() - STUCK_SENDING,
-            )
-            .values(
-                status="failed",
-                recipient_encrypted=None,
-                error=INTERRUPTED,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-    if count:
-        log.error("sweeper: %d send(s) interrupted mid-way marked failed", count)
-    return int(count or 0)
+    """Sends claimed STUCK_SENDING ago and still ``sending``: their worker is gone."""
+    return interrupted(
+        runtime, [OutboundMessage.claimed_at <= now_utc() - STUCK_SENDING], "sweeper"
+    )

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import click
 
 from channels.email.settings import EmailSettings, of
-from gateway.messages import Sender
+from gateway.messages import OutgoingText, Sender
 from gateway.models import InboundMessage
 from gateway.pacing import Limit, Pace
 from gateway.plugins import Arrival, ChannelPlugin, Interpretation, Service, Stop
@@ -98,6 +99,13 @@ async def _start_poller(runtime: Runtime) -> Stop:
     return stop
 
 
+def _reconcile(runtime: Runtime, message: OutgoingText, since: datetime) -> list[str]:
+    """A mail server keeps no list to ask: an interrupted send is sent again, with the same
+    Message-ID (channels.email.sender.build), so that a copy the server had already taken is
+    recognisably the same message to the resident's client (which shows or drops it as one)."""
+    return []
+
+
 plugin = ChannelPlugin(
     name="email",
     channels=("email",),
@@ -107,6 +115,7 @@ plugin = ChannelPlugin(
     commands=_commands,
     interpret=_interpret,
     thread=_thread,
+    reconcile=_reconcile,
     services=(
         # SMTP_RECEIVER_PORT > 0: mail is received by the gateway itself.
         Service("smtp-receiver", lambda s: of(s).smtp_receiver_port > 0, _start_receiver),

@@ -82,7 +82,13 @@ def build(
         subject = translate("email.subject", language, organisation=one_line(from_name, 80))
     mail["Subject"] = subject
     mail["Date"] = format_datetime(datetime.now(UTC))
-    mail["Message-ID"] = make_msgid("agora.out", domain=domain or None)
+    # Every attempt at one outbound row has the same Message-ID (its token): a send resent
+    # after an interrupted attempt is one message to the resident's client (workers.outbound).
+    mail["Message-ID"] = (
+        f"<agora.out.{re.sub(r'[^0-9A-Za-z.]', '', message.token)}@{domain}>"
+        if message.token and domain
+        else make_msgid("agora.out", domain=domain or None)
+    )
     parent = clean_msgid(str(thread.get("in_reply_to") or ""))
     references = [clean_msgid(str(r)) for r in thread.get("references") or []]
     references = [r for r in references if r][-10:]

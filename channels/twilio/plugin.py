@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from channels.twilio.settings import TwilioSettings, of
-from gateway.messages import Sender
+from gateway.messages import OutgoingText, Sender
 from gateway.pacing import Limit, Pace
 from gateway.plugins import ChannelPlugin
 from gateway.runtime import Runtime
@@ -93,6 +94,14 @@ def _place_call(runtime: Runtime, to: str, from_: str | None, callback_id: int) 
     return callbacks.place_call(runtime, to, from_, callback_id)
 
 
+def _reconcile(runtime: Runtime, message: OutgoingText, since: datetime) -> list[str]:
+    from channels.twilio.sms import TwilioSender
+
+    sender = _sender(runtime.settings)
+    assert isinstance(sender, TwilioSender)
+    return sender.find_sent(message, since)
+
+
 def _default_from(settings: Settings) -> str | None:
     return of(settings).twilio_from_number or None
 
@@ -124,4 +133,5 @@ plugin = ChannelPlugin(
     place_call=_place_call,
     fetch_media=_fetch_media,  # an MMS's photos and sounds
     pace=_pace,
+    reconcile=_reconcile,  # an interrupted send: Twilio's list of messages says if it went
 )

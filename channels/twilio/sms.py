@@ -32,6 +32,8 @@ MAX_MEDIA = 10  # Twilio's own limit per message
 # Twilio error codes (https://www.twilio.com/docs/api/errors)
 UNSUBSCRIBED = 21610  # the recipient replied STOP to this sender
 TOO_MANY_REQUESTS = 20429
+# Messages looked at when asking whether an interrupted send went out (the newest first).
+LOOKUP_PAGE = 50
 # Every other 4xx (an invalid or unreachable number, a blocked destination) is for good.
 
 
@@ -159,6 +161,34 @@ class TwilioSender:
             # Connection refused, DNS, TLS: the request did not reach Twilio.
             raise SendError(f"Twilio unreachable: {exc}", retryable=True) from exc
         return str(created.sid)
+
+    def find_sent(self, message: OutgoingText, since: datetime) -> list[str]:
+        """The sids of the messages Twilio accepted for ``message.recipient`` with this very
+        text since ``since``, newest first (the reconcile hook, gateway.plugins).
+
+        Messages list (GET /2010-04-01/Accounts/{Sid}/Messages.json?To=…&From=…), newest
+        first, one page: Twilio returns neither a send's StatusCallback nor any other marker
+        of ours, so a message is recognised by its recipient, sender and body, created no
+        earlier than its row (workers.outbound excludes the sids other rows already own).
+        Not filtered by DateSent: a message still queued at Twilio has none yet."""
+        kwargs: dict[str, Any] = {"to": message.recipient, "limit": LOOKUP_PAGE}
+        if message.sender and not self._messaging_service_sid:
+            kwargs["from_"] = message.sender
+        try:
+            listed = self._client.messages.list(**kwargs)
+        except TwilioRestException as exc:
+            raise classify(exc, self._http.retry_after()) from exc
+        except requests.exceptions.RequestException as exc:
+            raise SendError(f"Twilio unreachable: {exc}", retryable=True) from exc
+        found = [
+            (m.date_created, str(m.sid))
+            for m in listed
+            if m.body == message.text
+            and m.direction == "outbound-api"
+            and (m.date_created is None or m.date_created >= since)
+        ]
+        found.sort(key=lambda pair: pair[0] or since, reverse=True)
+        return [sid for _, sid in found]
 
 
 def classify(exc: TwilioRestException, retry_after: float | None = None) -> SendError:

@@ -131,3 +131,35 @@ def test_the_html_alternative_escapes_the_text():
     assert "<script>" not in content and "&lt;script&gt;" in content
     plain = mail.get_body(("plain",))
     assert plain is not None and "<script>" in plain.get_content()
+
+
+def test_every_attempt_at_one_outbound_row_has_the_same_message_id():
+    """After an interrupted send the email is sent again (workers.outbound): with its row's
+    token, the copy is recognisably the same message; two rows never share one id; a token
+    cannot inject anything into the header."""
+    from dataclasses import replace
+
+    first = build(
+        replace(reply(), token="41.20261207204500"), from_address=GATEWAY_ADDRESS, from_name="A"
+    )
+    again = build(
+        replace(reply(), token="41.20261207204500"), from_address=GATEWAY_ADDRESS, from_name="A"
+    )
+    other = build(
+        replace(reply(), token="42.20261207204500"), from_address=GATEWAY_ADDRESS, from_name="A"
+    )
+    hostile = build(
+        replace(reply(), token="43>\r\nBcc: x@example.org"),
+        from_address=GATEWAY_ADDRESS,
+        from_name="A",
+    )
+    untokened = [build(reply(), from_address=GATEWAY_ADDRESS, from_name="A") for _ in range(2)]
+    assert first["Message-ID"] == again["Message-ID"]
+    assert first["Message-ID"].startswith("<agora.out.41.20261207204500@")
+    assert other["Message-ID"] != first["Message-ID"]
+    assert untokened[0]["Message-ID"] != untokened[1]["Message-ID"]
+    hostile_id = hostile["Message-ID"]
+    assert hostile_id.startswith("<agora.out.43") and hostile_id.count(">") == 1
+    assert not any(c in hostile_id for c in "\r\n: ")
+    headers = hostile.as_bytes().split(b"\n\n", 1)[0]
+    assert b"\nBcc" not in headers

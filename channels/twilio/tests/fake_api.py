@@ -61,6 +61,7 @@ https://www.twilio.com/docs/usage/twilios-response).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import secrets
@@ -70,7 +71,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -221,6 +222,12 @@ class _State:
     times: list[float] = field(default_factory=list)
     # Segments a second per sender (``limit``): above, 429 error 20429.
     meter: Meter | None = None
+    # hold_next: (accept first?, seconds) per create call to hold; arrivals of held calls
+    holds: list[tuple[bool, float]] = field(default_factory=list)
+    held: int = 0
+    released: bool = False
+    # refuse: To -> (status, code) answered to every create call for that number
+    refused: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -300,6 +307,14 @@ async def create_message(request: web.Request) -> web.Response:
     failed = _injected_failure(state, form)
     if failed is not None:
         return failed
+    with state.lock:
+        hold = state.holds.pop(0) if state.holds else None
+        refused_to = state.refused.get(_text(form, "To"))
+    if refused_to is not None:
+        return error_response(refused_to[0], refused_to[1], to=_text(form, "To"))
+    if hold is not None and not hold[0]:  # held before Twilio takes it: not accepted
+        if not await _held(request, hold[1]):
+            return error_response(503, 20503)  # the client is gone: nothing was accepted
 
     to = _text(form, "To")
     from_ = _text(form, "From")
@@ -356,7 +371,82 @@ async def create_message(request: web.Request) -> web.Response:
         state.times.append(time.monotonic())
         state.resources[sid] = resource
         state.lock.notify_all()
+    if hold is not None and hold[0]:  # accepted, but the answer is held
+        await _held(request, hold[1])
     return web.json_response(resource, status=201)
+
+
+async def _held(request: web.Request, seconds: float) -> bool:
+    """Wait until ``release()``, ``seconds``, or the client going away (False then)."""
+    state = request.app[STATE]
+    with state.lock:
+        state.held += 1
+        state.lock.notify_all()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with state.lock:
+            if state.released:
+                return True
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """Messages list (https://www.twilio.com/docs/messaging/api/message-resource#read-multiple
+    -message-resources): filters To, From, DateSent (``YYYY-MM-DD``, ``DateSent<``,
+    ``DateSent>``), newest first, paged by PageSize and Page, in Twilio's page envelope."""
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    query = request.query
+    try:
+        size = max(1, min(int(query.get("PageSize", "50")), 1000))
+        page = max(0, int(query.get("Page", "0")))
+    except ValueError:
+        return error_response(400, 20001, "Invalid paging parameter")
+    with state.lock:
+        rows = list(state.resources.values())
+    rows.reverse()  # the newest first, as Twilio lists them
+    if query.get("To"):
+        rows = [r for r in rows if r["to"] == query["To"]]
+    if query.get("From"):
+        rows = [r for r in rows if r["from"] == query["From"]]
+    for key, keep in (
+        ("DateSent", lambda day, ref: day == ref),
+        ("DateSent<", lambda day, ref: day <= ref),
+        ("DateSent>", lambda day, ref: day >= ref),
+    ):
+        if query.get(key):
+            ref = query[key][:10]
+            rows = [
+                r
+                for r in rows
+                if r["date_sent"]
+                and keep(parsedate_to_datetime(r["date_sent"]).date().isoformat(), ref)
+            ]
+    chunk = rows[page * size : (page + 1) * size]
+    path = f"/{API_VERSION}/Accounts/{state.account_sid}/Messages.json"
+    filters = "".join(f"&{k}={v}" for k, v in query.items() if k not in ("PageSize", "Page"))
+    more = (page + 1) * size < len(rows)
+    return web.json_response(
+        {
+            "end": page * size + max(len(chunk) - 1, 0),
+            "first_page_uri": f"{path}?PageSize={size}&Page=0{filters}",
+            "messages": chunk,
+            "next_page_uri": f"{path}?PageSize={size}&Page={page + 1}{filters}" if more else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": (
+                f"{path}?PageSize={size}&Page={page - 1}{filters}" if page else None
+            ),
+            "start": page * size,
+            "uri": f"{path}?PageSize={size}&Page={page}{filters}",
+        }
+    )
 
 
 async def create_call(request: web.Request) -> web.Response:
@@ -533,6 +623,7 @@ def create_app(state: _State) -> web.Application:
     app[STATE] = state
     accounts = f"/{API_VERSION}/Accounts/{{account_sid}}"
     app.router.add_post(f"{accounts}/Messages.json", create_message)
+    app.router.add_get(f"{accounts}/Messages.json", list_messages)
     app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
     app.router.add_post(f"{accounts}/Calls.json", create_call)
     app.router.add_get(f"{accounts}/Recordings/{{name}}", recording)
@@ -632,6 +723,9 @@ class FakeTwilio:
             self._state.resources.clear()
             self._state.requests.clear()
             self._state.failures.clear()
+            self._state.holds.clear()
+            self._state.refused.clear()
+            self._state.held, self._state.released = 0, False
 
     # -- behaviour ---------------------------------------------------------
     def fail_next(
@@ -661,6 +755,35 @@ class FakeTwilio:
         Requests", and a Retry-After header."""
         with self._state.lock:
             self._state.meter = Meter(segments_per_second, tolerance)
+
+    def hold_next(self, *, accept: bool, seconds: float = 60, times: int = 1) -> None:
+        """Hold the next ``times`` Messages create calls for ``seconds`` (or until ``release``,
+        or until the client goes away). ``accept``: Twilio has taken the message (listed,
+        counted in ``messages``) and only its answer waits; otherwise the request has not
+        reached Twilio yet, and a client that goes away leaves nothing accepted."""
+        with self._state.lock:
+            self._state.holds.extend((accept, seconds) for _ in range(times))
+            self._state.released = False
+
+    def wait_for_held(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Block until ``count`` held calls have arrived."""
+        deadline = time.monotonic() + timeout
+        with self._state.lock:
+            while self._state.held < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self._state.held} held call(s), {count} expected")
+                self._state.lock.wait(remaining)
+
+    def release(self) -> None:
+        """Answer the held calls now."""
+        with self._state.lock:
+            self._state.released = True
+
+    def refuse(self, to: str, status: int = 500, code: int | None = None) -> None:
+        """Answer every Messages create call for ``to`` with this error (a poison send)."""
+        with self._state.lock:
+            self._state.refused[to] = (status, code)
 
     def add_recording(self, sid: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` as recording ``sid``; return its URL as a callback's RecordingUrl.
