@@ -97,3 +97,35 @@ def test_the_command_exits_1_on_a_problem(tmp_path: Path) -> None:
     assert any(line.startswith("PROBLEM redis: unreachable (") for line in lines)
     assert lines[-1].startswith("2 problem(s), ")  # Redis, and the schema never created
     assert done.stderr == ""
+
+
+def test_providers_credentials_are_tried_with_a_harmless_call(settings: Settings) -> None:
+    from channels.telegram.tests.fake_api import FakeTelegram
+    from channels.twilio.tests.fake_api import FakeTwilio
+
+    local = settings.with_overrides(public_url="http://127.0.0.1:8080")  # nothing to reach
+    with FakeTelegram() as telegram:
+        bot = local.with_overrides(
+            telegram_bot_token=telegram.token, telegram_api_base=telegram.base_url
+        )
+        found = by_name(doctor.run(bot))
+        assert found["twilio"] == doctor.ok("twilio", "credentials accepted, account active")
+        assert found["telegram"].level == "ok"
+        assert found["telegram"].detail.startswith("token accepted: @")
+        wrong = bot.with_overrides(telegram_bot_token="123456:wrong-token-for-the-test")
+        refused = by_name(doctor.run(wrong))["telegram"]
+        assert refused.level == "problem" and "TELEGRAM_BOT_TOKEN" in refused.fix
+        assert "wrong-token" not in refused.detail + refused.fix
+        assert telegram.token.split(":")[1] not in repr(doctor.run(bot))
+    refused = by_name(doctor.run(local.with_overrides(twilio_auth_token="f" * 32)))["twilio"]
+    assert refused.level == "problem" and refused.detail == "credentials refused (401)"
+    with FakeTwilio() as twilio:
+        twilio._state.account_status = "suspended"
+        suspended = local.with_overrides(
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            twilio_api_base=twilio.base_url,
+        )
+        assert by_name(doctor.run(suspended))["twilio"].detail == "account suspended"
+    offline = by_name(doctor.run(local, online=False))
+    assert offline["twilio"].detail == "configured (credentials not tried)"

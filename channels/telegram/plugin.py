@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from aiohttp import web
@@ -65,6 +66,31 @@ def _pace(settings: Settings) -> Pace:
     )
 
 
+def _doctor(settings: Settings) -> list[Any]:
+    """`gateway doctor`: getMe with the bot's token (changes nothing; the token never shows)."""
+    import requests
+
+    from gateway.doctor import ok, problem, warning
+
+    telegram = of(settings)
+    url = f"{telegram.telegram_api_base.rstrip('/')}/bot{telegram.telegram_bot_token}/getMe"
+    try:
+        response = requests.get(url, timeout=10)
+        answer = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        return [warning("telegram", f"not reachable ({type(exc).__name__})", "check the network")]
+    if response.status_code in (401, 404) or not answer.get("ok"):
+        return [
+            problem(
+                "telegram",
+                f"bot token refused ({response.status_code})",
+                "check TELEGRAM_BOT_TOKEN (from @BotFather)",
+            )
+        ]
+    username = answer.get("result", {}).get("username", "?")
+    return [ok("telegram", f"token accepted: @{username}")]
+
+
 plugin = ChannelPlugin(
     name="telegram",
     channels=("telegram",),
@@ -79,4 +105,5 @@ plugin = ChannelPlugin(
     # python-telegram-bot logs its API URL (with the bot's token) at DEBUG.
     quiet_loggers=("telegram",),
     pace=_pace,
+    doctor=_doctor,
 )

@@ -116,6 +116,38 @@ def _pace(settings: Settings) -> Pace:
     )
 
 
+def _doctor(settings: Settings) -> list[Any]:
+    """`gateway doctor`: the account resource, read with the credentials (changes nothing)."""
+    import requests
+
+    from gateway.doctor import ok, problem, warning
+
+    twilio = of(settings)
+    url = (
+        f"{twilio.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{twilio.twilio_account_sid}.json"
+    )
+    try:
+        response = requests.get(
+            url, auth=(twilio.twilio_account_sid, twilio.twilio_auth_token), timeout=10
+        )
+    except requests.RequestException as exc:
+        return [warning("twilio", f"not reachable ({type(exc).__name__})", "check the network")]
+    if response.status_code in (401, 404):
+        return [
+            problem(
+                "twilio",
+                f"credentials refused ({response.status_code})",
+                "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in Twilio's console",
+            )
+        ]
+    if response.status_code != 200:
+        return [warning("twilio", f"answered {response.status_code}", "try again later")]
+    status = str(response.json().get("status", ""))
+    if status != "active":
+        return [problem("twilio", f"account {status}", "see the account in Twilio's console")]
+    return [ok("twilio", "credentials accepted, account active")]
+
+
 plugin = ChannelPlugin(
     name="twilio",
     channels=("sms", "voice"),
@@ -134,4 +166,5 @@ plugin = ChannelPlugin(
     fetch_media=_fetch_media,  # an MMS's photos and sounds
     pace=_pace,
     reconcile=_reconcile,  # an interrupted send: Twilio's list of messages says if it went
+    doctor=_doctor,
 )

@@ -218,6 +218,7 @@ class _State:
     calls: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, _Medium] = field(default_factory=dict)
     cdn_base: str = ""
+    account_status: str = "active"  # "suspended", "closed": what the account resource says
     # When each accepted message arrived (time.monotonic), in the order of ``messages``.
     times: list[float] = field(default_factory=list)
     # Segments a second per sender (``limit``): above, 429 error 20429.
@@ -295,6 +296,28 @@ def _injected_failure(state: _State, form: Any) -> web.Response | None:
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
     return error_response(
         failure.status, failure.code, failure.message, headers=headers, to=_text(form, "To")
+    )
+
+
+async def fetch_account(request: web.Request) -> web.Response:
+    """The account resource (``GET /2010-04-01/Accounts/{Sid}.json``), as `gateway doctor`
+    reads it to try the credentials."""
+    state = request.app[STATE]
+    refused = _check_account(request)
+    if refused is not None:
+        return refused
+    return web.json_response(
+        {
+            "auth_token": "[redacted]",
+            "date_created": "Thu, 01 Jan 2026 00:00:00 +0000",
+            "date_updated": "Thu, 01 Jan 2026 00:00:00 +0000",
+            "friendly_name": "Ville de test",
+            "owner_account_sid": state.account_sid,
+            "sid": state.account_sid,
+            "status": state.account_status,
+            "type": "Full",
+            "uri": f"/{API_VERSION}/Accounts/{state.account_sid}.json",
+        }
     )
 
 
@@ -622,6 +645,7 @@ def create_app(state: _State) -> web.Application:
     app = web.Application(middlewares=[_record_requests])
     app[STATE] = state
     accounts = f"/{API_VERSION}/Accounts/{{account_sid}}"
+    app.router.add_get(f"{accounts}.json", fetch_account)
     app.router.add_post(f"{accounts}/Messages.json", create_message)
     app.router.add_get(f"{accounts}/Messages.json", list_messages)
     app.router.add_get(f"{accounts}/Messages/{{sid}}.json", fetch_message)
