@@ -61,6 +61,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Webhook requests refused: signature or secret missing or wrong",
         ("provider",),
     ),
+    "outbound_sends": (
+        "Messages handed to a provider, by result: sent, retry (refused for now), failed",
+        ("provider", "result"),
+    ),
     "transcribed_audio_seconds": ("Seconds of audio transcribed", ("language",)),
     "transcription_seconds": (
         "Seconds spent transcribing (real-time factor: this / audio)",

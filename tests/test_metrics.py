@@ -98,6 +98,7 @@ async def test_the_scrape_counts_webhooks_queues_dead_letters_and_the_backlog(
 
     await asyncio.to_thread(drain, rt)
     failed_id = await asyncio.to_thread(undeliverable, rt, fake_twilio, "+33622220000")
+    metrics.flush(rt.redis)  # the drain ran jobs in this process, as a thread worker does
     after = await scrape(client)
     assert after[("gateway_queue_depth", (("queue", "inbound"),))] == 0
     assert after[("gateway_queue_oldest_job_age_seconds", (("queue", "inbound"),))] == 0
@@ -106,6 +107,10 @@ async def test_the_scrape_counts_webhooks_queues_dead_letters_and_the_backlog(
         dead = session.scalar(select(func.count()).where(OutboundMessage.status == "failed"))
     assert failed_id and dead >= 1
     assert after[("gateway_dead_letters", (("channel", "sms"),))] == dead
+    # The three receipts went out; the undeliverable ones were refused for good.
+    sent = ("gateway_outbound_sends_total", (("provider", "twilio"), ("result", "sent")))
+    refused = ("gateway_outbound_sends_total", (("provider", "twilio"), ("result", "failed")))
+    assert after[sent] >= 3 and after[refused] == dead
     # Counters are the installation's, in Redis: a second app (another web process) sees them.
     other = await aiohttp_client(create_app(settings))
     assert (await scrape(other))[twilio_ok] == 3

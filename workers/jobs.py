@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway import enqueue, expiry, processing
+from gateway import enqueue, expiry, metrics, processing
 from workers import outbound
 from workers.context import get_runtime
 
@@ -39,11 +39,19 @@ def process_inbound_batch(message_ids: list[int]) -> int:
 
 
 def send_outbound(outbound_id: int) -> str:
-    return outbound.send(get_runtime(), outbound_id)
+    runtime = get_runtime()
+    try:
+        return outbound.send(runtime, outbound_id)
+    finally:
+        metrics.flush(runtime.redis)  # a forked job's counts, before its process ends
 
 
 def send_outbound_batch(outbound_ids: list[int]) -> list[str]:
-    return outbound.send_in_order(get_runtime(), outbound_ids)
+    runtime = get_runtime()
+    try:
+        return outbound.send_in_order(runtime, outbound_ids)
+    finally:
+        metrics.flush(runtime.redis)
 
 
 def place_callback(callback_id: int) -> str:

@@ -27,7 +27,7 @@ from typing import Any, cast
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import announcements, pacing, plugins, residents
+from gateway import announcements, metrics, pacing, plugins, residents
 from gateway.clock import now_utc
 from gateway.logs import describe
 from gateway.messages import OutgoingText, SendError
@@ -131,6 +131,7 @@ def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
         provider_id = sender.send(message)
     except SendError as exc:
         status = _failed(runtime, outbound_id, attempts, exc, sender.name, message.recipient)
+        metrics.count("outbound_sends", provider=sender.name, result=_RESULTS[status])
         return status, None
     except Exception as exc:  # a bug in an adapter: never leave the row in "sending"
         log.error(
@@ -147,6 +148,7 @@ def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
             sender.name,
             message.recipient,
         )
+        metrics.count("outbound_sends", provider=sender.name, result=_RESULTS[status])
         return status, None
     with runtime.sessions.begin() as session:
         row = session.get(OutboundMessage, outbound_id)
@@ -158,7 +160,12 @@ def _send(runtime: Runtime, outbound_id: int) -> tuple[str, datetime | None]:
         row.status, row.provider, row.provider_message_id = "sent", sender.name, provider_id
         row.sent_at, row.error, row.recipient_encrypted = now_utc(), None, None
     log.info("outbound %d sent via %s (%s segment(s))", outbound_id, sender.name, row.segments)
+    metrics.count("outbound_sends", provider=sender.name, result="sent")
     return "sent", None
+
+
+# What a provider's refusal left the row as, for gateway_outbound_sends_total's ``result``.
+_RESULTS = {"queued": "retry", "failed": "failed", "sent": "sent", "skipped": "skipped"}
 
 
 # -- pacing (gateway.pacing) --------------------------------------------------------------------
