@@ -216,6 +216,7 @@ class _State:
     calls: list[dict[str, Any]] = field(default_factory=list)
     media: dict[str, _Medium] = field(default_factory=dict)
     cdn_base: str = ""
+    accepted_at: dict[str, float] = field(default_factory=dict)  # message sid: time.time()
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -342,6 +343,7 @@ async def create_message(request: web.Request) -> web.Response:
     }
     with state.lock:
         state.messages.append({**_form_dict(form), "sid": sid})
+        state.accepted_at[sid] = time.time()
         state.resources[sid] = resource
         state.lock.notify_all()
     return web.json_response(resource, status=201)
@@ -580,6 +582,13 @@ class FakeTwilio:
             return [dict(m) for m in self._state.messages]
 
     @property
+    def accepted_at(self) -> dict[str, float]:
+        """When each accepted message was received (``time.time()``), by its sid: the moment a
+        send was handed to Twilio (bench/burst.py)."""
+        with self._state.lock:
+            return dict(self._state.accepted_at)
+
+    @property
     def calls(self) -> list[dict[str, Any]]:
         """Accepted Calls create requests: form parameters (To, From, Url, StatusCallback,
         ...) plus ``sid``."""
@@ -609,6 +618,7 @@ class FakeTwilio:
         """Forget messages, requests and pending failures (recordings stay)."""
         with self._state.lock:
             self._state.messages.clear()
+            self._state.accepted_at.clear()
             self._state.calls.clear()
             self._state.resources.clear()
             self._state.requests.clear()
