@@ -94,6 +94,7 @@ class Options:
     workers: int = 2
     processes: int = 1
     seed: int = 16
+    queues: str = ""  # each worker's queues in priority order (comma-separated); "": all
     drain_timeout: float = 600.0  # after the window (the goal: transcripts within 5 min)
     postgres_admin_url: str = ""
     keep: bool = False
@@ -518,6 +519,11 @@ def settle(arrivals: list[Arrival], engine: Engine, sampler: Sampler, deadline: 
         time.sleep(2)
 
 
+def _message_id(value: object) -> str:
+    """A provider's id as stored or as seen; a Message-ID header may come folded."""
+    return "".join(str(value).split()).strip("<>")
+
+
 def _acknowledged(a: Arrival) -> bool:
     return a.status == (250 if a.channel == "email" else 200)
 
@@ -538,7 +544,7 @@ def analyse(
     for message, at in zip(telegram.sent_messages, telegram.sent_at, strict=False):
         handed[("telegram", str(message["message_id"]))] = at
     for mail, at in zip(sink.messages, sink.received_at, strict=False):
-        handed[("smtp", str(mail["message"]["Message-ID"]).strip("<>"))] = at
+        handed[("smtp", _message_id(mail["message"]["Message-ID"]))] = at
     with engine.connect() as connection:
         inbound = connection.execute(
             text("SELECT id, channel, provider_message_id, state FROM inbound_messages")
@@ -579,7 +585,7 @@ def analyse(
 
     def handed_at(row: Any) -> float:
         nonlocal unmatched
-        at = handed.get((str(row.provider), str(row.provider_message_id).strip("<>")))
+        at = handed.get((str(row.provider), _message_id(row.provider_message_id)))
         if at is None:  # not found at the fake: the database's sent_at (after the answer)
             unmatched += 1
             unmatched_by[str(row.provider)] += 1
@@ -748,8 +754,9 @@ def run(options: Options, out: Any = sys.stdout) -> Report:
         if options.database == "sqlite":
             database_url = "sqlite:///" + str(tmp / "data" / "gateway.sqlite3")
             redis = Redis(unix_socket_path=str(tmp / "data" / "redis" / "redis.sock"))
+        queues = [f"--queues={q}" for q in options.queues.split(",") if q]
         for _ in range(options.workers):
-            gateway.start("worker")
+            gateway.start("worker", *queues)
         # SQLite: a reader that takes no write lock, as the gateway's own public pages do.
         engine = make_read_engine(database_url) or create_engine(database_url)
         stack.callback(engine.dispose)
@@ -784,7 +791,7 @@ def render(options: Options, report: Report, out: Any = sys.stdout) -> None:
         f"\nburst: {options.database}, {count['voice']} callers, {count['sms']} texts, "
         f"{count['telegram']} Telegram, {count['email']} emails in {options.minutes:g} min; "
         f"gateway serve ({options.processes} process) + {options.workers} workers; "
-        f"seed {options.seed}"
+        f"seed {options.seed}" + (f"; worker queues {options.queues}" if options.queues else "")
     )
     p(f"acknowledged: {report.acknowledged} of {len(report.arrivals)}")
     p("answers:", ", ".join(f"{c} {s}: {n}" for (c, s), n in sorted(report.statuses.items())))
@@ -869,6 +876,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--queues",
+        default="",
+        help="each worker's queues in priority order, e.g. outbound,inbound,default,"
+        "transcription (default: gateway.queues.QUEUES)",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=defaults.drain_timeout,
@@ -893,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         processes=args.processes,
         seed=args.seed,
         drain_timeout=args.drain_timeout,
+        queues=args.queues,
         keep=args.keep_logs,
     )
     if args.quick:
