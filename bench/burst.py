@@ -275,6 +275,16 @@ class Processes:
                 process.kill()
 
 
+def stop_embedded_redis(data_dir: Path) -> None:
+    """The embedded Redis, should `gateway serve` have been killed before it could stop it
+    (a stop that took over 30 s on an overloaded machine left it running)."""
+    pidfile = data_dir / "redis" / "redis.pid"
+    try:
+        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass  # stopped by the gateway, as it should be
+
+
 @contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     name = f"agora_burst_{uuid.uuid4().hex[:8]}"
@@ -747,6 +757,7 @@ def run(options: Options, out: Any = sys.stdout) -> Report:
             env["GATEWAY_REDIS_URL"] = redis_server.url
             gateway.cli("db", "upgrade")
             redis = Redis.from_url(redis_server.url)
+        stack.callback(stop_embedded_redis, tmp / "data")
         stack.callback(gateway.stop)
         gateway.start("serve", "--processes", str(options.processes))
         url = f"http://127.0.0.1:{port}"
