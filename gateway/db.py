@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,51 @@ from gateway import files
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class _WriteTurn:
+    """The process's turn to write to one SQLite database (``_configure_sqlite``), held from
+    ``BEGIN IMMEDIATE`` to the commit or rollback.
+
+    ``gateway worker`` forks a child per job (RQ's work horse) while its sweeper thread may be
+    in a transaction. The child would inherit a turn held by a thread it does not have (and
+    wait out the 30 s timeout at every transaction), and SQLite's own record that this process
+    holds the file's lock, which no one in the child will ever release ("database is locked").
+    So a fork waits for the turn (no transaction of this process is open across it), and the
+    child starts with a free turn; its pooled connections are dropped too (gateway.runtime)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held_for_fork = False
+        _TURNS.add(self)
+
+
+_TURNS: weakref.WeakSet[_WriteTurn] = weakref.WeakSet()
+FORK_WAIT_SECONDS = 30  # as long as a transaction waits for its turn; then fork regardless
+
+
+def _take_turns_before_fork() -> None:
+    for turn in list(_TURNS):
+        turn.held_for_fork = turn.lock.acquire(timeout=FORK_WAIT_SECONDS)
+
+
+def _give_turns_back_after_fork() -> None:
+    for turn in list(_TURNS):
+        if turn.held_for_fork:
+            turn.held_for_fork = False
+            turn.lock.release()
+
+
+def _free_turns_in_child() -> None:
+    for turn in list(_TURNS):
+        turn.lock, turn.held_for_fork = threading.Lock(), False
+
+
+os.register_at_fork(
+    before=_take_turns_before_fork,
+    after_in_parent=_give_turns_back_after_fork,
+    after_in_child=_free_turns_in_child,
+)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -69,11 +116,11 @@ def _configure_sqlite(engine: Engine) -> None:
     # missing each other's turn for a second or more. Threads of one process therefore queue
     # on a Python lock first, which hands over at once; SQLite still arbitrates between
     # processes, and correctness never depends on this lock (it only orders the waiting).
-    write_turn = threading.Lock()
+    turn = _WriteTurn()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if write_turn.acquire(timeout=30):
+        if turn.lock.acquire(timeout=30):
             connection.info["write_turn"] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -83,10 +130,30 @@ def _configure_sqlite(engine: Engine) -> None:
 
     def _release(connection: Any) -> None:
         if connection.info.pop("write_turn", False):
-            write_turn.release()
+            turn.lock.release()
 
-    event.listen(engine, "commit", _release)
-    event.listen(engine, "rollback", _release)
+    # SQLAlchemy's commit and rollback events come before the database does it: end the
+    # transaction here, then give the turn back, so that nothing of it (the WAL's write lock,
+    # a checkpoint) is still going on once the turn is free; a fork waits for the turn
+    # (_WriteTurn). SQLAlchemy's own COMMIT or ROLLBACK that follows finds no transaction
+    # open, which pysqlite answers by doing nothing. Should ours fail, the transaction is still
+    # open and SQLAlchemy's own attempt raises the error as it always did.
+    def _end(connection: Any, how: str) -> None:
+        try:
+            getattr(connection.connection.dbapi_connection, how)()
+        except Exception as exc:
+            log.debug("sqlite %s before its turn is given back: %s", how, type(exc).__name__)
+        finally:
+            _release(connection)
+
+    def _commit(connection: Any) -> None:
+        _end(connection, "commit")
+
+    def _rollback(connection: Any) -> None:
+        _end(connection, "rollback")
+
+    event.listen(engine, "commit", _commit)
+    event.listen(engine, "rollback", _rollback)
 
 
 def make_read_engine(url: str) -> Engine | None:

@@ -513,6 +513,7 @@ class SmtpSink:
         self.require_starttls = require_starttls
         self.messages: list[SinkMessage] = []
         self.rejected: list[SinkMessage] = []  # answered with a fail_next() error
+        self.received_at: list[float] = []  # time.time() of each of ``messages``
         self._failures: deque[tuple[int, str]] = deque()
         self._recipient_failures: deque[tuple[int, str]] = deque()
         self._changed = threading.Condition()
@@ -574,6 +575,7 @@ class SmtpSink:
                 self._changed.notify_all()
                 return f"{code} {message}"
             self.messages.append(record)
+            self.received_at.append(time.time())
             self._changed.notify_all()
         return "250 2.0.0 OK: queued"
 
@@ -622,6 +624,7 @@ class SmtpSink:
     def reset(self) -> None:
         with self._changed:
             self.messages.clear()
+            self.received_at.clear()
             self.rejected.clear()
             self._failures.clear()
             self._recipient_failures.clear()

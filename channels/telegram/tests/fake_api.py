@@ -531,6 +531,7 @@ class _State:
     sent: list[dict[str, Any]] = field(default_factory=list)
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # time.time() of each sent message
     callback_answers: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
     files: dict[str, _File] = field(default_factory=dict)
@@ -642,6 +643,7 @@ async def send_message(state: _State, params: dict[str, Any]) -> web.Response:
         state.sent.append(dict(params))
         state.sent_times.append(time.monotonic())
         state.sent_messages.append(json.loads(json.dumps(message)))
+        state.sent_at.append(time.time())
         state.lock.notify_all()
     return ok(message)
 
@@ -1012,6 +1014,13 @@ class FakeTelegram:
             return json.loads(json.dumps(self._state.sent_messages))
 
     @property
+    def sent_at(self) -> list[float]:
+        """When each accepted sendMessage was received (``time.time()``), in the order of
+        ``sent_messages``: the moment a send was handed to Telegram (bench/burst.py)."""
+        with self._state.lock:
+            return list(self._state.sent_at)
+
+    @property
     def callback_answers(self) -> list[dict[str, Any]]:
         """The parameters of each answerCallbackQuery call (callback_query_id, text, ...)."""
         with self._state.lock:
@@ -1087,6 +1096,7 @@ class FakeTelegram:
             self._state.sent_times.clear()
             self._state.throttled = 0
             self._state.sent_messages.clear()
+            self._state.sent_at.clear()
             self._state.messages.clear()
             self._state.callback_answers.clear()
             self._state.failures.clear()

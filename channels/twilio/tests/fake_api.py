@@ -229,6 +229,7 @@ class _State:
     released: bool = False
     # refuse: To -> (status, code) answered to every create call for that number
     refused: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    accepted_at: dict[str, float] = field(default_factory=dict)  # message sid: time.time()
 
     def authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -392,6 +393,7 @@ async def create_message(request: web.Request) -> web.Response:
     with state.lock:
         state.messages.append({**_form_dict(form), "sid": sid})
         state.times.append(time.monotonic())
+        state.accepted_at[sid] = time.time()
         state.resources[sid] = resource
         state.lock.notify_all()
     if hold is not None and hold[0]:  # accepted, but the answer is held
@@ -707,6 +709,13 @@ class FakeTwilio:
             return [dict(m) for m in self._state.messages]
 
     @property
+    def accepted_at(self) -> dict[str, float]:
+        """When each accepted message was received (``time.time()``), by its sid: the moment a
+        send was handed to Twilio (bench/burst.py)."""
+        with self._state.lock:
+            return dict(self._state.accepted_at)
+
+    @property
     def calls(self) -> list[dict[str, Any]]:
         """Accepted Calls create requests: form parameters (To, From, Url, StatusCallback,
         ...) plus ``sid``."""
@@ -743,6 +752,7 @@ class FakeTwilio:
         with self._state.lock:
             self._state.messages.clear()
             self._state.times.clear()
+            self._state.accepted_at.clear()
             self._state.calls.clear()
             self._state.resources.clear()
             self._state.requests.clear()
