@@ -13,6 +13,12 @@ longer decrypts (``Unreadable``), so a notice cannot be redirected to another re
 address and a payload cannot be passed off as another message's. Values written before this
 binding existed (no version marker) are still read, without it; ``gateway secrets rewrap``
 binds them (automatic on SQLite at start-up, see gateway.secrets).
+
+Every new ciphertext also names the key it was written with (format 3, a key id of the
+keyring, gateway.keyring), so that the key can change while the gateway runs: ``gateway keys
+rotate`` (gateway.rotation) re-encrypts the values under an older key, and the vault reads
+the key file again when it changes. The look-up hash and the pseudonyms keep deriving from key
+id 1, the installation's root secret (docs/privacy.md, "Keys and rotation", says why).
 """
 
 from __future__ import annotations
@@ -179,7 +185,7 @@ class AddressVault:
             if ring.root != self._secret_key:
                 return  # SECRET_KEY from the environment: one key, the file is not ours
             if ring.current != self._ring.current or ring.retired != self._ring.retired:
-                log.info("keyring read: current key id %d", ring.current)
+                log.debug("keyring read: current key id %d", ring.current)
             self._ring = ring
             self._aeads = {k: v for k, v in self._aeads.items() if k in ring.keys}
 
