@@ -119,8 +119,9 @@ def rotate(
     (a little more than ``keyring.RELOAD_EVERY`` by default)."""
     if not path.exists():
         raise RotationError(
-            f"no key file at {path}: an installation whose key comes from GATEWAY_SECRET_KEY "
-            f"cannot rotate; move the key to a file (GATEWAY_SECRET_KEY_FILE) first"
+            f"no key file at {path}: the key comes from GATEWAY_SECRET_KEY or from an old "
+            f"DATA_DIR/secret_key, and rotation adds the new key to the key file: put the key "
+            f"there first (`gateway secrets move-key`, or GATEWAY_SECRET_KEY_FILE)"
         )
     with keyring.locked(path):
         ring = keyring.read(path)

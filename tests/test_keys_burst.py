@@ -188,3 +188,9 @@ def test_rotation_during_a_burst_loses_nothing(gateway: Gateway, fake: FakeTwili
     check_filed(gw, fake, PLAN + later)
     assert set(totals(status(engine))) == {3}
     engine.dispose()
+    # No key in any process's log, nor in what the commands printed.
+    ring = keyring.read(path)
+    logs = "".join(p.read_text(errors="replace") for p in gw.workdir.glob("*.log"))
+    printed = logs + out + gw.cli("keys", "status")
+    for secret in (ring.root, *ring.keys.values()):
+        assert secret not in printed
