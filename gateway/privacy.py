@@ -356,10 +356,33 @@ class AddressVault:
         # SMS and voice share one namespace (gateway.plugins.address_space): a resident who
         # calls and texts from one number is one person, who can follow a voice message's
         # reference by SMS.
-        namespace = plugins.address_space(channel)
-        normalised = normalise_address(channel, address)
-        digest = hmac.new(self._hash_key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256)
-        return digest.hexdigest()
+        return _keyed_hash(self._hash_key, channel, address)
+
+    def lookup_hashes(self, channel: str, address: str) -> dict[int, str]:
+        """The look-up hash of ``address`` under every key of the ring (the root's, key id 1,
+        even retired: the gateway's hashes are all under it today), current key first. What a
+        re-hashing rotation's look-ups will match with ``IN (...)``; today what
+        ``gateway keys status`` uses to say under which key each stored hash is
+        (gateway.rotation.hash_audit)."""
+        self._look_at_keyring()
+        ring = self._ring
+        secrets_by_id = {**ring.keys, 1: ring.root}
+        order = sorted(secrets_by_id, key=lambda k: (k != ring.current, -k))
+        return {
+            key_id: _keyed_hash(self._hash_key_of(secrets_by_id[key_id]), channel, address)
+            for key_id in order
+        }
+
+    def _hash_key_of(self, secret: str) -> bytes:
+        if secret == self._secret_key:
+            return self._hash_key
+        return _derive(secret, b"address-lookup-hash")
+
+
+def _keyed_hash(key: bytes, channel: str, address: str) -> str:
+    namespace = plugins.address_space(channel)
+    normalised = normalise_address(channel, address)
+    return hmac.new(key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
 def normalise_address(channel: str, address: str) -> str:

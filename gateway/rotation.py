@@ -37,6 +37,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway import keyring, privacy
+from gateway.models import Contributor, InboundMessage, QuarantinedMessage, VoiceCall
 from gateway.privacy import AddressVault, Binding
 from gateway.rewrap import BATCH, COLUMNS, rewrite_column
 
@@ -87,6 +88,99 @@ def status(engine: Engine) -> dict[str, dict[int, int]]:
             per_key[1] = per_key.get(1, 0) + older
         counts[encrypted.name] = per_key
     return counts
+
+
+# What a stored look-up hash is, besides "under key id N" (gateway keys status).
+NO_ADDRESS = "no address kept"  # erased, purged by retention, or never stored: hash only
+UNREADABLE = "address unreadable"
+NO_KEY = "matches no key"  # not the hash of the address beside it under any key of the ring
+
+
+@dataclass(frozen=True)
+class HashedColumn:
+    """A look-up hash column and the ciphertext of the address it was computed from."""
+
+    name: str
+    hash: InstrumentedAttribute[Any]
+    encrypted: InstrumentedAttribute[Any] | None
+    channel: Any  # the row's channel column, or a fixed channel name
+    binding: Any  # the row's binding, from the row
+
+
+HASHED_COLUMNS = (
+    HashedColumn(
+        "contributors.address_hash",
+        Contributor.address_hash,
+        Contributor.address_encrypted,
+        Contributor.channel,
+        lambda row: privacy.contributor_address(row.channel, row.hash),
+    ),
+    HashedColumn(
+        "inbound_messages.sender_hash",
+        InboundMessage.sender_hash,
+        InboundMessage.sender_encrypted,
+        InboundMessage.channel,
+        lambda row: privacy.inbound_sender(row.channel, row.ref),
+    ),
+    HashedColumn(
+        "voice_calls.caller_hash",
+        VoiceCall.caller_hash,
+        VoiceCall.caller_encrypted,
+        None,  # always the voice channel
+        lambda row: privacy.voice_caller(row.ref),
+    ),
+    # A quarantined message keeps no address of its own beside its hash (its payload is the
+    # provider's request, which the audit does not parse).
+    HashedColumn(
+        "quarantined_messages.sender_hash", QuarantinedMessage.sender_hash, None, None, None
+    ),
+)
+_REFS: dict[str, Any] = {
+    "inbound_messages.sender_hash": InboundMessage.provider_message_id,
+    "voice_calls.caller_hash": VoiceCall.call_sid,
+}
+
+
+def hash_audit(engine: Engine, vault: AddressVault) -> dict[str, dict[int | str, int]]:
+    """For each look-up hash column, how many hashes were computed under each key id of the
+    ring (recomputed from the address stored beside the hash, decrypted), and how many cannot
+    be told: no address kept (hash only), the address unreadable, or matching no key.
+
+    Today every hash is under key id 1 (the rotation does not re-hash: docs/privacy.md, "Keys
+    and rotation"); this is the measure a re-hashing rotation will be checked against."""
+    counts: dict[str, dict[int | str, int]] = {}
+    for hashed in HASHED_COLUMNS:
+        per_key: dict[int | str, int] = {}
+        table = hashed.hash.class_
+        columns: list[Any] = [hashed.hash.label("hash")]
+        if hashed.encrypted is not None:
+            columns.append(hashed.encrypted.label("encrypted"))
+        if hashed.channel is not None:
+            columns.append(hashed.channel.label("channel"))
+        if hashed.name in _REFS:
+            columns.append(_REFS[hashed.name].label("ref"))
+        query = select(*columns).select_from(table).where(hashed.hash.is_not(None))
+        with engine.connect() as connection:
+            for row in connection.execution_options(yield_per=BATCH).execute(query):
+                kind = _hash_kind(vault, hashed, row)
+                per_key[kind] = per_key.get(kind, 0) + 1
+        counts[hashed.name] = per_key
+    return counts
+
+
+def _hash_kind(vault: AddressVault, hashed: HashedColumn, row: Any) -> int | str:
+    encrypted = getattr(row, "encrypted", None)
+    if hashed.binding is None or encrypted is None:
+        return NO_ADDRESS
+    try:
+        address = vault.decrypt(encrypted, hashed.binding(row))
+    except privacy.Unreadable:
+        return UNREADABLE
+    channel = getattr(row, "channel", "voice")
+    for key_id, candidate in vault.lookup_hashes(channel, address).items():
+        if candidate == row.hash:
+            return key_id
+    return NO_KEY
 
 
 def remaining(engine: Engine, key_id: int) -> int:

@@ -32,7 +32,11 @@ from gateway.privacy import (
 )
 from gateway.rewrap import COLUMNS, rewrite_column
 from gateway.rotation import (
+    NO_ADDRESS,
+    NO_KEY,
+    UNREADABLE,
     RotationError,
+    hash_audit,
     older_than,
     read_any,
     remaining,
@@ -317,3 +321,50 @@ def test_key_files_old_and_new_and_the_environment(tmp_path: Path, settings: Set
         rotate(engine, vault, path, settle=0)
     with pytest.raises(RotationError, match="no key file"):
         rotate(engine, vault, tmp_path / "missing.key", settle=0)
+
+
+def test_the_audit_says_under_which_key_every_look_up_hash_is(keyed: Runtime, key_file: Path):
+    """Rotation does not re-hash (docs/privacy.md, "Keys and rotation"): the audit behind
+    `gateway keys status` shows it, recomputing each hash from the address stored beside it."""
+    seed(keyed)
+    before = hash_audit(keyed.engine, keyed.vault)
+    contributors = before["contributors.address_hash"]
+    assert contributors == {1: 5}  # Alice, Carol and three older rows, all under key id 1
+    assert before["inbound_messages.sender_hash"] == {1: 4}  # three messages, one older row
+    assert before["quarantined_messages.sender_hash"] == {NO_ADDRESS: 1}  # the one with a hash
+
+    rotate(keyed.engine, keyed.vault, key_file, settle=0)
+    retire(keyed.engine, key_file, 1)
+    keyed.vault.reload()
+    # Every address is re-encrypted under key 2, every hash still under key 1: the gap.
+    assert hash_audit(keyed.engine, keyed.vault) == before
+
+    hashes = keyed.vault.lookup_hashes("sms", BOB)
+    assert list(hashes) == [2, 1]  # the current key first, then the root (retired, kept)
+    assert hashes[1] == keyed.vault.lookup_hash("sms", BOB) != hashes[2]
+    assert keyed.vault.lookup_hashes("voice", BOB) == hashes  # one namespace for a number
+    assert keyed.vault.lookup_hashes("telegram", BOB)[2] != hashes[2]
+    with keyed.sessions.begin() as session:
+        # Bob under key 2, and a row whose hash is not its address's (a stray or forged one).
+        for public_id, address_hash in (("c-bob2", hashes[2]), ("c-odd", "0" * 64)):
+            session.add(
+                Contributor(
+                    public_id=public_id,
+                    channel="sms",
+                    address_hash=address_hash,
+                    address_encrypted=keyed.vault.encrypt(
+                        BOB, contributor_address("sms", address_hash)
+                    ),
+                )
+            )
+        # An address that does not decrypt where it is (moved from another row).
+        session.add(
+            Contributor(
+                public_id="c-moved",
+                channel="telegram",
+                address_hash="1" * 64,
+                address_encrypted=keyed.vault.encrypt(BOB, contributor_address("sms", "x")),
+            )
+        )
+    after = hash_audit(keyed.engine, keyed.vault)["contributors.address_hash"]
+    assert after == {1: 5, 2: 1, NO_KEY: 1, UNREADABLE: 1}

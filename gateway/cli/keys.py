@@ -17,7 +17,7 @@ def keys_group() -> None:
 def keys_status() -> None:
     """How many values each key id still encrypts, column by column."""
     from gateway.cli.common import open_runtime
-    from gateway.rotation import status
+    from gateway.rotation import hash_audit, status
 
     runtime = open_runtime(redis=False)
     try:
@@ -33,6 +33,14 @@ def keys_status() -> None:
                 totals[key_id] = totals.get(key_id, 0) + count
         for key_id in sorted(totals):
             click.echo(f"key id {key_id}: {totals[key_id]} value(s)")
+        # The look-up hashes are not re-hashed by a rotation (docs/privacy.md): say under
+        # which key they are, so an operator sees what a retired key still protects.
+        for name, kinds in hash_audit(runtime.engine, vault).items():
+            shown = ", ".join(
+                f"key {k}: {n}" if isinstance(k, int) else f"{k}: {n}"
+                for k, n in sorted(kinds.items(), key=lambda kv: str(kv[0]))
+            )
+            click.echo(f"{name} (look-up hashes): {shown or 'empty'}")
     finally:
         runtime.close()
 
