@@ -165,6 +165,7 @@ class AddressVault:
         self._ring_mtime: int | None = None
         self._next_look = 0.0
         self._aeads: dict[int, AESGCM] = {}
+        self._hash_keys: dict[str, bytes] = {}
         self._reload_lock = threading.Lock()
         self.reload()
 
@@ -223,7 +224,7 @@ class AddressVault:
         return aead
 
     @cached_property
-    def _hash_key(self) -> bytes:
+    def _root_hash_key(self) -> bytes:
         return _derive(self._secret_key, b"address-lookup-hash")
 
     def encrypt_bytes(self, value: bytes, binding: Binding) -> bytes:
@@ -356,7 +357,16 @@ class AddressVault:
         # SMS and voice share one namespace (gateway.plugins.address_space): a resident who
         # calls and texts from one number is one person, who can follow a voice message's
         # reference by SMS.
-        return _keyed_hash(self._hash_key, channel, address)
+        return _keyed_hash(self._hash_key_of(self._current_secret()), channel, address)
+
+    def root_lookup_hash(self, channel: str, address: str) -> str:
+        """The look-up hash under key id 1, the root (the only one before re-hashing rotations):
+        what the open-data pseudonyms are computed from, so that they never change."""
+        return _keyed_hash(self._root_hash_key, channel, address)
+
+    def _current_secret(self) -> str:
+        self._look_at_keyring()
+        return self._ring.keys[self._ring.current]
 
     def lookup_hashes(self, channel: str, address: str) -> dict[int, str]:
         """The look-up hash of ``address`` under every key of the ring (the root's, key id 1,
@@ -375,8 +385,11 @@ class AddressVault:
 
     def _hash_key_of(self, secret: str) -> bytes:
         if secret == self._secret_key:
-            return self._hash_key
-        return _derive(secret, b"address-lookup-hash")
+            return self._root_hash_key
+        key = self._hash_keys.get(secret)
+        if key is None:
+            key = self._hash_keys[secret] = _derive(secret, b"address-lookup-hash")
+        return key
 
 
 def _keyed_hash(key: bytes, channel: str, address: str) -> str:

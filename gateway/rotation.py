@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway import keyring, privacy
@@ -59,6 +59,11 @@ class Rotation:
     rewritten: dict[str, int] = field(default_factory=dict)
     unreadable: dict[str, int] = field(default_factory=dict)
     passes: int = 0
+    # Look-up hashes moved to the new key, per column; people moved; rows left under an older
+    # key because the person already has a row for that channel under the new one (the race).
+    rehashed: dict[str, int] = field(default_factory=dict)
+    people: int = 0
+    conflicts: int = 0
 
     @property
     def total(self) -> int:
@@ -251,11 +256,145 @@ def rotate(
             report.unreadable[encrypted.name] = unreadable
             rewritten += done
         if not rewritten:
+            break
+    else:
+        raise RotationError(
+            f"values still appear under an older key after {MAX_PASSES} passes: is a gateway "
+            f"process reading another key file? ({report.total} rewritten so far)"
+        )
+    for _ in range(MAX_PASSES):
+        if not rehash(engine, vault, report, batch):
             return report
     raise RotationError(
         f"values still appear under an older key after {MAX_PASSES} passes: is a gateway "
         f"process reading another key file? ({report.total} rewritten so far)"
     )
+
+
+# Where a person's address can be read beside a look-up hash: (hash, ciphertext, channel or
+# None for voice, the row key of the binding, the binding).
+_SOURCES: tuple[tuple[Any, Any, Any, Any, Any], ...] = (
+    (
+        Contributor.address_hash,
+        Contributor.address_encrypted,
+        Contributor.channel,
+        Contributor.id,
+        None,
+    ),
+    (
+        InboundMessage.sender_hash,
+        InboundMessage.sender_encrypted,
+        InboundMessage.channel,
+        InboundMessage.provider_message_id,
+        privacy.inbound_sender,
+    ),
+    (
+        VoiceCall.caller_hash,
+        VoiceCall.caller_encrypted,
+        None,
+        VoiceCall.call_sid,
+        lambda _channel, call_sid: privacy.voice_caller(call_sid),
+    ),
+)
+# The columns a person's hash is in besides contributors (moved by one UPDATE each).
+_FOLLOWERS = (InboundMessage.sender_hash, VoiceCall.caller_hash, QuarantinedMessage.sender_hash)
+
+
+def rehash(engine: Engine, vault: AddressVault, report: Rotation, batch: int = BATCH) -> int:
+    """One pass: every person whose address is readable somewhere and whose hash there is not
+    the current key's is moved to the current key's hash (``move_person``). Returns how many
+    people were moved."""
+    moved = 0
+    for hash_column, encrypted, channel_column, ref, binding in _SOURCES:
+        table = hash_column.class_
+        last: Any = None
+        order = table.id
+        while True:
+            columns = [order, hash_column, encrypted, ref]
+            if channel_column is not None:
+                columns.append(channel_column)
+            query = select(*columns).where(hash_column.is_not(None), encrypted.is_not(None))
+            if last is not None:
+                query = query.where(order > last)
+            with engine.connect() as connection:
+                rows = connection.execute(query.order_by(order).limit(batch)).all()
+            if not rows:
+                break
+            last = rows[-1][0]
+            done: set[str] = set()
+            for row in rows:
+                old, token, row_key = row[1], row[2], row[3]
+                channel = row[4] if channel_column is not None else "voice"
+                if old in done:
+                    continue
+                where = (
+                    privacy.contributor_address(channel, old)
+                    if binding is None
+                    else binding(channel, row_key)
+                )
+                address = vault.decrypt_or_none(token, where)
+                if address is None:
+                    continue
+                new = vault.lookup_hash(channel, address)
+                if new != old:
+                    moved += move_person(engine, vault, old, new, report)
+                    done.add(old)
+    report.people += moved
+    return moved
+
+
+def move_person(engine: Engine, vault: AddressVault, old: str, new: str, report: Rotation) -> int:
+    """Move every row of the person behind ``old`` to ``new``, in one transaction: their
+    contributor rows (each address encrypted again, since its binding names the hash; each row
+    a compare and swap on its hash and ciphertext), then their messages, calls and quarantined
+    messages (``WHERE hash = old``: a row written meanwhile under ``new`` is left alone).
+    Returns 1 when something moved."""
+    changed = 0
+    with engine.begin() as connection:
+        rows = connection.execute(
+            select(Contributor.id, Contributor.channel, Contributor.address_encrypted).where(
+                Contributor.address_hash == old
+            )
+        ).all()
+        for row_id, channel, token in rows:
+            taken = connection.scalar(
+                select(Contributor.id).where(
+                    Contributor.channel == channel, Contributor.address_hash == new
+                )
+            )
+            if taken is not None:
+                # The person already has a row for this channel under the new hash (a row
+                # created in the instant between two look-ups): left as it is, counted.
+                report.conflicts += 1
+                continue
+            fresh = token
+            if token is not None:
+                value = vault.decrypt_or_none(token, privacy.contributor_address(channel, old))
+                if value is not None:
+                    fresh = vault.encrypt(value, privacy.contributor_address(channel, new))
+            same = (
+                Contributor.address_encrypted.is_(None)
+                if token is None
+                else Contributor.address_encrypted == token
+            )
+            done = connection.execute(
+                update(Contributor)
+                .where(Contributor.id == row_id, Contributor.address_hash == old, same)
+                .values(address_hash=new, address_encrypted=fresh)
+            ).rowcount
+            _count(report, "contributors.address_hash", done)
+            changed += done
+        for column in _FOLLOWERS:
+            done = connection.execute(
+                update(column.class_).where(column == old).values({column.key: new})
+            ).rowcount
+            _count(report, f"{column.class_.__tablename__}.{column.key}", done)
+            changed += done
+    return 1 if changed else 0
+
+
+def _count(report: Rotation, name: str, count: int | None) -> None:
+    report.rehashed[name] = report.rehashed.get(name, 0) + int(count or 0)
 
 
 def retire(engine: Engine, path: Path, key_id: int) -> None:

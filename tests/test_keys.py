@@ -6,20 +6,30 @@ tests/test_keys_burst.py."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from channels.twilio.tests.fake_api import FakeTwilio
-from gateway import keyring, privacy
+from gateway import keyring, privacy, residents
 from gateway.keyring import Keyring, KeyringError
-from gateway.models import Callback, Contribution, Contributor, QuarantinedMessage
+from gateway.models import (
+    Callback,
+    Campaign,
+    Contribution,
+    Contributor,
+    InboundMessage,
+    QuarantinedMessage,
+    VoiceCall,
+)
 from gateway.privacy import (
     MARKER,
     AddressVault,
@@ -30,11 +40,10 @@ from gateway.privacy import (
     inbound_sender,
     quarantine_payload,
 )
+from gateway.publication import opendata
 from gateway.rewrap import COLUMNS, rewrite_column
 from gateway.rotation import (
     NO_ADDRESS,
-    NO_KEY,
-    UNREADABLE,
     RotationError,
     hash_audit,
     older_than,
@@ -135,6 +144,12 @@ def clear_values(rt: Runtime) -> dict[tuple[str, tuple[str, ...]], bytes]:
     return values
 
 
+def values_of(values: dict[tuple[str, tuple[str, ...]], bytes]) -> list[tuple[str, bytes]]:
+    """Every value with its column, whatever its row's key (a contributor's binding names its
+    look-up hash, which a rotation changes)."""
+    return sorted((column, value) for (column, _), value in values.items())
+
+
 def per_column(counts: dict[str, dict[int, int]]) -> dict[str, int]:
     return {name: sum(per_key.values()) for name, per_key in counts.items()}
 
@@ -162,13 +177,13 @@ def test_rotation_reencrypts_every_value_and_retire_keeps_everyone_readable(
     after = status(keyed.engine)
     assert all(set(per_key) == {2} for per_key in after.values()), after
     assert per_column(after) == per_column(counts)
-    assert clear_values(keyed) == before  # nothing lost, nothing changed
+    assert values_of(clear_values(keyed)) == values_of(before)  # nothing lost, nothing changed
     assert keyed.vault.current_key_id == 2
 
     retire(keyed.engine, key_file, 1)
     keyed.vault.reload()
     assert keyed.vault.key_ids == [2]
-    assert clear_values(keyed) == before  # every address still decrypts
+    assert values_of(clear_values(keyed)) == values_of(before)  # every address still decrypts
     for token in old_tokens:  # the retired key is really gone from the vault
         with pytest.raises(Unreadable):
             keyed.vault.decrypt_bytes(token, contributor_address("sms", None))
@@ -236,7 +251,7 @@ def test_an_interrupted_rotation_goes_on_when_run_again(keyed: Runtime, key_file
     assert report.rewritten[first.name] == 0 and report.rewritten[second.name] == 0
     assert report.total == remaining_before(counts, first.name, second.name)
     assert remaining(keyed.engine, 1) == 0
-    assert clear_values(keyed) == before
+    assert values_of(clear_values(keyed)) == values_of(before)
     # Once nothing is left under an older key, a rotation mints a new key again.
     again = rotate(keyed.engine, keyed.vault, key_file, settle=0)
     assert again.new_key and again.key_id == 3 and again.total == sum(counts.values())
@@ -323,48 +338,101 @@ def test_key_files_old_and_new_and_the_environment(tmp_path: Path, settings: Set
         rotate(engine, vault, tmp_path / "missing.key", settle=0)
 
 
-def test_the_audit_says_under_which_key_every_look_up_hash_is(keyed: Runtime, key_file: Path):
-    """Rotation does not re-hash (docs/privacy.md, "Keys and rotation"): the audit behind
-    `gateway keys status` shows it, recomputing each hash from the address stored beside it."""
-    seed(keyed)
-    before = hash_audit(keyed.engine, keyed.vault)
-    contributors = before["contributors.address_hash"]
-    assert contributors == {1: 5}  # Alice, Carol and three older rows, all under key id 1
-    assert before["inbound_messages.sender_hash"] == {1: 4}  # three messages, one older row
-    assert before["quarantined_messages.sender_hash"] == {NO_ADDRESS: 1}  # the one with a hash
+DAVE = "+33655555555"  # never writes before the rotation: an admin opts him out
 
-    rotate(keyed.engine, keyed.vault, key_file, settle=0)
+
+def open_data(rt: Runtime) -> bytes:
+    """The open-data CSV of every campaign, as published (the pseudonyms in it)."""
+    out = io.BytesIO()
+    with rt.sessions() as session:
+        for campaign in session.scalars(select(Campaign).order_by(Campaign.id)):
+            records = opendata.records_for(session, rt, campaign)
+            opendata.write(records, "csv", out, rt.settings, campaign=campaign)
+    return out.getvalue()
+
+
+def test_rotation_rehashes_everyone_and_nothing_depends_on_the_retired_key(
+    keyed: Runtime, key_file: Path, fake_twilio: FakeTwilio
+):
+    seed(keyed)
+    now = datetime.now(UTC)
+    root_alice = keyed.vault.lookup_hash("sms", ALICE)
+    with keyed.sessions.begin() as session:
+        # Alice also calls from her number: a voice row, the same person (one namespace).
+        residents.contributor_for(
+            session,
+            "voice",
+            root_alice,
+            keyed.vault.encrypt(ALICE, contributor_address("voice", root_alice)),
+            now,
+        )
+        session.execute(update(Contribution).values(status="published"))
+    residents.opt_out_address(keyed, "sms", CAROL, actor="test")  # she said STOP
+    residents.opt_out_address(keyed, "sms", DAVE, actor="test")  # never wrote: hash only
+    published = open_data(keyed)
+    assert published.count(b"\r\n") > 3  # the contributions are in it, with pseudonyms
+    before = hash_audit(keyed.engine, keyed.vault)
+    assert before["contributors.address_hash"] == {1: 6, NO_ADDRESS: 1}  # + Alice's voice, Dave
+    assert before["inbound_messages.sender_hash"] == {1: 4}
+    assert before["quarantined_messages.sender_hash"] == {NO_ADDRESS: 1}  # Bob's, hash only
+
+    report = rotate(keyed.engine, keyed.vault, key_file, settle=0)
     retire(keyed.engine, key_file, 1)
     keyed.vault.reload()
-    # Every address is re-encrypted under key 2, every hash still under key 1: the gap.
-    assert hash_audit(keyed.engine, keyed.vault) == before
 
-    hashes = keyed.vault.lookup_hashes("sms", BOB)
-    assert list(hashes) == [2, 1]  # the current key first, then the root (retired, kept)
-    assert hashes[1] == keyed.vault.lookup_hash("sms", BOB) != hashes[2]
-    assert keyed.vault.lookup_hashes("voice", BOB) == hashes  # one namespace for a number
-    assert keyed.vault.lookup_hashes("telegram", BOB)[2] != hashes[2]
-    with keyed.sessions.begin() as session:
-        # Bob under key 2, and a row whose hash is not its address's (a stray or forged one).
-        for public_id, address_hash in (("c-bob2", hashes[2]), ("c-odd", "0" * 64)):
-            session.add(
-                Contributor(
-                    public_id=public_id,
-                    channel="sms",
-                    address_hash=address_hash,
-                    address_encrypted=keyed.vault.encrypt(
-                        BOB, contributor_address("sms", address_hash)
-                    ),
-                )
+    assert report.people == 5 and report.conflicts == 0  # Alice, Carol, three older rows
+    assert report.rehashed["contributors.address_hash"] == 6
+    after = hash_audit(keyed.engine, keyed.vault)
+    # Every hash with an address beside it is now under key 2; only hash-only rows remain
+    # under the root (Dave's opt-out, Bob's quarantined message): counted, not re-hashable.
+    assert after["contributors.address_hash"] == {2: 6, NO_ADDRESS: 1}
+    assert after["inbound_messages.sender_hash"] == {2: 4}
+    assert after["quarantined_messages.sender_hash"] == {NO_ADDRESS: 1}
+    # Recomputed by hand: no stored hash is the root key's hash of a known address any more,
+    # but for Dave's and Bob's.
+    root_hashes = {
+        keyed.vault.root_lookup_hash(channel, address)
+        for channel in ("sms", "telegram")
+        for address in (ALICE, CAROL, *(f"+3361234560{i}" for i in range(3)))
+    }
+    with keyed.sessions() as session:
+        stored = set(session.scalars(select(Contributor.address_hash)))
+        stored |= set(session.scalars(select(InboundMessage.sender_hash)))
+        stored |= set(session.scalars(select(VoiceCall.caller_hash)))
+        stored |= set(session.scalars(select(QuarantinedMessage.sender_hash)))
+    assert not stored & root_hashes
+    assert keyed.vault.root_lookup_hash("sms", DAVE) in stored  # the hash-only remnant
+
+    # The published pseudonyms did not change: the same bytes.
+    assert open_data(keyed) == published
+
+    # Returning senders are the same people; Alice's SMS and voice rows are still one person.
+    sent = len(fake_twilio.messages)
+    assert send_sms(keyed, "PARC encore", sender=ALICE)
+    send_sms(keyed, "PARC toujours", sender=CAROL)  # opted out: no receipt
+    send_sms(keyed, "PARC bonjour", sender=DAVE)
+    with keyed.sessions() as session:
+        alice = keyed.vault.lookup_hash("sms", ALICE)
+        assert alice != root_alice
+        rows = residents.rows_of(session, alice)
+        assert sorted(r.channel for r in rows) == ["sms", "voice"]
+        assert (
+            session.scalar(
+                select(func.count(Contribution.id)).where(Contribution.contributor_id == rows[0].id)
             )
-        # An address that does not decrypt where it is (moved from another row).
-        session.add(
-            Contributor(
-                public_id="c-moved",
-                channel="telegram",
-                address_hash="1" * 64,
-                address_encrypted=keyed.vault.encrypt(BOB, contributor_address("sms", "x")),
-            )
+            == 3
         )
-    after = hash_audit(keyed.engine, keyed.vault)["contributors.address_hash"]
-    assert after == {1: 5, 2: 1, NO_KEY: 1, UNREADABLE: 1}
+        for number in (ALICE, CAROL, DAVE):
+            hashes = list(keyed.vault.lookup_hashes("sms", number).values())
+            sms_rows = session.scalars(
+                select(Contributor).where(
+                    Contributor.channel == "sms", Contributor.address_hash.in_(hashes)
+                )
+            ).all()
+            assert len(sms_rows) == 1, number  # never a second contributor
+        # Opt-outs hold, the hash-only one included.
+        assert residents.is_opted_out(session, keyed.vault.lookup_hash("sms", CAROL))
+        assert residents.is_opted_out(session, keyed.vault.root_lookup_hash("sms", DAVE))
+        assert not residents.is_opted_out(session, alice)
+    to = [m["To"] for m in fake_twilio.messages[sent:]]
+    assert ALICE in to and CAROL not in to and DAVE not in to
