@@ -17,8 +17,10 @@ binds them (automatic on SQLite at start-up, see gateway.secrets).
 Every new ciphertext also names the key it was written with (format 3, a key id of the
 keyring, gateway.keyring), so that the key can change while the gateway runs: ``gateway keys
 rotate`` (gateway.rotation) re-encrypts the values under an older key, and the vault reads
-the key file again when it changes. The look-up hash and the pseudonyms keep deriving from key
-id 1, the installation's root secret (docs/privacy.md, "Keys and rotation", says why).
+the key file again when it changes. The look-up hash is keyed by the current key as well (the
+rotation re-hashes people, gateway.persons finds a person under any key's hash); the
+open-data pseudonyms keep deriving from key id 1's hash, the installation's root secret, so
+that they never change (docs/privacy.md, "Keys and rotation", says why).
 """
 
 from __future__ import annotations

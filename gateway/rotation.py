@@ -17,12 +17,42 @@
 The old keys stay in the ring until ``gateway keys retire ID``, which refuses while any value
 still names that key (with the count). ``gateway keys status`` counts the values under each key.
 
-What does not rotate, and why (``docs/privacy.md``, "Keys and rotation"): the look-up hashes
-(``*_hash``) and the open-data pseudonyms, and the console's sessions, CSRF tokens, web keys
-and recording tokens, all derived from key id 1, the installation's root secret. Re-hashing
-would change every published pseudonym (they are keyed HMACs of the look-up hash) and would
-have to move each person's rows in every table at once while their messages are being filed;
-it is left for a later change.
+5. re-hashes people (``rehash``): the look-up hashes (``*_hash``) are keyed by the current
+   key too (gateway.privacy), so every person whose address is readable somewhere (a
+   contributor row, a message not yet purged, a call) and whose hash is an older key's is
+   moved to the current key's hash, each person in one transaction (``move_person``): their
+   contributor rows (each a compare and swap of its hash and ciphertext, the address encrypted
+   again since its binding names the hash), then ``UPDATE ... WHERE hash = old`` on their
+   messages, calls and quarantined messages, which moves the rows that keep only a hash
+   (address purged) with the rest of the person. It passes again until nobody is left.
+
+Why people and not rows: many queries compare one row's hash with another's (a sender's
+backlog, their contributor rows on each channel, their flood window, announcements). Moving a
+person's rows together keeps them equal at every commit. While a rotation runs, a person's
+rows carry the old or the new hash, never both, because every look-up by address goes through
+gateway.persons.resolve: it computes the address's hash under every key of the ring (current
+first) and takes the one the database already holds (``IN (...)``). The race: a webhook
+resolves the old hash, the rotation moves the person, the webhook stores its message under the
+old hash. Then (a) the message's processing finds the person's contributor row under the new
+hash (residents.contributor_for with ``also``, the sender's hashes under the other keys,
+computed from the message's address): never a second contributor; (b) the per-person lock is
+named after the hash, so gateway.processing re-reads the message's hash once it holds the lock
+and follows the person to their new hash; (c) the next pass moves the stray message. A
+contributor row created anyway in that instant under the old hash for a channel the person
+already has under the new one is left and counted (``conflicts``), never merged blindly.
+
+What cannot be re-hashed: a row that keeps only a hash, of a person with no address left
+anywhere (an admin's opt-out of someone who never wrote, a quarantined message whose sender
+wrote nothing else, a person whose every address retention purged). Those keep the root's
+hash (key id 1); the root secret stays in the key file for them (and for the console's keys,
+which do not rotate), so they stay matchable: an opt-out before the rotation still holds.
+``gateway keys status`` counts them ("no address kept").
+
+The open-data pseudonyms never change: they are computed from the person's hash under the
+root (key id 1), recomputed from their address when one is kept
+(gateway.publication.records.pseudonym_bases), so a city's published datasets stay consistent.
+The console's sessions, CSRF tokens, web keys and recording tokens do not rotate (docs/privacy.md,
+"Keys and rotation", says why).
 """
 
 from __future__ import annotations
@@ -151,8 +181,9 @@ def hash_audit(engine: Engine, vault: AddressVault) -> dict[str, dict[int | str,
     ring (recomputed from the address stored beside the hash, decrypted), and how many cannot
     be told: no address kept (hash only), the address unreadable, or matching no key.
 
-    Today every hash is under key id 1 (the rotation does not re-hash: docs/privacy.md, "Keys
-    and rotation"); this is the measure a re-hashing rotation will be checked against."""
+    After a rotation, only rows with no address kept stay under an older key (the root's):
+    they cannot be re-hashed (see the module's doc).
+    """
     counts: dict[str, dict[int | str, int]] = {}
     for hashed in HASHED_COLUMNS:
         per_key: dict[int | str, int] = {}

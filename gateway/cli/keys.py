@@ -33,8 +33,8 @@ def keys_status() -> None:
                 totals[key_id] = totals.get(key_id, 0) + count
         for key_id in sorted(totals):
             click.echo(f"key id {key_id}: {totals[key_id]} value(s)")
-        # The look-up hashes are not re-hashed by a rotation (docs/privacy.md): say under
-        # which key they are, so an operator sees what a retired key still protects.
+        # Under which key the look-up hashes are: after a rotation, only the rows that keep
+        # no address stay under the root's (docs/privacy.md, "Keys and rotation").
         for name, kinds in hash_audit(runtime.engine, vault).items():
             shown = ", ".join(
                 f"key {k}: {n}" if isinstance(k, int) else f"{k}: {n}"

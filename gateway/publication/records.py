@@ -157,8 +157,8 @@ def public_records(
     found = list(session.execute(query).unique())
     bases = pseudonym_bases(session, vault, {h for _, h in found if h})
     return [
-        _record(contribution, campaign, vault, bases.get(address_hash, address_hash))
-        for contribution, address_hash in found
+        _record(contribution, campaign, vault, bases.get(h, h) if h else None)
+        for contribution, h in found
     ]
 
 
@@ -184,7 +184,7 @@ def pseudonym_bases(session: Session, vault: AddressVault, hashes: set[str]) -> 
         )
     ]
     for address_hash, channel, token in rows:
-        if address_hash in bases:
+        if address_hash is None or address_hash in bases:
             continue
         address = vault.decrypt_or_none(token, contributor_address(channel, address_hash))
         if address is not None:
