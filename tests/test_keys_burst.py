@@ -1,8 +1,9 @@
 """`gateway keys rotate` while a real `gateway serve` takes a burst of signed SMS, in both
 set-ups (SQLite with the embedded Redis and worker; PostgreSQL with Debian's Redis and a
 separate `gateway worker`): every message filed once, every receipt sent to the number that
-wrote it, each repeat sender still one contributor, nothing left under the old key, which can
-then be retired; a rotation killed half-way finishes when run again."""
+wrote it, each repeat sender (writing before and after the rotation re-hashes them) still one
+contributor, nothing left under the old key, no look-up hash under it either, and it can then
+be retired; a rotation killed half-way finishes when run again."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import keyring
-from gateway.rotation import status
+from gateway.privacy import AddressVault
+from gateway.rotation import hash_audit, status
 from tests.conftest import RedisServer
 from tests.helpers import sms_form
 from tests.test_e2e_serve import GATEWAY, Gateway, base_env
@@ -82,6 +84,15 @@ def totals(counts: dict[str, dict[int, int]]) -> dict[int, int]:
         for key_id, n in per_key.items():
             found[key_id] += n
     return dict(found)
+
+
+def vault_of(path: Path) -> AddressVault:
+    return AddressVault(keyring.read(path).root, path)
+
+
+def hashes_under(engine: Engine, path: Path) -> set[int | str]:
+    """The key ids the stored look-up hashes are under (recomputed from the addresses)."""
+    return {kind for kinds in hash_audit(engine, vault_of(path)).values() for kind in kinds}
 
 
 def rotate_process(gw: Gateway, *args: str) -> subprocess.Popen[str]:
@@ -151,6 +162,10 @@ def test_rotation_during_a_burst_loses_nothing(gateway: Gateway, fake: FakeTwili
     # the new one by processes that had read the key file.
     counts = status(engine)
     assert set(totals(counts)) == {2}, (counts, running_when_done)
+    # Every sender re-hashed under key 2, though they kept writing while it happened: the
+    # check above found each of them one contributor.
+    assert "person(s) re-hashed under key id 2" in out
+    assert hashes_under(engine, path) == {2}, hash_audit(engine, vault_of(path))
     shown = gw.cli("keys", "status")
     assert "current key id: 2" in shown and "key id 1:" not in shown
     assert "retired" in gw.cli("keys", "retire", "1")
@@ -187,6 +202,7 @@ def test_rotation_during_a_burst_loses_nothing(gateway: Gateway, fake: FakeTwili
         assert gw.post_sms(form).status_code == 200
     check_filed(gw, fake, PLAN + later)
     assert set(totals(status(engine))) == {3}
+    assert hashes_under(engine, path) == {3}  # no hash depends on a retired key
     engine.dispose()
     # No key in any process's log, nor in what the commands printed.
     ring = keyring.read(path)

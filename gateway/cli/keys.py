@@ -72,6 +72,12 @@ def keys_rotate(batch: int) -> None:
         extra = f", {unreadable} unreadable (left as they are)" if unreadable else ""
         click.echo(f"{name}: {count} re-encrypted{extra}")
     click.echo(f"{report.total} value(s) re-encrypted in {report.passes} pass(es)")
+    for name, count in report.rehashed.items():
+        click.echo(f"{name}: {count} re-hashed")
+    conflicts = (
+        f", {report.conflicts} row(s) left (see docs/privacy.md)" if report.conflicts else ""
+    )
+    click.echo(f"{report.people} person(s) re-hashed under key id {report.key_id}{conflicts}")
 
 
 @keys_group.command("retire")
