@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select, update
 
 from channels.twilio.tests.fake_api import FakeTwilio
-from gateway import keyring, privacy, residents
+from gateway import keyring, persons, privacy, residents
 from gateway.keyring import Keyring, KeyringError
 from gateway.models import (
     Callback,
@@ -44,10 +44,12 @@ from gateway.publication import opendata
 from gateway.rewrap import COLUMNS, rewrite_column
 from gateway.rotation import (
     NO_ADDRESS,
+    Rotation,
     RotationError,
     hash_audit,
     older_than,
     read_any,
+    rehash,
     remaining,
     retire,
     rotate,
@@ -436,3 +438,34 @@ def test_rotation_rehashes_everyone_and_nothing_depends_on_the_retired_key(
         assert not residents.is_opted_out(session, alice)
     to = [m["To"] for m in fake_twilio.messages[sent:]]
     assert ALICE in to and CAROL not in to and DAVE not in to
+
+
+def test_a_message_stored_under_the_old_hash_in_the_race_finds_its_contributor(
+    keyed: Runtime, key_file: Path, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+):
+    """The race of gateway.rotation: a webhook looked the sender up under the old hash, the
+    rotation moved the person, the message is stored under the old hash all the same. Its
+    processing finds the person's row under the new hash; the next pass moves the message."""
+    assert send_sms(keyed, "PARC avant", sender=ALICE)
+    rotate(keyed.engine, keyed.vault, key_file, settle=0)
+    old, new = keyed.vault.root_lookup_hash("sms", ALICE), keyed.vault.lookup_hash("sms", ALICE)
+    assert old != new
+    real_choose = persons.choose
+    monkeypatch.setattr(persons, "choose", lambda candidates, known: candidates[-1])
+    assert send_sms(keyed, "PARC pendant", sender=ALICE)  # stored under the root's hash
+    monkeypatch.setattr(persons, "choose", real_choose)
+    with keyed.sessions() as session:
+        assert (
+            session.scalar(
+                select(func.count(InboundMessage.id)).where(InboundMessage.sender_hash == old)
+            )
+            == 1
+        )
+        alices = session.scalars(select(Contributor)).all()
+        assert [a.address_hash for a in alices] == [new]  # one contributor, under the new hash
+        assert session.scalar(select(func.count(Contribution.id))) == 2
+    report = Rotation(2, False)
+    assert rehash(keyed.engine, keyed.vault, report) == 1  # the stray message, moved
+    assert report.rehashed["inbound_messages.sender_hash"] == 1 and report.conflicts == 0
+    assert hash_audit(keyed.engine, keyed.vault)["inbound_messages.sender_hash"] == {2: 2}
+    assert rehash(keyed.engine, keyed.vault, report) == 0
