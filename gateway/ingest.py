@@ -280,12 +280,15 @@ def quarantine(runtime: Runtime, message: IncomingMessage, reason: str) -> None:
         ensure_ascii=False,
         default=str,
     ).encode("utf-8", "replace")
-    sender_hash = None
+    candidates: list[str] = []
     try:
-        sender_hash = vault.lookup_hash(message.channel, message.sender)
+        candidates = list(vault.lookup_hashes(message.channel, message.sender).values())
     except (ValueError, TypeError, AttributeError):
         pass
     with runtime.sessions.begin() as session:
+        # The hash the sender's rows have (gateway.persons), so that an erasure finds it.
+        known = persons.known_among(session, set(candidates)) if len(candidates) > 1 else set()
+        sender_hash = persons.choose(candidates, known) if candidates else None
         session.add(
             QuarantinedMessage(
                 channel=message.channel[:16],

@@ -461,15 +461,23 @@ def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> E
     Returns what was erased (all zero when the gateway never knew the address)."""
     from gateway.locks import sender_lock
 
-    typed = typed_address(channel, address)
+    candidates = persons.every_hash(runtime.vault, channel, typed_address(channel, address))
     with runtime.sessions() as session:
-        address_hash = persons.resolve(session, runtime.vault, channel, typed)
-    # The person's lock (one for every channel of the address): no message of theirs is being
-    # filed while they are erased.
-    with sender_lock(runtime, channel, address_hash):
-        with runtime.sessions.begin() as session:
-            erased = forget(session, runtime.settings.data_path, address_hash)
-            _record(session, actor, "forget_resident", erased.summary())
+        known = persons.known_among(session, set(candidates))
+    # Under every key's hash the database holds for them (rows a key rotation could not
+    # re-hash, a rotation under way), current first; the current one when none.
+    hashes = [h for h in candidates if h in known] or candidates[:1]
+    erased = Erasure()
+    for address_hash in hashes:
+        # The person's lock (one for every channel of the address): no message of theirs is
+        # being filed while they are erased.
+        with sender_lock(runtime, channel, address_hash):
+            with runtime.sessions.begin() as session:
+                part = forget(session, runtime.settings.data_path, address_hash)
+                _record(session, actor, "forget_resident", part.summary())
+        for name in ("contributors", "contributions", "messages", "replies", "calls", "files"):
+            setattr(erased, name, getattr(erased, name) + getattr(part, name))
+        erased.paths += part.paths
     return erased
 
 
@@ -484,6 +492,10 @@ def opt_out_address(runtime: Any, channel: str, address: str, *, actor: str) -> 
             # Never seen yet: a row so that their first message already finds them opted out.
             contributor_for(session, channel, address_hash, None, now)
         changed = opt_out(session, address_hash, now)
+        # Their rows under another key's hash too (rows a rotation could not re-hash).
+        for other in persons.every_hash(runtime.vault, channel, typed):
+            if other != address_hash and rows_of(session, other):
+                changed += opt_out(session, other, now)
         _record(session, actor, "opt_out_resident", f"{changed} contributor row(s)")
     log.info("%s opted out by %s", log_id(address_hash), actor)
     return changed

@@ -439,6 +439,28 @@ def test_rotation_rehashes_everyone_and_nothing_depends_on_the_retired_key(
     to = [m["To"] for m in fake_twilio.messages[sent:]]
     assert ALICE in to and CAROL not in to and DAVE not in to
 
+    # Forgetting Dave (by an admin) erases his rows under every key's hash: his hash-only
+    # opt-out and his message under the root's, a quarantined message under the new key's.
+    daves = list(keyed.vault.lookup_hashes("sms", DAVE).values())
+    with keyed.sessions.begin() as session:
+        session.add(
+            QuarantinedMessage(
+                channel="sms",
+                provider_key="SMdave",
+                sender_hash=daves[0],
+                reason="test",
+                payload_encrypted=keyed.vault.encrypt("{}", quarantine_payload("sms", "SMdave")),
+            )
+        )
+    erased = residents.forget_address(keyed, "sms", DAVE, actor="test")
+    assert erased.contributors == 1 and erased.messages >= 1
+    with keyed.sessions() as session:
+        for column in (Contributor.address_hash, InboundMessage.sender_hash):
+            assert not session.scalars(select(column).where(column.in_(daves))).all()
+        assert not session.scalars(
+            select(QuarantinedMessage).where(QuarantinedMessage.sender_hash.in_(daves))
+        ).all()
+
 
 def test_a_message_stored_under_the_old_hash_in_the_race_finds_its_contributor(
     keyed: Runtime, key_file: Path, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
