@@ -19,10 +19,12 @@ given as ``SECRET_KEY`` in the environment is key id 1 too (such an installation
 rotate: ``gateway keys rotate`` needs the file to add a key to).
 
 Key id 1 is also the installation's root secret: console sessions, CSRF tokens, the web keys
-(gateway.webkeys), recording tokens, the residents' look-up hashes and the open-data
-pseudonyms derive from it, and they do not rotate (``docs/privacy.md``, "Keys and rotation",
-says why). Retiring key id 1 therefore keeps its secret in the file, marked ``retired``: the
-vault no longer decrypts with it, the rest goes on deriving from it. A retired newer key's
+(gateway.webkeys), recording tokens and the open-data pseudonyms derive from it, and they do
+not rotate (``docs/privacy.md``, "Keys and rotation", says why); the residents' look-up hashes
+are keyed by the current key and re-hashed by a rotation, but for the rows that keep no
+address, which stay under key id 1's hash. Retiring key id 1 therefore keeps its secret in the
+file, marked ``retired``: the vault no longer decrypts with it, the rest goes on deriving from
+it. A retired newer key's
 secret is removed from the file.
 
 How running processes learn a new key: the vault looks at the key file's modification time
