@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import announcements, campaigns, residents
+from gateway import announcements, campaigns, persons, residents
 from gateway import conversation as engine
 from gateway.clock import now_utc
 from gateway.i18n import DEFAULT_LANGUAGE, languages, next_language, translate
@@ -114,7 +114,7 @@ def _upsert_call(
     if call is None:
         call = VoiceCall(call_sid=call_sid)
         session.add(call)
-    call.caller_hash = vault.lookup_hash(CHANNEL, caller)
+    call.caller_hash = persons.resolve(session, vault, CHANNEL, caller)
     call.caller_encrypted = vault.encrypt(caller, voice_caller(call_sid))
     call.called = called
     if campaign_id is not None or call.campaign_id is None:

@@ -27,7 +27,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gateway import enqueue, textcap
+from gateway import enqueue, persons, textcap
 from gateway.messages import IncomingMessage
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
@@ -81,7 +81,8 @@ def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
     return {
         "channel": message.channel,
         "provider_message_id": provider_id,
-        "sender_hash": vault.lookup_hash(message.channel, message.sender),
+        # Every key's hash, current first: ``_settle_hashes`` keeps the one the person has.
+        "sender_hash": list(vault.lookup_hashes(message.channel, message.sender).values()),
         "sender_encrypted": vault.encrypt(
             message.sender, inbound_sender(message.channel, provider_id)
         ),
@@ -119,6 +120,21 @@ def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) ->
         return {f"{r.channel}\x00{r.provider_message_id}": r.id for r in result}
 
 
+def _settle_hashes(runtime: Runtime, rows: list[dict[str, Any]]) -> None:
+    """Each row's sender hash: the one the sender's rows already carry, under whichever key of
+    the ring (a rotation re-hashes people one at a time, gateway.persons), else the current
+    key's. One look-up for the whole batch, and none with a single key in the ring."""
+    several = [row for row in rows if len(row["sender_hash"]) > 1]
+    known: set[str] = set()
+    if several:
+        with runtime.engine.connect() as connection:
+            known = persons.known_among(
+                connection, {h for row in several for h in row["sender_hash"]}
+            )
+    for row in rows:
+        row["sender_hash"] = persons.choose(row["sender_hash"], known)
+
+
 def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]:
     """Store messages and enqueue the new ones. Raises SQLAlchemyError if the database is down
     (the caller answers the provider with a 5xx so that it retries); never raises for Redis.
@@ -148,6 +164,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     )
     for row in rows.values():
         row["job_id"] = job_id
+    _settle_hashes(runtime, list(rows.values()))
     new_ids: dict[str, int] = {}
     try:
         new_ids = _insert_ignoring_duplicates(runtime, list(rows.values())) if rows else {}
@@ -263,12 +280,15 @@ def quarantine(runtime: Runtime, message: IncomingMessage, reason: str) -> None:
         ensure_ascii=False,
         default=str,
     ).encode("utf-8", "replace")
-    sender_hash = None
+    candidates: list[str] = []
     try:
-        sender_hash = vault.lookup_hash(message.channel, message.sender)
+        candidates = list(vault.lookup_hashes(message.channel, message.sender).values())
     except (ValueError, TypeError, AttributeError):
         pass
     with runtime.sessions.begin() as session:
+        # The hash the sender's rows have (gateway.persons), so that an erasure finds it.
+        known = persons.known_among(session, set(candidates)) if len(candidates) > 1 else set()
+        sender_hash = persons.choose(candidates, known) if candidates else None
         session.add(
             QuarantinedMessage(
                 channel=message.channel[:16],

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import announcements, floods, media, plugins, residents
+from gateway import announcements, floods, media, persons, plugins, residents
 from gateway import conversation as engine
 from gateway.i18n import translate_for
 from gateway.models import (
@@ -43,7 +43,10 @@ def contributor_for(
 ) -> Contributor:
     assert message.sender_hash is not None
     address = runtime.vault.sender_for_contributor(message)  # encrypted for its own row
-    return residents.contributor_for(session, message.channel, message.sender_hash, address, now)
+    also = persons.other_hashes(runtime.vault, message)
+    return residents.contributor_for(
+        session, message.channel, message.sender_hash, address, now, also
+    )
 
 
 def campaign_infos(session: Session, timezone: str) -> tuple[engine.CampaignInfo, ...]:

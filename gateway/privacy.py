@@ -13,6 +13,14 @@ longer decrypts (``Unreadable``), so a notice cannot be redirected to another re
 address and a payload cannot be passed off as another message's. Values written before this
 binding existed (no version marker) are still read, without it; ``gateway secrets rewrap``
 binds them (automatic on SQLite at start-up, see gateway.secrets).
+
+Every new ciphertext also names the key it was written with (format 3, a key id of the
+keyring, gateway.keyring), so that the key can change while the gateway runs: ``gateway keys
+rotate`` (gateway.rotation) re-encrypts the values under an older key, and the vault reads
+the key file again when it changes. The look-up hash is keyed by the current key as well (the
+rotation re-hashes people, gateway.persons finds a person under any key's hash); the
+open-data pseudonyms keep deriving from key id 1's hash, the installation's root secret, so
+that they never change (docs/privacy.md, "Keys and rotation", says why).
 """
 
 from __future__ import annotations
@@ -24,8 +32,11 @@ import logging
 import os
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -34,16 +45,38 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway import plugins
+from gateway import keyring, plugins
+from gateway.keyring import Keyring
 
 log = logging.getLogger(__name__)
 
-# Format 2: marker + 96-bit nonce + ciphertext and tag, with the binding as associated data.
-# Format 1 (legacy, no marker): nonce + ciphertext and tag, no associated data. A legacy value
-# starts with a random nonce, which begins with this marker once in 2**32: such a value fails
-# format 2's check and is then read as format 1, so nothing is ever lost to the guess.
+# Format 3: marker + key id (2 bytes, big-endian) + 96-bit nonce + ciphertext and tag, with the
+# binding as associated data; the key id names the keyring's key (gateway.keyring). A forged
+# key id selects another key (or none), under which the tag does not verify: Unreadable.
+# Format 2: marker + nonce + ciphertext and tag, with the binding as associated data; written
+# before key ids, always under key id 1.
+# Format 1 (legacy, no marker): nonce + ciphertext and tag, no associated data, key id 1. A
+# legacy value starts with a random nonce, which begins with a marker once in 2**32: such a
+# value fails format 2's or 3's check and is then read as format 1, so nothing is ever lost to
+# the guess.
 MARKER = b"agv2"
+MARKER3 = b"agv3"
+_KEY_ID = 2
 _NONCE = 12
+
+
+def key_prefix(key_id: int) -> bytes:
+    """The first bytes of every format 3 ciphertext written under ``key_id``."""
+    return MARKER3 + key_id.to_bytes(_KEY_ID, "big")
+
+
+def key_id_of(token: bytes) -> int:
+    """The key id a stored value names (1 for formats 1 and 2); says nothing of whether it
+    decrypts."""
+    token = bytes(token)
+    if token.startswith(MARKER3) and len(token) >= len(MARKER3) + _KEY_ID:
+        return int.from_bytes(token[len(MARKER3) : len(MARKER3) + _KEY_ID], "big")
+    return 1
 
 
 def _derive(secret_key: str, label: bytes) -> bytes:
@@ -121,42 +154,116 @@ class AddressVault:
     has no associated data.
     """
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, keyring_path: Path | None = None) -> None:
+        """``secret_key``: the installation's root secret (key id 1); ``keyring_path``: the
+        key file, read for the other keys when it holds this root (a SECRET_KEY given in the
+        environment that differs from the file's is an installation of one key)."""
         if not secret_key:
             raise ValueError("SECRET_KEY is empty")
         self._secret_key = secret_key
         self._legacy_seen = False
+        self._keyring_path = keyring_path
+        self._ring = Keyring.single(secret_key)
+        self._ring_mtime: int | None = None
+        self._next_look = 0.0
+        self._aeads: dict[int, AESGCM] = {}
+        self._hash_keys: dict[str, bytes] = {}
+        self._reload_lock = threading.Lock()
+        self.reload()
+
+    # -- the keyring --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Read the key file again (a rotation in another process added or retired a key)."""
+        with self._reload_lock:
+            self._next_look = time.monotonic() + keyring.RELOAD_EVERY
+            stamp = keyring.mtime(self._keyring_path)
+            if stamp is None or self._keyring_path is None or stamp == self._ring_mtime:
+                return
+            try:
+                ring = keyring.read(self._keyring_path)
+            except keyring.KeyringError as exc:
+                log.error("the key file could not be read again, keys kept as they were: %s", exc)
+                return
+            self._ring_mtime = stamp
+            if ring.root != self._secret_key:
+                return  # SECRET_KEY from the environment: one key, the file is not ours
+            if ring.current != self._ring.current or ring.retired != self._ring.retired:
+                log.debug("keyring read: current key id %d", ring.current)
+            self._ring = ring
+            self._aeads = {k: v for k, v in self._aeads.items() if k in ring.keys}
+
+    def _look_at_keyring(self) -> None:
+        if self._keyring_path is not None and time.monotonic() >= self._next_look:
+            self.reload()
+
+    @property
+    def root_secret(self) -> str:
+        """Key id 1: what the look-up hashes, pseudonyms and the console's keys derive from."""
+        return self._secret_key
+
+    @property
+    def current_key_id(self) -> int:
+        self._look_at_keyring()
+        return self._ring.current
+
+    @property
+    def key_ids(self) -> list[int]:
+        """Every key id the vault can decrypt with."""
+        return sorted(self._ring.keys)
+
+    def _aead_for(self, key_id: int) -> AESGCM | None:
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            secret = self._ring.keys.get(key_id)
+            if secret is None and self._keyring_path is not None:
+                self._next_look = 0.0  # a key another process just made: read the file now
+                self.reload()
+                secret = self._ring.keys.get(key_id)
+            if secret is None:
+                return None
+            aead = AESGCM(_derive(secret, b"address-encryption"))
+            self._aeads[key_id] = aead
+        return aead
 
     @cached_property
-    def _aes_key(self) -> bytes:
-        return _derive(self._secret_key, b"address-encryption")
-
-    @cached_property
-    def _aead(self) -> AESGCM:
-        return AESGCM(self._aes_key)
-
-    @cached_property
-    def _hash_key(self) -> bytes:
+    def _root_hash_key(self) -> bytes:
         return _derive(self._secret_key, b"address-lookup-hash")
 
     def encrypt_bytes(self, value: bytes, binding: Binding) -> bytes:
+        key_id = self.current_key_id
+        aead = self._aead_for(key_id)
+        assert aead is not None  # the current key is always in the ring
         nonce = os.urandom(_NONCE)
-        return MARKER + nonce + self._aead.encrypt(nonce, value, binding.associated_data())
+        return key_prefix(key_id) + nonce + aead.encrypt(nonce, value, binding.associated_data())
 
     def decrypt_bytes(self, token: bytes, binding: Binding) -> bytes:
-        """The value, if ``token`` was written for ``binding`` (or before bindings existed);
-        ``Unreadable`` otherwise."""
+        """The value, if ``token`` was written for ``binding`` (or before bindings existed)
+        under a key of the ring; ``Unreadable`` otherwise."""
         token = bytes(token)
-        if token.startswith(MARKER):
+        if token.startswith(MARKER3):
+            start = len(MARKER3) + _KEY_ID
+            aead = self._aead_for(key_id_of(token))
+            if aead is not None:
+                try:
+                    return aead.decrypt(
+                        token[start : start + _NONCE],
+                        token[start + _NONCE :],
+                        binding.associated_data(),
+                    )
+                except InvalidTag:
+                    pass  # perhaps a legacy value whose nonce starts with the marker
+        elif token.startswith(MARKER):
             start = len(MARKER)
-            try:
-                return self._aead.decrypt(
-                    token[start : start + _NONCE],
-                    token[start + _NONCE :],
-                    binding.associated_data(),
-                )
-            except InvalidTag:
-                pass  # perhaps a legacy value whose nonce starts with the marker
+            aead = self._aead_for(1)
+            if aead is not None:
+                try:
+                    return aead.decrypt(
+                        token[start : start + _NONCE],
+                        token[start + _NONCE :],
+                        binding.associated_data(),
+                    )
+                except InvalidTag:
+                    pass  # perhaps a legacy value whose nonce starts with the marker
         value = self.decrypt_legacy(token, binding)
         if not self._legacy_seen:
             self._legacy_seen = True
@@ -168,11 +275,14 @@ class AddressVault:
         return value
 
     def decrypt_legacy(self, token: bytes, binding: Binding) -> bytes:
-        """A value in the format before bindings (no associated data); ``binding`` only names
-        the column in the error."""
+        """A value in the format before bindings (no associated data, key id 1); ``binding``
+        only names the column in the error."""
         token = bytes(token)
+        aead = self._aead_for(1)
         try:
-            return self._aead.decrypt(token[:_NONCE], token[_NONCE:], None)
+            if aead is None:
+                raise InvalidTag
+            return aead.decrypt(token[:_NONCE], token[_NONCE:], None)
         except InvalidTag:
             raise Unreadable(f"{binding.column}: does not decrypt for this row") from None
 
@@ -216,11 +326,17 @@ class AddressVault:
         would undo the binding. GCM encrypts with AES-CTR from the nonce's counter block 2
         (NIST SP 800-38D), which is all this does; None when ``token`` is too short."""
         token = bytes(token)
-        body = token[len(MARKER) :] if token.startswith(MARKER) else token
-        if len(body) < _NONCE + 16:
+        secret: str | None = self._secret_key
+        if token.startswith(MARKER3):
+            secret = self._ring.keys.get(key_id_of(token))
+            body = token[len(MARKER3) + _KEY_ID :]
+        else:
+            body = token[len(MARKER) :] if token.startswith(MARKER) else token
+        if len(body) < _NONCE + 16 or secret is None:
             return None
         nonce, ciphertext = body[:_NONCE], body[_NONCE:-16]
-        counter = Cipher(algorithms.AES(self._aes_key), modes.CTR(nonce + b"\x00\x00\x00\x02"))
+        aes_key = _derive(secret, b"address-encryption")
+        counter = Cipher(algorithms.AES(aes_key), modes.CTR(nonce + b"\x00\x00\x00\x02"))
         decryptor = counter.decryptor()
         return decryptor.update(ciphertext) + decryptor.finalize()
 
@@ -243,10 +359,45 @@ class AddressVault:
         # SMS and voice share one namespace (gateway.plugins.address_space): a resident who
         # calls and texts from one number is one person, who can follow a voice message's
         # reference by SMS.
-        namespace = plugins.address_space(channel)
-        normalised = normalise_address(channel, address)
-        digest = hmac.new(self._hash_key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256)
-        return digest.hexdigest()
+        return _keyed_hash(self._hash_key_of(self._current_secret()), channel, address)
+
+    def root_lookup_hash(self, channel: str, address: str) -> str:
+        """The look-up hash under key id 1, the root (the only one before re-hashing rotations):
+        what the open-data pseudonyms are computed from, so that they never change."""
+        return _keyed_hash(self._root_hash_key, channel, address)
+
+    def _current_secret(self) -> str:
+        self._look_at_keyring()
+        return self._ring.keys[self._ring.current]
+
+    def lookup_hashes(self, channel: str, address: str) -> dict[int, str]:
+        """The look-up hash of ``address`` under every key of the ring (the root's, key id 1,
+        even retired: the gateway's hashes are all under it today), current key first. What a
+        re-hashing rotation's look-ups will match with ``IN (...)``; today what
+        ``gateway keys status`` uses to say under which key each stored hash is
+        (gateway.rotation.hash_audit)."""
+        self._look_at_keyring()
+        ring = self._ring
+        secrets_by_id = {**ring.keys, 1: ring.root}
+        order = sorted(secrets_by_id, key=lambda k: (k != ring.current, -k))
+        return {
+            key_id: _keyed_hash(self._hash_key_of(secrets_by_id[key_id]), channel, address)
+            for key_id in order
+        }
+
+    def _hash_key_of(self, secret: str) -> bytes:
+        if secret == self._secret_key:
+            return self._root_hash_key
+        key = self._hash_keys.get(secret)
+        if key is None:
+            key = self._hash_keys[secret] = _derive(secret, b"address-lookup-hash")
+        return key
+
+
+def _keyed_hash(key: bytes, channel: str, address: str) -> str:
+    namespace = plugins.address_space(channel)
+    normalised = normalise_address(channel, address)
+    return hmac.new(key, f"{namespace}\x00{normalised}".encode(), hashlib.sha256).hexdigest()
 
 
 def normalise_address(channel: str, address: str) -> str:

@@ -43,22 +43,34 @@ def process_inbound(runtime: Runtime, message_id: int) -> list[int]:
     if sender_hash is None:
         return []
     outbound: list[int] = []
-    with sender_lock(runtime, channel, sender_hash):
-        with runtime.sessions() as session:
-            backlog = list(
-                session.scalars(
-                    select(InboundMessage.id)
-                    .where(
-                        InboundMessage.channel == channel,
-                        InboundMessage.sender_hash == sender_hash,
-                        InboundMessage.state == "received",
-                    )
-                    .order_by(InboundMessage.received_at, InboundMessage.id)
+    for _ in range(3):
+        with sender_lock(runtime, channel, sender_hash):
+            with runtime.sessions() as session:
+                now_hash = session.scalar(
+                    select(InboundMessage.sender_hash).where(InboundMessage.id == message_id)
                 )
-            )
-        for next_id in backlog:
-            outbound.extend(_process_one(runtime, next_id))
-    return outbound
+            if now_hash is not None and now_hash != sender_hash:
+                # A key rotation moved the sender to their new hash meanwhile
+                # (gateway.rotation): their backlog is under it now, and so is their lock.
+                sender_hash = now_hash
+                continue
+            with runtime.sessions() as session:
+                backlog = list(
+                    session.scalars(
+                        select(InboundMessage.id)
+                        .where(
+                            InboundMessage.channel == channel,
+                            InboundMessage.sender_hash == sender_hash,
+                            InboundMessage.state == "received",
+                        )
+                        .order_by(InboundMessage.received_at, InboundMessage.id)
+                    )
+                )
+            for next_id in backlog:
+                outbound.extend(_process_one(runtime, next_id))
+            return outbound
+    # Moved again and again (rotations back to back): a passing failure, the job is retried.
+    raise SenderBusy(f"sender {log_id(sender_hash)} is being re-hashed")
 
 
 def _process_one(runtime: Runtime, message_id: int) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import files, plugins, residents
+from gateway import files, persons, plugins, residents
 from gateway.clock import now_utc
 from gateway.i18n import translate
 from gateway.locks import sender_lock
@@ -195,7 +195,10 @@ def _contributor(runtime: Runtime, session: Session, message: InboundMessage) ->
     if not message.sender_hash or message.sender_encrypted is None:
         return None
     address = runtime.vault.sender_for_contributor(message)  # encrypted for its own row
-    return residents.contributor_for(session, "voice", message.sender_hash, address, now_utc())
+    also = persons.other_hashes(runtime.vault, message)
+    return residents.contributor_for(
+        session, "voice", message.sender_hash, address, now_utc(), also
+    )
 
 
 def _receipt(

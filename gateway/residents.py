@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import announcements, recorded_answers
+from gateway import announcements, persons, recorded_answers
 from gateway.audio_cache import cached_files
 from gateway.models import (
     Callback,
@@ -87,15 +87,24 @@ def contributor_for(
     address_hash: str,
     address_encrypted: bytes | None,
     now: datetime,
+    also: Sequence[str] = (),
 ) -> Contributor:
     """The person's row for ``channel``, created when missing: a new row takes the person's
     opt-out, language and first-contact notice from the rows they already have, so that
-    ``STOP`` by SMS also silences the receipt of their next voice message."""
+    ``STOP`` by SMS also silences the receipt of their next voice message. ``also``: the
+    person's hashes under the keyring's other keys (gateway.persons.other_hashes): a row a
+    key rotation has just moved is found there, never duplicated."""
     contributor = session.scalar(
         select(Contributor).where(
             Contributor.channel == channel, Contributor.address_hash == address_hash
         )
     )
+    if contributor is None and also:
+        contributor = session.scalar(
+            select(Contributor)
+            .where(Contributor.channel == channel, Contributor.address_hash.in_(list(also)))
+            .limit(1)
+        )
     if contributor is not None:
         return contributor
     siblings = rows_of(session, address_hash)
@@ -452,26 +461,41 @@ def forget_address(runtime: Any, channel: str, address: str, *, actor: str) -> E
     Returns what was erased (all zero when the gateway never knew the address)."""
     from gateway.locks import sender_lock
 
-    address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
-    # The person's lock (one for every channel of the address): no message of theirs is being
-    # filed while they are erased.
-    with sender_lock(runtime, channel, address_hash):
-        with runtime.sessions.begin() as session:
-            erased = forget(session, runtime.settings.data_path, address_hash)
-            _record(session, actor, "forget_resident", erased.summary())
+    candidates = persons.every_hash(runtime.vault, channel, typed_address(channel, address))
+    with runtime.sessions() as session:
+        known = persons.known_among(session, set(candidates))
+    # Under every key's hash the database holds for them (rows a key rotation could not
+    # re-hash, a rotation under way), current first; the current one when none.
+    hashes = [h for h in candidates if h in known] or candidates[:1]
+    erased = Erasure()
+    for address_hash in hashes:
+        # The person's lock (one for every channel of the address): no message of theirs is
+        # being filed while they are erased.
+        with sender_lock(runtime, channel, address_hash):
+            with runtime.sessions.begin() as session:
+                part = forget(session, runtime.settings.data_path, address_hash)
+                _record(session, actor, "forget_resident", part.summary())
+        for name in ("contributors", "contributions", "messages", "replies", "calls", "files"):
+            setattr(erased, name, getattr(erased, name) + getattr(part, name))
+        erased.paths += part.paths
     return erased
 
 
 def opt_out_address(runtime: Any, channel: str, address: str, *, actor: str) -> int:
     """Opt a person out by their address (an admin's action): nothing more is sent to them on
     any channel of that address, now or when they write again. Returns the rows changed."""
-    address_hash = runtime.vault.lookup_hash(channel, typed_address(channel, address))
     now = datetime.now(UTC)
     with runtime.sessions.begin() as session:
+        typed = typed_address(channel, address)
+        address_hash = persons.resolve(session, runtime.vault, channel, typed)
         if not rows_of(session, address_hash):
             # Never seen yet: a row so that their first message already finds them opted out.
             contributor_for(session, channel, address_hash, None, now)
         changed = opt_out(session, address_hash, now)
+        # Their rows under another key's hash too (rows a rotation could not re-hash).
+        for other in persons.every_hash(runtime.vault, channel, typed):
+            if other != address_hash and rows_of(session, other):
+                changed += opt_out(session, other, now)
         _record(session, actor, "opt_out_resident", f"{changed} contributor row(s)")
     log.info("%s opted out by %s", log_id(address_hash), actor)
     return changed

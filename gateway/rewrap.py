@@ -24,7 +24,14 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway import privacy
-from gateway.models import Callback, Contributor, InboundMessage, OutboundMessage, VoiceCall
+from gateway.models import (
+    Callback,
+    Contributor,
+    InboundMessage,
+    OutboundMessage,
+    QuarantinedMessage,
+    VoiceCall,
+)
 from gateway.privacy import AddressVault, Binding, Unreadable
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,28 @@ COLUMNS = (
     EncryptedColumn(
         Callback.recipient_encrypted, (Callback.decision_key,), privacy.callback_recipient
     ),
+    EncryptedColumn(
+        QuarantinedMessage.payload_encrypted,
+        (QuarantinedMessage.channel, QuarantinedMessage.provider_key),
+        privacy.quarantine_payload,
+    ),
 )
+
+# Which values of a column a pass rewrites (a SQL condition: the database does the filtering,
+# so a table already done is read once, quickly, and only those values cross to Python), and
+# how it reads one (the clear value, or Unreadable).
+Stale = Callable[[InstrumentedAttribute[Any]], Any]
+Read = Callable[[AddressVault, bytes, Binding], bytes]
+
+
+def unbound(column: InstrumentedAttribute[Any]) -> Any:
+    """Values without a format marker: written before row bindings (format 1)."""
+    head = func.substr(column, 1, len(privacy.MARKER))
+    return column.is_not(None) & (head != privacy.MARKER) & (head != privacy.MARKER3)
+
+
+def _read_unbound(vault: AddressVault, token: bytes, binding: Binding) -> bytes:
+    return vault.decrypt_legacy(token, binding)
 
 
 @dataclass
@@ -99,18 +127,32 @@ def rewrap(
 def _column(
     engine: Engine, vault: AddressVault, encrypted: EncryptedColumn, batch: int, dry_run: bool
 ) -> tuple[int, int]:
+    return rewrite_column(engine, vault, encrypted, unbound, _read_unbound, batch, dry_run)
+
+
+def rewrite_column(
+    engine: Engine,
+    vault: AddressVault,
+    encrypted: EncryptedColumn,
+    stale: Stale,
+    read: Read,
+    batch: int = BATCH,
+    dry_run: bool = False,
+) -> tuple[int, int]:
+    """Encrypt again, under the vault's current key and the row's binding, every value of
+    one column that ``stale`` selects, in batches of ``batch`` rows (one transaction each),
+    each value replaced only if it is still the one read. Returns (rewritten, unreadable); a
+    value that does not ``read`` is counted and left as it is. Used by ``gateway secrets
+    rewrap`` and ``gateway keys rotate`` (gateway.rotation)."""
     model = encrypted.column.class_
     column = encrypted.column
-    marker = privacy.MARKER
-    # Only values without the marker: the database does the filtering, so a bound table is
-    # read once, quickly, and only old values cross to Python.
-    legacy = column.is_not(None) & (func.substr(column, 1, len(marker)) != marker)
+    condition = stale(column)
     last_id, done, unreadable = 0, 0, 0
     while True:
         with engine.begin() as connection:
             rows = connection.execute(
                 select(model.id, column, *encrypted.keys)
-                .where(legacy, model.id > last_id)
+                .where(condition, model.id > last_id)
                 .order_by(model.id)
                 .limit(batch)
             ).all()
@@ -121,7 +163,7 @@ def _column(
                 token = bytes(row[1])
                 binding = encrypted.binding(*(str(k) if k is not None else None for k in row[2:]))
                 try:
-                    value = vault.decrypt_legacy(token, binding)
+                    value = read(vault, token, binding)
                 except Unreadable:
                     unreadable += 1
                     continue

@@ -43,7 +43,7 @@ class Runtime:
         self.settings = settings
         self.engine = engine
         self.sessions: sessionmaker[Session] = db.session_factory(engine)
-        self.vault = AddressVault(settings.secret_key)
+        self.vault = AddressVault(settings.secret_key, settings.secret_key_path)
         self.embedded = embedded
         self._redis: Redis | None = None
         self._senders: dict[tuple[str, str | None], Sender] = {}

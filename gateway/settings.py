@@ -498,10 +498,17 @@ def _warn_once(message: str) -> None:
 
 
 def _read_key(path: Path) -> str:
+    """The installation's root secret (key id 1) of a key file, a bare key or a keyring."""
+    from gateway.keyring import Keyring, KeyringError
+
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"cannot read the secret key file {path}: {exc.strerror}") from exc
+    try:
+        return Keyring.parse(text, str(path)).root
+    except KeyringError as exc:
+        raise SettingsError(str(exc)) from exc
 
 
 def _write_key(path: Path, key: str) -> None:

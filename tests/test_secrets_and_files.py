@@ -35,7 +35,7 @@ from channels.twilio.tests.fake_api import FakeTwilio
 from gateway import files, recordings
 from gateway.models import Contributor, InboundMessage, OutboundMessage, VoiceCall
 from gateway.privacy import (
-    MARKER,
+    MARKER3,
     AddressVault,
     Unreadable,
     _derive,
@@ -413,7 +413,7 @@ def test_old_values_are_read_then_bound_to_their_rows_in_batches_once(runtime: R
         vault.decrypt_bytes(t, b) for t, b in before
     ]
     for token, binding in after:
-        assert token.startswith(MARKER)
+        assert token.startswith(MARKER3)
         with pytest.raises(Unreadable):  # bound now: no longer readable without the binding
             vault.decrypt_legacy(token, binding)
     assert rewrap(runtime.engine, vault).total == 0  # idempotent
@@ -438,7 +438,7 @@ def test_sqlite_binds_old_values_by_itself_the_first_time_it_is_opened(
         connection.execute(text("PRAGMA user_version = 0"))
     second = Runtime.open(settings)
     try:
-        assert all(t.startswith(MARKER) for t, _ in all_values(second))
+        assert all(t.startswith(MARKER3) for t, _ in all_values(second))
         with second.engine.connect() as connection:
             version = connection.execute(text("PRAGMA user_version")).scalar()
         assert version == BOUND_USER_VERSION
@@ -459,7 +459,7 @@ def test_on_postgresql_rewrap_is_an_upgrade_step(
     done = run_gateway(tmp_path, "secrets", "rewrap", "--batch", "2", **env)
     assert done.returncode == 0, done.stderr
     assert "7 value(s) bound" in done.stdout
-    assert all(t.startswith(MARKER) for t, _ in all_values(runtime))
+    assert all(t.startswith(MARKER3) for t, _ in all_values(runtime))
     again = run_gateway(tmp_path, "secrets", "rewrap", **env)
     assert "0 value(s) bound" in again.stdout
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.vonage import settings as vonage_settings
 from channels.vonage import signature, sms
-from gateway import outbox, residents
+from gateway import outbox, persons, residents
 from gateway.clock import now_utc
 from gateway.privacy import log_id, redact
 from gateway.runtime import Runtime
@@ -128,8 +128,8 @@ async def status(request: web.Request) -> web.Response:
 
 
 def _opt_out(runtime: Runtime, number: str, message_uuid: str) -> None:
-    address_hash = runtime.vault.lookup_hash(sms.CHANNEL, number)
     with runtime.sessions.begin() as session:
+        address_hash = persons.resolve(session, runtime.vault, sms.CHANNEL, number)
         changed = residents.opt_out(session, address_hash, now_utc())
     log.info(
         "%s: Vonage refused message %s, the recipient opted out; %d contributor row(s) opted out",

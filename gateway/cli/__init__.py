@@ -4,7 +4,7 @@ added from the registry (gateway.plugins).
 - ``main``: the root group, ``serve``, ``worker``, ``db``, ``campaigns``, ``contributions``,
   ``models``, ``transcribe`` and ``simulate``;
 - ``accounts``: ``moderators`` and ``tokens``; ``residents``: ``residents`` and
-  ``quarantine``; ``secrets``; ``privacy``: ``purge``; ``publication``: ``export``,
+  ``quarantine``; ``secrets``; ``keys``; ``privacy``: ``purge``; ``publication``: ``export``,
   ``report``, ``decidim``, ``radio``;
 - ``common``: the settings and the runtime every command opens.
 """
@@ -12,7 +12,7 @@ added from the registry (gateway.plugins).
 from __future__ import annotations
 
 from gateway import plugins
-from gateway.cli import accounts, backup, privacy, publication, residents, secrets
+from gateway.cli import accounts, backup, keys, privacy, publication, residents, secrets
 from gateway.cli.main import main
 
 for command in (
@@ -22,6 +22,7 @@ for command in (
     residents.residents_group,
     residents.quarantine_group,
     secrets.secrets_group,
+    keys.keys_group,
     privacy.privacy_group,
     backup.backup_command,
     backup.restore_command,

@@ -40,7 +40,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import plugins, residents, textnorm
+from gateway import persons, plugins, residents, textnorm
 from gateway.files import private_dir, write_private
 from gateway.models import Campaign, Contribution
 from gateway.moderation import aposteriori, grouping
@@ -300,7 +300,9 @@ def file(
         assert campaign is not None  # checked
         contributor = None
         if checked.contact_channel and checked.contact:
-            address_hash = runtime.vault.lookup_hash(checked.contact_channel, checked.contact)
+            address_hash = persons.resolve(
+                session, runtime.vault, checked.contact_channel, checked.contact
+            )
             contributor = residents.contributor_for(
                 session,
                 checked.contact_channel,

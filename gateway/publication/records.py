@@ -38,7 +38,7 @@ from gateway.i18n import translate
 from gateway.models import Campaign, Contribution, Contributor
 from gateway.moderation import redaction
 from gateway.moderation.photos import public_photos
-from gateway.privacy import AddressVault
+from gateway.privacy import AddressVault, contributor_address
 
 PUBLIC_STATUSES = ("published", "rejected")
 
@@ -154,10 +154,42 @@ def public_records(
         .offset(offset)
         .limit(limit)
     )
+    found = list(session.execute(query).unique())
+    bases = pseudonym_bases(session, vault, {h for _, h in found if h})
     return [
-        _record(contribution, campaign, vault, address_hash)
-        for contribution, address_hash in session.execute(query).unique()
+        _record(contribution, campaign, vault, bases.get(h, h) if h else None)
+        for contribution, h in found
     ]
+
+
+def pseudonym_bases(session: Session, vault: AddressVault, hashes: set[str]) -> dict[str, str]:
+    """What each person's open-data pseudonym is computed from: their look-up hash under key
+    id 1 (the root, which stays in the key file), recomputed from an address of theirs when
+    one is kept, so that a key rotation, which re-hashes people under the new key, changes
+    no published pseudonym; the stored hash itself when no address is kept (a person whose
+    address was erased or purged keeps the hash they had; docs/privacy.md says when that is
+    not the root's)."""
+    bases: dict[str, str] = {}
+    wanted = sorted(hashes)
+    rows = [
+        row
+        for start in range(0, len(wanted), 500)  # a whole export: bounded IN lists
+        for row in session.execute(
+            select(Contributor.address_hash, Contributor.channel, Contributor.address_encrypted)
+            .where(
+                Contributor.address_hash.in_(wanted[start : start + 500]),
+                Contributor.address_encrypted.is_not(None),
+            )
+            .order_by(Contributor.id)
+        )
+    ]
+    for address_hash, channel, token in rows:
+        if address_hash is None or address_hash in bases:
+            continue
+        address = vault.decrypt_or_none(token, contributor_address(channel, address_hash))
+        if address is not None:
+            bases[address_hash] = vault.root_lookup_hash(channel, address)
+    return bases
 
 
 def count_public(session: Session, campaign: Campaign, filters: PublicFilter | None = None) -> int:
