@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import api, campaigns, console, greetings, plugins, recorded_answers_web
+from gateway import api, campaigns, console, greetings, outages, plugins, recorded_answers_web
 from gateway.ingest import BatchingIngest
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
@@ -33,6 +33,7 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     for plugin in plugins.installed():
         if plugin.routes is not None:
             plugin.routes(app)  # the plugin's webhooks, whether configured or not (they refuse)
+    app.middlewares.append(outages.middleware)  # closes a storage outage's log
     app.middlewares.append(recorded_answers_web.uploads)  # before the console's and the API's
     console.setup(app)
     api.setup(app)
