@@ -45,7 +45,7 @@ WRITE_WAIT = "gateway_write_wait"  # a connection's own, shorter wait (``waiting
 @contextmanager
 def waiting_at_most(engine: Engine, seconds: float) -> Iterator[Connection]:
     """A connection whose writes give up after ``seconds`` when the database is locked, instead
-    of the usual 30 s: for a webhook, whose provider gives up after 15 s (Twilio), a 503 it can
+    of the usual 30 s: for a webhook, whose provider may give up after 15 s, a 503 it can
     retry is worth more than an answer it no longer waits for. SQLite: the busy timeout (and the
     wait for this process's write turn); on PostgreSQL the caller sets ``lock_timeout`` in its
     transaction (``SET LOCAL``)."""

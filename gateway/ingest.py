@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
 # The longest a webhook's rows wait for a locked database before the webhook answers 503 with
-# Retry-After (gateway.outages): Twilio gives a webhook 15 s, and rows queued behind a batch
+# Retry-After (gateway.outages): a provider may give a webhook 15 s, and rows queued behind a batch
 # that waits wait too.
 WRITE_WAIT_SECONDS = 5
 # Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).

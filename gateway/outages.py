@@ -22,7 +22,7 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-# Short: a database restart or a lock held by a migration lasts seconds, and Twilio gives a
+# Short: a database restart or a lock held by a migration lasts seconds, and a provider may give a
 # webhook 15 s in all, retries included.
 RETRY_AFTER_SECONDS = 5
 # A refusal this long after the previous one starts a new incident (logged again).
