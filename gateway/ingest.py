@@ -368,7 +368,12 @@ class BatchingIngest:
             try:
                 results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
             except Exception as exc:
-                log.exception("could not store %d message(s)", len(batch))
+                if isinstance(exc, SQLAlchemyError) and is_outage(exc):
+                    # Every webhook of the batch answers 503: the incident is logged once
+                    # there (gateway.outages), not once per batch.
+                    log.debug("could not store %d message(s): database unavailable", len(batch))
+                else:
+                    log.exception("could not store %d message(s)", len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -45,6 +45,13 @@ def check(stack: Stack, deliveries: Deliveries, messages: list) -> None:  # type
     deliveries.redeliver(messages)
     print(f"\nanswers: {dict(deliveries.counts())}")
     exactly_once(stack, messages)
+    # One incident, logged when it started and when it ended, not once per refused webhook.
+    served = "".join(
+        f.read_text(errors="replace") for f in stack.gateway.workdir.glob("serve-*.log")
+    )
+    assert served.count("storage unavailable (") == 1, served[-4000:]
+    assert served.count("storage available again") == 1, served[-4000:]
+    assert "could not store" not in served
 
 
 @pytest.mark.postgres
