@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import api, campaigns, console, greetings, outages, plugins, recorded_answers_web
+from gateway import api, campaigns, console, greetings, plugins, recorded_answers_web
 from gateway.ingest import BatchingIngest
+from gateway.outages import middleware as storage_outages
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
 from gateway.runtime import Runtime
@@ -28,12 +29,12 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     app = web.Application(client_max_size=settings.max_webhook_bytes)
     app[SETTINGS] = settings
     app[SERVICES] = services
+    app.middlewares.append(storage_outages)  # logs the end of a storage outage
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
     for plugin in plugins.installed():
         if plugin.routes is not None:
             plugin.routes(app)  # the plugin's webhooks, whether configured or not (they refuse)
-    app.middlewares.append(outages.middleware)  # closes a storage outage's log
     app.middlewares.append(recorded_answers_web.uploads)  # before the console's and the API's
     console.setup(app)
     api.setup(app)
