@@ -7,6 +7,8 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import files
@@ -82,6 +84,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
+# How long a writer waits for SQLite's write lock before "database is locked".
+BUSY_TIMEOUT_MS = 30000
+WRITE_WAIT = "gateway_write_wait"  # a connection's own, shorter wait (``waiting_at_most``)
+
+
+@contextmanager
+def waiting_at_most(engine: Engine, seconds: float) -> Iterator[Connection]:
+    """A connection whose writes give up after ``seconds`` when the database is locked, instead
+    of the usual 30 s: for a webhook, whose provider may give up after 15 s, a 503 it can
+    retry is worth more than an answer it no longer waits for. SQLite: the busy timeout (and the
+    wait for this process's write turn); on PostgreSQL the caller sets ``lock_timeout`` in its
+    transaction (``SET LOCAL``)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            connection.info[WRITE_WAIT] = seconds
+            raw.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+            try:
+                yield connection
+            finally:
+                connection.info.pop(WRITE_WAIT, None)
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            return
+        yield connection
+
+
 def _private_database_file(path: Path) -> None:
     """The database file is created owner-only before SQLite opens it: SQLite gives its -wal,
     -shm and -journal files the database file's own mode, so they are private too. Files made
@@ -105,7 +134,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # Deleted rows are overwritten, not left in free pages: an erased resident's data is
         # gone from the file, not only from the tables (gateway.residents).
         cursor.execute("PRAGMA secure_delete=ON")
@@ -120,7 +149,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if turn.lock.acquire(timeout=30):
+        if turn.lock.acquire(timeout=connection.info.get(WRITE_WAIT, BUSY_TIMEOUT_MS / 1000)):
             connection.info["write_turn"] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")

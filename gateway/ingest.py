@@ -27,7 +27,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gateway import enqueue, persons, textcap
+from gateway import db, enqueue, persons, textcap
 from gateway.messages import IncomingMessage
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender, log_id, quarantine_payload
@@ -37,6 +37,10 @@ from gateway.runtime import Runtime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# The longest a webhook's rows wait for a locked database before the webhook answers 503 with
+# Retry-After (gateway.outages): a provider may give a webhook 15 s, and rows queued behind a batch
+# that waits wait too.
+WRITE_WAIT_SECONDS = 5
 # Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).
 BUSY_RATE = 100.0
 
@@ -115,7 +119,9 @@ def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) ->
     else:  # pragma: no cover - only the two supported backends
         stmt = insert(table)
     stmt = stmt.returning(table.c.id, table.c.channel, table.c.provider_message_id)
-    with runtime.engine.begin() as connection:
+    with db.waiting_at_most(runtime.engine, WRITE_WAIT_SECONDS) as connection, connection.begin():
+        if dialect == "postgresql":
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{WRITE_WAIT_SECONDS}s'")
         result = connection.execute(stmt, rows)
         return {f"{r.channel}\x00{r.provider_message_id}": r.id for r in result}
 
@@ -382,7 +388,12 @@ class BatchingIngest:
             try:
                 results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
             except Exception as exc:
-                log.exception("could not store %d message(s)", len(batch))
+                if isinstance(exc, SQLAlchemyError) and is_outage(exc):
+                    # Every webhook of the batch answers 503: the incident is logged once
+                    # there (gateway.outages), not once per batch.
+                    log.debug("could not store %d message(s): database unavailable", len(batch))
+                else:
+                    log.exception("could not store %d message(s)", len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from gateway import api, campaigns, console, greetings, metrics_web, plugins, recorded_answers_web
 from gateway.bodycaps import capped
 from gateway.ingest import BatchingIngest
+from gateway.outages import middleware as storage_outages
 from gateway.publication import pages, radio_web
 from gateway.publication import photos as public_photos
 from gateway.runtime import Runtime
@@ -32,6 +33,7 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     app.middlewares.append(capped)
     app[SETTINGS] = settings
     app[SERVICES] = services
+    app.middlewares.append(storage_outages)  # logs the end of a storage outage
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_get("/healthz", healthz)
     metrics_web.setup(app)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.email.authentication import SmtpPeer
 from channels.email.inbound import accept, ours
 from channels.email.settings import of
+from gateway import outages
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Handler:
                 lambda: accept(self.runtime, raw, envelope_to=tuple(envelope.rcpt_tos), peer=peer),
             )
         except SQLAlchemyError as exc:
-            log.error("smtp receiver: database unavailable (%s)", type(exc).__name__)
+            outages.note("smtp receiver", exc)  # logged once per incident
             return "451 4.3.0 Storage unavailable, please try again later"
         except Exception:
             log.exception("smtp receiver: message could not be read")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.telegram import updates
 from channels.telegram.settings import of
 from gateway.i18n import translate
+from gateway.outages import storage_unavailable
 from gateway.runtime import Runtime
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
 
@@ -99,8 +100,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         try:
             stored = await request.app[INGEST].accept(parsed.message)
         except SQLAlchemyError as exc:
-            log.error("telegram webhook: database unavailable (%s)", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+            raise storage_unavailable("telegram webhook", exc) from exc
         if stored.duplicate:
             log.info("telegram update %d: duplicate delivery absorbed", parsed.update_id)
     elif parsed.group_chat is not None:

@@ -27,6 +27,7 @@ from channels.twilio.settings import of
 from channels.twilio.webhooks import EMPTY_TWIML, read_signed_form
 from gateway import callbacks
 from gateway.messages import SendError
+from gateway.outages import storage_unavailable
 from gateway.runtime import Runtime
 from gateway.webkeys import RUNTIME
 
@@ -91,8 +92,7 @@ async def answered(request: web.Request) -> web.Response:
     try:
         found: Any = await voice.in_thread(lambda: callbacks.script(runtime, callback_id))
     except SQLAlchemyError as exc:
-        log.error("twilio call back: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio call back", exc) from exc
     response = VoiceResponse()
     if found is None:  # not a call back being placed: a replay, or a forged id
         response.hangup()
@@ -120,7 +120,6 @@ async def status(request: web.Request) -> web.Response:
     try:
         after = await voice.in_thread(lambda: callbacks.result(runtime, callback_id, outcome))
     except SQLAlchemyError as exc:
-        log.error("twilio call back status: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio call back status", exc) from exc
     log.info("call back %d: %s, now %s", callback_id, outcome or "no status", after)
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")

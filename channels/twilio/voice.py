@@ -57,6 +57,7 @@ from gateway.calls import (
 )
 from gateway.i18n import DEFAULT_LANGUAGE, next_language, translate
 from gateway.messages import IncomingMessage
+from gateway.outages import storage_unavailable
 from gateway.phone import can_receive_sms
 from gateway.privacy import log_id
 from gateway.recorded_answers import Recording
@@ -460,8 +461,7 @@ async def incoming_call(request: web.Request) -> web.Response:
     except SQLAlchemyError as exc:
         # Without the database no campaign can be chosen: a 5xx sends Twilio to the number's
         # fallback URL (or its own error message) rather than to a call we cannot keep.
-        log.error("twilio voice webhook: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice webhook", exc) from exc
     log.info(
         "call from %s to %s: %d campaign(s) possible",
         log_id(runtime.vault.lookup_hash(CHANNEL, caller)),
@@ -487,8 +487,7 @@ async def _switch_language(runtime: Runtime, call_sid: str) -> str:
     try:
         language = await in_thread(lambda: switch_language(runtime, call_sid))
     except SQLAlchemyError as exc:
-        log.error("twilio voice language: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice language", exc) from exc
     log.info("call %s: the caller switched to %s", call_sid[:10], language)
     return language
 
@@ -518,8 +517,7 @@ async def menu_choice(request: web.Request) -> web.Response:
             lambda: choose_campaign(runtime, call_sid, caller, called, digits)
         )
     except SQLAlchemyError as exc:
-        log.error("twilio voice menu: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice menu", exc) from exc
     if chosen is not None:
         return twiml_response(twiml_greeting_and_record(chosen, settings, language))
     if not choices:  # the campaigns closed while the caller was listening
@@ -548,8 +546,7 @@ async def privacy(request: web.Request) -> web.Response:
         campaign = await in_thread(lambda: call_campaign(runtime, call_sid))
         language = await in_thread(lambda: call_language(runtime, call_sid))
     except SQLAlchemyError as exc:
-        log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice privacy", exc) from exc
 
     async def back_to_the_message() -> web.Response:
         if campaign is not None:
@@ -602,8 +599,7 @@ async def _store_privacy_request(
     except SQLAlchemyError as exc:
         # Not stored: the caller must not be told it is done. Twilio's fallback URL (or its
         # error message) takes over, and the caller can call again.
-        log.error("twilio voice privacy: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice privacy", exc) from exc
     log.info(
         "call %s: the caller asked to %s",
         call_sid[:10],
@@ -688,8 +684,7 @@ async def reference_again(request: web.Request) -> web.Response:
         try:
             noted = await in_thread(lambda: record_announcements(runtime, call_sid))
         except SQLAlchemyError as exc:
-            log.error("twilio voice announcements: database unavailable (%s)", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+            raise storage_unavailable("twilio voice announcements", exc) from exc
         if noted is None:  # an unknown call: nothing was recorded, nothing is promised
             return twiml_response(twiml_goodbye("voice.goodbye"))
         log.info("call %s: the caller asked for announcements", call_sid[:10])
@@ -698,8 +693,7 @@ async def reference_again(request: web.Request) -> web.Response:
         try:
             language = await in_thread(lambda: record_callback_consent(runtime, call_sid))
         except SQLAlchemyError as exc:
-            log.error("twilio voice call back: database unavailable (%s)", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+            raise storage_unavailable("twilio voice call back", exc) from exc
         log.info("call %s: the caller asked to be called back", call_sid[:10])
         start, end = calling_hours(request.app[SETTINGS])
         response = VoiceResponse()
@@ -747,8 +741,7 @@ async def follow(request: web.Request) -> web.Response:
     try:
         said = await in_thread(lambda: follow_up(runtime, call_sid, digits))
     except SQLAlchemyError as exc:
-        log.error("twilio voice follow-up: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio voice follow-up", exc) from exc
     log.info("call %s: a contribution followed by keypad", call_sid[:10])
     return twiml_response(twiml_follow_answer(said, language))
 
@@ -775,6 +768,5 @@ async def recording_status(request: web.Request) -> web.Response:
         await request.app[INGEST].accept(message)
     except SQLAlchemyError as exc:
         # Not stored: ask Twilio to try again rather than pretend.
-        log.error("twilio recording callback: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio recording callback", exc) from exc
     return twiml_response(EMPTY_TWIML)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.twilio import settings as twilio_settings
 from channels.twilio import sms
+from gateway.outages import storage_unavailable
 from gateway.privacy import redact
 from gateway.webkeys import INGEST, SETTINGS
 
@@ -70,6 +71,5 @@ async def sms_webhook(request: web.Request) -> web.Response:
         await request.app[INGEST].accept(message)
     except SQLAlchemyError as exc:
         # Not stored: ask Twilio to try again rather than pretend.
-        log.error("twilio sms webhook: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("twilio sms webhook", exc) from exc
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")

@@ -24,6 +24,7 @@ from channels.vonage import settings as vonage_settings
 from channels.vonage import signature, sms
 from gateway import outbox, persons, residents
 from gateway.clock import now_utc
+from gateway.outages import storage_unavailable
 from gateway.privacy import log_id, redact
 from gateway.runtime import Runtime
 from gateway.webkeys import INGEST, RUNTIME, SETTINGS
@@ -79,8 +80,7 @@ async def inbound(request: web.Request) -> web.Response:
         await request.app[INGEST].accept(message)
     except SQLAlchemyError as exc:
         # Not stored: ask Vonage to try again rather than pretend.
-        log.error("vonage inbound webhook: database unavailable (%s)", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+        raise storage_unavailable("vonage inbound webhook", exc) from exc
     return web.Response(status=200)
 
 
@@ -116,14 +116,12 @@ async def status(request: web.Request) -> web.Response:
                 outbox.delivery_failed, request.app[RUNTIME], "vonage", update.message_uuid, why
             )
         except SQLAlchemyError as exc:
-            log.error("vonage status webhook: database unavailable (%s)", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+            raise storage_unavailable("vonage status webhook", exc) from exc
     if update.opted_out and update.to:
         try:
             await asyncio.to_thread(_opt_out, request.app[RUNTIME], update.to, update.message_uuid)
         except SQLAlchemyError as exc:
-            log.error("vonage status webhook: database unavailable (%s)", type(exc).__name__)
-            raise web.HTTPServiceUnavailable(text="storage unavailable") from exc
+            raise storage_unavailable("vonage status webhook", exc) from exc
     return web.Response(status=200)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from channels.vonage.signature import MAX_AGE
 from channels.vonage.tests.fake_api import FakeVonage
 from channels.vonage.tests.helpers import inbound_sms, signed
-from gateway import ingest, residents
+from gateway import ingest, outages, residents
 from gateway.models import OutboundMessage
 from gateway.privacy import inbound_sender
 from gateway.settings import Settings
@@ -170,6 +170,7 @@ async def test_database_down_asks_vonage_to_try_again(
     monkeypatch.setattr(ingest, "store", down)
     response = await client.post(INBOUND, **signed(inbound_sms("PARC"), secret(fake_vonage)))
     assert response.status == 503
+    assert response.headers["Retry-After"] == str(outages.RETRY_AFTER_SECONDS)
 
 
 # -- status callbacks ----------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""A crash in the middle of the work: `gateway serve` on embedded defaults (SQLite, embedded
-Redis, its worker thread) is killed with SIGKILL while 300 residents text it and while its
-worker holds a sender's lock, then started again at once. Every message acknowledged before the
-crash must be filed, once, and its receipt queued within a minute of the restart: what the dead
-process left (its lock, its running job) is recognised as dead at start-up, not after a
-timeout. Twice: the embedded Redis server survives the crash (the usual case: it is a daemon
-of its own), or dies with it (power loss: it restarts from its append-only file)."""
+"""A crash in the middle of the work: `gateway serve` is killed with SIGKILL while 300
+residents text it, then started again at once, on both set-ups. Every message acknowledged
+before the crash must be filed, once, and its receipt queued within a minute of the restart,
+and sent once.
+
+On embedded defaults (SQLite, embedded Redis, its worker thread) the process is killed while
+its worker holds a sender's lock (in the middle of a message): what the dead process left (its
+lock, its running job) is recognised as dead at start-up, not after a timeout. With PostgreSQL,
+Debian's Redis and a separate `gateway worker`, the web process is killed (the worker's own
+crashes are tests/faults/test_worker_*.py's). Twice each: Redis survives the crash (the usual
+case: it is a daemon of its own), or dies with it (power loss: the embedded one restarts from its
+append-only file; Debian's, run here without persistence, restarts empty, and the sweeper
+enqueues again what was stored and not processed)."""
 
 from __future__ import annotations
 
@@ -15,26 +21,28 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from redis import Redis
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from channels.twilio.tests.fake_api import FakeTwilio
 from gateway.models import Contribution, InboundMessage, OutboundMessage
+from tests.faults.serve_kit import Stack
 from tests.helpers import sms_form
-from tests.test_e2e_serve import Gateway, base_env
+from tests.processes import Gateway
 
 pytestmark = pytest.mark.e2e
 
 RESIDENTS = 300
 KILL_AFTER = 150  # acknowledged messages
-WITHIN = 60.0  # seconds after the restart: the requirement
+WITHIN = 60.0  # seconds after the restart: the requirement, on embedded defaults
+# With a separate worker, which did not crash, what the killed web process acknowledged is a
+# backlog that worker works through at its own pace (one job at a time, slower on a busy CI
+# machine): there the test waits longer and asserts no time, only that each is filed once.
+PATIENCE = 300.0
 INTERRUPTED = "interrupted while sending"
 
 
@@ -44,12 +52,6 @@ def number(i: int) -> str:
 
 def text(i: int) -> str:
     return f"idée {i} pour le parc"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as f:
-        yield f
 
 
 def filed(engine: Engine) -> tuple[Counter[str], dict[str, list[tuple[str, str | None]]]]:
@@ -144,43 +146,53 @@ def crash_mid_message(
 
 @pytest.mark.parametrize("redis_dies", [False, True], ids=["redis-survives", "redis-dies-too"])
 def test_after_a_crash_every_acknowledged_message_is_filed_within_a_minute(
-    tmp_path: Path, fake: FakeTwilio, redis_dies: bool
+    stack: Stack, redis_dies: bool
 ):
-    env = base_env(tmp_path, fake)
-    # The embedded defaults, as the issue's report ran them (no faster sweeper).
-    env.pop("GATEWAY_SWEEP_GRACE_SECONDS")
-    env.pop("GATEWAY_SWEEP_INTERVAL_SECONDS")
-    # The fake does not meter, and at a long code's pace (docs/operations.md, "Outbound
-    # pacing") the receipts of ~150 residents take ~150 s: this test is about the crash.
-    env["GATEWAY_OUTBOUND_PACING"] = "off"
-    gateway = Gateway(env, tmp_path)
-    data = tmp_path / "data"
-    serve = gateway.start("serve")
+    gateway = stack.gateway
+    # The defaults, as the issue's report ran them (no faster sweeper).
+    gateway.env.pop("GATEWAY_SWEEP_GRACE_SECONDS")
+    gateway.env.pop("GATEWAY_SWEEP_INTERVAL_SECONDS")
+    fake = stack.fake
     try:
-        gateway.wait_healthy()
-        redis = Redis(unix_socket_path=str(data / "redis" / "redis.sock"), socket_timeout=5)
-        engine = create_engine(f"sqlite:///{data / 'gateway.sqlite3'}")
+        stack.start()
+        assert stack.serve is not None
+        serve = stack.serve
+        redis = stack.redis_client()
+        engine = stack.engine
         residents = Residents(gateway)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            # Crash once KILL_AFTER are acknowledged, at a moment the worker holds a sender's
-            # lock (in the middle of a message), as a crash at a random moment mostly does
-            # once the worker is busy; residents keep texting meanwhile.
+            # Crash once KILL_AFTER are acknowledged; on embedded defaults at a moment the
+            # worker holds a sender's lock (in the middle of a message), as a crash at a random
+            # moment mostly does once the worker is busy; residents keep texting meanwhile.
             deadline = None
             crashed = False
             for i in range(RESIDENTS):
                 pool.submit(residents.post, i)
-                if crashed := crash_mid_message(residents, serve.pid, redis, engine, 0.025):
+                if not stack.embedded:
+                    crashed = residents.count() >= KILL_AFTER
+                    if crashed:
+                        break
+                    time.sleep(0.025)
+                elif crashed := crash_mid_message(residents, serve.pid, redis, engine, 0.025):
                     break
-            while not crashed and residents.count() >= KILL_AFTER:
+            until = time.monotonic() + 60
+            while not crashed and not stack.embedded and time.monotonic() < until:
+                crashed = residents.count() >= KILL_AFTER  # the last posts being answered
+                time.sleep(0.01)
+            while not crashed and residents.count() >= KILL_AFTER and stack.embedded:
                 deadline = deadline or time.monotonic() + 60
                 if time.monotonic() > deadline:
                     break
                 crashed = crash_mid_message(residents, serve.pid, redis, engine, 0.1)
             residents.stop.set()  # what is answered from now on does not count
             os.kill(serve.pid, signal.SIGKILL)
-            redis_pid = int((data / "redis" / "redis.pid").read_text())
-            if redis_dies:
-                os.kill(redis_pid, signal.SIGKILL)
+            if redis_dies and stack.embedded:
+                os.kill(stack.embedded_redis_pid(), signal.SIGKILL)
+            elif redis_dies:
+                assert stack.redis is not None and stack.redis.process is not None
+                stack.redis.process.kill()
+                stack.redis.process.wait(10)
+                stack.redis.start()  # as systemd restarts it: empty
             serve.wait(10)
         redis.close()
         acknowledged = sorted(residents.acknowledged)
@@ -188,11 +200,12 @@ def test_after_a_crash_every_acknowledged_message_is_filed_within_a_minute(
         assert len(acknowledged) >= KILL_AFTER
 
         restarted = time.monotonic()
-        serve = gateway.start("serve")
+        stack.serve = gateway.start("serve")
         expected = {text(i) for i in acknowledged}
         timings: dict[str, float] = {}
         late: set[str] = set(expected)
-        while time.monotonic() - restarted < WITHIN + 120:
+        patience = WITHIN + 120 if stack.embedded else PATIENCE
+        while time.monotonic() - restarted < patience:
             with contextlib.suppress(Exception):  # the database being migrated or locked
                 texts, receipts = filed(engine)
                 late = {t for t in expected if not (texts[t] and receipts.get(t))}
@@ -205,15 +218,15 @@ def test_after_a_crash_every_acknowledged_message_is_filed_within_a_minute(
             f"\n{len(acknowledged)} acknowledged before the crash; after the restart, "
             + (f"the last filed with its receipt queued at {last:.1f} s" if last else "never")
         )
-        assert last is not None and last <= WITHIN, (
+        assert last is not None and (last <= WITHIN or not stack.embedded), (
             f"{len(late)} acknowledged message(s) not filed with a receipt within {WITHIN} s "
-            f"(after {WITHIN + 120:.0f} s: {len(late)} still waiting):\n" + gateway.logs()
+            f"(after {patience:.0f} s: {len(late)} still waiting):\n" + gateway.logs()
         )
 
         # The receipts go out, once each; a send the crash interrupted is checked with
         # Twilio before it is sent again (workers.outbound): none is failed, none is doubled.
         sent: Counter[str] = Counter()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (120 if stack.embedded else PATIENCE)
         while time.monotonic() < deadline:
             sent = Counter(m["To"] for m in fake.messages if "PARC-" in m["Body"])
             _, receipts = filed(engine)
@@ -238,10 +251,4 @@ def test_after_a_crash_every_acknowledged_message_is_filed_within_a_minute(
                 assert receipts[text(i)][0][0] == "sent" and sent[number(i)] == 1, text(i)
         print(f"receipts sent: {sum(sent.values())}; interrupted by the crash: {len(interrupted)}")
     finally:
-        gateway.stop()
-        # The restarted serve shuts the embedded Redis down as the last one out; should a
-        # connection of the killed process still be counted (seen once in a full run), the
-        # server must not outlive the test on a CI machine. (test_e2e_serve checks the
-        # last-one-out rule itself.)
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int((data / "redis" / "redis.pid").read_text()), signal.SIGKILL)
+        stack.stop()  # (also kills an embedded Redis server a killed process left)
