@@ -46,10 +46,8 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -65,7 +63,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages
 import aiohttp  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
 
 from channels.email.tests.conftest import AUTHSERV_ID, GATEWAY_ADDRESS, authenticated  # noqa: E402
 from channels.email.tests.servers import DnsServer, SmtpSink  # noqa: E402
@@ -73,7 +71,13 @@ from channels.telegram.tests.fake_api import FakeTelegram  # noqa: E402
 from channels.twilio.tests.fake_api import FakeTwilio  # noqa: E402
 from gateway.db import make_read_engine  # noqa: E402
 from gateway.queues import QUEUES  # noqa: E402
-from tests.fixtures import DEFAULT_PG, TEST_CAMPAIGNS, RedisServer, free_port  # noqa: E402
+from tests.fixtures import (  # noqa: E402
+    DEFAULT_PG,
+    TEST_CAMPAIGNS,
+    RedisServer,
+    free_port,
+    throwaway_postgres,
+)
 from tests.helpers import sign, sms_form  # noqa: E402
 
 PUBLIC_URL = "https://agora.example.org"
@@ -283,20 +287,6 @@ def stop_embedded_redis(data_dir: Path) -> None:
         os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
     except (OSError, ValueError):
         pass  # stopped by the gateway, as it should be
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"agora_burst_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- the residents --------------------------------------------------------------------------
@@ -749,7 +739,7 @@ def run(options: Options, out: Any = sys.stdout) -> Report:
             admin = options.postgres_admin_url or os.environ.get(
                 "GATEWAY_TEST_POSTGRES_URL", DEFAULT_PG
             )
-            database_url = stack.enter_context(postgres_database(admin))
+            database_url = stack.enter_context(throwaway_postgres(admin, "agora_burst"))
             redis_server = RedisServer(tmp)
             redis_server.start()
             stack.callback(redis_server.stop)

@@ -326,24 +326,42 @@ def allowed(remote: str | None, forwarded: bool, authorization: str, token: str)
 # -- readiness -------------------------------------------------------------------------------
 
 
+def database_down(runtime: Runtime) -> str | None:
+    """None when the database answers; else the error's type (never its text: a URL)."""
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return type(exc).__name__
+    return None
+
+
+def redis_down(runtime: Runtime) -> str | None:
+    """None when Redis answers; else the error's type."""
+    try:
+        runtime.redis.ping()
+    except Exception as exc:
+        return type(exc).__name__
+    return None
+
+
 def readiness(runtime: Runtime) -> dict[str, str]:
     """Each part's state, ``ok`` or the reason it is not: the database, Redis, and the
     workers (at least one alive, or the process's own when it runs one)."""
     state: dict[str, str] = {}
-    try:
-        with runtime.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        state["database"] = "ok"
-    except SQLAlchemyError as exc:
-        state["database"] = f"unreachable ({type(exc).__name__})"
-    try:
-        runtime.redis.ping()
-        workers = workers_alive(runtime)
-        state["redis"] = "ok"
-        state["workers"] = "ok" if workers else "no worker alive: start `gateway worker`"
-    except (RedisError, OSError) as exc:
-        state["redis"] = f"unreachable ({type(exc).__name__})"
+    down = database_down(runtime)
+    state["database"] = f"unreachable ({down})" if down else "ok"
+    down = redis_down(runtime)
+    if down:
+        state["redis"] = f"unreachable ({down})"
         state["workers"] = "unknown: Redis is unreachable"
+        return state
+    state["redis"] = "ok"
+    try:
+        workers = workers_alive(runtime)
+    except (RedisError, OSError) as exc:
+        workers, state["redis"] = 0, f"unreachable ({type(exc).__name__})"
+    state["workers"] = "ok" if workers else "no worker alive: start `gateway worker`"
     return state
 
 

@@ -8,9 +8,17 @@ import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy import text
 
-from gateway import api, campaigns, console, greetings, metrics_web, plugins, recorded_answers_web
+from gateway import (
+    api,
+    campaigns,
+    console,
+    greetings,
+    metrics,
+    metrics_web,
+    plugins,
+    recorded_answers_web,
+)
 from gateway.bodycaps import capped
 from gateway.ingest import BatchingIngest
 from gateway.outages import middleware as storage_outages
@@ -143,19 +151,11 @@ async def healthz(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
 
     def check() -> dict[str, str]:
-        status = {}
-        try:
-            with runtime.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            status["database"] = "ok"
-        except Exception as exc:
-            status["database"] = f"down: {type(exc).__name__}"
-        try:
-            runtime.redis.ping()
-            status["redis"] = "ok"
-        except Exception as exc:
-            status["redis"] = f"down: {type(exc).__name__}"
-        return status
+        database, redis = metrics.database_down(runtime), metrics.redis_down(runtime)
+        return {
+            "database": f"down: {database}" if database else "ok",
+            "redis": f"down: {redis}" if redis else "ok",
+        }
 
     status = await loop.run_in_executor(None, check)
     ok = status["database"] == "ok"

@@ -11,6 +11,7 @@ under CI=true (CI installs them; a skip there would hide a missing install step)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -128,21 +129,30 @@ def postgres_admin_url() -> str:
     return url
 
 
+@contextlib.contextmanager
+def throwaway_postgres(admin_url: str, prefix: str = "agora_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server ``admin_url`` names, dropped afterwards
+    (connections still open included): its URL. Tests, the fault suite and the benchmarks."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A database of our own for this test session, migrated once."""
-    name = f"agora_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres(postgres_admin_url) as url:
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 def _truncate_postgres(url: str) -> None:

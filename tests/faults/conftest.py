@@ -5,18 +5,14 @@ database. The worker scenarios keep their fixtures in tests/faults/worker_kit.py
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from channels.twilio.tests.fake_api import FakeTwilio
 from tests.faults.serve_kit import POSTGRESQL, SQLITE, PrivateCluster, Stack
-from tests.fixtures import RedisServer
+from tests.fixtures import RedisServer, throwaway_postgres
 
 BOTH = [SQLITE, pytest.param(POSTGRESQL, marks=pytest.mark.postgres)]
 
@@ -37,20 +33,6 @@ def debian_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@contextlib.contextmanager
-def _fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"agora_faults_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=BOTH)
 def stack(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeTwilio) -> Iterator[Stack]:
     """One of the two set-ups, not started yet (``stack.start()``), stopped after the test."""
@@ -63,7 +45,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeTwilio) -> I
         return
     admin_url = request.getfixturevalue("postgres_admin_url")
     redis = request.getfixturevalue("debian_redis")
-    with _fresh_database(admin_url) as url:
+    with throwaway_postgres(admin_url, "agora_faults") as url:
         built = Stack(POSTGRESQL, tmp_path, fake, database_url=url, redis=redis)
         try:
             yield built
