@@ -145,6 +145,19 @@ class StoredMessage(Protocol):
     def sender_encrypted(self) -> bytes | None: ...
 
 
+def _open(aead: AESGCM | None, token: bytes, start: int, binding: Binding) -> bytes | None:
+    """The plaintext of a marked value whose nonce begins at ``start``; None when there is no
+    such key or the value does not decrypt for ``binding`` under it."""
+    if aead is None:
+        return None
+    try:
+        return aead.decrypt(
+            token[start : start + _NONCE], token[start + _NONCE :], binding.associated_data()
+        )
+    except InvalidTag:
+        return None
+
+
 class AddressVault:
     """AES-256-GCM with a random 96-bit nonce per value and the value's binding as associated
     data.
@@ -240,30 +253,14 @@ class AddressVault:
         """The value, if ``token`` was written for ``binding`` (or before bindings existed)
         under a key of the ring; ``Unreadable`` otherwise."""
         token = bytes(token)
+        opened: bytes | None = None
         if token.startswith(MARKER3):
-            start = len(MARKER3) + _KEY_ID
-            aead = self._aead_for(key_id_of(token))
-            if aead is not None:
-                try:
-                    return aead.decrypt(
-                        token[start : start + _NONCE],
-                        token[start + _NONCE :],
-                        binding.associated_data(),
-                    )
-                except InvalidTag:
-                    pass  # perhaps a legacy value whose nonce starts with the marker
+            opened = _open(self._aead_for(key_id_of(token)), token, len(MARKER3) + _KEY_ID, binding)
         elif token.startswith(MARKER):
-            start = len(MARKER)
-            aead = self._aead_for(1)
-            if aead is not None:
-                try:
-                    return aead.decrypt(
-                        token[start : start + _NONCE],
-                        token[start + _NONCE :],
-                        binding.associated_data(),
-                    )
-                except InvalidTag:
-                    pass  # perhaps a legacy value whose nonce starts with the marker
+            opened = _open(self._aead_for(1), token, len(MARKER), binding)
+        if opened is not None:
+            return opened
+        # Not opened: perhaps a legacy value whose random nonce starts with a marker.
         value = self.decrypt_legacy(token, binding)
         if not self._legacy_seen:
             self._legacy_seen = True
