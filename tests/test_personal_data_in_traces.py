@@ -125,7 +125,7 @@ async def test_failures_on_every_channel_leave_nothing_personal_behind(
             f"url: {url} (Caused by NewConnectionError('connection refused'))"
         )
 
-    monkeypatch.setattr("channels.telegram.bot.requests.get", unreachable)
+    monkeypatch.setattr("gateway.downloads.requests.get", unreachable)  # the guarded download
     update = tu.photo(CHAT, [(file_id, 90, 90, 30)], caption=f"PARC {WORDS}")
     response = await client.post(
         "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}

@@ -75,7 +75,7 @@ def _doctor(settings: Settings) -> list[Any]:
     telegram = of(settings)
     url = f"{telegram.telegram_api_base.rstrip('/')}/bot{telegram.telegram_bot_token}/getMe"
     try:
-        response = requests.get(url, timeout=10)
+        response = requests.get(url, timeout=10)  # not a download: getMe, as JSON
         answer = response.json()
     except (requests.RequestException, ValueError) as exc:
         return [warning("telegram", f"not reachable ({type(exc).__name__})", "check the network")]

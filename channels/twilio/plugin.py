@@ -127,7 +127,7 @@ def _doctor(settings: Settings) -> list[Any]:
         f"{twilio.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{twilio.twilio_account_sid}.json"
     )
     try:
-        response = requests.get(
+        response = requests.get(  # not a download: the account resource, as JSON
             url, auth=(twilio.twilio_account_sid, twilio.twilio_auth_token), timeout=10
         )
     except requests.RequestException as exc:
