@@ -146,7 +146,8 @@ class ChannelPlugin:
     # Whether the provider picks a sending number itself when the gateway gives none (a pool
     # of numbers the city set up with it): then a reply without a sender can still go out.
     picks_sender: Callable[[Settings], bool] | None = None
-    # Loggers of the provider's library that print secrets (a token in a URL) below INFO.
+    # Loggers of the provider's library that print secrets (a token in a URL) or every
+    # request below WARNING: kept at WARNING whatever LOG_LEVEL says.
     quiet_loggers: tuple[str, ...] = ()
     # The provider's sending rules (gateway.pacing), read from its settings so that a city can
     # raise them: every outbound message is paced by them, and announcements are scheduled at

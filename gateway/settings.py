@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationError
@@ -321,6 +321,9 @@ class Settings(_GatewaySettings):
     metrics_token: Secret = ""
     decidim_api_secret: Secret = Field(default="", repr=False)
     log_level: str = "INFO"
+    # The services' log lines: "text" (a line each, for a terminal and journald) or "json" (an
+    # object a line, for a log collector; gateway.logs.JsonFormatter). Redacted either way.
+    log_format: Literal["text", "json"] = "text"
 
     # Each installed plugin's settings, by class (see section).
     _sections: dict[type[PluginSettings], PluginSettings] = PrivateAttr(default_factory=dict)

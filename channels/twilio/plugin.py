@@ -167,4 +167,7 @@ plugin = ChannelPlugin(
     pace=_pace,
     reconcile=_reconcile,  # an interrupted send: Twilio's list of messages says if it went
     doctor=_doctor,
+    # The library dumps every request's URL and headers, then the response, ten lines a send at
+    # INFO; workers.outbound logs each send in one line.
+    quiet_loggers=("twilio.http_client",),
 )

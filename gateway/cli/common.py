@@ -24,10 +24,13 @@ def command_logging(ctx: click.Context, level: str | None, verbose: bool) -> Non
 
 def service_logging(settings: Settings | None = None) -> None:
     """A long-running command (serve, worker, a channel's poller or receiver) logs what it does,
-    at LOG_LEVEL (INFO by default) unless the command line chose a level."""
+    at LOG_LEVEL (INFO by default) unless the command line chose a level, in LOG_FORMAT (text
+    lines, or JSON objects for a log collector). A one-off command keeps its short text lines
+    whatever LOG_FORMAT says: it speaks to the person who typed it."""
     ctx = click.get_current_context(silent=True)
     chosen = ctx.meta.get(_CHOSEN_LEVEL) if ctx is not None else None
-    logs.configure(chosen or (settings or load_settings()).log_level)
+    settings = settings or load_settings()
+    logs.configure(chosen or settings.log_level, json_lines=settings.log_format == "json")
 
 
 def load_settings() -> Settings:

@@ -63,11 +63,12 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
 
     from gateway.web import load_campaigns
 
+    settings = load_settings()
+    service_logging(settings)  # first: the key's generation below is logged in LOG_FORMAT too
     try:
-        settings = load_settings().ensure_secret_key()
+        settings = settings.ensure_secret_key()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    service_logging(settings)
     host = host or settings.host
     port = port or settings.port
     # Schema and campaigns once, before any web process starts: a clear message instead of a
@@ -77,9 +78,12 @@ def serve(host: str | None, port: int | None, processes: int) -> None:
         load_campaigns(runtime)
     finally:
         runtime.close(release_redis=False)
-    click.echo(f"Agora gateway on http://{host}:{port} (data in {settings.data_path})", err=True)
-    for line in _speech_models(settings):
-        click.echo(line, err=True)
+    banner = [f"Agora gateway on http://{host}:{port} (data in {settings.data_path})"]
+    for line in [*banner, *_speech_models(settings)]:
+        if settings.log_format == "json":  # a collector reads objects only
+            log.info("%s", line)
+        else:
+            click.echo(line, err=True)
     if processes == 1:
         _serve_one(settings, host=host, port=port, sock=None, worker=True)
         return
