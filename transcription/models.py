@@ -16,6 +16,7 @@ so what runs is exactly what was reviewed, whatever the server sends.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import pkgutil
@@ -25,6 +26,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -36,6 +38,15 @@ DEFAULT_BASE_URL = "https://alphacephei.com/vosk/models"
 # the largest published Vosk models are under 4 GB unpacked... most cities
 # will use the small ones (about 50 MB).
 MAX_UNPACKED_BYTES = 8 * 1024**3
+# A download bigger than this is cut off (a misconfigured or hostile server could send forever).
+MAX_DOWNLOAD_BYTES = 8 * 1024**3
+
+# What Vosk needs to load a model: an acoustic model, its settings, and a decoding graph,
+# either whole (HCLG) or in the two parts of a lookahead model (HCLr + Gr).
+REQUIRED_FILES = ("am/final.mdl", "conf/model.conf")
+GRAPHS = (("graph/HCLG.fst",), ("graph/HCLr.fst", "graph/Gr.fst"))
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class ModelError(Exception):
@@ -205,29 +216,58 @@ def resolve(vosk_model: str, data_dir: Path, language: str | None = None) -> Mod
     return models[0] if len(models) == 1 else None
 
 
-def install_from_zip(zip_path: Path, data_dir: Path, *, name: str | None = None) -> ModelInfo:
+def missing_files(path: Path) -> list[str]:
+    """What a folder lacks to be a model Vosk can load; empty when nothing is missing."""
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if not any(all((path / name).is_file() for name in graph) for graph in GRAPHS):
+        missing.append(" or ".join(" and ".join(graph) for graph in GRAPHS))
+    return missing
+
+
+def install_from_zip(
+    zip_path: Path,
+    data_dir: Path,
+    *,
+    name: str | None = None,
+    sha256: str | None = None,
+    label: str | None = None,
+) -> ModelInfo:
     """Install a model archive under ``<data_dir>/models/`` and return it.
 
     The publisher's archives hold one top folder named after the model; an
     archive with files at its root is installed as ``name``, by default the
-    zip's own name.
+    zip's own name. With ``sha256``, the archive must have that digest.
+    ``label`` names the archive in error messages (a URL, for a download).
     Members with absolute paths or ``..`` are refused outright (zip-slip), as
-    are archives that unpack to more than :data:`MAX_UNPACKED_BYTES`. The
-    archive is unpacked into a hidden folder beside the target and renamed into
-    place, so a worker never sees half a model, and a failed install leaves
-    nothing behind. Installing a model that is already there replaces it.
+    are archives that unpack to more than :data:`MAX_UNPACKED_BYTES`, damaged
+    or cut short, or that do not hold what Vosk needs (:func:`missing_files`).
+    The archive is unpacked into a hidden folder beside the target and renamed
+    into place, so a worker never sees half a model, and a failed install
+    leaves nothing behind (a model installed before stays as it was).
+    Installing a model that is already there replaces it.
     """
+    label = label or str(zip_path)
     models_dir = Path(data_dir) / "models"
-    models_dir.mkdir(parents=True, exist_ok=True)
+    if sha256 is not None:
+        expected = checked_sha256(sha256)
+        digest = file_sha256(zip_path)
+        if digest != expected:
+            raise ModelError(
+                f"{label}: SHA-256 {digest} does not match the expected {expected};"
+                " nothing was installed"
+            )
     try:
         archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelError(f"{zip_path} is not a readable zip archive: {exc}") from exc
+    except zipfile.BadZipFile:
+        raise ModelError(_unreadable(zip_path, label)) from None
+    except OSError as exc:
+        raise ModelError(f"{label}: cannot read it ({exc.strerror or exc})") from exc
+    models_dir.mkdir(parents=True, exist_ok=True)
     with archive:
         members = archive.infolist()
         parts = [_safe_parts(info.filename) for info in members]
         if sum(info.file_size for info in members) > MAX_UNPACKED_BYTES:
-            raise ModelError(f"{zip_path} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+            raise ModelError(f"{label} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
         tops = {p[0] for p in parts if p}
         nested = len(tops) == 1 and all(
             len(p) > 1 or info.is_dir() for info, p in zip(members, parts, strict=True)
@@ -237,7 +277,7 @@ def install_from_zip(zip_path: Path, data_dir: Path, *, name: str | None = None)
         elif name is None:
             name = Path(zip_path).stem
         if not name or name.startswith("."):
-            raise ModelError(f"{zip_path}: {name!r} is not a usable model name")
+            raise ModelError(f"{label}: {name!r} is not a usable model name")
 
         staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=models_dir))
         try:
@@ -251,11 +291,12 @@ def install_from_zip(zip_path: Path, data_dir: Path, *, name: str | None = None)
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-            if not is_model_dir(staging):
+                _unpack(archive, info, target, label)
+            missing = missing_files(staging)
+            if missing:
                 raise ModelError(
-                    f"{zip_path} holds no Vosk model (no conf/model.conf nor am/final.mdl)"
+                    f"{label} holds no Vosk model (missing {'; '.join(missing)});"
+                    " nothing was installed"
                 )
             final = models_dir / name
             _move_into_place(staging, final)
@@ -263,6 +304,51 @@ def install_from_zip(zip_path: Path, data_dir: Path, *, name: str | None = None)
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return ModelInfo(name, final, language_of(name), "installed")
+
+
+def _unreadable(zip_path: Path, label: str) -> str:
+    """Why ``zip_path`` does not open as a zip: cut short, or not a zip at all."""
+    with open(zip_path, "rb") as file:
+        head = file.read(4)
+    if head == b"PK\x03\x04":  # starts as a zip does: its end (the central directory) is gone
+        return (
+            f"{label} is cut short: the zip's central directory (at its end) is missing;"
+            " nothing was installed (download or copy it again)"
+        )
+    return f"{label} is not a zip archive; nothing was installed"
+
+
+def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, label: str) -> None:
+    try:
+        with archive.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+    except zipfile.BadZipFile as exc:
+        # zipfile checks each member's CRC-32 as it reads the member's last bytes.
+        what = "fails its CRC check" if "CRC" in str(exc) else f"does not unpack ({exc})"
+        raise ModelError(
+            f"{label} is damaged: {info.filename} {what}; nothing was installed"
+            " (download or copy it again)"
+        ) from None
+    except (zlib.error, EOFError) as exc:  # deflated data garbled, or a member cut short
+        raise ModelError(
+            f"{label} is damaged: {info.filename} does not unpack ({exc}); nothing was installed"
+            " (download or copy it again)"
+        ) from None
+    except (NotImplementedError, RuntimeError) as exc:  # another compression, or encrypted
+        raise ModelError(f"{label}: {info.filename} cannot be unpacked ({exc})") from None
+
+
+def checked_sha256(value: str) -> str:
+    """``value`` as a SHA-256 in lower-case hex, or ModelError."""
+    value = value.strip()
+    if not _SHA256.fullmatch(value):
+        raise ModelError(f"{value!r} is not a SHA-256 (64 hexadecimal digits)")
+    return value.lower()
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _safe_parts(member: str) -> tuple[str, ...]:
@@ -300,50 +386,127 @@ def install(
     base_url: str = DEFAULT_BASE_URL,
     progress: Callable[[int, int], None] | None = None,
     allow_unpinned: bool = False,
+    sha256: str | None = None,
     timeout: float = 60.0,
 ) -> ModelInfo:
     """Download catalogue model ``name`` from its publisher, check its SHA-256, install it.
 
     ``progress(done, total)`` is called as bytes arrive (``total`` is 0 when
-    unknown). An entry without a pinned digest is refused unless
-    ``allow_unpinned`` (the CLI's ``--insecure-no-digest``). A digest mismatch
-    installs nothing.
+    unknown). An entry without a pinned digest is refused unless ``sha256``
+    gives one or ``allow_unpinned`` (the CLI's ``--allow-unpinned``). A digest
+    mismatch installs nothing.
     """
     try:
         entry = KNOWN_MODELS[name]
     except KeyError:
         known = ", ".join(sorted(KNOWN_MODELS))
         raise ModelError(f"unknown model {name!r}; known: {known}") from None
-    if entry.sha256 is None and not allow_unpinned:
+    expected = entry.sha256.lower() if entry.sha256 else None
+    if sha256 is not None:
+        given = checked_sha256(sha256)
+        if expected is not None and given != expected:
+            raise ModelError(f"{name}: the SHA-256 given is not the pinned {expected}")
+        expected = given
+    if expected is None and not allow_unpinned:
         raise ModelError(
-            f"{name} ({entry.archive}) has no pinned SHA-256 yet; install it from a checked "
-            "zip with install_from_zip, or accept an unverified download explicitly"
+            f"{name} ({entry.archive}) has no pinned SHA-256 yet: give one checked by hand"
+            " (--sha256 HEX), install a checked zip (FILE.zip), or accept an unverified"
+            " download (--allow-unpinned)"
         )
     url = f"{base_url.rstrip('/')}/{entry.archive}.zip"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ModelError(f"refusing to download from {url!r}: only http(s) is allowed")
+    return _download_and_install(
+        url,
+        data_dir,
+        name=entry.archive,
+        sha256=expected,
+        size=entry.size,
+        progress=progress,
+        timeout=timeout,
+    )
 
+
+def install_from_url(
+    url: str,
+    data_dir: Path,
+    *,
+    sha256: str | None = None,
+    allow_unpinned: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float = 60.0,
+) -> ModelInfo:
+    """Download a model archive from ``url`` (http or https), check it against ``sha256``,
+    install it.
+
+    Without ``sha256`` it is refused unless ``allow_unpinned``, the catalogue's
+    rule: a model decides what residents' words become. An archive with files
+    at its root is named after the URL's file name.
+    """
+    label = display_url(url)
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ModelError(f"refusing to download from {label!r}: only http(s) is allowed")
+    expected = checked_sha256(sha256) if sha256 is not None else None
+    if expected is None and not allow_unpinned:
+        raise ModelError(
+            f"{label}: no SHA-256 to check it against: give the publisher's (--sha256 HEX),"
+            " or accept an unverified download (--allow-unpinned)"
+        )
+    file_name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    name = file_name.removesuffix(".zip") or None
+    return _download_and_install(
+        url,
+        data_dir,
+        name=name,
+        sha256=expected,
+        size=None,
+        progress=progress,
+        timeout=timeout,
+    )
+
+
+def display_url(url: str) -> str:
+    """``url`` without a user name or password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _download_and_install(
+    url: str,
+    data_dir: Path,
+    *,
+    name: str | None,
+    sha256: str | None,
+    size: int | None,
+    progress: Callable[[int, int], None] | None,
+    timeout: float,
+) -> ModelInfo:
+    label = display_url(url)
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ModelError(f"refusing to download from {label!r}: only http(s) is allowed")
     models_dir = Path(data_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".zip", dir=models_dir)
     tmp = Path(tmp_name)
     try:
         try:
-            digest = _download(url, tmp, fd, entry.size, timeout, progress)
-        except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
-            raise ModelError(f"could not download {url}: {exc}") from exc
-        if entry.sha256 is not None and digest != entry.sha256.lower():
+            digest = _download(url, label, tmp, fd, size, timeout, progress)
+        except (OSError, http.client.HTTPException) as exc:
+            # urllib's URLError and HTTPError are OSErrors; a cut chunked body is IncompleteRead
+            raise ModelError(f"could not download {label}: {exc}") from exc
+        if sha256 is not None and digest != sha256:
             raise ModelError(
-                f"{url}: SHA-256 {digest} does not match the pinned {entry.sha256};"
+                f"{label}: SHA-256 {digest} does not match the expected {sha256};"
                 " nothing was installed"
             )
-        return install_from_zip(tmp, data_dir, name=entry.archive)
+        return install_from_zip(tmp, data_dir, name=name, label=label)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _download(
     url: str,
+    label: str,
     target: Path,
     fd: int,
     expected_size: int | None,
@@ -352,17 +515,31 @@ def _download(
 ) -> str:
     """Stream ``url`` into ``target`` (open as ``fd``); return its SHA-256 in hex."""
     digest = hashlib.sha256()
+    limit = expected_size if expected_size is not None else MAX_DOWNLOAD_BYTES
     with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked by the caller)
-        total = int(response.headers.get("Content-Length") or expected_size or 0)
+        announced = int(response.headers.get("Content-Length") or 0)
+        if announced > limit:
+            raise ModelError(
+                f"{label} is {announced} bytes, more than the {limit} allowed;"
+                " nothing was installed"
+            )
+        total = announced or expected_size or 0
         done = 0
         if progress:
             progress(done, total)
         while chunk := response.read(256 * 1024):
             done += len(chunk)
-            if expected_size is not None and done > expected_size:
-                raise ModelError(f"{url} sent more than the {expected_size} bytes expected")
+            if done > limit:
+                raise ModelError(f"{label} sent more than the {limit} bytes expected")
             digest.update(chunk)
             out.write(chunk)
             if progress:
                 progress(done, total)
+    # http.client ends a body cut short as if it were whole (read(n) returns b""), so the
+    # length the server announced is checked here.
+    if announced and done < announced:
+        raise ModelError(
+            f"{label}: the server closed the connection after {done} of {announced} bytes;"
+            " nothing was installed (try again)"
+        )
     return digest.hexdigest()

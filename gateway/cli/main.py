@@ -369,7 +369,7 @@ def models_list() -> None:
     found = find_models(settings.data_path)
     chosen = choices(settings.data_path)
     if not found:
-        click.echo("no speech model: `gateway models install fr-small` (or --from FILE.zip)")
+        click.echo("no speech model: `gateway models install fr-small` (or URL, or FILE.zip)")
     serving = {
         language: resolve(settings.vosk_model, settings.data_path, language)
         for language in {m.language for m in found if m.language}
@@ -408,43 +408,83 @@ def models_use(name: str, language: str | None) -> None:
 
 
 @models_group.command("install")
-@click.argument("name", required=False)
+@click.argument("source", metavar="NAME|URL|FILE.zip", required=False)
 @click.option(
     "--from",
     "archive",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Install from a model .zip already on this machine (offline).",
+    help="Install from a model .zip already on this machine (offline); same as FILE.zip.",
+)
+@click.option(
+    "--sha256",
+    default=None,
+    metavar="HEX",
+    help="The archive's SHA-256: a download (or a zip) that does not match is refused.",
 )
 @click.option(
     "--allow-unpinned",
     is_flag=True,
-    help="Install a catalogue model whose SHA-256 is not pinned yet (not verified).",
+    help="Download without a SHA-256 to check (a catalogue model not pinned yet, or a URL "
+    "without --sha256): not verified.",
 )
-def models_install(name: str | None, archive: Path | None, allow_unpinned: bool) -> None:
-    """Install a speech model: a known NAME (e.g. fr-small), downloaded and checked against
-    its pinned SHA-256, or a zip with --from."""
+def models_install(
+    source: str | None, archive: Path | None, sha256: str | None, allow_unpinned: bool
+) -> None:
+    """Install a speech model from a known NAME (e.g. fr-small: downloaded, checked against
+    its pinned SHA-256), an http(s) URL of a .zip (checked against --sha256, required unless
+    --allow-unpinned), or a model .zip on this machine (FILE.zip or --from FILE.zip)."""
     from transcription import models
 
+    if archive is not None and source is not None:
+        raise click.UsageError("give NAME, URL or FILE.zip, or --from FILE.zip, not both")
+    if archive is None and source is None:
+        raise click.UsageError("give a model NAME, a URL or FILE.zip")
     settings = load_settings()
     files.secure_data_dir(settings.data_path)
     try:
+        if archive is None and source is not None and _is_local_zip(source):
+            archive = Path(source)
         if archive is not None:
-            info = models.install_from_zip(archive, settings.data_path)
-        elif name:
-            with click.progressbar(length=0, label=f"downloading {name}") as bar:
+            info = models.install_from_zip(archive, settings.data_path, sha256=sha256)
+        else:
+            assert source is not None
+            url = "://" in source
+            label = models.display_url(source) if url else source
+            with click.progressbar(length=0, label=f"downloading {label}") as bar:
 
                 def progress(done: int, total: int) -> None:
                     bar.length = total or bar.length
                     bar.update(done - bar.pos)
 
-                info = models.install(
-                    name, settings.data_path, progress=progress, allow_unpinned=allow_unpinned
-                )
-        else:
-            raise click.UsageError("give a model NAME or --from FILE.zip")
+                if url:
+                    info = models.install_from_url(
+                        source,
+                        settings.data_path,
+                        sha256=sha256,
+                        allow_unpinned=allow_unpinned,
+                        progress=progress,
+                    )
+                else:
+                    info = models.install(
+                        source,
+                        settings.data_path,
+                        sha256=sha256,
+                        allow_unpinned=allow_unpinned,
+                        progress=progress,
+                    )
     except (OSError, ValueError, models.ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"installed {info.name} in {info.path}")
+
+
+def _is_local_zip(source: str) -> bool:
+    """A positional FILE.zip: a path ending in .zip that is not a URL (a catalogue name never
+    ends so); a missing one is an error here rather than an "unknown model"."""
+    if "://" in source or not source.lower().endswith(".zip"):
+        return False
+    if not Path(source).is_file():
+        raise click.ClickException(f"{source}: no such file")
+    return True
 
 
 @main.command()
