@@ -149,6 +149,7 @@ def test_db_upgrade_and_a_burst_worker(run):
 
 
 def test_models_list_install_from_zip_and_transcribe_pending(run, tmp_path):
+    import hashlib
     import zipfile
 
     listed = run("models", "list").stdout
@@ -165,6 +166,19 @@ def test_models_list_install_from_zip_and_transcribe_pending(run, tmp_path):
             zf.writestr(f"vosk-model-small-xx-0.1/{member}", "x")
     out = run("models", "install", "--from", str(archive)).stdout
     assert "installed vosk-model-small-xx-0.1" in out
+    # The same archive as the positional FILE.zip, checked against a digest given by hand.
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    wrong = run("models", "install", str(archive), "--sha256", "0" * 64, ok=False)
+    assert (wrong.returncode, wrong.stderr) == (
+        1,
+        f"Error: {archive}: SHA-256 {digest} does not match the expected {'0' * 64};"
+        " nothing was installed\n",
+    )
+    out = run("models", "install", str(archive), "--sha256", digest).stdout
+    assert out.strip().endswith(
+        "installed vosk-model-small-xx-0.1 in "
+        + str(tmp_path / "data" / "models" / "vosk-model-small-xx-0.1")
+    )
     assert "vosk-model-small-xx-0.1" in run("models", "list").stdout
     assert "nothing to do" in run("transcribe", "--pending").stdout
 

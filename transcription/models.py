@@ -15,6 +15,7 @@ so what runs is exactly what was reviewed, whatever the server sends.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -504,6 +505,21 @@ def _download_and_install(
         tmp.unlink(missing_ok=True)
 
 
+def _request(url: str) -> urllib.request.Request:
+    """A request for ``url``; a user name and password in it become Basic authentication
+    (urllib would take them for part of the host name)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):  # checked by the callers too; this is the last door
+        raise ModelError(f"refusing to download from {display_url(url)!r}: only http(s) is allowed")
+    if parts.username is None:
+        return urllib.request.Request(url)  # noqa: S310 (http or https, checked above)
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    headers = {"Authorization": f"Basic {token}"}
+    return urllib.request.Request(display_url(url), headers=headers)  # noqa: S310 (as above)
+
+
 def _download(
     url: str,
     label: str,
@@ -516,7 +532,10 @@ def _download(
     """Stream ``url`` into ``target`` (open as ``fd``); return its SHA-256 in hex."""
     digest = hashlib.sha256()
     limit = expected_size if expected_size is not None else MAX_DOWNLOAD_BYTES
-    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked by the caller)
+    with (
+        os.fdopen(fd, "wb") as out,
+        urllib.request.urlopen(_request(url), timeout=timeout) as response,  # noqa: S310 (http(s) only)
+    ):
         announced = int(response.headers.get("Content-Length") or 0)
         if announced > limit:
             raise ModelError(

@@ -15,11 +15,13 @@ class Publisher:
         self.files = files
         self.cut = cut or {}
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
         publisher = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 publisher.requests.append(self.path)
+                publisher.authorizations.append(self.headers.get("Authorization"))
                 body = publisher.files.get(self.path)
                 if body is None:
                     self.send_response(404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import zipfile
 from collections.abc import Iterator
@@ -277,3 +278,82 @@ def test_use_refuses_what_is_not_installed_or_has_no_language(tmp_path: Path) ->
 def test_the_catalogue_says_size_and_quality() -> None:
     for entry in models.KNOWN_MODELS.values():
         assert entry.language and "word error rate" in entry.about and "B" in entry.about
+
+
+def test_a_damaged_deflated_archive_is_refused_and_the_old_model_stays(tmp_path: Path) -> None:
+    """Flipped bytes in a compressed member: zlib or the CRC check stops the unpacking."""
+    data_dir = tmp_path / "data"
+    first = install_from_zip(fake_model_zip(tmp_path / "fr.zip"), data_dir)
+    before = (first.path / "am" / "final.mdl").read_bytes()
+    big = bytes(range(256)) * 4096  # 1 MiB that deflates, so the flip lands in deflated data
+    files = {f"vosk-model-small-fr-0.22/{name}": data for name, data in MODEL_FILES.items()}
+    files["vosk-model-small-fr-0.22/graph/HCLG.fst"] = big
+    archive = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    body = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        member = zf.getinfo("vosk-model-small-fr-0.22/graph/HCLG.fst")
+        assert member.compress_type == zipfile.ZIP_DEFLATED
+        middle = member.header_offset + 30 + len(member.filename) + member.compress_size // 2
+    body[middle : middle + 8] = bytes(b ^ 0xFF for b in body[middle : middle + 8])
+    archive.write_bytes(bytes(body))
+
+    with pytest.raises(ModelError) as refused:
+        install_from_zip(archive, data_dir)
+
+    message = str(refused.value)
+    assert message.startswith(f"{archive} is damaged: vosk-model-small-fr-0.22/graph/HCLG.fst ")
+    assert message.endswith("; nothing was installed (download or copy it again)")
+    assert leftovers(data_dir) == ["vosk-model-small-fr-0.22"]
+    assert (first.path / "am" / "final.mdl").read_bytes() == before
+    assert (first.path / "graph" / "HCLG.fst").read_bytes() == MODEL_FILES["graph/HCLG.fst"]
+
+
+def test_a_local_archive_is_checked_against_a_given_digest(tmp_path: Path) -> None:
+    archive = fake_model_zip(tmp_path / "fr.zip")
+    with pytest.raises(ModelError, match="does not match the expected " + "0" * 64):
+        install_from_zip(archive, tmp_path / "data", sha256="0" * 64)
+    assert leftovers(tmp_path / "data") == []
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert install_from_zip(archive, tmp_path / "data", sha256=digest.upper()).name == (
+        "vosk-model-small-fr-0.22"
+    )
+
+
+def test_url_install_names_a_flat_archive_after_the_url_and_hides_credentials(
+    tmp_path: Path,
+) -> None:
+    body = make_zip(tmp_path / "flat.zip", MODEL_FILES).read_bytes()
+    path = "/mairie/vosk-model-fr-mairie%2D1.zip"
+    with Publisher({path: body}, cut={"/cut.zip": 10}) as server:
+        server.files["/cut.zip"] = body
+        info = models.install_from_url(
+            server.url(path), tmp_path / "data", sha256=hashlib.sha256(body).hexdigest()
+        )
+        assert (info.name, info.language) == ("vosk-model-fr-mairie-1", "fr")
+
+        secret_url = server.url("/cut.zip").replace("://", "://agent:s3cret@")
+        with pytest.raises(ModelError) as refused:
+            models.install_from_url(secret_url, tmp_path / "data", allow_unpinned=True)
+    assert str(refused.value) == (
+        f"{server.url('/cut.zip')}: the server closed the connection after 10 of {len(body)}"
+        " bytes; nothing was installed (try again)"
+    )
+    assert server.authorizations[-1] == "Basic " + base64.b64encode(b"agent:s3cret").decode()
+    assert leftovers(tmp_path / "data") == ["vosk-model-fr-mairie-1"]
+    with pytest.raises(ModelError, match="only http"):
+        models.install_from_url("file:///etc/model.zip", tmp_path, sha256="0" * 64)
+
+
+def test_a_catalogue_model_takes_a_digest_checked_by_hand(
+    tmp_path: Path, publisher: tuple[Publisher, bytes]
+) -> None:
+    server, body = publisher
+    digest = hashlib.sha256(body).hexdigest()
+    with pytest.raises(ModelError, match="does not match the expected " + "1" * 64):
+        install("fr-small", tmp_path / "data", base_url=server.base_url, sha256="1" * 64)
+    assert leftovers(tmp_path / "data") == []
+    info = install("fr-small", tmp_path / "data", base_url=server.base_url, sha256=digest)
+    assert info.name == "vosk-model-small-fr-0.22"
