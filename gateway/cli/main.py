@@ -456,22 +456,14 @@ def models_install(
                     bar.length = total or bar.length
                     bar.update(done - bar.pos)
 
-                if url:
-                    info = models.install_from_url(
-                        source,
-                        settings.data_path,
-                        sha256=sha256,
-                        allow_unpinned=allow_unpinned,
-                        progress=progress,
-                    )
-                else:
-                    info = models.install(
-                        source,
-                        settings.data_path,
-                        sha256=sha256,
-                        allow_unpinned=allow_unpinned,
-                        progress=progress,
-                    )
+                download = models.install_from_url if url else models.install
+                info = download(
+                    source,
+                    settings.data_path,
+                    sha256=sha256,
+                    allow_unpinned=allow_unpinned,
+                    progress=progress,
+                )
     except (OSError, ValueError, models.ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"installed {info.name} in {info.path}")
