@@ -450,11 +450,17 @@ def models_install(
             assert source is not None
             url = "://" in source
             label = models.display_url(source) if url else source
-            with click.progressbar(length=0, label=f"downloading {label}") as bar:
+            # The bar starts with the first bytes: a download refused before it begins (no
+            # digest, a bad one) prints nothing but its error.
+            with contextlib.ExitStack() as stack:
+                bars: list[click._termui_impl.ProgressBar[int]] = []
 
                 def progress(done: int, total: int) -> None:
-                    bar.length = total or bar.length
-                    bar.update(done - bar.pos)
+                    if not bars:
+                        bar = click.progressbar(length=total, label=f"downloading {label}")
+                        bars.append(stack.enter_context(bar))
+                    bars[0].length = total or bars[0].length
+                    bars[0].update(done - bars[0].pos)
 
                 download = models.install_from_url if url else models.install
                 info = download(

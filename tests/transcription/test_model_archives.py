@@ -240,6 +240,10 @@ def test_a_bad_download_is_refused_and_the_model_stays(
 
     assert result.returncode == 1
     assert result.stderr == f"Error: {message(served)}\n"  # one line, no traceback
+    if case in ("no digest, no consent", "digest not hex"):  # refused before any download
+        assert result.stdout == ""
+    else:
+        assert result.stdout.startswith(f"downloading {served.url(path)}")
     assert in_models(data_dir) == [TOP]  # no download, no half-unpacked folder
     assert snapshot(data_dir / "models" / TOP) == before
 
