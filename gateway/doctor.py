@@ -154,7 +154,7 @@ def _redis(settings: Settings, online: bool) -> Iterator[Check]:
 
 def _campaigns_and_models(settings: Settings, online: bool) -> Iterator[Check]:
     from gateway import campaigns
-    from transcription.models import KNOWN_MODELS, resolve
+    from transcription.models import install_hint, resolve
 
     folder = settings.effective_campaigns_dir
     try:
@@ -177,9 +177,7 @@ def _campaigns_and_models(settings: Settings, online: bool) -> Iterator[Check]:
             yield warning(
                 f"speech model ({language})",
                 "none installed: voice messages wait untranscribed",
-                f"run `gateway models install {language}-small`"
-                if f"{language}-small" in KNOWN_MODELS
-                else f"install a Vosk model for {language}: `gateway models install FILE.zip`",
+                f"run `{install_hint(language)}`",
             )
         else:
             yield ok(f"speech model ({language})", f"{model.name}")

@@ -52,7 +52,9 @@ def test_each_trouble_is_named_with_its_fix(tmp_path: Path) -> None:
     assert found["database"].fix == "run `gateway db upgrade`"  # no database yet
     assert found["redis"].level == "problem" and "unset REDIS_URL" in found["redis"].fix
     assert found["speech model (fr)"].level == "warning"
-    assert found["speech model (fr)"].fix == "run `gateway models install fr-small`"
+    assert found["speech model (fr)"].fix == (
+        "run `gateway models install fr-small --sha256 HEX (or --allow-unpinned)`"
+    )
     assert found["public url"].level == "problem" and "not https" in found["public url"].detail
     # Nothing was changed: no schema created, the key's mode as it was.
     assert key.stat().st_mode & 0o777 == 0o644

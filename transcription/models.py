@@ -84,6 +84,20 @@ KNOWN_MODELS: dict[str, CatalogueEntry] = {
     ),
 }
 
+
+def install_hint(language: str) -> str:
+    """The command that installs a model for ``language``, as it would succeed today: the
+    catalogue's small model (with ``--allow-unpinned`` while its digest is not pinned, or a
+    digest checked by hand), else an archive the operator brings."""
+    name = f"{language}-small"
+    entry = KNOWN_MODELS.get(name)
+    if entry is None:
+        return "gateway models install FILE.zip"
+    if entry.sha256 is None:
+        return f"gateway models install {name} --sha256 HEX (or --allow-unpinned)"
+    return f"gateway models install {name}"
+
+
 # Which installed model serves a language, when the operator chose (``gateway models use``);
 # without a choice, the first installed model of the language, then a packaged one.
 CHOICES = "choices.json"

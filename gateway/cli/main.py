@@ -118,7 +118,7 @@ def _speech_models(settings: Settings) -> list[str]:
     from sqlalchemy import create_engine
 
     from gateway.models import Campaign
-    from transcription.models import KNOWN_MODELS, resolve
+    from transcription.models import install_hint, resolve
 
     engine = create_engine(settings.effective_database_url)
     try:
@@ -132,10 +132,9 @@ def _speech_models(settings: Settings) -> list[str]:
         if model is not None:
             lines.append(f"speech ({language}): {model.name}")
         else:
-            hint = f"{language}-small" if f"{language}-small" in KNOWN_MODELS else "FILE.zip"
             lines.append(
                 f"speech ({language}): no model, voice messages wait untranscribed; "
-                f"run `gateway models install {hint}`"
+                f"run `{install_hint(language)}`"
             )
     return lines
 
@@ -363,13 +362,13 @@ def models_group() -> None:
 def models_list() -> None:
     """List the speech models installed (and which serves each language), then those known
     that can be installed, with their size and quality."""
-    from transcription.models import KNOWN_MODELS, choices, find_models, resolve
+    from transcription.models import KNOWN_MODELS, choices, find_models, install_hint, resolve
 
     settings = load_settings()
     found = find_models(settings.data_path)
     chosen = choices(settings.data_path)
     if not found:
-        click.echo("no speech model: `gateway models install fr-small` (or URL, or FILE.zip)")
+        click.echo(f"no speech model: `{install_hint('fr')}`, a URL or FILE.zip")
     serving = {
         language: resolve(settings.vosk_model, settings.data_path, language)
         for language in {m.language for m in found if m.language}
