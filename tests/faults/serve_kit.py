@@ -97,14 +97,14 @@ class Stack:
         self.serve = self.gateway.start("serve")
         self.gateway.wait_healthy()
 
-    def another_web_process(self) -> str:
+    def another_web_process(self, timeout: float = 60) -> str:
         """A second `gateway serve` on its own port, sharing the database and Redis (on the
         embedded set-up, the data folder: its SQLite file and its Redis server)."""
         port = free_port()
         env = dict(self.gateway.env, GATEWAY_PORT=str(port))
         self.gateway.start("serve", env=env)
         url = f"http://127.0.0.1:{port}"
-        self.gateway.wait_healthy(url=url)
+        self.gateway.wait_healthy(timeout, url=url)
         return url
 
     def redis_client(self) -> Redis:
@@ -350,6 +350,23 @@ def exactly_once(stack: Stack, messages: list[Message], within: float = 360) -> 
     assert not wrong, f"receipts sent to a resident other than once: {wrong}"
     assert set(found.sent) == {m.sender for m in messages}, "a receipt to someone else"
     return found
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Runs the calls in threads released together (a barrier), returns their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
 
 
 class PrivateCluster:
