@@ -97,14 +97,14 @@ class Stack:
         self.serve = self.gateway.start("serve")
         self.gateway.wait_healthy()
 
-    def another_web_process(self, timeout: float = 60) -> str:
+    def another_web_process(self) -> str:
         """A second `gateway serve` on its own port, sharing the database and Redis (on the
         embedded set-up, the data folder: its SQLite file and its Redis server)."""
         port = free_port()
         env = dict(self.gateway.env, GATEWAY_PORT=str(port))
         self.gateway.start("serve", env=env)
         url = f"http://127.0.0.1:{port}"
-        self.gateway.wait_healthy(timeout, url=url)
+        self.gateway.wait_healthy(url=url)
         return url
 
     def redis_client(self) -> Redis:
