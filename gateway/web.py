@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from gateway import (
     api,
@@ -129,14 +130,29 @@ def _revive_embedded_redis(runtime: Runtime) -> None:
         runtime.embedded.ensure_running()
 
 
+# Attempts at the start-up load of the campaign folder when another process races it.
+LOAD_ATTEMPTS = 3
+
+
 def load_campaigns(runtime: Runtime) -> None:
     directory = runtime.settings.effective_campaigns_dir
     if not directory.is_dir():
         log.warning("no campaign folder at %s", directory)
         return
     specs = campaigns.read_files([directory], runtime.settings.timezone)
-    with runtime.sessions.begin() as session:
-        results = campaigns.upsert(session, specs, runtime, keep_edited=True)
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            with runtime.sessions.begin() as session:
+                results = campaigns.upsert(session, specs, runtime, keep_edited=True)
+            break
+        except IntegrityError:
+            # Two `gateway serve` started at the same moment on a database without these
+            # campaigns (systemctl starting agora-web@8081 and @8082): both found none and
+            # both inserted, and the other committed first. Its rows are visible now: the
+            # next attempt finds them and compares instead of inserting.
+            if attempt == LOAD_ATTEMPTS:
+                raise
+            log.info("campaigns created meanwhile by another process; loading again")
     # What changed, a line each; what did not, one line for all (a city may have dozens).
     for slug, result in results:
         if result != "unchanged":

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway import campaigns
 from gateway.models import Campaign
 from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.web import load_campaigns
 from tests.conftest import TEST_CAMPAIGNS
 from tests.test_cli import run  # noqa: F401 (the fixture)
 
@@ -127,3 +132,56 @@ def test_the_commands_round_trip(run, tmp_path: Path):  # noqa: F811
     ]
     printed = list(yaml.safe_load_all(run("campaigns", "export").stdout))
     assert [c["slug"] for c in printed] == ["budget", "ecoles", "parc", "quais", "velo"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_web_processes_loading_the_folder_at_once_on_a_new_database_both_start(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+):
+    """Two `gateway serve` started at the same moment on a database without the campaigns
+    (found by tests/test_city_scale.py): both find none and insert them; the one that commits
+    second must load again, not fail to start. The race is made certain: the first process's
+    insert is held uncommitted until the second waits on its unique key."""
+    first, second = Runtime.open(settings), Runtime.open(settings)
+    failed: list[BaseException] = []
+
+    def start_second() -> None:
+        try:
+            load_campaigns(second)
+        except BaseException as exc:
+            failed.append(exc)
+
+    try:
+        specs = campaigns.read_files([TEST_CAMPAIGNS], settings.timezone)
+        thread = threading.Thread(target=start_second)
+        with caplog.at_level(logging.INFO, logger="gateway.web"):
+            with first.sessions.begin() as session:
+                campaigns.upsert(session, specs, first, keep_edited=True)
+                session.flush()  # inserted, not committed
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not _waits_on_a_lock(first) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert _waits_on_a_lock(first), "the second load never met the first one's insert"
+            thread.join(30)  # the first commits as its block ends
+        assert not thread.is_alive()
+        assert failed == []
+        assert "created meanwhile by another process" in caplog.text
+        with first.sessions() as session:
+            slugs = sorted(session.scalars(select(Campaign.slug)))
+        assert slugs == sorted(s.slug for s in specs)
+    finally:
+        first.close()
+        second.close()
+
+
+def _waits_on_a_lock(runtime: Runtime) -> bool:
+    with runtime.sessions() as session:
+        waiting = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)

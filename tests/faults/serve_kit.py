@@ -352,6 +352,23 @@ def exactly_once(stack: Stack, messages: list[Message], within: float = 360) -> 
     return found
 
 
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Runs the calls in threads released together (a barrier), returns their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
 class PrivateCluster:
     """A PostgreSQL cluster of the test's own (Debian's initdb and pg_ctl, in a temporary
     folder, on a free loopback port), that the test may stop and start: never the machine's

@@ -5,10 +5,8 @@ Telegram's update id are the keys."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,28 +16,11 @@ from channels.telegram.tests import updates as tu
 from channels.telegram.tests.conftest import SECRET
 from channels.telegram.tests.fake_api import FakeTelegram
 from channels.telegram.webhook import PATH, SECRET_HEADER
-from tests.faults.serve_kit import Deliveries, Stack, exactly_once, residents_messages
+from tests.faults.serve_kit import Deliveries, Stack, at_once, exactly_once, residents_messages
 
 pytestmark = pytest.mark.e2e
 
 MESSAGES = 40  # each delivered 2 or 3 times: 100 deliveries
-
-
-def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Runs the calls in threads released together (a barrier), returns their results."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
 
 
 def test_an_sms_delivered_two_and_three_times_at_once_to_two_web_processes_is_filed_once(
