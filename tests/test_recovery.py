@@ -128,14 +128,28 @@ def test_a_held_lock_is_renewed_and_an_abandoned_one_expires(
         pass
 
 
-def started_by(runtime: Runtime, job: Job, queue: Queue, pid: int, birth_ago: float = 0) -> str:
-    """Make ``job`` started by a worker of process ``pid`` on this machine, as RQ records it."""
+def started_by(
+    runtime: Runtime,
+    job: Job,
+    queue: Queue,
+    pid: int,
+    birth_ago: float = 0,
+    *,
+    forked: bool = True,
+) -> str:
+    """Make ``job`` started by a worker of process ``pid`` on this machine, as RQ records it:
+    the worker's part (the execution, in the started registry), then the work horse's (the
+    job's status and worker name), unless ``forked`` is false: the moment between the two,
+    while the horse is being forked."""
     worker = SimpleWorker([queue], connection=runtime.redis, name=f"w-{uuid.uuid4().hex[:8]}")
     worker.register_birth()
     assert queue.pop_job_id() == job.id
     worker.prepare_execution(job)
-    worker.prepare_job_execution(job)
     runtime.redis.hset(worker.key, "pid", pid)
+    if not forked:
+        assert queue.started_job_registry.count == 1
+        return worker.key
+    worker.prepare_job_execution(job)
     if birth_ago:
         birth = worker.birth_date.timestamp() - birth_ago  # type: ignore[union-attr]
         from datetime import UTC, datetime
@@ -180,6 +194,49 @@ def test_a_job_of_a_live_worker_is_left_alone(runtime: Runtime):
     assert not recover(runtime)
     assert job.get_status(refresh=True) == "started"
     assert sweep(runtime).inbound == 0  # still pending: its worker is alive
+
+
+def test_a_job_a_live_worker_has_just_taken_is_left_alone_while_its_horse_forks(
+    runtime: Runtime,
+):
+    """RQ's worker records the execution, then forks the work horse, which writes the job's
+    worker name: in between the job names nobody. Recovery must read the execution's worker,
+    or a second worker runs the job while the first does."""
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    started_by(runtime, job, queue, os.getpid(), forked=False)
+    assert not Job.fetch(job.id, connection=runtime.redis).worker_name  # the window
+    assert not recover(runtime)
+    assert queue.job_ids == [] and queue.started_job_registry.count == 1
+
+
+def test_the_sweeper_leaves_a_job_alone_while_its_horse_forks(runtime: Runtime):
+    """The same moment seen by the sweeper: the job is popped from its queue and still says
+    "queued". Its live worker has it: not queued a second time."""
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    key = started_by(runtime, job, queue, os.getpid(), forked=False)
+    assert job.get_status(refresh=True) == "queued" and queue.job_ids == []
+    assert sweep(runtime).inbound == 0
+    assert queue.job_ids == []
+    # Once that worker is gone, the message is taken back (here by the sweeper, since the
+    # execution's worker is dead; recovery would too).
+    runtime.redis.hset(key, "pid", dead_pid())
+    assert sweep(runtime).inbound == 1
+    assert queue.job_ids == [job.id]
+
+
+def test_a_job_just_taken_by_a_dead_worker_is_still_queued_again(runtime: Runtime):
+    """The same moment, but the worker died before its horse started: the job is queued
+    again, since the execution names a dead worker."""
+    message_id = stored_sms(runtime)
+    queue = runtime.queue(INBOUND)
+    job = Job.fetch(f"inbound-{message_id}", connection=runtime.redis)
+    started_by(runtime, job, queue, dead_pid(), forked=False)
+    assert recover(runtime).jobs == 1
+    assert queue.job_ids == [job.id] and queue.started_job_registry.count == 0
 
 
 def test_a_worker_this_process_no_longer_runs_is_dead(runtime: Runtime):

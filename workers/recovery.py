@@ -124,6 +124,21 @@ def live_workers(connection: Redis) -> tuple[set[str], set[str]]:
     return alive, dead
 
 
+def owner(connection: Redis, job: Job, execution_id: str) -> str | None:
+    """The worker that started this execution of ``job``. RQ writes it with the execution, in
+    the same transaction as the StartedJobRegistry entry (rq.executions.prepare_execution); the
+    job's own ``worker_name`` is written only later, by the work horse once forked
+    (prepare_job_execution). Read from the job, a job a live worker had just taken looked like
+    nobody's for the length of a fork, and was queued again while it ran: two workers ran it
+    at once (seen by tests/test_city_scale.py). The job's field is the fallback for an
+    execution whose record already expired."""
+    try:
+        name = Execution.fetch(execution_id, job.id, connection).worker_name
+    except ValueError:  # no such execution record (expired with its heartbeat)
+        name = ""
+    return name or job.worker_name
+
+
 def requeue(connection: Redis, job: Job, queue: Queue, execution_id: str | None = None) -> None:
     """Put a started job back at the front of its queue, as if it had never been taken."""
     with connection.pipeline() as pipe:
@@ -164,7 +179,7 @@ def recover(runtime: Runtime) -> RecoveryReport:
                 job = Job.fetch(job_id, connection=redis)
             except NoSuchJobError:
                 continue
-            if job.worker_name in alive:
+            if owner(redis, job, execution_id) in alive:
                 continue
             entry = f"{job_id}:{execution_id}"
             if redis.zscore(StartedJobRegistry(name, connection=redis).key, entry) is None:

@@ -24,6 +24,7 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 
 from gateway import callbacks, db, enqueue, recorded_answers, residents, retention
@@ -31,7 +32,7 @@ from gateway.clock import now_utc
 from gateway.models import Conversation, InboundMessage, OutboundMessage
 from gateway.queues import INBOUND, OUTBOUND, outbound_job_id
 from gateway.runtime import Runtime
-from workers.recovery import interrupted, live_workers
+from workers.recovery import interrupted, live_workers, owner
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,28 @@ def _pending_jobs(runtime: Runtime, job_ids: list[str]) -> set[str]:
             for job_id, origin in queued:
                 pipe.lpos(Queue.redis_queue_namespace_prefix + origin.decode(), job_id)
             positions = pipe.execute()
-        pending.update(
-            job_id for (job_id, _), pos in zip(queued, positions, strict=True) if pos is not None
-        )
+        popped = []
+        for (job_id, origin), pos in zip(queued, positions, strict=True):
+            if pos is not None:
+                pending.add(job_id)
+            else:
+                popped.append((job_id, origin))
+        # Popped, yet still "queued": its worker has recorded the execution and is forking the
+        # work horse, which marks the job started (rq.executions.prepare_execution); pending
+        # while that worker lives. Or the worker died with it: not pending.
+        taken: dict[str, dict[str, str]] = {}
+        for job_id, origin in popped:
+            name = origin.decode()
+            if name not in taken:
+                registry = StartedJobRegistry(name, connection=runtime.redis)
+                taken[name] = dict(registry.get_job_and_execution_ids(cleanup=False))
+            execution_id = taken[name].get(job_id)
+            if execution_id is None:
+                continue
+            if alive is None:
+                alive = live_workers(runtime.redis)[0]
+            if owner(runtime.redis, Job(job_id, connection=runtime.redis), execution_id) in alive:
+                pending.add(job_id)
     return pending
 
 
