@@ -413,3 +413,7 @@ def test_two_web_and_two_worker_processes_file_each_message_once_and_reply_once(
     assert redis.smembers("rq:workers") == set(), "a worker left its registration behind"
     logs = {p.name: p.read_text(errors="replace") for p in gateway.workdir.glob("*.log")}
     assert not [name for name, text in logs.items() if "Traceback" in text], gateway.logs()
+    # Nobody died: recovery must not have taken back a job a live worker had just taken
+    # (workers.recovery.owner; it did, during a fork, before the fix).
+    taken_back = [name for name, text in logs.items() if "no longer exists" in text]
+    assert not taken_back, gateway.logs()
