@@ -39,7 +39,7 @@ def test_an_idle_worker_stops_at_once(rig: Rig, sig: int):  # noqa: F811
     started = time.monotonic()
     worker.send_signal(sig)
     assert worker.wait(STOP_WITHIN + 20) == 0, rig.logs()
-    assert time.monotonic() - started < 5, rig.logs()
+    assert time.monotonic() - started < STOP_WITHIN, rig.logs()  # the contract: 10 s
     assert rig.worker_names() == set()  # unregistered on the way out
 
 
