@@ -2,9 +2,13 @@
 and in the same run the same load against a bare aiohttp handler answering the same TwiML.
 
     python bench/ingest.py [--duration 10] [--concurrency 50] [--rounds 3] [--worker]
+                           [--processes N] [--bare-processes N]
 
 The load comes from wrk (Debian package `wrk`), a C load generator on one thread, so that the
 client is not what is measured.
+
+With ``--processes N`` the gateway runs N pre-forked web processes on one socket, and so does
+the bare handler (``--bare-processes``, N by default): two processes against two.
 
 Reports, per target, the median over rounds of throughput, p50 and p99 latency, and the ratio
 of the gateway's throughput to the bare handler's. Rounds alternate between the two targets so
@@ -39,23 +43,39 @@ PATH = "/webhooks/twilio/sms"
 
 BARE = textwrap.dedent(
     """
-    import sys
+    import os, socket, sys
     from aiohttp import web
     TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
     async def handler(request):
         await request.post()
         return web.Response(text=TWIML, content_type="text/xml")
-    app = web.Application()
-    app.router.add_post("/webhooks/twilio/sms", handler)
-    app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
-    try:  # the same event loop as `gateway serve`, so that the ratio compares like with like
-        import uvloop
-        loop = uvloop.new_event_loop()
-    except ImportError:
-        import asyncio
-        loop = asyncio.new_event_loop()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
-                loop=loop)
+    def serve(sock):
+        app = web.Application()
+        app.router.add_post("/webhooks/twilio/sms", handler)
+        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        try:  # the same event loop as `gateway serve`, so that the ratio compares like with like
+            import uvloop
+            loop = uvloop.new_event_loop()
+        except ImportError:
+            import asyncio
+            loop = asyncio.new_event_loop()
+        web.run_app(app, sock=sock, print=None, access_log=None, loop=loop)
+    # As `gateway serve --processes N` does: one listening socket, N pre-forked processes.
+    port, processes = int(sys.argv[1]), int(sys.argv[2])
+    sock = socket.create_server(("127.0.0.1", port), backlog=2048)
+    children = []
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            serve(sock)
+            os._exit(0)
+        children.append(pid)
+    try:
+        serve(sock)
+    finally:
+        for pid in children:
+            os.kill(pid, 15)
+            os.waitpid(pid, 0)
     """
 )
 
@@ -242,14 +262,21 @@ def main() -> None:
         help="gateway serve --processes (web processes sharing the port)",
     )
     parser.add_argument(
+        "--bare-processes",
+        type=int,
+        default=None,
+        help="processes of the bare aiohttp baseline (default: as many as --processes)",
+    )
+    parser.add_argument(
         "--worker", action="store_true", help="run the gateway's in-process worker during the load"
     )
     args = parser.parse_args()
+    bare_processes = args.bare_processes or args.processes
 
     results: dict[str, list[Result]] = {"bare aiohttp": [], "gateway serve": []}
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, gw_port = free_port(), free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), str(bare_processes)])
         gateway = start_gateway(gw_port, str(Path(tmp) / "data"), args.worker, args.processes)
         try:
             wait_ready(bare_port)
@@ -279,7 +306,7 @@ def main() -> None:
     print(
         f"\nmedians over {args.rounds} rounds of {args.duration} s, "
         f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}, "
-        f"gateway processes {args.processes}:"
+        f"gateway processes {args.processes}, bare processes {bare_processes}:"
     )
     print(f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     med: dict[str, float] = {}

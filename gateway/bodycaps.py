@@ -26,6 +26,7 @@ client's address or any of the body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -87,6 +88,7 @@ def caps(settings: Settings) -> Mapping[str, int]:
     }
 
 
+@functools.lru_cache(maxsize=512)  # a route table's patterns: a bounded set, asked per request
 def kind_of(pattern: str) -> str | None:
     """The kind of the route whose canonical path is ``pattern``; None: no rule names it."""
     for rule, kind in RULES:
