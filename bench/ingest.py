@@ -10,11 +10,14 @@ client is not what is measured.
 With ``--processes N`` the gateway runs N pre-forked web processes on one socket, and so does
 the bare handler (``--bare-processes``, N by default): two processes against two.
 
-Reports, per target, the median over rounds of throughput, p50 and p99 latency, and the ratio
-of the gateway's throughput to the bare handler's. Rounds alternate between the two targets so
-that a noisy neighbour on a shared machine hits both alike. The gateway runs on embedded
-defaults (SQLite + embedded Redis); by default without its in-process worker, so that the
-figure is ingest's own (store + enqueue); `--worker` measures it with the worker running too.
+Reports, per target, the median over rounds of throughput, p50 and p99 latency and the CPU
+time its processes spent per request (the gateway's embedded Redis included), the ratio of the
+gateway's throughput to the bare handler's, and the same ratio in CPU per request (which moves
+much less than throughput when other work shares the machine). Rounds alternate between the
+two targets so that a noisy neighbour on a shared machine hits both alike. The gateway runs on
+embedded defaults (SQLite + embedded Redis); by default without its in-process worker, so that
+the figure is ingest's own (store + enqueue); `--worker` measures it with the worker running
+too.
 Only loopback is used.
 """
 
@@ -112,6 +115,22 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = 0.0  # the target's processes' CPU time per request answered
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and of its children (Linux /proc), 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return own + sum(_cpu_seconds(int(child)) for child in children)
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
 
 
 LUA = """
@@ -186,6 +205,25 @@ def load(
         elif "Socket errors" in line:
             errors += sum(int(x.rstrip(",")) for x in parts if x.rstrip(",").isdigit())
     return Result(throughput, p50, p99, errors)
+
+
+def measured(
+    url: str,
+    payloads: list[tuple[dict[str, str], str]],
+    concurrency: int,
+    duration: int,
+    workdir: Path,
+    pids: list[int],
+) -> Result:
+    """``load``, with the CPU time the target's processes spent per request answered: on a
+    machine shared with other work the throughputs move with the neighbours' load, the CPU a
+    request costs much less."""
+    before = cpu_of(pids)
+    result = load(url, payloads, concurrency, duration, workdir)
+    spent = cpu_of(pids) - before
+    answered = result.throughput * duration
+    result.cpu_ms = 1000 * spent / answered if answered else 0.0
+    return result
 
 
 def wait_ready(port: int, timeout: float = 60) -> None:
@@ -288,15 +326,29 @@ def main() -> None:
             for r in range(args.rounds):
                 # Unique MessageSids for the whole round: every request is a new message.
                 payloads = forms(args.requests, f"r{r}")
-                for name, port in (("bare aiohttp", bare_port), ("gateway serve", gw_port)):
-                    result = load(
-                        f"http://127.0.0.1:{port}", payloads, args.concurrency, args.duration, work
+                # The gateway's processes and its embedded Redis (daemonised, not a child).
+                redis_pid = Path(tmp) / "data" / "redis" / "redis.pid"
+                gateway_pids = [gateway.pid]
+                if redis_pid.exists():
+                    gateway_pids.append(int(redis_pid.read_text().strip()))
+                targets = (
+                    ("bare aiohttp", bare_port, [bare.pid]),
+                    ("gateway serve", gw_port, gateway_pids),
+                )
+                for name, port, pids in targets:
+                    result = measured(
+                        f"http://127.0.0.1:{port}",
+                        payloads,
+                        args.concurrency,
+                        args.duration,
+                        work,
+                        pids,
                     )
                     results[name].append(result)
                     print(
                         f"round {r + 1} {name:<14} {result.throughput:8.0f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
-                        f"errors {result.errors}",
+                        f"cpu {result.cpu_ms:5.3f} ms/req  errors {result.errors}",
                         flush=True,
                     )
         finally:
@@ -308,15 +360,25 @@ def main() -> None:
         f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}, "
         f"gateway processes {args.processes}, bare processes {bare_processes}:"
     )
-    print(f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(
+        f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11} {'errors':>7}"
+    )
     med: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name, rs in results.items():
         med[name] = statistics.median(r.throughput for r in rs)
+        cpu[name] = statistics.median(r.cpu_ms for r in rs)
         print(
             f"{name:<14} {med[name]:8.0f} {statistics.median(r.p50_ms for r in rs):8.1f} "
-            f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d}"
+            f"{statistics.median(r.p99_ms for r in rs):8.1f} {cpu[name]:11.3f} "
+            f"{sum(r.errors for r in rs):7d}"
         )
     print(f"ratio gateway/bare: {med['gateway serve'] / med['bare aiohttp']:.2f}")
+    if cpu["gateway serve"]:
+        print(
+            "ratio of CPU per request, bare/gateway: "
+            f"{cpu['bare aiohttp'] / cpu['gateway serve']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ import hashlib
 import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -45,6 +47,10 @@ MAX_BATCH = 200
 WRITE_WAIT_SECONDS = 5
 # Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).
 BUSY_RATE = 100.0
+# Seconds between two checkpoints of SQLite's WAL while webhooks are written (at most: none
+# while nothing is). SQLite's own, in the committing thread, came every 4 MB of WAL and took
+# half of the webhook writer's time under a burst (docs/benchmarks.md).
+CHECKPOINT_EVERY = 0.25
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,9 @@ _MAX_VALUES = 999
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
-def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) -> dict[str, int]:
+def _insert_ignoring_duplicates(
+    runtime: Runtime, rows: list[dict[str, Any]], checkpoints_elsewhere: bool = False
+) -> dict[str, int]:
     """Insert rows, skipping (channel, provider id) pairs already stored; returns new ids.
 
     One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per (up to) 66 rows, handed to
@@ -155,7 +163,11 @@ def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) ->
         raise _refused_value(exc) from exc
     per_statement = max(1, _MAX_VALUES // len(_COLUMNS))
     new: dict[str, int] = {}
-    with db.waiting_at_most(engine, WRITE_WAIT_SECONDS) as connection, connection.begin():
+    with (
+        db.waiting_at_most(engine, WRITE_WAIT_SECONDS) as connection,
+        db.leaving_checkpoints(connection) if checkpoints_elsewhere else nullcontext(),
+        connection.begin(),
+    ):
         if dialect.name == "postgresql":
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{WRITE_WAIT_SECONDS}s'")
         for start in range(0, len(values), per_statement):
@@ -229,9 +241,13 @@ def _settle_hashes(runtime: Runtime, rows: list[dict[str, Any]]) -> None:
         row["sender_hash"] = persons.choose(row["sender_hash"], known)
 
 
-def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]:
+def store(
+    runtime: Runtime, messages: Sequence[IncomingMessage], *, checkpoints_elsewhere: bool = False
+) -> list[Stored]:
     """Store messages and enqueue the new ones. Raises SQLAlchemyError if the database is down
     (the caller answers the provider with a 5xx so that it retries); never raises for Redis.
+    ``checkpoints_elsewhere``: the caller checkpoints SQLite's WAL on another thread
+    (``BatchingIngest``), so these commits do not (gateway.db.leaving_checkpoints).
 
     A message the database refuses for what it holds (a field longer than its column, a value
     it cannot take) is quarantined with its reason (``quarantine``) and answered like a stored
@@ -262,7 +278,11 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     _settle_hashes(runtime, list(rows.values()))
     new_ids: dict[str, int] = {}
     try:
-        new_ids = _insert_ignoring_duplicates(runtime, list(rows.values())) if rows else {}
+        new_ids = (
+            _insert_ignoring_duplicates(runtime, list(rows.values()), checkpoints_elsewhere)
+            if rows
+            else {}
+        )
     except SQLAlchemyError as exc:
         if is_outage(exc):
             raise
@@ -275,7 +295,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
         )
         for index, row in rows.items():
             try:
-                new_ids.update(_insert_ignoring_duplicates(runtime, [row]))
+                new_ids.update(_insert_ignoring_duplicates(runtime, [row], checkpoints_elsewhere))
             except SQLAlchemyError as one:
                 if is_outage(one):
                     raise
@@ -412,6 +432,11 @@ class BatchingIngest:
         self._queue: asyncio.Queue[tuple[IncomingMessage, asyncio.Future[Stored]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        # SQLite: the WAL is checkpointed here, beside the writer, never in a webhook's commit.
+        self._checkpoints = runtime.engine.dialect.name == "sqlite"
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._last_checkpoint = 0.0
         self.messages = 0
         self.batches = 0
         self._window_start = time.monotonic()
@@ -433,6 +458,7 @@ class BatchingIngest:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
         if self.batches:
             log.info(
                 "ingest: %d message(s) stored in %d batch(es), %.1f per batch",
@@ -475,7 +501,12 @@ class BatchingIngest:
             self.messages += len(messages)
             self.batches += 1
             try:
-                results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
+                results = await loop.run_in_executor(
+                    self._executor,
+                    functools.partial(
+                        store, self.runtime, messages, checkpoints_elsewhere=self._checkpoints
+                    ),
+                )
             except Exception as exc:
                 if isinstance(exc, SQLAlchemyError) and is_outage(exc):
                     # Every webhook of the batch answers 503: the incident is logged once
@@ -490,3 +521,24 @@ class BatchingIngest:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            self._maybe_checkpoint(loop)
+
+    def _maybe_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a checkpoint of SQLite's WAL on its own thread, unless one is running or
+        one ran less than CHECKPOINT_EVERY ago. Nobody waits for it: the rows are committed
+        already, and a checkpoint that fails (a locked database) is tried again later."""
+        if not self._checkpoints:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_EVERY:
+            return
+        self._last_checkpoint = now
+        self._checkpointing = loop.run_in_executor(self._checkpointer, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            db.checkpoint(self.runtime.engine)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            log.debug("WAL checkpoint put off: %s", type(exc).__name__)

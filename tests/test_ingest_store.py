@@ -4,13 +4,14 @@ batch and across batches absorbed and a refused value quarantined without its ne
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
-from gateway import ingest
+from gateway import db, ingest
 from gateway.models import InboundMessage, QuarantinedMessage
 from gateway.privacy import inbound_raw, inbound_sender
 from gateway.runtime import Runtime
@@ -99,3 +100,42 @@ def test_a_value_the_column_types_refuse_is_quarantined_and_its_batch_stored(run
     assert [m.text for m in rows(runtime)] == ["PARC des bancs", "PARC des arbres"]
     with runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 1
+
+
+async def test_webhook_commits_leave_the_wal_to_a_checkpoint_beside_them(
+    runtime: Runtime, monkeypatch
+):
+    """SQLite: BatchingIngest's commits do not checkpoint the WAL themselves; it runs passive
+    checkpoints on a thread of its own, and the connection gets SQLite's default back."""
+    checkpoints: list[int] = []
+    real = db.checkpoint
+
+    def counted(engine: Engine) -> int:
+        left = real(engine)
+        checkpoints.append(left)
+        return left
+
+    monkeypatch.setattr(db, "checkpoint", counted)
+    monkeypatch.setattr(ingest, "CHECKPOINT_EVERY", 0.0)
+    batching = ingest.BatchingIngest(runtime)
+    await batching.start()
+    try:
+        for round_ in range(3):
+            await asyncio.gather(
+                *(
+                    batching.accept(incoming_sms(f"PARC {round_}-{i}", f"+3361111{i:04d}"))
+                    for i in range(20)
+                )
+            )
+    finally:
+        await batching.stop()
+    assert len(rows(runtime)) == 60
+    if runtime.engine.dialect.name != "sqlite":
+        assert checkpoints == []
+        return
+    assert checkpoints, "no checkpoint ran"
+    assert db.checkpoint(runtime.engine) == 0  # everything committed is copied back
+    with runtime.engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
