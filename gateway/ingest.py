@@ -48,8 +48,9 @@ WRITE_WAIT_SECONDS = 5
 # Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).
 BUSY_RATE = 100.0
 # Seconds between two checkpoints of SQLite's WAL while webhooks are written (at most: none
-# while nothing is). SQLite's own, in the committing thread, came every 4 MB of WAL and took
-# half of the webhook writer's time under a burst (docs/benchmarks.md).
+# while nothing is). SQLite's own, in the committing thread every 4 MB of WAL, made the commits
+# cost as much as the inserts: a quarter of the webhook writer's time under a burst, and the
+# batches behind them waited (docs/benchmarks.md).
 CHECKPOINT_EVERY = 0.25
 
 
