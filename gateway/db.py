@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -132,7 +133,11 @@ def leaving_checkpoints(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        raw.execute(AUTOCHECKPOINT)
+        try:
+            raw.execute(AUTOCHECKPOINT)
+        except sqlite3.Error:
+            # Not given back to the pool without SQLite's own checkpoints.
+            connection.invalidate()
 
 
 def checkpoint(engine: Engine) -> int:

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from gateway import db, enqueue, persons, textcap
@@ -147,9 +146,7 @@ def _insert_ignoring_duplicates(
         return {}
     engine = runtime.engine
     dialect = engine.dialect
-    placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
-    if placeholder is None or dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover
-        return _insert_with_core(runtime, rows)
+    placeholder = _PLACEHOLDERS[dialect.paramstyle]  # pysqlite's and psycopg's
     table = cast(Table, InboundMessage.__table__)
     processors = [table.c[name].type._cached_bind_processor(dialect) for name in _COLUMNS]
     try:
@@ -201,30 +198,6 @@ def _insert_sql(placeholder: str, count: int) -> str:
         + " ON CONFLICT (channel, provider_message_id) DO NOTHING"
         " RETURNING id, channel, provider_message_id"
     )
-
-
-def _insert_with_core(runtime: Runtime, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """The same insert through SQLAlchemy Core, for a driver whose parameter style the
-    driver-level statement does not speak."""
-    table = cast(Table, InboundMessage.__table__)
-    dialect = runtime.engine.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(
-            index_elements=["channel", "provider_message_id"]
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(
-            index_elements=["channel", "provider_message_id"]
-        )
-    else:
-        stmt = insert(table)
-    stmt = stmt.returning(table.c.id, table.c.channel, table.c.provider_message_id)
-    with db.waiting_at_most(runtime.engine, WRITE_WAIT_SECONDS) as connection, connection.begin():
-        if dialect == "postgresql":
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{WRITE_WAIT_SECONDS}s'")
-        result = connection.execute(stmt, rows)
-        return {f"{r.channel}\x00{r.provider_message_id}": r.id for r in result}
 
 
 def _settle_hashes(runtime: Runtime, rows: list[dict[str, Any]]) -> None:
