@@ -2,15 +2,22 @@
 and in the same run the same load against a bare aiohttp handler answering the same TwiML.
 
     python bench/ingest.py [--duration 10] [--concurrency 50] [--rounds 3] [--worker]
+                           [--processes N] [--bare-processes N]
 
 The load comes from wrk (Debian package `wrk`), a C load generator on one thread, so that the
 client is not what is measured.
 
-Reports, per target, the median over rounds of throughput, p50 and p99 latency, and the ratio
-of the gateway's throughput to the bare handler's. Rounds alternate between the two targets so
-that a noisy neighbour on a shared machine hits both alike. The gateway runs on embedded
-defaults (SQLite + embedded Redis); by default without its in-process worker, so that the
-figure is ingest's own (store + enqueue); `--worker` measures it with the worker running too.
+With ``--processes N`` the gateway runs N pre-forked web processes on one socket, and so does
+the bare handler (``--bare-processes``, N by default): two processes against two.
+
+Reports, per target, the median over rounds of throughput, p50 and p99 latency and the CPU
+time its processes spent per request (the gateway's embedded Redis included), the ratio of the
+gateway's throughput to the bare handler's, and the same ratio in CPU per request (which moves
+much less than throughput when other work shares the machine). Rounds alternate between the
+two targets so that a noisy neighbour on a shared machine hits both alike. The gateway runs on
+embedded defaults (SQLite + embedded Redis); by default without its in-process worker, so that
+the figure is ingest's own (store + enqueue); `--worker` measures it with the worker running
+too.
 Only loopback is used.
 """
 
@@ -39,23 +46,39 @@ PATH = "/webhooks/twilio/sms"
 
 BARE = textwrap.dedent(
     """
-    import sys
+    import os, socket, sys
     from aiohttp import web
     TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
     async def handler(request):
         await request.post()
         return web.Response(text=TWIML, content_type="text/xml")
-    app = web.Application()
-    app.router.add_post("/webhooks/twilio/sms", handler)
-    app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
-    try:  # the same event loop as `gateway serve`, so that the ratio compares like with like
-        import uvloop
-        loop = uvloop.new_event_loop()
-    except ImportError:
-        import asyncio
-        loop = asyncio.new_event_loop()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
-                loop=loop)
+    def serve(sock):
+        app = web.Application()
+        app.router.add_post("/webhooks/twilio/sms", handler)
+        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        try:  # the same event loop as `gateway serve`, so that the ratio compares like with like
+            import uvloop
+            loop = uvloop.new_event_loop()
+        except ImportError:
+            import asyncio
+            loop = asyncio.new_event_loop()
+        web.run_app(app, sock=sock, print=None, access_log=None, loop=loop)
+    # As `gateway serve --processes N` does: one listening socket, N pre-forked processes.
+    port, processes = int(sys.argv[1]), int(sys.argv[2])
+    sock = socket.create_server(("127.0.0.1", port), backlog=2048)
+    children = []
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            serve(sock)
+            os._exit(0)
+        children.append(pid)
+    try:
+        serve(sock)
+    finally:
+        for pid in children:
+            os.kill(pid, 15)
+            os.waitpid(pid, 0)
     """
 )
 
@@ -92,6 +115,22 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = 0.0  # the target's processes' CPU time per request answered
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and of its children (Linux /proc), 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return own + sum(_cpu_seconds(int(child)) for child in children)
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
 
 
 LUA = """
@@ -168,6 +207,25 @@ def load(
     return Result(throughput, p50, p99, errors)
 
 
+def measured(
+    url: str,
+    payloads: list[tuple[dict[str, str], str]],
+    concurrency: int,
+    duration: int,
+    workdir: Path,
+    pids: list[int],
+) -> Result:
+    """``load``, with the CPU time the target's processes spent per request answered: on a
+    machine shared with other work the throughputs move with the neighbours' load, the CPU a
+    request costs much less."""
+    before = cpu_of(pids)
+    result = load(url, payloads, concurrency, duration, workdir)
+    spent = cpu_of(pids) - before
+    answered = result.throughput * duration
+    result.cpu_ms = 1000 * spent / answered if answered else 0.0
+    return result
+
+
 def wait_ready(port: int, timeout: float = 60) -> None:
     import urllib.request
 
@@ -242,14 +300,21 @@ def main() -> None:
         help="gateway serve --processes (web processes sharing the port)",
     )
     parser.add_argument(
+        "--bare-processes",
+        type=int,
+        default=None,
+        help="processes of the bare aiohttp baseline (default: as many as --processes)",
+    )
+    parser.add_argument(
         "--worker", action="store_true", help="run the gateway's in-process worker during the load"
     )
     args = parser.parse_args()
+    bare_processes = args.bare_processes or args.processes
 
     results: dict[str, list[Result]] = {"bare aiohttp": [], "gateway serve": []}
     with tempfile.TemporaryDirectory() as tmp:
         bare_port, gw_port = free_port(), free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), str(bare_processes)])
         gateway = start_gateway(gw_port, str(Path(tmp) / "data"), args.worker, args.processes)
         try:
             wait_ready(bare_port)
@@ -261,15 +326,29 @@ def main() -> None:
             for r in range(args.rounds):
                 # Unique MessageSids for the whole round: every request is a new message.
                 payloads = forms(args.requests, f"r{r}")
-                for name, port in (("bare aiohttp", bare_port), ("gateway serve", gw_port)):
-                    result = load(
-                        f"http://127.0.0.1:{port}", payloads, args.concurrency, args.duration, work
+                # The gateway's processes and its embedded Redis (daemonised, not a child).
+                redis_pid = Path(tmp) / "data" / "redis" / "redis.pid"
+                gateway_pids = [gateway.pid]
+                if redis_pid.exists():
+                    gateway_pids.append(int(redis_pid.read_text().strip()))
+                targets = (
+                    ("bare aiohttp", bare_port, [bare.pid]),
+                    ("gateway serve", gw_port, gateway_pids),
+                )
+                for name, port, pids in targets:
+                    result = measured(
+                        f"http://127.0.0.1:{port}",
+                        payloads,
+                        args.concurrency,
+                        args.duration,
+                        work,
+                        pids,
                     )
                     results[name].append(result)
                     print(
                         f"round {r + 1} {name:<14} {result.throughput:8.0f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
-                        f"errors {result.errors}",
+                        f"cpu {result.cpu_ms:5.3f} ms/req  errors {result.errors}",
                         flush=True,
                     )
         finally:
@@ -279,17 +358,27 @@ def main() -> None:
     print(
         f"\nmedians over {args.rounds} rounds of {args.duration} s, "
         f"concurrency {args.concurrency}, worker {'on' if args.worker else 'off'}, "
-        f"gateway processes {args.processes}:"
+        f"gateway processes {args.processes}, bare processes {bare_processes}:"
     )
-    print(f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(
+        f"{'target':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11} {'errors':>7}"
+    )
     med: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name, rs in results.items():
         med[name] = statistics.median(r.throughput for r in rs)
+        cpu[name] = statistics.median(r.cpu_ms for r in rs)
         print(
             f"{name:<14} {med[name]:8.0f} {statistics.median(r.p50_ms for r in rs):8.1f} "
-            f"{statistics.median(r.p99_ms for r in rs):8.1f} {sum(r.errors for r in rs):7d}"
+            f"{statistics.median(r.p99_ms for r in rs):8.1f} {cpu[name]:11.3f} "
+            f"{sum(r.errors for r in rs):7d}"
         )
     print(f"ratio gateway/bare: {med['gateway serve'] / med['bare aiohttp']:.2f}")
+    if cpu["gateway serve"]:
+        print(
+            "ratio of CPU per request, bare/gateway: "
+            f"{cpu['bare aiohttp'] / cpu['gateway serve']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -109,6 +110,46 @@ def waiting_at_most(engine: Engine, seconds: float) -> Iterator[Connection]:
                 raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             return
         yield connection
+
+
+# Set on a connection while it writes webhooks: its commits leave the WAL's checkpoint to
+# ``checkpoint`` (gateway.ingest runs it on a thread of its own), so that no webhook waits for
+# the copy back into the database file and its two fsyncs.
+NO_AUTOCHECKPOINT = "PRAGMA wal_autocheckpoint=0"
+AUTOCHECKPOINT = "PRAGMA wal_autocheckpoint=1000"  # SQLite's default, every other connection's
+
+
+@contextmanager
+def leaving_checkpoints(connection: Connection) -> Iterator[None]:
+    """SQLite: this connection's commits do not checkpoint the WAL (``checkpoint`` does, from
+    another thread); nothing elsewhere. What a commit guarantees is unchanged: with
+    synchronous=NORMAL it is in the WAL, safe from a crash of the process either way."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute(NO_AUTOCHECKPOINT)
+    try:
+        yield
+    finally:
+        try:
+            raw.execute(AUTOCHECKPOINT)
+        except sqlite3.Error:
+            # Not given back to the pool without SQLite's own checkpoints.
+            connection.invalidate()
+
+
+def checkpoint(engine: Engine) -> int:
+    """Copy what the WAL holds back into the database file without waiting for any reader or
+    writer (a passive checkpoint); returns the WAL's frames left uncopied (0: all of it).
+    SQLite only; runs beside a writer, which keeps appending to the WAL meanwhile."""
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        row = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _busy, frames, copied = row if row is not None else (0, 0, 0)
+        return max(int(frames) - int(copied), 0)
 
 
 def _private_database_file(path: Path) -> None:

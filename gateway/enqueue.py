@@ -51,18 +51,22 @@ def inbound(
     the message), one job each otherwise."""
     if not items:
         return True
+    count = len(items)
     conversational = [mid for mid, channel in items if channel != "voice"]
     try:
-        if batch_job_id is not None and len(conversational) > 1:
-            runtime.queue(INBOUND).enqueue(
-                JOBS + "process_inbound_batch",
-                conversational,
-                job_id=batch_job_id,
-                result_ttl=KEEP_RESULT,
-                failure_ttl=KEEP_FAILURE,
-            )
-            items = [(mid, channel) for mid, channel in items if channel == "voice"]
+        # One pipeline, one round trip to Redis for the whole group commit (RQ's own enqueue
+        # makes two), and all of it or nothing: the sweeper takes back what was not enqueued.
         with runtime.redis.pipeline() as pipe:
+            if batch_job_id is not None and len(conversational) > 1:
+                runtime.queue(INBOUND).enqueue_call(
+                    JOBS + "process_inbound_batch",
+                    args=(conversational,),
+                    job_id=batch_job_id,
+                    result_ttl=KEEP_RESULT,
+                    failure_ttl=KEEP_FAILURE,
+                    pipeline=pipe,
+                )
+                items = [(mid, channel) for mid, channel in items if channel == "voice"]
             for mid, channel in items:
                 queue_name, func, job_id = single_job(channel, mid)
                 q = runtime.queue(queue_name)
@@ -82,7 +86,7 @@ def inbound(
     except (RedisError, OSError) as exc:
         log.warning(
             "Redis unavailable, %d message(s) stored and left for the sweeper: %s",
-            len(items),
+            count,
             exc,
         )
         return False

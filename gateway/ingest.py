@@ -13,19 +13,22 @@ what lets one process accept a thousand webhooks a second on SQLite.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from gateway import db, enqueue, persons, textcap
 from gateway.messages import IncomingMessage
@@ -43,6 +46,11 @@ MAX_BATCH = 200
 WRITE_WAIT_SECONDS = 5
 # Webhooks a second above which the in-process worker of `gateway serve` pauses (a flood).
 BUSY_RATE = 100.0
+# Seconds between two checkpoints of SQLite's WAL while webhooks are written (at most: none
+# while nothing is). SQLite's own, in the committing thread every 4 MB of WAL, made the commits
+# cost as much as the inserts: a quarter of the webhook writer's time under a burst, and the
+# batches behind them waited (docs/benchmarks.md).
+CHECKPOINT_EVERY = 0.25
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,11 @@ def _raw_bytes(raw: Any) -> bytes:
         return json.dumps(raw, ensure_ascii=True, sort_keys=True).encode("ascii")
 
 
-def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
+def _row(runtime: Runtime, message: IncomingMessage, data_path: Path) -> dict[str, Any]:
     vault = runtime.vault
     settings = runtime.settings
     # The one place every channel's text passes: cut to MAX_TEXT_CHARS, kept whole beside.
-    message = textcap.capped(
-        message, settings.data_path, settings.max_text_chars, settings.language
-    )
+    message = textcap.capped(message, data_path, settings.max_text_chars, settings.language)
     raw = _raw_bytes(message.raw)
     provider_id = _text(message.provider_message_id)  # as stored: the row's key in the bindings
     return {
@@ -103,27 +109,95 @@ def _row(runtime: Runtime, message: IncomingMessage) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_duplicates(runtime: Runtime, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert rows, skipping (channel, provider id) pairs already stored; returns new ids."""
+# The columns ingest writes, in the order of the driver-level statement's values.
+_COLUMNS = (
+    "channel",
+    "provider_message_id",
+    "sender_hash",
+    "sender_encrypted",
+    "recipient",
+    "text",
+    "attachments",
+    "provider_ref",
+    "kind",
+    "provider",
+    "raw_encrypted",
+    "received_at",
+    "state",
+    "attempts",
+    "job_id",
+)
+# Bound values per statement: SQLite before 3.32 takes no more than 999.
+_MAX_VALUES = 999
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _insert_ignoring_duplicates(
+    runtime: Runtime, rows: list[dict[str, Any]], checkpoints_elsewhere: bool = False
+) -> dict[str, int]:
+    """Insert rows, skipping (channel, provider id) pairs already stored; returns new ids.
+
+    One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per (up to) 66 rows, handed to
+    the driver as it is: SQLAlchemy's own insertmanyvalues built the same statement, with about a
+    fifth of the writer thread's time spent in its per-execution bookkeeping (cache keys,
+    compiled parameters, result processing). The values still go through each column's own
+    bind processing (JSON, UTC datetimes), so that what is stored is what the ORM stores."""
+    if not rows:
+        return {}
+    engine = runtime.engine
+    dialect = engine.dialect
+    placeholder = _PLACEHOLDERS[dialect.paramstyle]  # pysqlite's and psycopg's
     table = cast(Table, InboundMessage.__table__)
-    dialect = runtime.engine.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(
-            index_elements=["channel", "provider_message_id"]
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(
-            index_elements=["channel", "provider_message_id"]
-        )
-    else:  # pragma: no cover - only the two supported backends
-        stmt = insert(table)
-    stmt = stmt.returning(table.c.id, table.c.channel, table.c.provider_message_id)
-    with db.waiting_at_most(runtime.engine, WRITE_WAIT_SECONDS) as connection, connection.begin():
-        if dialect == "postgresql":
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in _COLUMNS]
+    try:
+        values = [
+            tuple(
+                row[name] if process is None else process(row[name])
+                for name, process in zip(_COLUMNS, processors, strict=True)
+            )
+            for row in rows
+        ]
+    except (ValueError, TypeError) as exc:
+        raise _refused_value(exc) from exc
+    per_statement = max(1, _MAX_VALUES // len(_COLUMNS))
+    new: dict[str, int] = {}
+    with (
+        db.waiting_at_most(engine, WRITE_WAIT_SECONDS) as connection,
+        db.leaving_checkpoints(connection) if checkpoints_elsewhere else nullcontext(),
+        connection.begin(),
+    ):
+        if dialect.name == "postgresql":
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{WRITE_WAIT_SECONDS}s'")
-        result = connection.execute(stmt, rows)
-        return {f"{r.channel}\x00{r.provider_message_id}": r.id for r in result}
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            try:
+                result = connection.exec_driver_sql(
+                    _insert_sql(placeholder, len(chunk)), tuple(v for row in chunk for v in row)
+                )
+            except (ValueError, TypeError) as exc:
+                # psycopg adapts a JSON value only now, and raises the encoder's own error.
+                raise _refused_value(exc) from exc
+            for row_id, channel, provider_id in result:
+                new[f"{channel}\x00{provider_id}"] = row_id
+    return new
+
+
+def _refused_value(exc: Exception) -> StatementError:
+    """A value the column types or the driver refuse, reported as SQLAlchemy reports one
+    (not an outage: ``store`` stores the rows one by one and quarantines that one)."""
+    return StatementError("a value the column types refuse", None, None, exc, hide_parameters=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(placeholder: str, count: int) -> str:
+    one = "(" + ", ".join([placeholder] * len(_COLUMNS)) + ")"
+    return (
+        # Only this module's constants and placeholders: no value is ever formatted in.
+        f"INSERT INTO inbound_messages ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
+        + ", ".join([one] * count)
+        + " ON CONFLICT (channel, provider_message_id) DO NOTHING"
+        " RETURNING id, channel, provider_message_id"
+    )
 
 
 def _settle_hashes(runtime: Runtime, rows: list[dict[str, Any]]) -> None:
@@ -141,9 +215,13 @@ def _settle_hashes(runtime: Runtime, rows: list[dict[str, Any]]) -> None:
         row["sender_hash"] = persons.choose(row["sender_hash"], known)
 
 
-def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]:
+def store(
+    runtime: Runtime, messages: Sequence[IncomingMessage], *, checkpoints_elsewhere: bool = False
+) -> list[Stored]:
     """Store messages and enqueue the new ones. Raises SQLAlchemyError if the database is down
     (the caller answers the provider with a 5xx so that it retries); never raises for Redis.
+    ``checkpoints_elsewhere``: the caller checkpoints SQLite's WAL on another thread
+    (``BatchingIngest``), so these commits do not (gateway.db.leaving_checkpoints).
 
     A message the database refuses for what it holds (a field longer than its column, a value
     it cannot take) is quarantined with its reason (``quarantine``) and answered like a stored
@@ -153,11 +231,12 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
         return []
     results: list[Stored | None] = [None] * len(messages)
     rows: dict[int, dict[str, Any]] = {}
+    data_path = runtime.settings.data_path  # resolved once a batch: it asks the file system
     for index, message in enumerate(messages):
         problem = _refused(message)
         if problem is None:
             try:
-                rows[index] = _row(runtime, message)
+                rows[index] = _row(runtime, message, data_path)
             except (ValueError, TypeError, UnicodeError) as exc:
                 problem = f"unreadable: {type(exc).__name__}"
         if problem is not None:
@@ -173,7 +252,11 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
     _settle_hashes(runtime, list(rows.values()))
     new_ids: dict[str, int] = {}
     try:
-        new_ids = _insert_ignoring_duplicates(runtime, list(rows.values())) if rows else {}
+        new_ids = (
+            _insert_ignoring_duplicates(runtime, list(rows.values()), checkpoints_elsewhere)
+            if rows
+            else {}
+        )
     except SQLAlchemyError as exc:
         if is_outage(exc):
             raise
@@ -186,7 +269,7 @@ def store(runtime: Runtime, messages: Sequence[IncomingMessage]) -> list[Stored]
         )
         for index, row in rows.items():
             try:
-                new_ids.update(_insert_ignoring_duplicates(runtime, [row]))
+                new_ids.update(_insert_ignoring_duplicates(runtime, [row], checkpoints_elsewhere))
             except SQLAlchemyError as one:
                 if is_outage(one):
                     raise
@@ -323,6 +406,11 @@ class BatchingIngest:
         self._queue: asyncio.Queue[tuple[IncomingMessage, asyncio.Future[Stored]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        # SQLite: the WAL is checkpointed here, beside the writer, never in a webhook's commit.
+        self._checkpoints = runtime.engine.dialect.name == "sqlite"
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._last_checkpoint = 0.0
         self.messages = 0
         self.batches = 0
         self._window_start = time.monotonic()
@@ -344,6 +432,7 @@ class BatchingIngest:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
         if self.batches:
             log.info(
                 "ingest: %d message(s) stored in %d batch(es), %.1f per batch",
@@ -386,7 +475,12 @@ class BatchingIngest:
             self.messages += len(messages)
             self.batches += 1
             try:
-                results = await loop.run_in_executor(self._executor, store, self.runtime, messages)
+                results = await loop.run_in_executor(
+                    self._executor,
+                    functools.partial(
+                        store, self.runtime, messages, checkpoints_elsewhere=self._checkpoints
+                    ),
+                )
             except Exception as exc:
                 if isinstance(exc, SQLAlchemyError) and is_outage(exc):
                     # Every webhook of the batch answers 503: the incident is logged once
@@ -401,3 +495,24 @@ class BatchingIngest:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            self._maybe_checkpoint(loop)
+
+    def _maybe_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a checkpoint of SQLite's WAL on its own thread, unless one is running or
+        one ran less than CHECKPOINT_EVERY ago. Nobody waits for it: the rows are committed
+        already, and a checkpoint that fails (a locked database) is tried again later."""
+        if not self._checkpoints:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_EVERY:
+            return
+        self._last_checkpoint = now
+        self._checkpointing = loop.run_in_executor(self._checkpointer, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            db.checkpoint(self.runtime.engine)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            log.debug("WAL checkpoint put off: %s", type(exc).__name__)
